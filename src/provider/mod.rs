@@ -1,0 +1,46 @@
+//! Model providers: one trait, one module per wire format.
+//!
+//! [`Provider`] takes provider-neutral [`ModelRequest`]s and returns
+//! [`ModelResponse`]s. `anthropic` speaks the Messages API, `openai` speaks Chat
+//! Completions (and so every OpenAI-compatible server). [`retry`] wraps any provider
+//! with bounded, cancellable backoff on 429/529/5xx honouring `retry-after`.
+
+pub mod anthropic;
+pub mod openai;
+pub mod retry;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::model::{ModelRequest, ModelResponse};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One model endpoint. Implementations are cheap to share (`Arc<dyn Provider>`).
+pub trait Provider: Send + Sync {
+    /// Make one model call. No retries here: see [`retry::complete_with_retry`].
+    fn complete<'a>(
+        &'a self,
+        request: &'a ModelRequest<'a>,
+    ) -> BoxFuture<'a, Result<ModelResponse, ProviderError>>;
+}
+
+/// Why a model call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth trying again: 429, 529, 5xx, or the connection failed.
+    #[error("{message}")]
+    Retryable {
+        status: Option<u16>,
+        /// What the server asked us to wait (`retry-after`), if it said.
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// Not worth trying again: bad request, bad key, unknown model, unreadable answer.
+    #[error("{message}")]
+    Fatal {
+        status: Option<u16>,
+        message: String,
+    },
+}
