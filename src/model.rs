@@ -87,6 +87,12 @@ pub struct Usage {
     /// Prompt tokens, including any read from or written to a prompt cache.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `input_tokens`, how many were read from the provider's prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, how many were written to the prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 /// Why the model stopped.

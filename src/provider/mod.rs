@@ -3,11 +3,16 @@
 //! [`Provider`] takes provider-neutral [`ModelRequest`]s and returns
 //! [`ModelResponse`]s. `anthropic` speaks the Messages API, `openai` speaks Chat
 //! Completions (and so every OpenAI-compatible server). [`retry`] wraps any provider
-//! with bounded, cancellable backoff on 429/529/5xx honouring `retry-after`.
+//! with bounded, cancellable backoff on 429/529/5xx honouring `retry-after`. [`http`]
+//! holds the shared client and the HTTP status → [`ProviderError`] mapping.
 
 pub mod anthropic;
+pub mod http;
 pub mod openai;
 pub mod retry;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,318 @@
+//! The TOML config file (`~/.config/flotilla/config.toml` or `--config PATH`).
+//!
+//! [`Config`] is the file as written: every key optional, unknown keys refused so a typo
+//! is an error that names the key rather than a setting silently ignored. [`Models`]
+//! (in `config/models.rs`) is what the server builds from it once at startup: the
+//! providers, aliases, prices, retry policy and default model, with API keys read from
+//! the environment.
+//!
+//! ```toml
+//! default_model = "sonnet"            # FLOTILLA_MODEL overrides
+//! max_output_tokens = 8192
+//!
+//! [aliases]                           # alias = "provider:model"
+//! fast = "ollama:qwen3:8b"
+//!
+//! [providers.ollama]                  # extra providers; "anthropic"/"openai" may be tuned
+//! kind = "openai"                     # "openai" (Chat Completions) or "anthropic" (Messages)
+//! base_url = "http://localhost:11434/v1"
+//! # api_key_env = "OLLAMA_API_KEY"    # NAME of the variable holding the key
+//!
+//! [prices."ollama:qwen3:8b"]          # USD per million tokens
+//! input = 0.0
+//! output = 0.0
+//!
+//! [retry]
+//! max_retries = 5
+//! initial_backoff_ms = 1000
+//! max_backoff_ms = 30000
+//! ```
+
+mod models;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use self::models::{ModelError, Models, ResolvedModel};
+use crate::pricing::Price;
+use crate::provider::openai::MaxTokensField;
+
+/// The config file, as written. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Model for agents created without `model`: `provider:model` or an alias.
+    /// The `FLOTILLA_MODEL` environment variable takes precedence.
+    pub default_model: Option<String>,
+    /// Output token limit for each model call (default 8192).
+    pub max_output_tokens: Option<u32>,
+    /// Extra model aliases, `name = "provider:model"`. They may replace the built-ins
+    /// `haiku`, `sonnet` and `opus`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Named providers. `anthropic` and `openai` exist already and can be tuned here;
+    /// any other name adds a provider (it then needs `kind` and `base_url`).
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Prices in USD per million tokens, keyed by `provider:model`; they override the
+    /// built-in prices and give a price to models that have none (cost is otherwise null).
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+    /// How model calls are retried on rate limits, overload and server errors.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// The file this was read from, for error messages (not a config key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[providers.NAME]`: one model endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Wire format: `"openai"` (Chat Completions: OpenAI, Ollama, vLLM, llama.cpp,
+    /// OpenRouter, …) or `"anthropic"` (Messages API). Required for new providers.
+    pub kind: Option<ProviderKind>,
+    /// Base URL, e.g. `http://localhost:11434/v1` (requests go to
+    /// `{base_url}/chat/completions` or `{base_url}/v1/messages`). Required for new
+    /// providers. For the built-ins, `ANTHROPIC_BASE_URL`/`OPENAI_BASE_URL` win over it.
+    pub base_url: Option<String>,
+    /// NAME of the environment variable that holds the API key (never the key itself).
+    /// When given, the variable must be set to use the provider's models. Leave it out
+    /// for servers without authentication: then no key header is sent.
+    /// Built-ins: `ANTHROPIC_API_KEY`, `OPENAI_API_KEY`.
+    pub api_key_env: Option<String>,
+    /// `kind = "openai"` only: send the output limit as `"max_completion_tokens"`
+    /// (OpenAI's current name; the default for api.openai.com and Azure) or
+    /// `"max_tokens"` (what most compatible servers understand; the default elsewhere).
+    pub max_tokens_field: Option<MaxTokensField>,
+    /// Extra HTTP headers sent with every request (e.g. OpenRouter's `HTTP-Referer`).
+    /// Not for secrets: use `api_key_env`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A provider's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ProviderKind {
+    /// Anthropic Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+    /// OpenAI Chat Completions.
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+/// `[retry]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (default 5).
+    pub max_retries: Option<u32>,
+    /// Backoff before the first retry, doubled each retry (default 1000).
+    pub initial_backoff_ms: Option<u64>,
+    /// Longest backoff (default 30000). A server's `retry-after` is honoured up to
+    /// the larger of this and 60 s.
+    pub max_backoff_ms: Option<u64>,
+}
+
+/// A config file that cannot be used. Messages name the file and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {} does not exist: check the path, or create the file", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type. `origin` is
+    /// `config file PATH` (or just `config` for text not read from a file).
+    #[error("invalid {origin}: {message}")]
+    Parse { origin: String, message: String },
+    /// Valid TOML whose values do not make sense together.
+    #[error("invalid {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    /// Where the config file lives when no path is given:
+    /// `dirs::config_dir()/flotilla/config.toml` (`~/.config/flotilla/config.toml` on Linux).
+    pub fn default_path() -> Option<PathBuf> {
+        dirs::config_dir().map(|dir| dir.join("flotilla").join("config.toml"))
+    }
+
+    /// Load from `path` if given (an error if it is missing), else from
+    /// [`Config::default_path`] if that file exists, else the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(path) => path.to_path_buf(),
+            None => match Self::default_path() {
+                Some(path) if path.is_file() => path,
+                _ => return Ok(Config::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound { path: path.clone() }
+            } else {
+                ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let mut config = parse(&text, &format!("config file {}", path.display()))?;
+        config.source = Some(path);
+        Ok(config)
+    }
+
+    /// Parse config text (no file involved).
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        parse(s, "config")
+    }
+
+    /// How to name this config in messages: `config file PATH`, or `config`.
+    pub(crate) fn origin(&self) -> String {
+        self.source.as_ref().map_or_else(
+            || "config".to_string(),
+            |p| format!("config file {}", p.display()),
+        )
+    }
+}
+
+fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+default_model = "fast"
+max_output_tokens = 4096
+
+[aliases]
+fast = "ollama:qwen3:8b"
+
+[providers.ollama]
+kind = "openai"
+base_url = "http://localhost:11434/v1/"
+api_key_env = "OLLAMA_API_KEY"
+max_tokens_field = "max_tokens"
+headers = { "X-Title" = "flotilla" }
+
+[providers.anthropic]
+base_url = "https://proxy.example/anthropic"
+
+[prices."ollama:qwen3:8b"]
+input = 0.0
+output = 0.5
+
+[retry]
+max_retries = 2
+initial_backoff_ms = 10
+max_backoff_ms = 100
+"#;
+
+    #[test]
+    fn parses_every_key() {
+        let config = Config::from_toml_str(FULL).unwrap();
+        assert_eq!(config.default_model.as_deref(), Some("fast"));
+        assert_eq!(config.max_output_tokens, Some(4096));
+        assert_eq!(config.aliases["fast"], "ollama:qwen3:8b");
+        let ollama = &config.providers["ollama"];
+        assert_eq!(ollama.kind, Some(ProviderKind::OpenAi));
+        assert_eq!(
+            ollama.base_url.as_deref(),
+            Some("http://localhost:11434/v1/")
+        );
+        assert_eq!(ollama.api_key_env.as_deref(), Some("OLLAMA_API_KEY"));
+        assert_eq!(ollama.max_tokens_field, Some(MaxTokensField::MaxTokens));
+        assert_eq!(ollama.headers["X-Title"], "flotilla");
+        assert_eq!(config.providers["anthropic"].kind, None);
+        assert_eq!(
+            config.prices["ollama:qwen3:8b"],
+            Price {
+                input: 0.0,
+                output: 0.5
+            }
+        );
+        assert_eq!(config.retry.max_retries, Some(2));
+        assert_eq!(config.retry.max_backoff_ms, Some(100));
+    }
+
+    #[test]
+    fn empty_text_is_the_defaults() {
+        let config = Config::from_toml_str("").unwrap();
+        assert!(config.default_model.is_none() && config.providers.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("defualt_model = \"sonnet\"").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("defualt_model"), "{text}");
+        assert!(
+            text.contains("default_model"),
+            "should list the expected keys: {text}"
+        );
+
+        let err = Config::from_toml_str("[providers.x]\nkind = \"openai\"\napi_key = \"sk\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api_key") && err.contains("api_key_env"),
+            "{err}"
+        );
+
+        let err = Config::from_toml_str("[retry]\nmax_retry = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_retry"), "{err}");
+    }
+
+    #[test]
+    fn bad_kind_is_explained() {
+        let err = Config::from_toml_str("[providers.x]\nkind = \"gemini\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gemini"), "{err}");
+        assert!(err.contains("anthropic") && err.contains("openai"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_missing_file() {
+        let err = Config::load(Some(Path::new("/nonexistent/flotilla.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::NotFound { .. }));
+        assert!(err.to_string().contains("/nonexistent/flotilla.toml"));
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_it_in_errors() {
+        let dir = std::env::temp_dir().join(format!("flotilla-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "max_output_tokens = 100").unwrap();
+        let config = Config::load(Some(&good)).unwrap();
+        assert_eq!(config.max_output_tokens, Some(100));
+        assert_eq!(config.source.as_deref(), Some(good.as_path()));
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "max_output_tokens = \"lots\"").unwrap();
+        let err = Config::load(Some(&bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.toml") && err.contains("max_output_tokens"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,455 @@
+//! [`Models`]: every model the server can use, built once at startup from the [`Config`]
+//! and the environment, and [`Models::resolve`], which turns a `provider:model` or alias
+//! into a ready provider plus price, or a message saying how to fix the spec.
+//!
+//! Missing API keys are not a startup error: a server without keys still starts, and
+//! only resolving a model of that provider fails, naming the variable to set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Config, ConfigError, ProviderKind};
+use crate::pricing::{Price, builtin_price};
+use crate::provider::Provider;
+use crate::provider::anthropic::AnthropicProvider;
+use crate::provider::http::{EndpointConfig, build_client};
+use crate::provider::openai::{MaxTokensField, OpenAiProvider};
+use crate::provider::retry::RetryPolicy;
+
+/// Aliases that exist without a config file.
+pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
+    ("haiku", "anthropic:claude-haiku-4-5"),
+    ("sonnet", "anthropic:claude-sonnet-4-5"),
+    ("opus", "anthropic:claude-opus-4-5"),
+];
+
+/// Default output token limit per model call.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 8192;
+
+/// The built-in providers: name, kind, base URL variable, default base URL, key variable.
+const BUILTIN_PROVIDERS: &[(&str, ProviderKind, &str, &str, &str)] = &[
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com",
+        "ANTHROPIC_API_KEY",
+    ),
+    (
+        "openai",
+        ProviderKind::OpenAi,
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+    ),
+];
+
+/// A model ready to call.
+#[derive(Clone)]
+pub struct ResolvedModel {
+    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-4-5`.
+    pub id: String,
+    /// The provider's own model name: everything after the first `:`.
+    pub model: String,
+    pub provider: Arc<dyn Provider>,
+    /// USD per million tokens, when known.
+    pub price: Option<Price>,
+}
+
+impl std::fmt::Debug for ResolvedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedModel")
+            .field("id", &self.id)
+            .field("model", &self.model)
+            .field("price", &self.price)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A model spec that cannot be used; the message says why and what to do instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelError(pub String);
+
+enum Slot {
+    Ready(Arc<dyn Provider>),
+    MissingKey { env: String },
+}
+
+/// All models the server can use, built once at startup.
+pub struct Models {
+    providers: BTreeMap<String, Slot>,
+    aliases: BTreeMap<String, String>,
+    prices: BTreeMap<String, Price>,
+    /// The default spec and where it came from (for messages).
+    default_model: Option<(String, String)>,
+    retry: RetryPolicy,
+    max_output_tokens: u32,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("providers", &self.providers())
+            .field("aliases", &self.aliases)
+            .field("default_model", &self.default_model)
+            .field("retry", &self.retry)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Models {
+    /// Build every provider from `config`; `env` looks up environment variables (tests
+    /// pass a closure; main passes `|k| std::env::var(k).ok()`).
+    pub fn new(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Models, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: config.origin(),
+            message,
+        };
+        let env = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let client =
+            build_client().map_err(|e| invalid(format!("cannot set up the HTTP client: {e}")))?;
+
+        let mut providers = BTreeMap::new();
+        let names = BUILTIN_PROVIDERS
+            .iter()
+            .map(|b| b.0.to_string())
+            .chain(config.providers.keys().cloned());
+        for name in names {
+            if providers.contains_key(&name) {
+                continue;
+            }
+            let slot = build_provider(config, &name, &client, &env).map_err(&invalid)?;
+            providers.insert(name, slot);
+        }
+
+        let mut aliases: BTreeMap<String, String> = BUILTIN_ALIASES
+            .iter()
+            .map(|(a, t)| (a.to_string(), t.to_string()))
+            .collect();
+        for (alias, target) in &config.aliases {
+            if alias.is_empty() || alias.contains(':') || alias.contains(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "alias {alias:?}: alias names cannot be empty or contain ':' or spaces"
+                )));
+            }
+            let known = target
+                .split_once(':')
+                .is_some_and(|(p, m)| providers.contains_key(p) && !m.is_empty());
+            if !known {
+                return Err(invalid(format!(
+                    "alias {alias} = {target:?}: the target must be \"provider:model\" with a known \
+                     provider ({}); add others under [providers.NAME]",
+                    join(providers.keys())
+                )));
+            }
+            aliases.insert(alias.clone(), target.clone());
+        }
+
+        for (id, price) in &config.prices {
+            if !id.contains(':') {
+                return Err(invalid(format!(
+                    "prices.{id:?}: price keys are \"provider:model\" ids, e.g. \"ollama:qwen3:8b\""
+                )));
+            }
+            if !(price.input.is_finite() && price.output.is_finite())
+                || price.input < 0.0
+                || price.output < 0.0
+            {
+                return Err(invalid(format!(
+                    "prices.{id:?}: input and output must be non-negative USD per million tokens"
+                )));
+            }
+        }
+
+        let max_output_tokens = config
+            .max_output_tokens
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+        if max_output_tokens == 0 {
+            return Err(invalid("max_output_tokens must be at least 1".to_string()));
+        }
+        let defaults = RetryPolicy::default();
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        let retry = RetryPolicy {
+            max_retries: config.retry.max_retries.unwrap_or(defaults.max_retries),
+            initial_backoff: ms(config.retry.initial_backoff_ms, defaults.initial_backoff),
+            max_backoff: ms(config.retry.max_backoff_ms, defaults.max_backoff),
+        };
+
+        let mut models = Models {
+            providers,
+            aliases,
+            prices: config.prices.clone(),
+            default_model: None,
+            retry,
+            max_output_tokens,
+        };
+        // A typo in the file's default_model is caught at startup; FLOTILLA_MODEL is
+        // checked when used, so a bad variable cannot keep the server from starting.
+        if let Some(spec) = &config.default_model {
+            models
+                .target(spec.trim())
+                .map_err(|e| invalid(format!("default_model = {spec:?}: {e}")))?;
+        }
+        let key_set = |name: &str| matches!(models.providers.get(name), Some(Slot::Ready(_)));
+        let default_model = if let Some(spec) = env("FLOTILLA_MODEL") {
+            Some((spec, "FLOTILLA_MODEL".to_string()))
+        } else if let Some(spec) = config.default_model.as_deref().map(str::trim) {
+            Some((
+                spec.to_string(),
+                format!("default_model in the {}", config.origin()),
+            ))
+        } else if key_set("anthropic") {
+            Some((
+                "sonnet".to_string(),
+                "the Anthropic key being set".to_string(),
+            ))
+        } else if key_set("openai") {
+            Some((
+                "openai:gpt-5".to_string(),
+                "the OpenAI key being set".to_string(),
+            ))
+        } else {
+            None
+        };
+        models.default_model = default_model;
+        Ok(models)
+    }
+
+    /// The default model spec: `FLOTILLA_MODEL`, else the config's `default_model`, else
+    /// `sonnet` when the Anthropic key is set, else `openai:gpt-5` when the OpenAI key is.
+    pub fn default_model(&self) -> Option<String> {
+        self.default_model.as_ref().map(|(spec, _)| spec.clone())
+    }
+
+    /// Resolve `spec` (`None` or empty: the default model) to a model ready to call.
+    pub fn resolve(&self, spec: Option<&str>) -> Result<ResolvedModel, ModelError> {
+        if let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) {
+            return self.resolve_spec(spec);
+        }
+        let Some((spec, source)) = &self.default_model else {
+            return Err(ModelError(
+                "no model given and no default model is set: pass `model` (e.g. \"sonnet\" or \
+                 \"openai:gpt-5\"), or set FLOTILLA_MODEL or an API key in the flotilla \
+                 server's environment"
+                    .to_string(),
+            ));
+        };
+        self.resolve_spec(spec)
+            .map_err(|e| ModelError(format!("default model {spec:?} (from {source}): {e}")))
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Output token limit per model call (config `max_output_tokens`, default 8192).
+    pub fn max_output_tokens(&self) -> u32 {
+        self.max_output_tokens
+    }
+
+    /// `(alias, "provider:model")`, sorted by alias.
+    pub fn aliases(&self) -> Vec<(String, String)> {
+        self.aliases
+            .iter()
+            .map(|(a, t)| (a.clone(), t.clone()))
+            .collect()
+    }
+
+    /// Provider names, sorted.
+    pub fn providers(&self) -> Vec<String> {
+        self.providers.keys().cloned().collect()
+    }
+
+    fn resolve_spec(&self, spec: &str) -> Result<ResolvedModel, ModelError> {
+        let (provider_name, model) = self.target(spec)?;
+        let provider = match &self.providers[&provider_name] {
+            Slot::Ready(provider) => Arc::clone(provider),
+            Slot::MissingKey { env } => {
+                return Err(ModelError(format!(
+                    "model {spec:?} needs an API key: set {env} in the flotilla server's \
+                     environment (the `env` of its MCP server entry), or use another model"
+                )));
+            }
+        };
+        let id = format!("{provider_name}:{model}");
+        let price = self.prices.get(&id).copied().or_else(|| builtin_price(&id));
+        Ok(ResolvedModel {
+            id,
+            model,
+            provider,
+            price,
+        })
+    }
+
+    /// `spec` → (known provider name, model name), without looking at keys.
+    fn target(&self, spec: &str) -> Result<(String, String), ModelError> {
+        let target = if spec.contains(':') {
+            spec
+        } else if let Some((_, target)) = self
+            .aliases
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(spec))
+        {
+            target.as_str()
+        } else {
+            let hint = match guess_provider(spec) {
+                Some(p) if self.providers.contains_key(p) => {
+                    format!(" Did you mean \"{p}:{spec}\"?")
+                }
+                _ => String::new(),
+            };
+            return Err(ModelError(format!(
+                "unknown model {spec:?}: give \"provider:model\" (e.g. \"anthropic:claude-sonnet-4-5\", \
+                 \"openai:gpt-5\") or an alias.{hint} {}",
+                self.known()
+            )));
+        };
+        let Some((provider, model)) = target.split_once(':') else {
+            return Err(ModelError(format!(
+                "alias {spec:?} does not name a provider"
+            )));
+        };
+        let provider = self
+            .providers
+            .keys()
+            .find(|p| p.eq_ignore_ascii_case(provider.trim()))
+            .ok_or_else(|| {
+                ModelError(format!(
+                    "unknown provider {provider:?} in model {spec:?}. {} Other providers can be \
+                     added under [providers.NAME] in the config file.",
+                    self.known()
+                ))
+            })?;
+        let model = model.trim();
+        if model.is_empty() {
+            return Err(ModelError(format!(
+                "model {spec:?} has no model name after \"{provider}:\" (e.g. \"{provider}:{}\")",
+                if provider == "anthropic" {
+                    "claude-sonnet-4-5"
+                } else {
+                    "gpt-5"
+                }
+            )));
+        }
+        Ok((provider.clone(), model.to_string()))
+    }
+
+    fn known(&self) -> String {
+        let aliases: Vec<String> = self
+            .aliases
+            .iter()
+            .map(|(a, t)| format!("{a} = {t}"))
+            .collect();
+        format!(
+            "Known providers: {}. Known aliases: {}.",
+            join(self.providers.keys()),
+            aliases.join(", ")
+        )
+    }
+}
+
+/// One provider slot: built-in defaults, then the `[providers.NAME]` table, then (for
+/// the built-ins) the `*_BASE_URL` variable.
+fn build_provider(
+    config: &Config,
+    name: &str,
+    client: &reqwest::Client,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Slot, String> {
+    if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
+        return Err(format!(
+            "[providers.{name:?}]: provider names cannot be empty or contain ':' or spaces"
+        ));
+    }
+    let table = config.providers.get(name).cloned().unwrap_or_default();
+    let builtin = BUILTIN_PROVIDERS.iter().find(|b| b.0 == name);
+    let kind = table.kind.or(builtin.map(|b| b.1)).ok_or_else(|| {
+        format!(
+            "[providers.{name}] needs kind = \"openai\" (Chat Completions: OpenAI-compatible \
+             servers) or kind = \"anthropic\" (Messages API)"
+        )
+    })?;
+    let base_url = builtin
+        .and_then(|b| env(b.2))
+        .or(table.base_url.clone())
+        .or(builtin.map(|b| b.3.to_string()))
+        .ok_or_else(|| {
+            format!("[providers.{name}] needs base_url, e.g. \"http://localhost:11434/v1\"")
+        })?;
+    let base_url = base_url.trim().trim_end_matches('/').to_string();
+    let scheme_ok = reqwest::Url::parse(&base_url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if !scheme_ok {
+        return Err(format!(
+            "[providers.{name}] base_url {base_url:?} is not an http:// or https:// URL"
+        ));
+    }
+    let api_key_env = table
+        .api_key_env
+        .clone()
+        .or(builtin.map(|b| b.4.to_string()));
+    if api_key_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        return Err(format!(
+            "[providers.{name}] api_key_env is empty: name a variable or leave it out"
+        ));
+    }
+    if kind == ProviderKind::Anthropic && table.max_tokens_field.is_some() {
+        return Err(format!(
+            "[providers.{name}] max_tokens_field only applies to kind = \"openai\""
+        ));
+    }
+    let endpoint = EndpointConfig {
+        name: name.to_string(),
+        api_key: api_key_env.as_deref().and_then(env),
+        api_key_env,
+        headers: table.headers.into_iter().collect(),
+        base_url,
+    };
+    // Built even when the key is missing, so bad headers are reported at startup.
+    let provider: Arc<dyn Provider> = match kind {
+        ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(client.clone(), &endpoint)?),
+        ProviderKind::OpenAi => {
+            let field = table
+                .max_tokens_field
+                .unwrap_or_else(|| MaxTokensField::default_for(&endpoint.base_url));
+            Arc::new(OpenAiProvider::new(client.clone(), &endpoint, field)?)
+        }
+    };
+    if let (Some(var), None) = (&endpoint.api_key_env, &endpoint.api_key) {
+        return Ok(Slot::MissingKey { env: var.clone() });
+    }
+    Ok(Slot::Ready(provider))
+}
+
+/// A bare model name that obviously belongs to a built-in provider.
+fn guess_provider(model: &str) -> Option<&'static str> {
+    let model = model.to_ascii_lowercase();
+    if model.starts_with("claude") {
+        Some("anthropic")
+    } else if ["gpt-", "o1", "o3", "o4", "chatgpt"]
+        .iter()
+        .any(|p| model.starts_with(p))
+    {
+        Some("openai")
+    } else {
+        None
+    }
+}
+
+fn join<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    names.map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
