@@ -1,0 +1,177 @@
+//! The public surface: specs, argument errors, unknown tools, labels, cancellation.
+
+use serde_json::json;
+
+use super::Fixture;
+use crate::tools::{ALL_TOOLS, READ_ONLY_TOOLS, describe_call, tool_specs};
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn specs_follow_all_tools_order_and_skip_unknown_names() {
+    let specs = tool_specs(&names(&["run_command", "bogus", "read_file"]));
+    let got: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(got, ["read_file", "run_command"]);
+    assert_eq!(tool_specs(&names(&ALL_TOOLS)).len(), 6);
+    assert_eq!(tool_specs(&names(&READ_ONLY_TOOLS)).len(), 3);
+    assert!(tool_specs(&[]).is_empty());
+}
+
+/// Executable documentation: the argument names, required lists and types of every
+/// tool's schema, pinned.
+#[test]
+fn schemas_are_clean_and_pinned() {
+    let specs = tool_specs(&names(&ALL_TOOLS));
+    let expected = [
+        (
+            "read_file",
+            vec!["path"],
+            vec![
+                ("path", "string"),
+                ("offset", "integer"),
+                ("limit", "integer"),
+            ],
+        ),
+        (
+            "write_file",
+            vec!["path", "content"],
+            vec![("path", "string"), ("content", "string")],
+        ),
+        (
+            "edit_file",
+            vec!["path", "old_text", "new_text"],
+            vec![
+                ("path", "string"),
+                ("old_text", "string"),
+                ("new_text", "string"),
+            ],
+        ),
+        (
+            "list_files",
+            vec![],
+            vec![("path", "string"), ("pattern", "string")],
+        ),
+        (
+            "search_files",
+            vec!["pattern"],
+            vec![
+                ("pattern", "string"),
+                ("path", "string"),
+                ("glob", "string"),
+            ],
+        ),
+        (
+            "run_command",
+            vec!["command"],
+            vec![("command", "string"), ("timeout_s", "integer")],
+        ),
+    ];
+    for (spec, (name, required, props)) in specs.iter().zip(expected) {
+        assert_eq!(spec.name, name);
+        assert!(!spec.description.is_empty());
+        let s = &spec.input_schema;
+        assert!(
+            s.get("$schema").is_none() && s.get("title").is_none(),
+            "{s}"
+        );
+        assert_eq!(s["type"], "object", "{name}");
+        assert_eq!(s["additionalProperties"], false, "{name}");
+        let req: Vec<&str> = s["required"]
+            .as_array()
+            .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert_eq!(req, required, "{name}");
+        let p = s["properties"].as_object().unwrap();
+        assert_eq!(p.len(), props.len(), "{name}: {s}");
+        for (prop, ty) in props {
+            assert_eq!(p[prop]["type"], ty, "{name}.{prop}: {s}");
+            let desc = p[prop]["description"].as_str().unwrap_or("");
+            assert!(!desc.is_empty(), "{name}.{prop} has no description");
+            assert!(!desc.contains('\n'), "{name}.{prop}: {desc:?}");
+            assert!(p[prop].get("default").is_none(), "{name}.{prop}: {s}");
+            assert!(p[prop].get("format").is_none(), "{name}.{prop}: {s}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_tool_and_bad_input_are_actionable_errors() {
+    let f = Fixture::new();
+    let out = f.err("delete_everything", json!({})).await;
+    assert!(
+        out.content.contains("unknown tool `delete_everything`"),
+        "{}",
+        out.content
+    );
+    assert!(out.content.contains("read_file"), "{}", out.content);
+
+    let out = f.err("read_file", json!({"file": "x"})).await;
+    assert!(
+        out.content.contains("invalid arguments for read_file"),
+        "{}",
+        out.content
+    );
+    assert!(
+        out.content.contains("path (string, required)"),
+        "{}",
+        out.content
+    );
+
+    let out = f.err("run_command", json!({"command": 5})).await;
+    assert!(
+        out.content.contains("command (string, required)"),
+        "{}",
+        out.content
+    );
+
+    let out = f.err("write_file", json!("not an object")).await;
+    assert!(
+        out.content.contains("content (string, required)"),
+        "{}",
+        out.content
+    );
+
+    // `null` input is an empty object: list_files needs no arguments.
+    f.write("a.txt", "a");
+    let out = f.ok("list_files", serde_json::Value::Null).await;
+    assert_eq!(out.content, "a.txt");
+}
+
+#[tokio::test]
+async fn cancelled_context_returns_at_once() {
+    let f = Fixture::new();
+    f.ctx.cancel.cancel();
+    let out = f.err("read_file", json!({"path": "x"})).await;
+    assert!(out.content.contains("cancelled"), "{}", out.content);
+}
+
+#[test]
+fn describe_call_is_one_short_line() {
+    assert_eq!(
+        describe_call("run_command", &json!({"command": "cargo test"})),
+        "run_command: cargo test"
+    );
+    assert_eq!(
+        describe_call("read_file", &json!({"path": "src/main.rs"})),
+        "read_file: src/main.rs"
+    );
+    assert_eq!(
+        describe_call("search_files", &json!({"pattern": "fn main"})),
+        "search_files: fn main"
+    );
+    assert_eq!(describe_call("list_files", &json!({})), "list_files");
+    let long = describe_call(
+        "run_command",
+        &json!({"command": format!("echo one\n  echo two\t{}", "x".repeat(200))}),
+    );
+    assert!(
+        long.starts_with("run_command: echo one echo two x"),
+        "{long}"
+    );
+    assert_eq!(long.chars().count(), 80);
+    assert!(!long.contains('\n'));
+    let weird = describe_call(&"n".repeat(100), &json!(null));
+    assert!(weird.chars().count() <= 80);
+}
