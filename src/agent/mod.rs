@@ -1,0 +1,218 @@
+//! One agent: a handle the registry holds, and the worker task behind it.
+//!
+//! The handle is how everyone else talks to an agent: commands go into its inbox,
+//! its state is read from a `watch` channel, its outputs from a short-lived lock.
+//! Nobody reaches into the worker; the worker alone owns the conversation.
+
+pub mod output;
+pub mod state;
+pub mod worker;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ResolvedModel;
+use crate::provider::retry::RetryPolicy;
+use output::{CommandRecord, CommandStatus};
+use state::AgentState;
+
+/// Everything fixed when an agent is created.
+#[derive(Clone)]
+pub struct AgentSettings {
+    pub name: String,
+    pub role: Option<String>,
+    pub model: ResolvedModel,
+    /// The full system prompt: worker prompt + role + orchestrator's extra instructions.
+    pub system_prompt: String,
+    /// The sub-agent tools it may call.
+    pub tools: Vec<String>,
+    /// Their specs as sent to the model; shared by every agent with the same tools.
+    pub tool_specs: Arc<[crate::model::ToolSpec]>,
+    /// Canonical absolute work directory.
+    pub workdir: PathBuf,
+    /// Model calls allowed per command.
+    pub max_steps: u32,
+    pub max_output_tokens: u32,
+    pub retry: RetryPolicy,
+}
+
+/// A command waiting in the inbox.
+#[derive(Debug)]
+pub struct QueuedCommand {
+    /// 1-based index into the agent's outputs.
+    pub index: u32,
+    pub task: String,
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<QueuedCommand>,
+    /// Cancels the command the worker is running now, if any.
+    current: Option<CancellationToken>,
+}
+
+/// The registry's handle on one agent.
+pub struct AgentHandle {
+    pub id: String,
+    pub settings: AgentSettings,
+    pub created_at: SystemTime,
+    state: watch::Sender<AgentState>,
+    inbox: Mutex<Inbox>,
+    wake: Notify,
+    outputs: Mutex<Vec<CommandRecord>>,
+    /// Cancels everything the agent does (delete, shutdown).
+    cancel: CancellationToken,
+    /// Fired by the worker as it exits, whatever the reason.
+    finished: CancellationToken,
+    /// Bumped whenever this agent settles or gets work, so waiters can watch the
+    /// whole fleet through one channel.
+    fleet: Arc<watch::Sender<u64>>,
+}
+
+/// Lock a std mutex, recovering the data if a panicking thread poisoned it: every
+/// critical section here leaves the data consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AgentHandle {
+    pub fn new(
+        id: String,
+        settings: AgentSettings,
+        parent: &CancellationToken,
+        fleet: Arc<watch::Sender<u64>>,
+    ) -> Arc<Self> {
+        let priced = settings.model.price.is_some();
+        Arc::new(Self {
+            id,
+            settings,
+            created_at: SystemTime::now(),
+            state: watch::Sender::new(AgentState::new(priced)),
+            inbox: Mutex::new(Inbox::default()),
+            wake: Notify::new(),
+            outputs: Mutex::new(Vec::new()),
+            cancel: parent.child_token(),
+            finished: CancellationToken::new(),
+            fleet,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// A snapshot of the agent's state.
+    pub fn state(&self) -> AgentState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that wakes on every state change.
+    pub fn subscribe(&self) -> watch::Receiver<AgentState> {
+        self.state.subscribe()
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut AgentState)) {
+        let mut settle_changed = false;
+        self.state.send_modify(|s| {
+            let before = (s.status, s.pending, s.deleted);
+            f(s);
+            s.last_activity_at = SystemTime::now();
+            settle_changed = before != (s.status, s.pending, s.deleted);
+        });
+        if settle_changed {
+            self.fleet.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// Queue a command; with `interrupt`, cancel the running one and go first.
+    /// Returns the command's 1-based index.
+    pub fn enqueue(&self, task: String, interrupt: bool) -> u32 {
+        let mut inbox = lock(&self.inbox);
+        let mut index = 0;
+        self.update(|s| {
+            s.commands += 1;
+            s.pending += 1;
+            index = s.commands;
+        });
+        lock(&self.outputs).push(CommandRecord::queued(task.clone()));
+        let cmd = QueuedCommand { index, task };
+        if interrupt {
+            inbox.queue.push_front(cmd);
+            if let Some(current) = &inbox.current {
+                current.cancel();
+            }
+        } else {
+            inbox.queue.push_back(cmd);
+        }
+        drop(inbox);
+        self.wake.notify_one();
+        index
+    }
+
+    /// The next command and the token that cancels it; waits until there is one.
+    async fn next_command(&self) -> (QueuedCommand, CancellationToken) {
+        loop {
+            {
+                let mut inbox = lock(&self.inbox);
+                if let Some(cmd) = inbox.queue.pop_front() {
+                    let token = self.cancel.child_token();
+                    inbox.current = Some(token.clone());
+                    return (cmd, token);
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    fn finish_command(&self) {
+        lock(&self.inbox).current = None;
+    }
+
+    /// Read the outputs under a short lock.
+    pub fn with_outputs<R>(&self, f: impl FnOnce(&[CommandRecord]) -> R) -> R {
+        f(&lock(&self.outputs))
+    }
+
+    pub(crate) fn with_record(&self, index: u32, f: impl FnOnce(&mut CommandRecord)) {
+        let mut outputs = lock(&self.outputs);
+        if let Some(r) = (index as usize)
+            .checked_sub(1)
+            .and_then(|i| outputs.get_mut(i))
+        {
+            f(r);
+        }
+    }
+
+    /// Cancel all work, then wait (bounded) until the worker has exited, which means
+    /// every model call is dropped and every child process group is killed.
+    pub async fn shutdown(&self, grace: std::time::Duration) -> bool {
+        self.cancel.cancel();
+        let done = tokio::time::timeout(grace, self.finished.cancelled())
+            .await
+            .is_ok();
+        self.update(|s| {
+            s.deleted = true;
+            s.activity = None;
+            s.pending = 0;
+        });
+        // Commands that never started will never run.
+        let mut outputs = lock(&self.outputs);
+        for r in outputs.iter_mut() {
+            if matches!(r.status, CommandStatus::Queued | CommandStatus::Running) {
+                r.status = CommandStatus::Cancelled;
+                r.error = Some("the agent was deleted".into());
+            }
+        }
+        done
+    }
+
+    /// Whether the worker has exited.
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_cancelled()
+    }
+}

@@ -1,0 +1,26 @@
+//! flotilla: an MCP server that gives an orchestrator LLM a fleet of working
+//! sub-agents.
+//!
+//! A tour, from the outside in:
+//! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
+//!   shapes compact JSON results.
+//! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
+//!   every task tracked for shutdown.
+//! - [`agent`]: one agent — a handle with an inbox and a `watch`ed state, and the
+//!   worker task that owns the conversation and runs the agent loop.
+//! - [`provider`]: model calls (Anthropic Messages, OpenAI Chat Completions) behind
+//!   one trait, with retries; [`config`] resolves models, aliases and keys;
+//!   [`pricing`] turns tokens into dollars.
+//! - [`tools`]: the sub-agent tools, jailed to the agent's work directory.
+//! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
+//! - [`model`]: the provider-neutral conversation types everything above shares.
+
+pub mod agent;
+pub mod config;
+pub mod model;
+pub mod pricing;
+pub mod prompts;
+pub mod provider;
+pub mod registry;
+pub mod server;
+pub mod tools;

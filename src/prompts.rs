@@ -1,0 +1,249 @@
+//! Prompts are data: the worker system prompt, role profiles and the orchestrator
+//! definition live in `prompts/`, are embedded in the binary, and can be overridden
+//! (or extended with new roles) from a directory given by `--prompts-dir`.
+//!
+//! A role profile is Markdown with a small front-matter block:
+//!
+//! ```text
+//! ---
+//! description: Explores a codebase and reports findings.
+//! tools: read_file, list_files, search_files
+//! max_steps: 40
+//! ---
+//! Instructions appended to the worker prompt.
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::tools::ALL_TOOLS;
+
+const WORKER: &str = include_str!("../prompts/worker.md");
+/// The orchestrator sub-agent definition (Claude Code `.claude/agents/` format).
+pub const ORCHESTRATOR: &str = include_str!("../prompts/orchestrator.md");
+const EMBEDDED_ROLES: [(&str, &str); 4] = [
+    ("builder", include_str!("../prompts/agents/builder.md")),
+    ("planner", include_str!("../prompts/agents/planner.md")),
+    ("reviewer", include_str!("../prompts/agents/reviewer.md")),
+    ("scout", include_str!("../prompts/agents/scout.md")),
+];
+
+/// The short version of the orchestrator pattern, sent as the server's MCP
+/// `instructions`.
+pub const INSTRUCTIONS: &str = "\
+flotilla runs a fleet of LLM sub-agents that work in parallel, each with its own \
+conversation, tools (read/write/edit/list/search files, run commands) and work directory.
+Pattern: create_agent (name, role scout|planner|builder|reviewer, and a complete `task` \
+brief: goal, context, constraints, what to report) -> the agent starts at once -> \
+wait_for_agents (sleeps until they finish; call again if timed_out; never poll \
+get_agent_status in a loop) -> get_agent_output (their final reports, paginated) -> \
+command_agent to follow up (the agent keeps its conversation; interrupt=true to redirect) \
+-> delete_agent when done. Run independent agents in parallel; an agent knows only what \
+you tell it.";
+
+/// A role profile: extra instructions plus defaults for tools and steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    /// Allowed tools; `None` means all of them.
+    pub tools: Option<Vec<String>>,
+    pub max_steps: Option<u32>,
+    pub body: String,
+}
+
+/// Why the prompts could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("cannot read prompts from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("role profile {origin}: {message}")]
+    BadRole { origin: String, message: String },
+}
+
+/// The worker prompt and every role, embedded or overridden.
+#[derive(Debug, Clone)]
+pub struct Prompts {
+    worker: String,
+    roles: BTreeMap<String, Role>,
+}
+
+impl Prompts {
+    /// The embedded prompts, with files from `override_dir` (if any) taking precedence:
+    /// `worker.md` replaces the worker prompt, `agents/NAME.md` replaces or adds a role.
+    pub fn load(override_dir: Option<&Path>) -> Result<Self, PromptError> {
+        let mut worker = WORKER.to_string();
+        let mut roles = BTreeMap::new();
+        for (name, text) in EMBEDDED_ROLES {
+            roles.insert(name.to_string(), parse_role(name, text, "(embedded)")?);
+        }
+        if let Some(dir) = override_dir {
+            let read = |path: PathBuf| {
+                std::fs::read_to_string(&path).map_err(|source| PromptError::Read { path, source })
+            };
+            if !dir.is_dir() {
+                return Err(PromptError::Read {
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "not a directory (check --prompts-dir / FLOTILLA_PROMPTS_DIR)",
+                    ),
+                });
+            }
+            let worker_path = dir.join("worker.md");
+            if worker_path.is_file() {
+                worker = read(worker_path)?;
+            }
+            let agents = dir.join("agents");
+            if agents.is_dir() {
+                let entries = std::fs::read_dir(&agents).map_err(|source| PromptError::Read {
+                    path: agents.clone(),
+                    source,
+                })?;
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|e| e == "md") {
+                        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                            continue;
+                        };
+                        let name = name.to_string();
+                        let origin = path.display().to_string();
+                        let text = read(path)?;
+                        roles.insert(name.clone(), parse_role(&name, &text, &origin)?);
+                    }
+                }
+            }
+        }
+        Ok(Self { worker, roles })
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    pub fn role_names(&self) -> Vec<&str> {
+        self.roles.keys().map(String::as_str).collect()
+    }
+}
+
+/// Parse a role profile: optional `---` front matter with `key: value` lines, then body.
+pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptError> {
+    let bad = |message: String| PromptError::BadRole {
+        origin: format!("{name} {origin}"),
+        message,
+    };
+    let mut role = Role {
+        name: name.to_string(),
+        description: String::new(),
+        tools: None,
+        max_steps: None,
+        body: text.trim().to_string(),
+    };
+    let text = text.trim_start();
+    let Some(rest) = text.strip_prefix("---") else {
+        return Ok(role);
+    };
+    let Some(end) = rest.find("\n---") else {
+        return Err(bad("front matter opened with --- but never closed".into()));
+    };
+    let (front, body) = rest.split_at(end);
+    role.body = body.trim_start_matches("\n---").trim().to_string();
+    for line in front.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(bad(format!("expected `key: value`, found `{line}`")));
+        };
+        let value = value.trim();
+        match key.trim() {
+            "description" => role.description = value.to_string(),
+            "tools" => {
+                let tools: Vec<String> = value
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .map(|t| t.trim().trim_matches('"').to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                if let Some(unknown) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
+                    return Err(bad(format!(
+                        "unknown tool `{unknown}`; known tools: {}",
+                        ALL_TOOLS.join(", ")
+                    )));
+                }
+                role.tools = Some(tools);
+            }
+            "max_steps" => {
+                role.max_steps = Some(value.parse().map_err(|_| {
+                    bad(format!("max_steps must be a whole number, found `{value}`"))
+                })?)
+            }
+            // Claude Code style keys that are harmless here.
+            "name" | "model" | "color" => {}
+            other => return Err(bad(format!("unknown key `{other}`"))),
+        }
+    }
+    Ok(role)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_roles_parse_and_scout_is_read_only() {
+        let prompts = Prompts::load(None).unwrap();
+        assert_eq!(
+            prompts.role_names(),
+            ["builder", "planner", "reviewer", "scout"]
+        );
+        let scout = prompts.role("scout").unwrap();
+        let tools = scout.tools.clone().unwrap();
+        assert!(
+            tools
+                .iter()
+                .all(|t| crate::tools::READ_ONLY_TOOLS.contains(&t.as_str()))
+        );
+        assert!(!scout.description.is_empty());
+        assert!(!prompts.worker().is_empty());
+    }
+
+    #[test]
+    fn front_matter_is_parsed_and_checked() {
+        let role = parse_role(
+            "x",
+            "---\ndescription: d\ntools: read_file, run_command\nmax_steps: 7\n---\nBody here\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(role.description, "d");
+        assert_eq!(role.tools.unwrap(), ["read_file", "run_command"]);
+        assert_eq!(role.max_steps, Some(7));
+        assert_eq!(role.body, "Body here");
+        let err = parse_role("x", "---\ntools: rm_rf\n---\nb", "t").unwrap_err();
+        assert!(err.to_string().contains("unknown tool `rm_rf`"), "{err}");
+        let err = parse_role("x", "---\ndescription: d\nb", "t").unwrap_err();
+        assert!(err.to_string().contains("never closed"), "{err}");
+    }
+
+    #[test]
+    fn override_dir_replaces_and_adds_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("agents")).unwrap();
+        std::fs::write(dir.path().join("worker.md"), "custom worker").unwrap();
+        std::fs::write(
+            dir.path().join("agents/tester.md"),
+            "---\ndescription: runs tests\ntools: run_command\n---\nTest things.",
+        )
+        .unwrap();
+        let prompts = Prompts::load(Some(dir.path())).unwrap();
+        assert_eq!(prompts.worker(), "custom worker");
+        assert_eq!(prompts.role("tester").unwrap().body, "Test things.");
+        assert!(prompts.role("scout").is_some());
+    }
+}

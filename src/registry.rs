@@ -1,0 +1,361 @@
+//! The fleet: every live agent by id, names resolved to ids, and the task tracker
+//! that lets the server shut down with nothing left behind.
+//!
+//! DashMap guards are never held across an `.await`: look-ups clone the `Arc` out
+//! and drop the guard at once.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::state::AgentStatus;
+use crate::agent::{AgentHandle, AgentSettings, worker};
+use crate::config::Models;
+use crate::model::ToolSpec;
+use crate::prompts::Prompts;
+use crate::tools::{ALL_TOOLS, tool_specs};
+
+/// How long `delete_agent` waits for a worker to stop before giving up on it.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_STEPS: u32 = 50;
+pub const MAX_MAX_STEPS: u32 = 1000;
+
+/// A mistake the orchestrator can fix; the message says how.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no agent named or with id `{wanted}`. {known}")]
+    UnknownAgent { wanted: String, known: String },
+    #[error("an agent named `{0}` already exists; choose another name, or delete_agent it first")]
+    DuplicateName(String),
+}
+
+/// What `create_agent` asks for, already type-checked.
+#[derive(Debug, Default, Clone)]
+pub struct CreateSpec {
+    pub name: String,
+    pub task: Option<String>,
+    pub system_prompt: Option<String>,
+    pub role: Option<String>,
+    pub model: Option<String>,
+    pub tools: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    pub max_steps: Option<u32>,
+}
+
+pub struct Registry {
+    agents: DashMap<String, Arc<AgentHandle>>,
+    names: DashMap<String, String>,
+    models: Models,
+    prompts: Prompts,
+    default_workdir: PathBuf,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    ids: std::collections::hash_map::RandomState,
+    next: std::sync::atomic::AtomicU64,
+    fleet: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Tool specs by allow-list, built once and shared.
+    specs: DashMap<Vec<String>, Arc<[ToolSpec]>>,
+}
+
+impl Registry {
+    pub fn new(models: Models, prompts: Prompts, default_workdir: PathBuf) -> Self {
+        Self {
+            agents: DashMap::new(),
+            names: DashMap::new(),
+            models,
+            prompts,
+            default_workdir,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            ids: Default::default(),
+            next: Default::default(),
+            fleet: Arc::new(tokio::sync::watch::Sender::new(0)),
+            specs: DashMap::new(),
+        }
+    }
+
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
+    /// Validate, register and start an agent. Returns as soon as it is running.
+    pub fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
+        let invalid = |m: String| RegistryError::Invalid(m);
+        validate_name(&spec.name).map_err(invalid)?;
+        let task = match spec.task {
+            Some(t) if t.trim().is_empty() => {
+                return Err(invalid(
+                    "`task` is empty: give the agent its first instruction, or omit `task` and use command_agent later".into(),
+                ));
+            }
+            t => t,
+        };
+        let role = match spec.role.as_deref() {
+            None => None,
+            Some(r) => Some(self.prompts.role(r).ok_or_else(|| {
+                invalid(format!(
+                    "unknown role `{r}`; known roles: {}",
+                    self.prompts.role_names().join(", ")
+                ))
+            })?),
+        };
+        let tools: Vec<String> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
+            (Some(tools), _) => {
+                if let Some(bad) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
+                    return Err(invalid(format!(
+                        "unknown tool `{bad}` in `tools`; the sub-agent tools are: {}",
+                        ALL_TOOLS.join(", ")
+                    )));
+                }
+                let mut uniq: Vec<String> = Vec::new();
+                for t in tools {
+                    if !uniq.contains(t) {
+                        uniq.push(t.clone());
+                    }
+                }
+                uniq
+            }
+            (None, Some(role_tools)) => role_tools.clone(),
+            (None, None) => ALL_TOOLS.iter().map(|t| t.to_string()).collect(),
+        };
+        let max_steps = spec
+            .max_steps
+            .or(role.and_then(|r| r.max_steps))
+            .unwrap_or(DEFAULT_MAX_STEPS);
+        if !(1..=MAX_MAX_STEPS).contains(&max_steps) {
+            return Err(invalid(format!(
+                "max_steps must be between 1 and {MAX_MAX_STEPS} (model calls per command); got {max_steps}"
+            )));
+        }
+        let model = self
+            .models
+            .resolve(spec.model.as_deref())
+            .map_err(|e| invalid(e.to_string()))?;
+        let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
+        let system_prompt = compose_system_prompt(
+            self.prompts.worker(),
+            role.map(|r| (r.name.as_str(), r.body.as_str())),
+            spec.system_prompt.as_deref(),
+            &spec.name,
+            &workdir,
+            &tools,
+        );
+        let tool_specs = self
+            .specs
+            .entry(tools.clone())
+            .or_insert_with(|| tool_specs(&tools).into())
+            .clone();
+        let settings = AgentSettings {
+            name: spec.name.clone(),
+            role: spec.role.clone(),
+            model,
+            system_prompt,
+            tools,
+            tool_specs,
+            workdir,
+            max_steps,
+            max_output_tokens: self.models.max_output_tokens(),
+            retry: self.models.retry_policy().clone(),
+        };
+
+        // Claim the name atomically; no guard outlives this block.
+        let id = loop {
+            let mut h = self.ids.build_hasher();
+            h.write_u64(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let id = format!("ag-{:010x}", h.finish() & 0xff_ffff_ffff);
+            if !self.agents.contains_key(&id) {
+                break id;
+            }
+        };
+        match self.names.entry(spec.name.clone()) {
+            Entry::Occupied(_) => return Err(RegistryError::DuplicateName(spec.name)),
+            Entry::Vacant(v) => {
+                v.insert(id.clone());
+            }
+        }
+        let handle = AgentHandle::new(id.clone(), settings, &self.cancel, self.fleet.clone());
+        self.agents.insert(id, handle.clone());
+        if let Some(task) = task {
+            handle.enqueue(task, false);
+        }
+        self.tracker.spawn(worker::run(handle.clone()));
+        tracing::info!(agent = %handle.name(), id = %handle.id, model = %handle.settings.model.id, "agent created");
+        Ok(handle)
+    }
+
+    /// Find an agent by name or id.
+    pub fn get(&self, agent: &str) -> Result<Arc<AgentHandle>, RegistryError> {
+        let id = self
+            .names
+            .get(agent)
+            .map(|e| e.value().clone())
+            .unwrap_or_else(|| agent.to_string());
+        if let Some(h) = self.agents.get(&id).map(|e| e.value().clone()) {
+            return Ok(h);
+        }
+        let mut names: Vec<String> = self.names.iter().map(|e| e.key().clone()).collect();
+        names.sort();
+        let known = match names.len() {
+            0 => "There are no agents; create one with create_agent.".to_string(),
+            n if n <= 20 => format!("Known agents: {}.", names.join(", ")),
+            n => format!(
+                "{n} agents exist, e.g. {}; use list_agents.",
+                names[..20].join(", ")
+            ),
+        };
+        Err(RegistryError::UnknownAgent {
+            wanted: agent.to_string(),
+            known,
+        })
+    }
+
+    /// A receiver that wakes whenever any agent settles or gets new work.
+    pub fn watch_fleet(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.fleet.subscribe()
+    }
+
+    /// Every agent, sorted by name.
+    pub fn all(&self) -> Vec<Arc<AgentHandle>> {
+        let mut all: Vec<_> = self.agents.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// Remove an agent: its name is free at once; its work is cancelled and its
+    /// processes killed before this returns.
+    pub async fn delete(&self, agent: &str) -> Result<Arc<AgentHandle>, RegistryError> {
+        let handle = self.get(agent)?;
+        self.agents.remove(&handle.id);
+        self.names
+            .remove_if(handle.name(), |_, id| *id == handle.id);
+        if !handle.shutdown(STOP_GRACE).await {
+            tracing::warn!(agent = %handle.name(), "worker did not stop within {STOP_GRACE:?}");
+        }
+        tracing::info!(agent = %handle.name(), "agent deleted");
+        Ok(handle)
+    }
+
+    /// Delete every agent, in parallel. Returns how many.
+    pub async fn delete_all(&self) -> usize {
+        let all = self.all();
+        let n = all.len();
+        let stops = all.into_iter().map(|h| async move {
+            self.agents.remove(&h.id);
+            self.names.remove_if(h.name(), |_, id| *id == h.id);
+            h.shutdown(STOP_GRACE).await;
+        });
+        futures::future::join_all(stops).await;
+        n
+    }
+
+    /// Counts by status, for `list_agents`.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for e in self.agents.iter() {
+            *counts.entry(e.value().state().status.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Cancel every agent and wait (bounded) for all tasks to end.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some agents did not stop within {grace:?}");
+        }
+    }
+
+    fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
+        let dir = match requested {
+            None => self.default_workdir.clone(),
+            Some(w) if w.trim().is_empty() => {
+                return Err(
+                    "`workdir` is empty; omit it to use the server's working directory".into(),
+                );
+            }
+            Some(w) => {
+                let p = Path::new(w);
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    self.default_workdir.join(p)
+                }
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| dir.canonicalize())
+            .map_err(|e| {
+                format!(
+                    "cannot use workdir `{}`: {e}; pass an existing directory or one flotilla may create",
+                    dir.display()
+                )
+            })
+    }
+}
+
+/// `[A-Za-z0-9_-]`, 1–64 characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "`name` must be 1–64 characters of letters, digits, `_` or `-`; got {} characters",
+            name.chars().count()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "`name` may contain only letters, digits, `_` and `-`; `{name}` contains {c:?}. Try e.g. `scout-1`"
+        ));
+    }
+    Ok(())
+}
+
+fn compose_system_prompt(
+    worker: &str,
+    role: Option<(&str, &str)>,
+    extra: Option<&str>,
+    name: &str,
+    workdir: &Path,
+    tools: &[String],
+) -> String {
+    let mut s = worker.trim().to_string();
+    if let Some((role, body)) = role {
+        s.push_str(&format!("\n\n# Your role: {role}\n\n{}", body.trim()));
+    }
+    if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
+        s.push_str(&format!(
+            "\n\n# Instructions from the orchestrator\n\n{}",
+            extra.trim()
+        ));
+    }
+    s.push_str(&format!(
+        "\n\n# Environment\n\nYour name: {name}\nYour work directory: {}\nYour tools: {}",
+        workdir.display(),
+        tools.join(", ")
+    ));
+    s
+}
+
+/// Whether a status filter string is valid, for `list_agents`.
+pub fn parse_status_filter(s: &str) -> Result<AgentStatus, RegistryError> {
+    AgentStatus::parse(s).ok_or_else(|| {
+        RegistryError::Invalid(format!(
+            "unknown status `{s}`; use one of running, idle, failed, cancelled"
+        ))
+    })
+}

@@ -1,0 +1,100 @@
+//! Typed arguments of the MCP tools. The `///` comments are the descriptions the
+//! orchestrator reads in `tools/list`, so they say what each argument does and its
+//! limits.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentParams {
+    /// Unique name among live agents: 1-64 of letters, digits, `_`, `-` (e.g. `scout-auth`).
+    pub name: String,
+    /// The first instruction. When given, the agent starts on it at once. Brief it fully:
+    /// goal, context, constraints, files, and what its final report must contain.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Extra standing instructions appended to the agent's system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Role profile: `scout` (read-only exploration), `planner` (read-only planning),
+    /// `builder` (implements and tests), `reviewer` (reviews and runs tests), or a custom
+    /// role from the prompts directory. Sets instructions, tools and max_steps defaults.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// `provider:model` (e.g. `anthropic:claude-sonnet-4-5`, `openai:gpt-5`) or an alias
+    /// (`haiku`, `sonnet`, `opus`, or one from the config). Default: the server's default model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Allow-list of sub-agent tools: read_file, write_file, edit_file, list_files,
+    /// search_files, run_command. Default: the role's tools, else all six.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// Directory the agent works in (created if missing; relative paths are relative to
+    /// the server's working directory). Default: the server's working directory.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Model calls allowed per command, 1-1000. Default: the role's, else 50.
+    #[serde(default)]
+    pub max_steps: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandAgentParams {
+    /// The agent's name or id.
+    pub agent: String,
+    /// The next instruction. The agent keeps its whole conversation so far.
+    pub task: String,
+    /// false (default): queue behind the current command. true: cancel the current
+    /// command first and run this one next.
+    #[serde(default)]
+    pub interrupt: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentParams {
+    /// The agent's name or id.
+    pub agent: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetAgentOutputParams {
+    /// The agent's name or id.
+    pub agent: String,
+    /// 1-based index of the command whose answer to read. Default: the latest.
+    #[serde(default)]
+    pub command: Option<u32>,
+    /// Character offset to start from (use `next_offset` from the previous call). Default 0.
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// Most characters to return, 1-100000. Default 4000.
+    #[serde(default)]
+    pub max_chars: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListAgentsParams {
+    /// Only agents with this status: running, idle, failed or cancelled.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForAgentsParams {
+    /// Names or ids to wait for. Default: every agent with work running or queued.
+    #[serde(default)]
+    pub agents: Option<Vec<String>>,
+    /// `all` (default): until every one has settled (idle, failed or cancelled, with
+    /// nothing queued). `any`: until at least one has.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Seconds to wait at most, 0-600. Default 50 (under the common 60 s tool-call
+    /// timeout). On `timed_out: true`, simply call again.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+}

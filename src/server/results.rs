@@ -1,0 +1,194 @@
+//! Tool results: compact JSON rows. Every byte here lands in the orchestrator's
+//! context window, so rows carry what it acts on and nothing else.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::agent::AgentHandle;
+use crate::agent::output::CommandStatus;
+use crate::agent::state::{AgentStatus, Tokens, rfc3339};
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreateAgentResult {
+    pub agent_id: String,
+    pub name: String,
+    pub status: AgentStatus,
+    /// Canonical `provider:model`.
+    pub model: String,
+    pub workdir: String,
+    /// 1 when `task` was given (the agent is working on it), else 0.
+    pub commands: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CommandAgentResult {
+    pub agent_id: String,
+    pub name: String,
+    /// 1-based index of this command (for get_agent_output).
+    pub command: u32,
+    pub status: AgentStatus,
+    /// Commands queued and not yet started, this one included.
+    pub pending: u32,
+}
+
+/// One agent's full status.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentStatusRow {
+    pub agent_id: String,
+    pub name: String,
+    pub status: AgentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub model: String,
+    /// Commands given so far.
+    pub commands: u32,
+    /// Commands queued and not yet started.
+    pub pending: u32,
+    /// Model calls made.
+    pub steps: u64,
+    pub tool_calls: u64,
+    /// What it is doing now, e.g. `run_command: cargo test (12s)`; null when not running.
+    pub activity: Option<String>,
+    pub last_activity_at: String,
+    pub tokens: Tokens,
+    /// Size of its last prompt, in tokens.
+    pub context_tokens: u64,
+    /// Spent so far; null when the model's price is unknown.
+    pub cost_usd: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+impl AgentStatusRow {
+    pub fn of(h: &AgentHandle) -> Self {
+        let s = h.state();
+        Self {
+            agent_id: h.id.clone(),
+            name: h.name().to_string(),
+            status: s.status,
+            role: h.settings.role.clone(),
+            model: h.settings.model.id.clone(),
+            commands: s.commands,
+            pending: s.pending,
+            steps: s.steps,
+            tool_calls: s.tool_calls,
+            activity: s.activity_text(),
+            last_activity_at: rfc3339(s.last_activity_at),
+            tokens: s.tokens.into(),
+            context_tokens: s.context_tokens,
+            cost_usd: s.cost_usd.map(round_cost),
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// A compact row for lists and waits.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentRow {
+    pub name: String,
+    pub agent_id: String,
+    pub status: AgentStatus,
+    pub commands: u32,
+    pub pending: u32,
+    pub steps: u64,
+    /// Length in characters of the latest command's answer (read it with get_agent_output).
+    pub output_chars: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Present (true) when the agent was deleted while being waited on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl AgentRow {
+    pub fn of(h: &AgentHandle) -> Self {
+        let s = h.state();
+        let output_chars = h.with_outputs(|o| o.last().map_or(0, |r| r.text.chars().count()));
+        Self {
+            name: h.name().to_string(),
+            agent_id: h.id.clone(),
+            status: s.status,
+            commands: s.commands,
+            pending: s.pending,
+            steps: s.steps,
+            output_chars,
+            activity: s.activity_text(),
+            last_error: s.last_error,
+            deleted: s.deleted,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentOutputResult {
+    pub agent_id: String,
+    pub name: String,
+    /// Which command this is the answer to (1-based).
+    pub command: u32,
+    pub command_status: CommandStatus,
+    /// The slice of the final answer.
+    pub text: String,
+    pub offset: usize,
+    pub total_chars: usize,
+    /// Offset to continue from; null when nothing is left.
+    pub next_offset: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub files_written: Vec<String>,
+    pub files_read: Vec<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteAgentResult {
+    /// The deleted agent's name.
+    pub deleted: String,
+    pub agent_id: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetTotals {
+    pub agents: usize,
+    /// Agents by status.
+    pub by_status: BTreeMap<String, usize>,
+    pub tokens: Tokens,
+    /// Known spend; agents on unpriced models add nothing.
+    pub cost_usd: f64,
+    /// Agents whose cost is unknown (model without a price).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unpriced_agents: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListAgentsResult {
+    pub agents: Vec<AgentRow>,
+    /// Totals over the whole fleet (not just the filtered rows).
+    pub totals: FleetTotals,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteAllResult {
+    /// How many agents were deleted.
+    pub deleted: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WaitResult {
+    /// True when the timeout passed first; call wait_for_agents again to keep waiting.
+    pub timed_out: bool,
+    pub waited_s: f64,
+    pub agents: Vec<AgentRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Costs to a tenth of a cent's hundredth: enough precision, fewer bytes.
+pub fn round_cost(c: f64) -> f64 {
+    (c * 100_000.0).round() / 100_000.0
+}
