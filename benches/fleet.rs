@@ -1,0 +1,2 @@
+//! Placeholder; the fleet benchmark is being written.
+fn main() {}
