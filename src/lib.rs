@@ -12,6 +12,8 @@
 //!   one trait, with retries; [`config`] resolves models, aliases and keys;
 //!   [`pricing`] turns tokens into dollars.
 //! - [`tools`]: the sub-agent tools, jailed to the agent's work directory.
+//! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
+//!   written off the hot path by one thread, replayed on restart.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`model`]: the provider-neutral conversation types everything above shares.
 
@@ -22,5 +24,7 @@ pub mod pricing;
 pub mod prompts;
 pub mod provider;
 pub mod registry;
+pub mod restore;
 pub mod server;
+pub mod store;
 pub mod tools;

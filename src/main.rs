@@ -15,6 +15,7 @@ use flotilla::config::{Config, Models};
 use flotilla::prompts::{ORCHESTRATOR, Prompts};
 use flotilla::registry::Registry;
 use flotilla::server::FleetServer;
+use flotilla::store::{Store, location};
 
 /// An MCP server (stdio) that gives an orchestrator LLM a fleet of working sub-agents.
 #[derive(Debug, Parser)]
@@ -30,6 +31,22 @@ struct Cli {
     /// Default work directory for agents. Default: the current directory.
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// Directory of the fleet's store (SQLite). Default: one per project under the
+    /// user's data directory, e.g. ~/.local/share/flotilla/fleets/<project>-<hash>/.
+    #[arg(
+        long,
+        env = "FLOTILLA_DATA_DIR",
+        value_name = "DIR",
+        conflicts_with = "ephemeral"
+    )]
+    data_dir: Option<PathBuf>,
+    /// After a restart, do not resume commands that were running: mark them failed
+    /// (and cancel queued ones) instead.
+    #[arg(long)]
+    no_resume: bool,
+    /// Keep nothing on disk: the fleet ends with the process.
+    #[arg(long)]
+    ephemeral: bool,
     /// Print the orchestrator sub-agent definition (for .claude/agents/) and exit.
     #[arg(long)]
     print_orchestrator: bool,
@@ -71,7 +88,30 @@ async fn main() -> anyhow::Result<()> {
         ),
     }
 
-    let registry = Arc::new(Registry::new(models, prompts, workdir));
+    let (store, logs) = if cli.ephemeral {
+        (Store::in_memory()?, Vec::new())
+    } else {
+        let dir = match cli.data_dir {
+            Some(d) => d,
+            None => location::default_dir(&workdir).context(
+                "cannot find the user's data directory; pass --data-dir or set FLOTILLA_DATA_DIR",
+            )?,
+        };
+        let opened = Store::open(&dir)?;
+        tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = opened.1.len(), "fleet store opened");
+        opened
+    };
+    let store = Arc::new(store);
+    let registry = Arc::new(Registry::new(models, prompts, workdir, store.clone()));
+    if !logs.is_empty() {
+        let report = registry.restore(logs, !cli.no_resume);
+        tracing::info!(
+            agents = report.agents,
+            resumed = report.resumed,
+            not_resumed = report.not_resumed,
+            "fleet restored"
+        );
+    }
     let service = FleetServer::new(registry.clone())
         .serve(rmcp::transport::stdio())
         .await
@@ -89,7 +129,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     registry.shutdown(Duration::from_secs(10)).await;
-    tracing::info!("all agents stopped");
+    store.close();
+    tracing::info!("all agents stopped; store closed");
     Ok(())
 }
 

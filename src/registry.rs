@@ -15,11 +15,15 @@ use dashmap::mapref::entry::Entry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::time::SystemTime;
+
 use crate::agent::state::AgentStatus;
-use crate::agent::{AgentHandle, AgentSettings, worker};
+use crate::agent::{AgentHandle, AgentSettings, Initial, Journal, worker};
 use crate::config::Models;
 use crate::model::ToolSpec;
 use crate::prompts::Prompts;
+use crate::store::event::Event;
+use crate::store::{Ack, Store};
 use crate::tools::{ALL_TOOLS, tool_specs};
 
 /// How long `delete_agent` waits for a worker to stop before giving up on it.
@@ -36,6 +40,8 @@ pub enum RegistryError {
     UnknownAgent { wanted: String, known: String },
     #[error("an agent named `{0}` already exists; choose another name, or delete_agent it first")]
     DuplicateName(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 /// What `create_agent` asks for, already type-checked.
@@ -64,11 +70,18 @@ pub struct Registry {
     fleet: Arc<tokio::sync::watch::Sender<u64>>,
     /// Tool specs by allow-list, built once and shared.
     specs: DashMap<Vec<String>, Arc<[ToolSpec]>>,
+    store: Arc<Store>,
 }
 
 impl Registry {
-    pub fn new(models: Models, prompts: Prompts, default_workdir: PathBuf) -> Self {
+    pub fn new(
+        models: Models,
+        prompts: Prompts,
+        default_workdir: PathBuf,
+        store: Arc<Store>,
+    ) -> Self {
         Self {
+            store,
             agents: DashMap::new(),
             names: DashMap::new(),
             models,
@@ -87,8 +100,34 @@ impl Registry {
         &self.prompts
     }
 
-    /// Validate, register and start an agent. Returns as soon as it is running.
-    pub fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Validate, register, save and start an agent. Returns as soon as it is
+    /// running and its creation (and first command) are on disk.
+    pub async fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
+        let handle = self.register(spec)?;
+        for ack in handle.1 {
+            match ack.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(RegistryError::Store(format!(
+                        "agent `{}` was started but could not be saved: {e}",
+                        handle.0.name()
+                    )));
+                }
+                Err(_) => {
+                    return Err(RegistryError::Store(
+                        "the fleet store is closed; the server is shutting down".into(),
+                    ));
+                }
+            }
+        }
+        Ok(handle.0)
+    }
+
+    fn register(&self, spec: CreateSpec) -> Result<(Arc<AgentHandle>, Vec<Ack>), RegistryError> {
         let invalid = |m: String| RegistryError::Invalid(m);
         validate_name(&spec.name).map_err(invalid)?;
         let task = match spec.task {
@@ -149,11 +188,7 @@ impl Registry {
             &workdir,
             &tools,
         );
-        let tool_specs = self
-            .specs
-            .entry(tools.clone())
-            .or_insert_with(|| tool_specs(&tools).into())
-            .clone();
+        let tool_specs = self.specs_for(&tools);
         let settings = AgentSettings {
             name: spec.name.clone(),
             role: spec.role.clone(),
@@ -182,14 +217,64 @@ impl Registry {
                 v.insert(id.clone());
             }
         }
-        let handle = AgentHandle::new(id.clone(), settings, &self.cancel, self.fleet.clone());
+        let journal = Journal::new(self.store.clone(), 1);
+        let handle = AgentHandle::new(
+            id.clone(),
+            settings,
+            SystemTime::now(),
+            &self.cancel,
+            self.fleet.clone(),
+            journal,
+            Initial::default(),
+        );
+        let mut acks = Vec::new();
+        acks.extend(handle.record(Event::Created {
+            settings: handle.settings.stored(),
+        }));
         self.agents.insert(id, handle.clone());
         if let Some(task) = task {
-            handle.enqueue(task, false);
+            acks.extend(handle.enqueue(task, false).1);
         }
-        self.tracker.spawn(worker::run(handle.clone()));
+        self.tracker
+            .spawn(worker::run(handle.clone(), worker::Start::default()));
         tracing::info!(agent = %handle.name(), id = %handle.id, model = %handle.settings.model.id, "agent created");
-        Ok(handle)
+        Ok((handle, acks))
+    }
+
+    pub(crate) fn models(&self) -> &Models {
+        &self.models
+    }
+
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    pub(crate) fn fleet_sender(&self) -> Arc<tokio::sync::watch::Sender<u64>> {
+        self.fleet.clone()
+    }
+
+    /// Register a restored agent under its stored id and name and start its worker.
+    pub(crate) fn adopt(&self, handle: Arc<AgentHandle>, start: worker::Start) {
+        match self.names.entry(handle.name().to_string()) {
+            Entry::Occupied(_) => {
+                tracing::error!(agent = %handle.name(), id = %handle.id, "two stored agents share a name; this one is reachable by id only");
+            }
+            Entry::Vacant(v) => {
+                v.insert(handle.id.clone());
+            }
+        }
+        self.agents.insert(handle.id.clone(), handle.clone());
+        self.tracker.spawn(worker::run(handle, start));
+    }
+
+    pub(crate) fn specs_for(&self, tools: &[String]) -> Arc<[ToolSpec]> {
+        if let Some(specs) = self.specs.get(tools) {
+            return specs.clone();
+        }
+        self.specs
+            .entry(tools.to_vec())
+            .or_insert_with(|| tool_specs(tools).into())
+            .clone()
     }
 
     /// Find an agent by name or id.
@@ -240,6 +325,12 @@ impl Registry {
         if !handle.shutdown(STOP_GRACE).await {
             tracing::warn!(agent = %handle.name(), "worker did not stop within {STOP_GRACE:?}");
         }
+        self.store.delete_agent(&handle.id).await.map_err(|e| {
+            RegistryError::Store(format!(
+                "agent `{}` was stopped but its records could not be removed: {e}",
+                handle.name()
+            ))
+        })?;
         tracing::info!(agent = %handle.name(), "agent deleted");
         Ok(handle)
     }
@@ -252,6 +343,9 @@ impl Registry {
             self.agents.remove(&h.id);
             self.names.remove_if(h.name(), |_, id| *id == h.id);
             h.shutdown(STOP_GRACE).await;
+            if let Err(e) = self.store.delete_agent(&h.id).await {
+                tracing::error!(agent = %h.name(), "could not remove the agent's records: {e}");
+            }
         });
         futures::future::join_all(stops).await;
         n

@@ -4,12 +4,14 @@
 //! its state is read from a `watch` channel, its outputs from a short-lived lock.
 //! Nobody reaches into the worker; the worker alone owns the conversation.
 
+pub mod conversation;
 pub mod output;
 pub mod state;
 pub mod worker;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -18,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ResolvedModel;
 use crate::provider::retry::RetryPolicy;
+use crate::store::event::{Event, StoredSettings};
+use crate::store::{Ack, Store};
 use output::{CommandRecord, CommandStatus};
 use state::AgentState;
 
@@ -39,6 +43,44 @@ pub struct AgentSettings {
     pub max_steps: u32,
     pub max_output_tokens: u32,
     pub retry: RetryPolicy,
+}
+
+impl AgentSettings {
+    /// What the store keeps of these settings.
+    pub fn stored(&self) -> StoredSettings {
+        StoredSettings {
+            name: self.name.clone(),
+            role: self.role.clone(),
+            model: self.model.id.clone(),
+            system_prompt: self.system_prompt.clone(),
+            tools: self.tools.clone(),
+            workdir: self.workdir.clone(),
+            max_steps: self.max_steps,
+        }
+    }
+}
+
+/// An agent's place in the store: its event log and the next sequence number.
+pub struct Journal {
+    store: Arc<Store>,
+    next_seq: AtomicU64,
+}
+
+impl Journal {
+    pub fn new(store: Arc<Store>, next_seq: u64) -> Self {
+        Self {
+            store,
+            next_seq: AtomicU64::new(next_seq),
+        }
+    }
+}
+
+/// How an agent starts: fresh, or as its log left it.
+#[derive(Default)]
+pub struct Initial {
+    pub state: Option<AgentState>,
+    pub outputs: Vec<CommandRecord>,
+    pub queue: VecDeque<QueuedCommand>,
 }
 
 /// A command waiting in the inbox.
@@ -72,6 +114,7 @@ pub struct AgentHandle {
     /// Bumped whenever this agent settles or gets work, so waiters can watch the
     /// whole fleet through one channel.
     fleet: Arc<watch::Sender<u64>>,
+    journal: Journal,
 }
 
 /// Lock a std mutex, recovering the data if a panicking thread poisoned it: every
@@ -84,22 +127,40 @@ impl AgentHandle {
     pub fn new(
         id: String,
         settings: AgentSettings,
+        created_at: SystemTime,
         parent: &CancellationToken,
         fleet: Arc<watch::Sender<u64>>,
+        journal: Journal,
+        initial: Initial,
     ) -> Arc<Self> {
         let priced = settings.model.price.is_some();
+        let state = initial.state.unwrap_or_else(|| AgentState::new(priced));
         Arc::new(Self {
             id,
             settings,
-            created_at: SystemTime::now(),
-            state: watch::Sender::new(AgentState::new(priced)),
-            inbox: Mutex::new(Inbox::default()),
+            created_at,
+            state: watch::Sender::new(state),
+            inbox: Mutex::new(Inbox {
+                queue: initial.queue,
+                current: None,
+            }),
             wake: Notify::new(),
-            outputs: Mutex::new(Vec::new()),
+            outputs: Mutex::new(initial.outputs),
             cancel: parent.child_token(),
             finished: CancellationToken::new(),
             fleet,
+            journal,
         })
+    }
+
+    /// Append to this agent's event log; durable events return an [`Ack`].
+    pub fn record(&self, event: Event) -> Option<Ack> {
+        let seq = self.journal.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.journal.store.append(&self.id, seq, event)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.journal.store
     }
 
     pub fn name(&self) -> &str {
@@ -130,14 +191,19 @@ impl AgentHandle {
     }
 
     /// Queue a command; with `interrupt`, cancel the running one and go first.
-    /// Returns the command's 1-based index.
-    pub fn enqueue(&self, task: String, interrupt: bool) -> u32 {
+    /// Returns the command's 1-based index and the acknowledgement of its record.
+    pub fn enqueue(&self, task: String, interrupt: bool) -> (u32, Option<Ack>) {
         let mut inbox = lock(&self.inbox);
         let mut index = 0;
         self.update(|s| {
             s.commands += 1;
             s.pending += 1;
             index = s.commands;
+        });
+        let ack = self.record(Event::Command {
+            index,
+            task: task.clone(),
+            interrupt,
         });
         lock(&self.outputs).push(CommandRecord::queued(task.clone()));
         let cmd = QueuedCommand { index, task };
@@ -151,7 +217,7 @@ impl AgentHandle {
         }
         drop(inbox);
         self.wake.notify_one();
-        index
+        (index, ack)
     }
 
     /// The next command and the token that cancels it; waits until there is one.
@@ -162,6 +228,7 @@ impl AgentHandle {
                 if let Some(cmd) = inbox.queue.pop_front() {
                     let token = self.cancel.child_token();
                     inbox.current = Some(token.clone());
+                    self.record(Event::Started { index: cmd.index });
                     return (cmd, token);
                 }
             }
@@ -171,6 +238,13 @@ impl AgentHandle {
 
     fn finish_command(&self) {
         lock(&self.inbox).current = None;
+    }
+
+    /// A turn token for resuming a command after a restart (not from the inbox).
+    fn resume_token(&self) -> CancellationToken {
+        let token = self.cancel.child_token();
+        lock(&self.inbox).current = Some(token.clone());
+        token
     }
 
     /// Read the outputs under a short lock.

@@ -5,6 +5,12 @@
 //! answers without tool calls (its final answer) or `max_steps` is reached. Every
 //! await is raced against the command's cancellation token, so an interrupt or a
 //! delete stops a model call or a tool at once.
+//!
+//! Everything that changes the conversation is journaled first-hand here (model
+//! answers, tool calls and results, command start and end), so a restart can rebuild
+//! it. When the whole agent is being stopped (delete or server shutdown) the worker
+//! stops journaling at once: a command cut short that way is resumed after a restart,
+//! not recorded as cancelled.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -14,11 +20,21 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::AgentHandle;
+use super::conversation::Conversation;
 use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
-use crate::model::{Block, Message, ModelRequest, Role};
+use crate::model::{ModelRequest, Role};
 use crate::provider::retry::{RetryError, complete_with_retry};
-use crate::tools::{ToolContext, describe_call, run_tool};
+use crate::store::event::Event;
+use crate::tools::{ToolContext, ToolOutcome, describe_call, run_tool};
+
+/// How a worker starts.
+#[derive(Default)]
+pub struct Start {
+    pub conversation: Conversation,
+    /// A command that was running when the server stopped: continue it first.
+    pub resume: Option<u32>,
+}
 
 /// How a command ended, when it did not end with a final answer.
 enum Stop {
@@ -27,27 +43,35 @@ enum Stop {
 }
 
 /// Run the agent until it is cancelled. Fires `finished` on the way out.
-pub async fn run(agent: Arc<AgentHandle>) {
+pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let _finished = agent.finished.clone().drop_guard();
-    let mut conversation: Vec<Message> = Vec::new();
+    let mut conversation = start.conversation;
+    let mut resume = start.resume;
     loop {
-        let (cmd, turn) = tokio::select! {
-            biased;
-            _ = agent.cancel.cancelled() => break,
-            next = agent.next_command() => next,
+        let (index, turn, queued) = if let Some(index) = resume.take() {
+            agent.record(Event::Resumed { index });
+            (index, agent.resume_token(), false)
+        } else {
+            let (cmd, turn) = tokio::select! {
+                biased;
+                _ = agent.cancel.cancelled() => break,
+                next = agent.next_command() => next,
+            };
+            conversation.push_instruction(cmd.task);
+            (cmd.index, turn, true)
         };
-        let index = cmd.index;
         agent.update(|s| {
             s.status = AgentStatus::Running;
-            s.pending = s.pending.saturating_sub(1);
+            if queued {
+                s.pending = s.pending.saturating_sub(1);
+            }
             s.last_error = None;
             s.activity = Some(activity("starting"));
         });
         agent.with_record(index, |r| {
             r.status = CommandStatus::Running;
-            r.started_at = Some(SystemTime::now());
+            r.started_at.get_or_insert_with(SystemTime::now);
         });
-        push_user_text(&mut conversation, cmd.task);
 
         // Boxed so an idle agent's task stays small: the model call and tool futures
         // live on the heap only while a command runs.
@@ -65,12 +89,33 @@ pub async fn run(agent: Arc<AgentHandle>) {
             ))
         });
         agent.finish_command();
+        if agent.cancel.is_cancelled() {
+            // Deleted or shutting down: leave the log as it is (resumed on restart).
+            break;
+        }
         let (status, cmd_status, error) = match result {
             Ok(()) => (AgentStatus::Idle, CommandStatus::Done, None),
             Err(Stop::Cancelled) => (AgentStatus::Cancelled, CommandStatus::Cancelled, None),
             Err(Stop::Failed(e)) => (AgentStatus::Failed, CommandStatus::Failed, Some(e)),
         };
         tracing::info!(agent = %agent.name(), command = index, status = status.as_str(), error = ?error, "command ended");
+        let ack = agent.record(Event::Finished {
+            index,
+            status: cmd_status,
+            error: error.clone(),
+        });
+        // The output is saved before anyone is told the command is over.
+        if let Some(ack) = ack {
+            match ack.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(agent = %agent.name(), "could not save the end of command {index}: {e}")
+                }
+                Err(_) => {
+                    tracing::error!(agent = %agent.name(), "store closed before saving command {index}")
+                }
+            }
+        }
         agent.with_record(index, |r| {
             r.status = cmd_status;
             r.error.clone_from(&error);
@@ -91,51 +136,119 @@ fn activity(label: impl Into<String>) -> Activity {
     }
 }
 
-/// Append an instruction, merging into a trailing user message (left there by an
-/// interrupted command) so user and assistant turns keep alternating.
-fn push_user_text(conversation: &mut Vec<Message>, text: String) {
-    match conversation.last_mut() {
-        Some(last) if last.role == Role::User => {
-            last.content.push(Block::Text {
-                text: format!(
-                    "(Your previous instruction ended before you finished it: it was interrupted or failed.)\n\n{text}"
-                ),
-            });
-        }
-        _ => conversation.push(Message::user_text(text)),
-    }
-}
-
 async fn run_command(
     agent: &AgentHandle,
-    conversation: &mut Vec<Message>,
+    conversation: &mut Conversation,
     index: u32,
     turn: &CancellationToken,
 ) -> Result<(), Stop> {
     let settings = &agent.settings;
-    let specs = &settings.tool_specs;
     let ctx = ToolContext {
         root: settings.workdir.clone(),
         cancel: turn.clone(),
     };
-    for step in 1..=settings.max_steps {
-        agent.update(|s| s.activity = Some(activity(format!("calling model (step {step})"))));
+    // Journal unless the whole agent is stopping (see the module docs).
+    let journal = |event: Event| {
+        if !agent.cancel.is_cancelled() {
+            agent.record(event);
+        }
+    };
+    let mut steps = 0;
+    loop {
+        // Tool calls still unanswered (a fresh model answer, or one found on resume).
+        let calls = conversation.unanswered_tool_calls();
+        if !calls.is_empty() {
+            for (id, name, input) in calls {
+                let outcome = if turn.is_cancelled() {
+                    ToolOutcome {
+                        content: "Cancelled: the orchestrator interrupted this command before this tool ran.".into(),
+                        is_error: true,
+                        ..Default::default()
+                    }
+                } else if !settings.tools.contains(&name) {
+                    ToolOutcome {
+                        content: format!(
+                            "Error: tool `{name}` is not available to this agent. Available tools: {}.",
+                            settings.tools.join(", ")
+                        ),
+                        is_error: true,
+                        ..Default::default()
+                    }
+                } else {
+                    let label = describe_call(&name, &input);
+                    agent.update(|s| {
+                        s.tool_calls += 1;
+                        s.activity = Some(activity(label));
+                    });
+                    journal(Event::ToolCall {
+                        id: id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                    });
+                    let outcome = run_tool(&name, input, &ctx).await;
+                    if !outcome.files_read.is_empty() || !outcome.files_written.is_empty() {
+                        agent.with_record(index, |r| {
+                            r.files_read.extend(outcome.files_read.iter().cloned());
+                            r.files_written
+                                .extend(outcome.files_written.iter().cloned());
+                        });
+                    }
+                    outcome
+                };
+                if agent.cancel.is_cancelled() {
+                    return Err(Stop::Cancelled);
+                }
+                journal(Event::ToolResult {
+                    id: id.clone(),
+                    name,
+                    content: outcome.content.clone(),
+                    is_error: outcome.is_error,
+                    files_read: outcome.files_read,
+                    files_written: outcome.files_written,
+                });
+                conversation.push_tool_result(id, outcome.content, outcome.is_error);
+            }
+            if turn.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            continue;
+        }
+        // The model's last word had no tool calls: that is its final answer.
+        if conversation
+            .messages()
+            .last()
+            .is_some_and(|m| m.role == Role::Assistant)
+        {
+            return Ok(());
+        }
+        if steps == settings.max_steps {
+            return Err(Stop::Failed(format!(
+                "stopped after max_steps ({}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps",
+                settings.max_steps
+            )));
+        }
+        steps += 1;
+        agent.update(|s| s.activity = Some(activity(format!("calling model (step {steps})"))));
         let request = ModelRequest {
             model: &settings.model.model,
             system: &settings.system_prompt,
-            messages: conversation,
-            tools: specs,
+            messages: conversation.messages(),
+            tools: &settings.tool_specs,
             max_tokens: settings.max_output_tokens,
         };
         let mut on_retry = |attempt: u32,
                             err: &crate::provider::ProviderError,
                             wait: std::time::Duration| {
             tracing::warn!(agent = %settings.name, attempt, error = %err, ?wait, "model call failed; retrying");
+            journal(Event::Retry {
+                attempt,
+                error: err.to_string(),
+                wait_ms: wait.as_millis() as u64,
+            });
             let label = format!(
-                "retrying model call in {:.1}s (attempt {}/{}): {}",
+                "retrying model call in {:.1}s (retry {attempt}/{}): {}",
                 wait.as_secs_f64(),
-                attempt + 1,
-                settings.retry.max_retries + 1,
+                settings.retry.max_retries,
                 short(&err.to_string(), 80)
             );
             agent.update(|s| s.activity = Some(activity(label)));
@@ -155,11 +268,16 @@ async fn run_command(
                 return Err(Stop::Failed(format!("model call failed: {e}")));
             }
         };
+        if agent.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
         let usage = response.usage;
         agent.update(|s| {
             s.steps += 1;
             s.tokens.input_tokens += usage.input_tokens;
             s.tokens.output_tokens += usage.output_tokens;
+            s.tokens.cache_read_tokens += usage.cache_read_tokens;
+            s.tokens.cache_write_tokens += usage.cache_write_tokens;
             s.context_tokens = usage.input_tokens;
             if let (Some(price), Some(cost)) = (&settings.model.price, s.cost_usd.as_mut()) {
                 *cost += price.cost(usage);
@@ -169,67 +287,13 @@ async fn run_command(
         if !text.is_empty() {
             agent.with_record(index, |r| r.text.clone_from(&text));
         }
-        let calls: Vec<(String, String, serde_json::Value)> = response
-            .message
-            .tool_uses()
-            .map(|(id, name, input)| (id.to_string(), name.to_string(), input.clone()))
-            .collect();
-        conversation.push(response.message);
-        if calls.is_empty() {
-            return Ok(());
-        }
-
-        let mut results = Vec::with_capacity(calls.len());
-        for (id, name, input) in calls {
-            let outcome = if turn.is_cancelled() {
-                crate::tools::ToolOutcome {
-                    content: "Cancelled: the orchestrator interrupted this command.".into(),
-                    is_error: true,
-                    ..Default::default()
-                }
-            } else if !settings.tools.contains(&name) {
-                crate::tools::ToolOutcome {
-                    content: format!(
-                        "Error: tool `{name}` is not available to this agent. Available tools: {}.",
-                        settings.tools.join(", ")
-                    ),
-                    is_error: true,
-                    ..Default::default()
-                }
-            } else {
-                let label = describe_call(&name, &input);
-                agent.update(|s| {
-                    s.tool_calls += 1;
-                    s.activity = Some(activity(label));
-                });
-                let outcome = run_tool(&name, input, &ctx).await;
-                if !outcome.files_read.is_empty() || !outcome.files_written.is_empty() {
-                    agent.with_record(index, |r| {
-                        r.files_read.extend(outcome.files_read.iter().cloned());
-                        r.files_written
-                            .extend(outcome.files_written.iter().cloned());
-                    });
-                }
-                outcome
-            };
-            results.push(Block::ToolResult {
-                tool_use_id: id,
-                content: outcome.content,
-                is_error: outcome.is_error,
-            });
-        }
-        conversation.push(Message {
-            role: Role::User,
-            content: results,
+        journal(Event::Model {
+            message: response.message.clone(),
+            usage,
+            stop_reason: response.stop_reason,
         });
-        if turn.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
+        conversation.push_assistant(response.message);
     }
-    Err(Stop::Failed(format!(
-        "stopped after max_steps ({}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps",
-        settings.max_steps
-    )))
 }
 
 /// The first line of `s`, cut to `max` characters.

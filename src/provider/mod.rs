@@ -49,3 +49,22 @@ pub enum ProviderError {
         message: String,
     },
 }
+
+/// A stand-in for a model that cannot be used (e.g. its key is gone after a restart):
+/// every call fails with the reason, so the agent's commands fail with a clear
+/// `last_error` instead of the agent vanishing.
+pub struct Unavailable(pub String);
+
+impl Provider for Unavailable {
+    fn complete<'a>(
+        &'a self,
+        _request: &'a ModelRequest<'a>,
+    ) -> BoxFuture<'a, Result<ModelResponse, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Fatal {
+                status: None,
+                message: self.0.clone(),
+            })
+        })
+    }
+}

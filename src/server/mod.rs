@@ -1,4 +1,4 @@
-//! The MCP surface: eight tools over one [`Registry`]. This layer owns no state;
+//! The MCP surface: nine tools over one [`Registry`]. This layer owns no state;
 //! it checks arguments, calls the registry, and shapes compact JSON results.
 //! A mistake the orchestrator can fix comes back as a tool result with
 //! `isError: true` whose message says what was wrong and how to fix it.
@@ -20,6 +20,7 @@ use crate::agent::output::slice_chars;
 use crate::agent::state::AgentStatus;
 use crate::prompts::INSTRUCTIONS;
 use crate::registry::{CreateSpec, Registry, parse_status_filter};
+use crate::store::event::KINDS;
 use params::*;
 use results::*;
 use wait::{Progress, Until};
@@ -28,6 +29,14 @@ pub const DEFAULT_WAIT_S: f64 = 50.0;
 pub const MAX_WAIT_S: f64 = 600.0;
 pub const DEFAULT_MAX_CHARS: u64 = 4000;
 pub const MAX_MAX_CHARS: u64 = 100_000;
+pub const DEFAULT_EVENTS: u32 = 50;
+pub const MAX_EVENTS: u32 = 500;
+
+fn rfc3339_ms(ms: i64) -> String {
+    crate::agent::state::rfc3339(
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+    )
+}
 
 type ToolResult<T> = Result<Json<T>, String>;
 
@@ -68,6 +77,7 @@ impl FleetServer {
                 workdir: p.workdir,
                 max_steps: p.max_steps,
             })
+            .await
             .map_err(|e| e.to_string())?;
         let state = handle.state();
         Ok(Json(CreateAgentResult {
@@ -95,7 +105,19 @@ impl FleetServer {
             return Err("`task` is empty: say what the agent should do next".into());
         }
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
-        let command = handle.enqueue(p.task, p.interrupt.unwrap_or(false));
+        let (command, ack) = handle.enqueue(p.task, p.interrupt.unwrap_or(false));
+        // Acknowledge only what is on disk: a command is never lost to a crash.
+        if let Some(ack) = ack {
+            match ack.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "command {command} was queued but could not be saved ({e}); it will run, but would be lost if the server restarted"
+                    ));
+                }
+                Err(_) => return Err("the server is shutting down; command not saved".into()),
+            }
+        }
         let state = handle.state();
         Ok(Json(CommandAgentResult {
             agent_id: handle.id.clone(),
@@ -169,8 +191,62 @@ impl FleetServer {
             .map(Json)
     }
 
+    /// An agent's event log, oldest first, one summarised row per event (commands,
+    /// model calls, tool calls and results, status changes): how to see what it did
+    /// without reading its transcript. Page with `after`/`limit`, filter with `kinds`.
+    #[tool]
+    async fn get_agent_events(
+        &self,
+        Parameters(p): Parameters<GetAgentEventsParams>,
+    ) -> ToolResult<AgentEventsResult> {
+        let limit = p.limit.unwrap_or(DEFAULT_EVENTS);
+        if !(1..=MAX_EVENTS).contains(&limit) {
+            return Err(format!(
+                "limit must be between 1 and {MAX_EVENTS}; got {limit}"
+            ));
+        }
+        if let Some(bad) = p
+            .kinds
+            .iter()
+            .flatten()
+            .find(|k| !KINDS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown event kind `{bad}`; kinds are: {}",
+                KINDS.join(", ")
+            ));
+        }
+        let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
+        let page = handle
+            .store()
+            .events(&handle.id, p.after.unwrap_or(0), limit as usize, p.kinds)
+            .await
+            .map_err(|e| e.to_string())?;
+        let next_after = if page.more {
+            page.events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(Json(AgentEventsResult {
+            agent_id: handle.id.clone(),
+            name: handle.name().to_string(),
+            events: page
+                .events
+                .into_iter()
+                .map(|e| EventRow {
+                    seq: e.seq,
+                    at: rfc3339_ms(e.at_ms),
+                    kind: e.event.kind().to_string(),
+                    summary: e.event.summary(),
+                })
+                .collect(),
+            next_after,
+        }))
+    }
+
     /// Delete an agent: cancels its model call or tool in flight and kills its child
-    /// processes before returning. Its files stay.
+    /// processes before returning. Its files in the work directory stay; its records
+    /// (conversation, outputs, events) are removed from the store.
     #[tool]
     async fn delete_agent(
         &self,

@@ -98,3 +98,21 @@ pub struct WaitForAgentsParams {
     #[serde(default)]
     pub timeout_s: Option<f64>,
 }
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetAgentEventsParams {
+    /// The agent's name or id.
+    pub agent: String,
+    /// Return events with a sequence number greater than this (use `next_after` from
+    /// the previous call). Default 0: from the start.
+    #[serde(default)]
+    pub after: Option<u64>,
+    /// Most events to return, 1-500. Default 50.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Only these kinds: created, command, started, model, retry, tool_call,
+    /// tool_result, finished, resumed.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+}

@@ -192,3 +192,22 @@ fn is_zero(n: &usize) -> bool {
 pub fn round_cost(c: f64) -> f64 {
     (c * 100_000.0).round() / 100_000.0
 }
+
+/// One event of an agent's log, summarised.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EventRow {
+    pub seq: u64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub kind: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentEventsResult {
+    pub agent_id: String,
+    pub name: String,
+    pub events: Vec<EventRow>,
+    /// Pass as `after` to continue; null when there is nothing more (yet).
+    pub next_after: Option<u64>,
+}

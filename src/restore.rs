@@ -1,0 +1,185 @@
+//! Bringing the fleet back after a restart: replay each agent's log into a live
+//! agent, fill in tool calls the crash cut short, and either resume the command that
+//! was running or (with `--no-resume`) mark it failed.
+
+use std::sync::Arc;
+
+use crate::agent::conversation::INTERRUPTED_TOOL;
+use crate::agent::output::CommandStatus;
+use crate::agent::state::{AgentState, AgentStatus};
+use crate::agent::{AgentHandle, AgentSettings, Initial, Journal, worker};
+use crate::config::ResolvedModel;
+use crate::provider::Unavailable;
+use crate::registry::Registry;
+use crate::store::AgentLog;
+use crate::store::event::Event;
+use crate::store::replay::{Restored, replay};
+
+const NO_RESUME: &str = "the server stopped while this command was running, and was restarted with --no-resume; command the agent again to continue";
+const NOT_STARTED: &str =
+    "not started: the server restarted with --no-resume; command the agent again";
+
+/// What came back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub agents: usize,
+    /// Commands picked up where they stopped.
+    pub resumed: usize,
+    /// Commands marked failed (`--no-resume`).
+    pub not_resumed: usize,
+}
+
+impl Registry {
+    /// Restore every agent from the store's logs and start their workers.
+    pub fn restore(&self, logs: Vec<AgentLog>, resume: bool) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        for log in logs {
+            let id = log.agent_id.clone();
+            let Some(restored) = replay(log) else {
+                tracing::warn!(agent_id = %id, "stored agent has no creation record; skipped");
+                continue;
+            };
+            let (handle, start) = self.revive(restored, resume, &mut report);
+            self.adopt(handle, start);
+            report.agents += 1;
+        }
+        report
+    }
+
+    fn revive(
+        &self,
+        mut r: Restored,
+        resume: bool,
+        report: &mut RestoreReport,
+    ) -> (Arc<AgentHandle>, worker::Start) {
+        let model = self
+            .models()
+            .resolve(Some(&r.settings.model))
+            .unwrap_or_else(|e| {
+                let message = format!(
+                    "model `{}` cannot be used after the restart: {e}",
+                    r.settings.model
+                );
+                tracing::warn!(agent = %r.settings.name, "{message}");
+                ResolvedModel {
+                    id: r.settings.model.clone(),
+                    model: r
+                        .settings
+                        .model
+                        .split_once(':')
+                        .map_or(r.settings.model.clone(), |(_, m)| m.to_string()),
+                    provider: Arc::new(Unavailable(message)),
+                    price: None,
+                }
+            });
+        let cost_usd = model
+            .price
+            .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
+        let stored = r.settings.clone();
+        let settings = AgentSettings {
+            name: stored.name,
+            role: stored.role,
+            tool_specs: self.specs_for(&stored.tools),
+            tools: stored.tools,
+            model,
+            system_prompt: stored.system_prompt,
+            workdir: stored.workdir,
+            max_steps: stored.max_steps,
+            max_output_tokens: self.models().max_output_tokens(),
+            retry: self.models().retry_policy().clone(),
+        };
+        let state = AgentState {
+            status: r.status,
+            commands: r.outputs.len() as u32,
+            pending: r.queued.len() as u32,
+            steps: r.steps,
+            tool_calls: r.tool_calls,
+            activity: None,
+            last_activity_at: r.last_activity_at,
+            tokens: r.tokens,
+            context_tokens: r.context_tokens,
+            cost_usd,
+            last_error: r.last_error.take(),
+            deleted: false,
+        };
+        let in_progress = r.in_progress;
+        let interrupted = std::mem::take(&mut r.interrupted_tools);
+        let handle = AgentHandle::new(
+            r.agent_id,
+            settings,
+            r.created_at,
+            self.cancel_token(),
+            self.fleet_sender(),
+            Journal::new(self.store().clone(), r.next_seq),
+            Initial {
+                state: Some(state),
+                outputs: r.outputs,
+                queue: if in_progress.is_some() && !resume {
+                    Default::default()
+                } else {
+                    std::mem::take(&mut r.queued)
+                },
+            },
+        );
+        let mut conversation = r.conversation;
+        for (id, name) in interrupted {
+            handle.record(Event::ToolResult {
+                id: id.clone(),
+                name,
+                content: INTERRUPTED_TOOL.into(),
+                is_error: true,
+                files_read: Vec::new(),
+                files_written: Vec::new(),
+            });
+            conversation.push_tool_result(id, INTERRUPTED_TOOL.into(), true);
+        }
+        let mut start = worker::Start {
+            conversation,
+            resume: None,
+        };
+        if let Some(index) = in_progress {
+            if resume {
+                report.resumed += 1;
+                start.resume = Some(index);
+            } else {
+                report.not_resumed += 1;
+                self.give_up(&handle, index, &r.queued);
+            }
+        }
+        (handle, start)
+    }
+
+    /// `--no-resume`: the running command fails, queued ones are cancelled.
+    fn give_up(
+        &self,
+        handle: &AgentHandle,
+        index: u32,
+        queued: &std::collections::VecDeque<crate::agent::QueuedCommand>,
+    ) {
+        handle.record(Event::Finished {
+            index,
+            status: CommandStatus::Failed,
+            error: Some(NO_RESUME.into()),
+        });
+        handle.with_record(index, |r| {
+            r.status = CommandStatus::Failed;
+            r.error = Some(NO_RESUME.into());
+        });
+        for cmd in queued {
+            handle.record(Event::Finished {
+                index: cmd.index,
+                status: CommandStatus::Cancelled,
+                error: Some(NOT_STARTED.into()),
+            });
+            handle.with_record(cmd.index, |r| {
+                r.status = CommandStatus::Cancelled;
+                r.error = Some(NOT_STARTED.into());
+            });
+        }
+        handle.update(|s| {
+            s.status = AgentStatus::Failed;
+            s.pending = 0;
+            s.last_error = Some(NO_RESUME.into());
+        });
+    }
+}

@@ -1,0 +1,196 @@
+//! The events of an agent's append-only log: the source of truth from which its
+//! conversation, counters and outputs are rebuilt after a restart.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::output::CommandStatus;
+use crate::agent::worker::short;
+use crate::model::{Message, StopReason, Usage};
+
+/// What an agent was created with (the model as its canonical id: it is resolved
+/// again on restart, with the keys of the new process).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSettings {
+    pub name: String,
+    pub role: Option<String>,
+    pub model: String,
+    pub system_prompt: String,
+    pub tools: Vec<String>,
+    pub workdir: PathBuf,
+    pub max_steps: u32,
+}
+
+/// One entry of an agent's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The agent was created.
+    Created { settings: StoredSettings },
+    /// The orchestrator gave it a command (queued, or first with `interrupt`).
+    Command {
+        index: u32,
+        task: String,
+        interrupt: bool,
+    },
+    /// The worker started on a command: status running.
+    Started { index: u32 },
+    /// A model call answered.
+    Model {
+        message: Message,
+        usage: Usage,
+        stop_reason: StopReason,
+    },
+    /// A model call failed and will be retried.
+    Retry {
+        attempt: u32,
+        error: String,
+        wait_ms: u64,
+    },
+    /// A tool call started.
+    ToolCall {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    /// A tool call's result, as sent back to the model.
+    ToolResult {
+        id: String,
+        name: String,
+        content: String,
+        is_error: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files_read: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files_written: Vec<String>,
+    },
+    /// A command ended: status idle, failed or cancelled.
+    Finished {
+        index: u32,
+        status: CommandStatus,
+        error: Option<String>,
+    },
+    /// After a restart, the worker picked the command up again.
+    Resumed { index: u32 },
+}
+
+/// Every event kind, for the `kinds` filter of `get_agent_events`.
+pub const KINDS: [&str; 9] = [
+    "created",
+    "command",
+    "started",
+    "model",
+    "retry",
+    "tool_call",
+    "tool_result",
+    "finished",
+    "resumed",
+];
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Command { .. } => "command",
+            Self::Started { .. } => "started",
+            Self::Model { .. } => "model",
+            Self::Retry { .. } => "retry",
+            Self::ToolCall { .. } => "tool_call",
+            Self::ToolResult { .. } => "tool_result",
+            Self::Finished { .. } => "finished",
+            Self::Resumed { .. } => "resumed",
+        }
+    }
+
+    /// Whether the store must have written this event before the caller goes on:
+    /// acknowledged commands and finished outputs are never lost.
+    pub fn is_durable(&self) -> bool {
+        matches!(
+            self,
+            Self::Created { .. } | Self::Command { .. } | Self::Finished { .. }
+        )
+    }
+
+    /// A one-line summary for `get_agent_events`; long payloads are cut.
+    pub fn summary(&self) -> String {
+        const CUT: usize = 160;
+        match self {
+            Self::Created { settings } => format!(
+                "created: model {}, role {}, tools {}, workdir {}",
+                settings.model,
+                settings.role.as_deref().unwrap_or("-"),
+                settings.tools.join(","),
+                settings.workdir.display()
+            ),
+            Self::Command {
+                index,
+                task,
+                interrupt,
+            } => format!(
+                "command {index}{}: {}",
+                if *interrupt { " (interrupt)" } else { "" },
+                short(task, CUT)
+            ),
+            Self::Started { index } => format!("started command {index}"),
+            Self::Model {
+                message,
+                usage,
+                stop_reason: _,
+            } => {
+                let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
+                let text = message.text();
+                let mut s = format!(
+                    "model ({} in / {} out tokens)",
+                    usage.input_tokens, usage.output_tokens
+                );
+                if !calls.is_empty() {
+                    s.push_str(&format!(": calls {}", calls.join(", ")));
+                }
+                if !text.is_empty() {
+                    s.push_str(&format!(": {}", short(&text, CUT)));
+                }
+                s
+            }
+            Self::Retry {
+                attempt,
+                error,
+                wait_ms,
+            } => format!(
+                "retry {attempt} in {:.1}s: {}",
+                *wait_ms as f64 / 1000.0,
+                short(error, CUT)
+            ),
+            Self::ToolCall { name, input, .. } => crate::tools::describe_call(name, input),
+            Self::ToolResult {
+                name,
+                content,
+                is_error,
+                ..
+            } => format!(
+                "{name} {}: {} ({} chars)",
+                if *is_error { "error" } else { "ok" },
+                short(content, CUT),
+                content.chars().count()
+            ),
+            Self::Finished {
+                index,
+                status,
+                error,
+            } => {
+                let status = serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                match error {
+                    Some(e) => format!("command {index} {status}: {}", short(e, CUT)),
+                    None => format!("command {index} {status}"),
+                }
+            }
+            Self::Resumed { index } => {
+                format!("resumed command {index} after a restart")
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The durable fleet: an append-only event log per agent in SQLite (WAL mode), written
+//! by one dedicated thread so that persisting never slows an agent step.
+//!
+//! - [`Store::open`] takes an exclusive lock on the store directory (a second server
+//!   gets a clear error, never a second writer), checks the database, and loads every
+//!   agent's log for [`replay`].
+//! - Appends go through a channel to the writer thread, which commits them in batches
+//!   (group commit). Events the caller must not lose — creation, commands, finished
+//!   commands — come with an acknowledgement that resolves once committed.
+//! - Reads (`get_agent_events`) are served by the same thread, after every earlier
+//!   write, so they always see the log as the agent left it.
+
+pub mod event;
+pub mod location;
+pub mod replay;
+mod writer;
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use event::Event;
+use writer::Msg;
+
+/// The store's file name inside its directory.
+pub const DB_FILE: &str = "fleet.db";
+const LOCK_FILE: &str = "fleet.lock";
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "another flotilla server (pid {pid}) is using the fleet store in {dir}. One server owns a project's fleet: stop the other one, or give this one its own store with --data-dir"
+    )]
+    InUse { dir: PathBuf, pid: String },
+    #[error(
+        "the fleet store {path} is unreadable: {detail}. Nothing was changed. Move it aside (e.g. `mv {path} {path}.broken`) to start an empty fleet, or point --data-dir at another directory"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("cannot use the fleet store directory {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the fleet store is closed")]
+    Closed,
+    #[error("the fleet store failed to write: {0}")]
+    Write(String),
+}
+
+/// One stored event with its place in the log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub event: Event,
+}
+
+/// Everything stored about one agent, in log order.
+#[derive(Debug, Clone)]
+pub struct AgentLog {
+    pub agent_id: String,
+    pub events: Vec<StoredEvent>,
+}
+
+/// A page of events for `get_agent_events`.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Whether more events match after the last one.
+    pub more: bool,
+}
+
+/// Resolves when an event is committed (or the store failed).
+pub type Ack = oneshot::Receiver<Result<(), String>>;
+
+pub struct Store {
+    tx: std::sync::mpsc::Sender<Msg>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    path: Option<PathBuf>,
+    _lock: Option<File>,
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` and load every agent's log.
+    pub fn open(dir: &Path) -> Result<(Self, Vec<AgentLog>), StoreError> {
+        let io = |source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = lock_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let conn = Connection::open(&path).map_err(corrupt)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(corrupt)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(corrupt)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path,
+                detail: format!("integrity check failed: {check}"),
+            });
+        }
+        init_schema(&conn).map_err(|detail| StoreError::Corrupt {
+            path: path.clone(),
+            detail,
+        })?;
+        let logs = writer::load(&conn).map_err(|detail| StoreError::Corrupt {
+            path: path.clone(),
+            detail,
+        })?;
+        let store = Self::start(conn, Some(path), Some(lock));
+        Ok((store, logs))
+    }
+
+    /// A store that keeps nothing after the process ends (`--ephemeral`).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|e| StoreError::Write(e.to_string()))?;
+        init_schema(&conn).map_err(StoreError::Write)?;
+        Ok(Self::start(conn, None, None))
+    }
+
+    fn start(conn: Connection, path: Option<PathBuf>, lock: Option<File>) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("flotilla-store".into())
+            .spawn(move || writer::run(conn, rx))
+            .ok();
+        if thread.is_none() {
+            tracing::error!("cannot start the store writer thread; events will not be saved");
+        }
+        Self {
+            tx,
+            thread: Mutex::new(thread),
+            path,
+            _lock: lock,
+        }
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Append an event. Returns an [`Ack`] for durable events (see
+    /// [`Event::is_durable`]), `None` otherwise.
+    pub fn append(&self, agent_id: &str, seq: u64, event: Event) -> Option<Ack> {
+        let (ack, rx) = if event.is_durable() {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let msg = Msg::Append {
+            agent_id: agent_id.to_string(),
+            seq,
+            at_ms: now_ms(),
+            event,
+            ack,
+        };
+        if self.tx.send(msg).is_err() {
+            tracing::error!(agent = agent_id, seq, "store closed; event dropped");
+        }
+        rx
+    }
+
+    /// Remove every record of an agent.
+    pub async fn delete_agent(&self, agent_id: &str) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Delete {
+                agent_id: agent_id.to_string(),
+                ack: tx,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Write)
+    }
+
+    /// Events of one agent with `seq > after`, oldest first, optionally only `kinds`.
+    pub async fn events(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: usize,
+        kinds: Option<Vec<String>>,
+    ) -> Result<EventPage, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Events {
+                agent_id: agent_id.to_string(),
+                after,
+                limit,
+                kinds,
+                reply: tx,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Write)
+    }
+
+    /// Wait until everything appended so far is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Commit what is queued and stop the writer thread.
+    pub fn close(&self) {
+        let _ = self.tx.send(Msg::Close);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Take the directory's lock file, or say who holds it.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let io = |source| StoreError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StoreError::InUse {
+                dir: dir.to_path_buf(),
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.to_string()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
+}
+
+fn init_schema(conn: &Connection) -> Result<(), String> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS events (
+             agent_id TEXT NOT NULL,
+             seq INTEGER NOT NULL,
+             at_ms INTEGER NOT NULL,
+             kind TEXT NOT NULL,
+             data TEXT NOT NULL,
+             PRIMARY KEY (agent_id, seq)
+         ) WITHOUT ROWID;",
+    )
+    .map_err(|e| e.to_string())?;
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    match version.as_deref().map(str::parse::<i64>) {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Some(Ok(v)) if v == SCHEMA_VERSION => {}
+        Some(Ok(v)) => {
+            return Err(format!(
+                "it has schema version {v}, this flotilla understands {SCHEMA_VERSION} (was it written by a newer flotilla?)"
+            ));
+        }
+        Some(Err(_)) => return Err("its schema_version is not a number".into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Rebuild an agent from its event log: settings, conversation, counters, outputs,
+//! queue, and whether a command was in progress when the process died.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::event::{Event, StoredSettings};
+use super::{AgentLog, StoredEvent};
+use crate::agent::QueuedCommand;
+use crate::agent::conversation::Conversation;
+use crate::agent::output::{CommandRecord, CommandStatus};
+use crate::agent::state::AgentStatus;
+use crate::model::Usage;
+
+/// An agent as its log left it.
+#[derive(Debug)]
+pub struct Restored {
+    pub agent_id: String,
+    pub settings: StoredSettings,
+    pub created_at: SystemTime,
+    pub conversation: Conversation,
+    pub status: AgentStatus,
+    pub last_error: Option<String>,
+    pub steps: u64,
+    pub tool_calls: u64,
+    pub tokens: Usage,
+    /// Usage of each model call, for costing at today's price.
+    pub usages: Vec<Usage>,
+    pub context_tokens: u64,
+    pub last_activity_at: SystemTime,
+    pub outputs: Vec<CommandRecord>,
+    /// Commands given but not started, in the order they will run.
+    pub queued: VecDeque<QueuedCommand>,
+    /// The command that was running when the log ends, if any.
+    pub in_progress: Option<u32>,
+    /// Tool calls that started but never finished (in the in-progress command).
+    pub interrupted_tools: Vec<(String, String)>,
+    /// The next sequence number to append.
+    pub next_seq: u64,
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Replay a log. `None` when it has no `created` event (nothing to restore).
+pub fn replay(log: AgentLog) -> Option<Restored> {
+    let mut events = log.events.into_iter();
+    let first = events.next()?;
+    let StoredEvent {
+        seq,
+        at_ms,
+        event: Event::Created { settings },
+    } = first
+    else {
+        return None;
+    };
+    let mut r = Restored {
+        agent_id: log.agent_id,
+        settings,
+        created_at: time(at_ms),
+        conversation: Conversation::default(),
+        status: AgentStatus::Idle,
+        last_error: None,
+        steps: 0,
+        tool_calls: 0,
+        tokens: Usage::default(),
+        usages: Vec::new(),
+        context_tokens: 0,
+        last_activity_at: time(at_ms),
+        outputs: Vec::new(),
+        queued: VecDeque::new(),
+        in_progress: None,
+        interrupted_tools: Vec::new(),
+        next_seq: seq + 1,
+    };
+    let mut started_tools: Vec<(String, String)> = Vec::new();
+    for StoredEvent { seq, at_ms, event } in events {
+        r.next_seq = seq + 1;
+        r.last_activity_at = time(at_ms);
+        let current = r.in_progress;
+        match event {
+            Event::Created { .. } => {}
+            Event::Command {
+                index,
+                task,
+                interrupt,
+            } => {
+                let mut record = CommandRecord::queued(task.clone());
+                record.queued_at = time(at_ms);
+                r.outputs.push(record);
+                let cmd = QueuedCommand { index, task };
+                if interrupt {
+                    r.queued.push_front(cmd);
+                } else {
+                    r.queued.push_back(cmd);
+                }
+            }
+            Event::Started { index } => {
+                if let Some(cmd) = r
+                    .queued
+                    .iter()
+                    .position(|c| c.index == index)
+                    .and_then(|pos| r.queued.remove(pos))
+                {
+                    r.conversation.push_instruction(cmd.task);
+                }
+                if let Some(rec) = record(&mut r.outputs, index) {
+                    rec.status = CommandStatus::Running;
+                    rec.started_at = Some(time(at_ms));
+                }
+                r.in_progress = Some(index);
+                r.status = AgentStatus::Running;
+                r.last_error = None;
+                started_tools.clear();
+            }
+            Event::Model { message, usage, .. } => {
+                r.steps += 1;
+                r.tokens.input_tokens += usage.input_tokens;
+                r.tokens.output_tokens += usage.output_tokens;
+                r.tokens.cache_read_tokens += usage.cache_read_tokens;
+                r.tokens.cache_write_tokens += usage.cache_write_tokens;
+                r.context_tokens = usage.input_tokens;
+                r.usages.push(usage);
+                let text = message.text();
+                if let (false, Some(rec)) = (
+                    text.is_empty(),
+                    current.and_then(|i| record(&mut r.outputs, i)),
+                ) {
+                    rec.text = text;
+                }
+                r.conversation.push_assistant(message);
+            }
+            Event::Retry { .. } => {}
+            Event::ToolCall { id, name, .. } => {
+                r.tool_calls += 1;
+                started_tools.push((id, name));
+            }
+            Event::ToolResult {
+                id,
+                content,
+                is_error,
+                files_read,
+                files_written,
+                ..
+            } => {
+                started_tools.retain(|(i, _)| *i != id);
+                if let Some(rec) = current.and_then(|i| record(&mut r.outputs, i)) {
+                    rec.files_read.extend(files_read);
+                    rec.files_written.extend(files_written);
+                }
+                r.conversation.push_tool_result(id, content, is_error);
+            }
+            Event::Finished {
+                index,
+                status,
+                error,
+            } => {
+                if let Some(rec) = record(&mut r.outputs, index) {
+                    rec.status = status;
+                    rec.error.clone_from(&error);
+                    rec.finished_at = Some(time(at_ms));
+                }
+                // A command cancelled before it started has no `started` event.
+                if let Some(pos) = r.queued.iter().position(|c| c.index == index) {
+                    r.queued.remove(pos);
+                }
+                if r.in_progress == Some(index) {
+                    r.in_progress = None;
+                    r.status = match status {
+                        CommandStatus::Failed => AgentStatus::Failed,
+                        CommandStatus::Cancelled => AgentStatus::Cancelled,
+                        _ => AgentStatus::Idle,
+                    };
+                    r.last_error = error;
+                    started_tools.clear();
+                }
+            }
+            Event::Resumed { .. } => {}
+        }
+    }
+    r.interrupted_tools = started_tools;
+    // Queued records never started stay `queued`.
+    Some(r)
+}
+
+fn record(outputs: &mut [CommandRecord], index: u32) -> Option<&mut CommandRecord> {
+    (index as usize)
+        .checked_sub(1)
+        .and_then(|i| outputs.get_mut(i))
+}

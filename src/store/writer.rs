@@ -1,0 +1,197 @@
+//! The store's one thread: it owns the SQLite connection, commits appends in batches
+//! (one transaction for everything queued, up to a cap), acknowledges durable events
+//! once committed, and answers reads after the writes queued before them.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::Receiver;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::event::Event;
+use super::{AgentLog, EventPage, StoredEvent};
+
+/// Most messages committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+pub(super) enum Msg {
+    Append {
+        agent_id: String,
+        seq: u64,
+        at_ms: i64,
+        event: Event,
+        ack: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    Delete {
+        agent_id: String,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Events {
+        agent_id: String,
+        after: u64,
+        limit: usize,
+        kinds: Option<Vec<String>>,
+        reply: oneshot::Sender<Result<EventPage, String>>,
+    },
+    Flush(oneshot::Sender<()>),
+    Close,
+}
+
+pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>) {
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        let Ok(first) = rx.recv() else { break };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let closing = write_batch(&mut conn, &mut batch);
+        if closing {
+            break;
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// Commit the writes of `batch`, then answer everything in it. Returns true on Close.
+fn write_batch(conn: &mut Connection, batch: &mut Vec<Msg>) -> bool {
+    let result = commit(conn, batch).map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        tracing::error!("fleet store write failed: {e}");
+    }
+    let mut closing = false;
+    for msg in batch.drain(..) {
+        match msg {
+            Msg::Append { ack, .. } => {
+                if let Some(ack) = ack {
+                    let _ = ack.send(result.clone());
+                }
+            }
+            Msg::Delete { ack, .. } => {
+                let _ = ack.send(result.clone());
+            }
+            Msg::Events {
+                agent_id,
+                after,
+                limit,
+                kinds,
+                reply,
+            } => {
+                let _ = reply.send(
+                    read_events(conn, &agent_id, after, limit, kinds.as_deref())
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            Msg::Flush(done) => {
+                let _ = done.send(());
+            }
+            Msg::Close => closing = true,
+        }
+    }
+    closing
+}
+
+fn commit(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
+    if !batch
+        .iter()
+        .any(|m| matches!(m, Msg::Append { .. } | Msg::Delete { .. }))
+    {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO events (agent_id, seq, at_ms, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut delete = tx.prepare_cached("DELETE FROM events WHERE agent_id = ?1")?;
+        for msg in batch {
+            match msg {
+                Msg::Append {
+                    agent_id,
+                    seq,
+                    at_ms,
+                    event,
+                    ..
+                } => {
+                    let data = serde_json::to_string(event)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                    insert.execute(params![agent_id, *seq as i64, at_ms, event.kind(), data])?;
+                }
+                Msg::Delete { agent_id, .. } => {
+                    delete.execute([agent_id])?;
+                }
+                _ => {}
+            }
+        }
+    }
+    tx.commit()
+}
+
+fn parse(agent_id: &str, seq: i64, data: &str) -> Result<Event, String> {
+    serde_json::from_str(data)
+        .map_err(|e| format!("event {seq} of agent {agent_id} cannot be read ({e})"))
+}
+
+fn read_events(
+    conn: &Connection,
+    agent_id: &str,
+    after: u64,
+    limit: usize,
+    kinds: Option<&[String]>,
+) -> rusqlite::Result<EventPage> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, at_ms, kind, data FROM events WHERE agent_id = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![agent_id, after as i64])?;
+    let mut events = Vec::new();
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(2)?;
+        if kinds.is_some_and(|k| !k.contains(&kind)) {
+            continue;
+        }
+        if events.len() == limit {
+            more = true;
+            break;
+        }
+        let seq: i64 = row.get(0)?;
+        let data: String = row.get(3)?;
+        let event = parse(agent_id, seq, &data)
+            .map_err(|e| rusqlite::Error::InvalidColumnType(3, e, rusqlite::types::Type::Text))?;
+        events.push(StoredEvent {
+            seq: seq as u64,
+            at_ms: row.get(1)?,
+            event,
+        });
+    }
+    Ok(EventPage { events, more })
+}
+
+/// Every agent's log, for replay at start-up.
+pub(super) fn load(conn: &Connection) -> Result<Vec<AgentLog>, String> {
+    let mut stmt = conn
+        .prepare("SELECT agent_id, seq, at_ms, data FROM events ORDER BY agent_id, seq")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut logs: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let get = |e: rusqlite::Error| e.to_string();
+        let agent_id: String = row.get(0).map_err(get)?;
+        let seq: i64 = row.get(1).map_err(get)?;
+        let at_ms: i64 = row.get(2).map_err(get)?;
+        let data: String = row.get(3).map_err(get)?;
+        let event = parse(&agent_id, seq, &data)?;
+        logs.entry(agent_id).or_default().push(StoredEvent {
+            seq: seq as u64,
+            at_ms,
+            event,
+        });
+    }
+    Ok(logs
+        .into_iter()
+        .map(|(agent_id, events)| AgentLog { agent_id, events })
+        .collect())
+}
