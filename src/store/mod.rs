@@ -320,3 +320,6 @@ fn init_schema(conn: &Connection) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Store and replay tests: round trip through SQLite, locking, corruption, paging,
+//! and rebuilding an agent from its log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::event::{Event, StoredSettings};
+use super::replay::replay;
+use super::{AgentLog, Store, StoreError};
+use crate::agent::output::CommandStatus;
+use crate::agent::state::AgentStatus;
+use crate::model::{Block, Message, Role, StopReason, Usage};
+
+fn settings() -> StoredSettings {
+    StoredSettings {
+        name: "a".into(),
+        role: None,
+        model: "anthropic:claude-sonnet-4-5".into(),
+        system_prompt: "sys".into(),
+        tools: vec!["read_file".into()],
+        workdir: PathBuf::from("/tmp"),
+        max_steps: 5,
+    }
+}
+
+fn model_calling(id: &str) -> Event {
+    Event::Model {
+        message: Message {
+            role: Role::Assistant,
+            content: vec![Block::ToolUse {
+                id: id.into(),
+                name: "read_file".into(),
+                input: json!({"path": "x"}),
+            }],
+        },
+        usage: Usage {
+            input_tokens: 10,
+            output_tokens: 2,
+            ..Default::default()
+        },
+        stop_reason: StopReason::ToolUse,
+    }
+}
+
+fn command(index: u32, task: &str) -> Event {
+    Event::Command {
+        index,
+        task: task.into(),
+        interrupt: false,
+    }
+}
+
+/// A log ending mid-command: command 1 done, command 2 running with one tool
+/// finished and one started, command 3 queued.
+fn log_events() -> Vec<Event> {
+    vec![
+        Event::Created {
+            settings: settings(),
+        },
+        command(1, "one"),
+        Event::Started { index: 1 },
+        Event::Model {
+            message: Message {
+                role: Role::Assistant,
+                content: vec![Block::Text {
+                    text: "answer one".into(),
+                }],
+            },
+            usage: Usage {
+                input_tokens: 5,
+                output_tokens: 1,
+                ..Default::default()
+            },
+            stop_reason: StopReason::EndTurn,
+        },
+        Event::Finished {
+            index: 1,
+            status: CommandStatus::Done,
+            error: None,
+        },
+        command(2, "two"),
+        command(3, "three"),
+        Event::Started { index: 2 },
+        model_calling("t1"),
+        Event::ToolCall {
+            id: "t1".into(),
+            name: "read_file".into(),
+            input: json!({"path": "x"}),
+        },
+        Event::ToolResult {
+            id: "t1".into(),
+            name: "read_file".into(),
+            content: "x body".into(),
+            is_error: false,
+            files_read: vec!["x".into()],
+            files_written: vec![],
+        },
+        model_calling("t2"),
+        Event::ToolCall {
+            id: "t2".into(),
+            name: "read_file".into(),
+            input: json!({"path": "x"}),
+        },
+    ]
+}
+
+fn append_all(store: &Store, agent: &str, events: Vec<Event>) -> Vec<super::Ack> {
+    events
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| store.append(agent, i as u64 + 1, e))
+        .collect()
+}
+
+#[tokio::test]
+async fn events_round_trip_through_the_file_and_replay_mid_command() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, logs) = Store::open(dir.path()).unwrap();
+        assert!(logs.is_empty());
+        for ack in append_all(&store, "ag-1", log_events()) {
+            ack.await.unwrap().unwrap();
+        }
+        store.close();
+    }
+    let (store, logs) = Store::open(dir.path()).unwrap();
+    assert_eq!(logs.len(), 1);
+    let events: Vec<Event> = logs[0].events.iter().map(|e| e.event.clone()).collect();
+    assert_eq!(events, log_events());
+
+    let r = replay(logs.into_iter().next().unwrap()).unwrap();
+    assert_eq!(r.settings, settings());
+    assert_eq!(r.status, AgentStatus::Running);
+    assert_eq!(r.in_progress, Some(2));
+    assert_eq!(r.queued.iter().map(|c| c.index).collect::<Vec<_>>(), [3]);
+    assert_eq!(
+        r.interrupted_tools,
+        [("t2".to_string(), "read_file".to_string())]
+    );
+    assert_eq!((r.steps, r.tool_calls), (3, 2));
+    assert_eq!(r.tokens.input_tokens, 25);
+    assert_eq!(r.next_seq, 14);
+    assert_eq!(r.outputs.len(), 3);
+    assert_eq!(r.outputs[0].status, CommandStatus::Done);
+    assert_eq!(r.outputs[0].text, "answer one");
+    assert_eq!(r.outputs[1].status, CommandStatus::Running);
+    assert!(r.outputs[1].files_read.contains("x"));
+    assert_eq!(r.outputs[2].status, CommandStatus::Queued);
+    // "one", "answer one", "two", call t1, result t1, call t2 (unanswered).
+    let roles: Vec<Role> = r.conversation.messages().iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::User,
+            Role::Assistant,
+            Role::User,
+            Role::Assistant,
+            Role::User,
+            Role::Assistant
+        ]
+    );
+    assert_eq!(r.conversation.unanswered_tool_calls().len(), 1);
+    store.close();
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+    assert!(msg.contains("--data-dir"), "{msg}");
+    first.close();
+    drop(first);
+    assert!(Store::open(dir.path()).is_ok());
+}
+
+#[test]
+fn a_corrupt_store_is_named_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(super::DB_FILE);
+    let garbage = b"this is not a database, not at all; ".repeat(200);
+    std::fs::write(&db, &garbage).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{msg}");
+    assert!(msg.contains(&db.display().to_string()), "{msg}");
+    assert!(msg.contains("Move it aside"), "{msg}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file must not be touched"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_event_is_an_error_not_a_silent_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        for ack in append_all(&store, "ag-1", log_events()) {
+            ack.await.unwrap().unwrap();
+        }
+        store.close();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join(super::DB_FILE)).unwrap();
+    conn.execute(
+        "UPDATE events SET data = '{\"kind\":\"bogus\"}' WHERE seq = 3",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let msg = Store::open(dir.path()).err().unwrap().to_string();
+    assert!(msg.contains("event 3 of agent ag-1"), "{msg}");
+}
+
+#[tokio::test]
+async fn events_page_with_after_limit_and_kinds_and_delete_removes_them() {
+    let store = Store::in_memory().unwrap();
+    append_all(&store, "ag-1", log_events());
+    append_all(&store, "ag-2", log_events());
+    let page = store.events("ag-1", 0, 5, None).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(page.more);
+    let page = store.events("ag-1", 10, 5, None).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [11, 12, 13]
+    );
+    assert!(!page.more);
+    let kinds = Some(vec!["command".to_string(), "finished".to_string()]);
+    let page = store.events("ag-1", 0, 2, kinds.clone()).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [2, 5]
+    );
+    assert!(page.more);
+    let page = store.events("ag-1", 5, 10, kinds).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [6, 7]
+    );
+    assert!(!page.more);
+
+    store.delete_agent("ag-1").await.unwrap();
+    assert!(
+        store
+            .events("ag-1", 0, 50, None)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .events("ag-2", 0, 50, None)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        13
+    );
+}
+
+#[test]
+fn a_log_without_creation_is_not_restored() {
+    let log = AgentLog {
+        agent_id: "x".into(),
+        events: vec![super::StoredEvent {
+            seq: 1,
+            at_ms: 0,
+            event: command(1, "orphan"),
+        }],
+    };
+    assert!(replay(log).is_none());
+}
