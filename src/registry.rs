@@ -233,7 +233,7 @@ impl Registry {
         }));
         self.agents.insert(id, handle.clone());
         if let Some(task) = task {
-            acks.extend(handle.enqueue(task, false).1);
+            acks.extend(handle.enqueue(task, false).2);
         }
         self.tracker
             .spawn(worker::run(handle.clone(), worker::Start::default()));

@@ -191,8 +191,11 @@ impl AgentHandle {
     }
 
     /// Queue a command; with `interrupt`, cancel the running one and go first.
-    /// Returns the command's 1-based index and the acknowledgement of its record.
-    pub fn enqueue(&self, task: String, interrupt: bool) -> (u32, Option<Ack>) {
+    /// Returns the command's 1-based index, how many commands wait before it starts
+    /// (0 when the agent is free and starts it at once; computed under the inbox lock,
+    /// so it does not depend on how fast the worker picks it up), and the
+    /// acknowledgement of its record.
+    pub fn enqueue(&self, task: String, interrupt: bool) -> (u32, u32, Option<Ack>) {
         let mut inbox = lock(&self.inbox);
         let mut index = 0;
         self.update(|s| {
@@ -215,9 +218,15 @@ impl AgentHandle {
         } else {
             inbox.queue.push_back(cmd);
         }
+        let ahead = inbox.queue.len() as u32 - 1;
+        let waiting = if interrupt || (inbox.current.is_none() && ahead == 0) {
+            0
+        } else {
+            ahead + u32::from(inbox.current.is_some())
+        };
         drop(inbox);
         self.wake.notify_one();
-        (index, ack)
+        (index, waiting, ack)
     }
 
     /// The next command and the token that cancels it; waits until there is one.

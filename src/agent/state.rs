@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::model::Usage;
 
-/// Where an agent is in its life. Fixed by DESIGN.md.
+/// Where an agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentStatus {

@@ -38,8 +38,6 @@ fn rfc3339_ms(ms: i64) -> String {
     )
 }
 
-type ToolResult<T> = Result<Json<T>, String>;
-
 /// The MCP server: a cheap clone over the shared registry.
 #[derive(Clone)]
 pub struct FleetServer {
@@ -64,7 +62,7 @@ impl FleetServer {
     async fn create_agent(
         &self,
         Parameters(p): Parameters<CreateAgentParams>,
-    ) -> ToolResult<CreateAgentResult> {
+    ) -> Result<Json<CreateAgentResult>, String> {
         let handle = self
             .registry
             .create(CreateSpec {
@@ -100,12 +98,12 @@ impl FleetServer {
     async fn command_agent(
         &self,
         Parameters(p): Parameters<CommandAgentParams>,
-    ) -> ToolResult<CommandAgentResult> {
+    ) -> Result<Json<CommandAgentResult>, String> {
         if p.task.trim().is_empty() {
             return Err("`task` is empty: say what the agent should do next".into());
         }
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
-        let (command, ack) = handle.enqueue(p.task, p.interrupt.unwrap_or(false));
+        let (command, pending, ack) = handle.enqueue(p.task, p.interrupt.unwrap_or(false));
         // Acknowledge only what is on disk: a command is never lost to a crash.
         if let Some(ack) = ack {
             match ack.await {
@@ -118,13 +116,12 @@ impl FleetServer {
                 Err(_) => return Err("the server is shutting down; command not saved".into()),
             }
         }
-        let state = handle.state();
         Ok(Json(CommandAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
             command,
             status: AgentStatus::Running,
-            pending: state.pending,
+            pending,
         }))
     }
 
@@ -134,7 +131,7 @@ impl FleetServer {
     async fn get_agent_status(
         &self,
         Parameters(p): Parameters<AgentParams>,
-    ) -> ToolResult<AgentStatusRow> {
+    ) -> Result<Json<AgentStatusRow>, String> {
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
         Ok(Json(AgentStatusRow::of(&handle)))
     }
@@ -145,7 +142,7 @@ impl FleetServer {
     async fn get_agent_output(
         &self,
         Parameters(p): Parameters<GetAgentOutputParams>,
-    ) -> ToolResult<AgentOutputResult> {
+    ) -> Result<Json<AgentOutputResult>, String> {
         let max_chars = p.max_chars.unwrap_or(DEFAULT_MAX_CHARS);
         if !(1..=MAX_MAX_CHARS).contains(&max_chars) {
             return Err(format!(
@@ -198,7 +195,7 @@ impl FleetServer {
     async fn get_agent_events(
         &self,
         Parameters(p): Parameters<GetAgentEventsParams>,
-    ) -> ToolResult<AgentEventsResult> {
+    ) -> Result<Json<AgentEventsResult>, String> {
         let limit = p.limit.unwrap_or(DEFAULT_EVENTS);
         if !(1..=MAX_EVENTS).contains(&limit) {
             return Err(format!(
@@ -251,7 +248,7 @@ impl FleetServer {
     async fn delete_agent(
         &self,
         Parameters(p): Parameters<AgentParams>,
-    ) -> ToolResult<DeleteAgentResult> {
+    ) -> Result<Json<DeleteAgentResult>, String> {
         let handle = self
             .registry
             .delete(&p.agent)
@@ -269,7 +266,7 @@ impl FleetServer {
     async fn list_agents(
         &self,
         Parameters(p): Parameters<ListAgentsParams>,
-    ) -> ToolResult<ListAgentsResult> {
+    ) -> Result<Json<ListAgentsResult>, String> {
         let filter = p
             .status
             .as_deref()
@@ -311,7 +308,7 @@ impl FleetServer {
     /// Delete every agent (cancelling all work and killing their processes). Returns
     /// how many were deleted.
     #[tool]
-    async fn delete_all_agents(&self) -> ToolResult<DeleteAllResult> {
+    async fn delete_all_agents(&self) -> Result<Json<DeleteAllResult>, String> {
         let deleted = self.registry.delete_all().await;
         Ok(Json(DeleteAllResult { deleted }))
     }
@@ -324,7 +321,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<WaitForAgentsParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<WaitResult> {
+    ) -> Result<Json<WaitResult>, String> {
         let until = match p.until.as_deref().unwrap_or("all") {
             "all" => Until::All,
             "any" => Until::Any,
@@ -378,8 +375,8 @@ impl FleetServer {
             let peer = peer.clone();
             Box::pin(async move {
                 if let Some(token) = token {
-                    let param = ProgressNotificationParam::new(token, p.settled as f64)
-                        .with_total(p.total as f64)
+                    let param = ProgressNotificationParam::new(token, p.elapsed_s)
+                        .with_total(p.timeout_s)
                         .with_message(p.message);
                     if let Err(e) = peer.notify_progress(param).await {
                         tracing::debug!("progress notification failed: {e}");

@@ -29,7 +29,8 @@ pub struct CommandAgentResult {
     /// 1-based index of this command (for get_agent_output).
     pub command: u32,
     pub status: AgentStatus,
-    /// Commands queued and not yet started, this one included.
+    /// Commands that run before this one starts: 0 when it starts at once (the agent
+    /// was free, or `interrupt`), 1 when it waits behind the running command, and so on.
     pub pending: u32,
 }
 

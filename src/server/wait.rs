@@ -20,10 +20,12 @@ pub enum Until {
     Any,
 }
 
-/// One progress report: how many settled of how many, and what is going on.
+/// One progress report. MCP requires `progress` to increase with every
+/// notification, so it counts seconds waited (out of the timeout); how many agents
+/// have settled is in the message.
 pub struct Progress {
-    pub settled: usize,
-    pub total: usize,
+    pub elapsed_s: f64,
+    pub timeout_s: f64,
     pub message: String,
 }
 
@@ -38,9 +40,17 @@ pub async fn wait(
     cancel: &CancellationToken,
     mut progress: impl FnMut(Progress) -> crate::provider::BoxFuture<'static, ()> + Send,
 ) -> Option<bool> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
     let mut last_settled = None;
+    let mut last_progress = 0.0_f64;
+    let mut send = async |report: Progress| {
+        let mut report = report;
+        report.elapsed_s = report.elapsed_s.max(last_progress + 0.001);
+        last_progress = report.elapsed_s;
+        progress(report).await;
+    };
     loop {
         fleet.borrow_and_update();
         let settled = agents.iter().filter(|a| a.state().settled()).count();
@@ -52,7 +62,7 @@ pub async fn wait(
             return Some(false);
         }
         if last_settled.is_some_and(|n| n != settled) {
-            progress(report(agents, settled)).await;
+            send(report(agents, settled, started, timeout)).await;
         }
         last_settled = Some(settled);
         tokio::select! {
@@ -64,12 +74,17 @@ pub async fn wait(
                     return Some(true);
                 }
             }
-            _ = heartbeat.tick() => progress(report(agents, settled)).await,
+            _ = heartbeat.tick() => send(report(agents, settled, started, timeout)).await,
         }
     }
 }
 
-fn report(agents: &[Arc<AgentHandle>], settled: usize) -> Progress {
+fn report(
+    agents: &[Arc<AgentHandle>],
+    settled: usize,
+    started: Instant,
+    timeout: Duration,
+) -> Progress {
     let busy: Vec<String> = agents
         .iter()
         .filter_map(|a| {
@@ -87,8 +102,8 @@ fn report(agents: &[Arc<AgentHandle>], settled: usize) -> Progress {
         message.push_str(&busy.join("; "));
     }
     Progress {
-        settled,
-        total: agents.len(),
+        elapsed_s: (started.elapsed().as_secs_f64() * 1000.0).ceil() / 1000.0,
+        timeout_s: timeout.as_secs_f64(),
         message,
     }
 }

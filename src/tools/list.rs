@@ -167,9 +167,13 @@ fn list_blocking(
         if file_type.is_some_and(|t| t.is_dir()) {
             out.push_str(&format!("{rel}/\n"));
         } else if file_type.is_some_and(|t| t.is_symlink()) {
-            let target = std::fs::read_link(entry.path())
-                .map(|t| t.display().to_string())
-                .unwrap_or_else(|_| "?".into());
+            // Name the target only when it is inside the jail: nothing outside the
+            // work directory is revealed, not even a name.
+            let target = std::fs::canonicalize(entry.path())
+                .ok()
+                .filter(|t| t.starts_with(root))
+                .map(|t| jail::relative(root, &t))
+                .unwrap_or_else(|| "(outside the work directory)".into());
             out.push_str(&format!("{rel} -> {target}\n"));
         } else {
             out.push_str(&format!("{rel}\n"));

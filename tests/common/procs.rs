@@ -1,0 +1,56 @@
+//! Process checks for tests that prove flotilla kills what it started: is a pid alive,
+//! wait for it to go, read a pid a shell command wrote to a file.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// True while `pid` names a live process (a zombie counts as gone: it has exited and
+/// only waits to be reaped).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may contain spaces.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) if Path::new("/proc/self").exists() => false,
+        Err(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+    }
+}
+
+/// Waits up to `timeout` for `pid` to be gone; returns whether it went.
+pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !pid_alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    !pid_alive(pid)
+}
+
+/// Waits for `path` to hold a pid (one line, written by e.g. `echo $$ > pid.txt`).
+pub async fn read_pid_file(path: &Path, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pid appeared in {} within {timeout:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills `pid` if a test leaves it behind (cleanup only, never part of an assertion).
+pub fn kill_quietly(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}

@@ -1,0 +1,404 @@
+//! Nothing lost: the fleet survives restarts. Servers are killed with SIGKILL (or
+//! shut down) mid-command and a new server on the same store must bring back every
+//! agent, conversation, output and counter, and finish the interrupted commands.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Polls `get_agent_events` until an event of `kind` shows up (events are read after
+/// every earlier write, so a hit means it is committed).
+async fn wait_event(fl: &Flotilla, agent: &str, kind: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = fl
+            .call("get_agent_events", json!({"agent": agent, "kinds": [kind]}))
+            .await;
+        if !page["events"].as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} event for {agent}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ids(list: &Value) -> Vec<(String, String)> {
+    list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["agent_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_command_loses_nothing_and_interrupted_commands_complete() {
+    let fl = Flotilla::start().await;
+    let m = fl.mock.clone();
+    m.script(
+        "[b]",
+        vec![
+            Step::tool("write_file", json!({"path": "b.txt", "content": "b"})),
+            Step::text("B final"),
+        ],
+    );
+    m.script(
+        "[a]",
+        vec![
+            Step::tool("write_file", json!({"path": "a.txt", "content": "a"})),
+            Step::text("never delivered").delay(Duration::from_secs(30)),
+            Step::text("A final"),
+        ],
+    );
+    m.script(
+        "[d]",
+        vec![
+            Step::tool(
+                "run_command",
+                json!({"command": "echo run >> runs.txt; sleep 30"}),
+            ),
+            Step::text("D final"),
+        ],
+    );
+    m.script(
+        "[c]",
+        vec![
+            Step::text("never delivered").delay(Duration::from_secs(30)),
+            Step::text("C1 again"),
+            Step::text("C2"),
+        ],
+    );
+
+    fl.create("done-b", "[b] write b").await;
+    fl.wait_all(&["done-b"]).await;
+    let b_before = fl.status("done-b").await;
+    fl.create("slow-a", "[a] write a").await;
+    fl.create("cmd-d", "[d] run it").await;
+    fl.create("queue-c", "[c] first").await;
+    let queued = fl.command("queue-c", "[c] second").await;
+    assert_eq!(queued["pending"], 1, "{queued}");
+
+    // Mid-flight: a's second model call, d's command and c's first call are running.
+    m.wait_requests("[a]", 2, LONG).await;
+    m.wait_requests("[c]", 1, LONG).await;
+    wait_event(&fl, "cmd-d", "tool_call").await;
+    assert!(fl.work().join("runs.txt").exists());
+    let before = fl.call("list_agents", json!({})).await;
+
+    let (root, mock) = fl.kill().await;
+    let requests_before_restart = mock.requests().len();
+    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+
+    // Every agent is back under the same id.
+    let after = fl.call("list_agents", json!({})).await;
+    assert_eq!(ids(&after), ids(&before), "{after}");
+
+    // The finished agent: output, files and counters intact, no new model call.
+    let b = fl.output("done-b").await;
+    assert_eq!(b["text"], "B final", "{b}");
+    assert_eq!(b["command_status"], "done");
+    assert_eq!(b["files_written"], json!(["b.txt"]));
+    let b_after = fl.status("done-b").await;
+    for field in [
+        "status",
+        "steps",
+        "tool_calls",
+        "commands",
+        "tokens",
+        "cost_usd",
+    ] {
+        assert_eq!(
+            b_after[field], b_before[field],
+            "{field}: {b_after} vs {b_before}"
+        );
+    }
+
+    // The interrupted commands complete.
+    let waited = fl
+        .call("wait_for_agents", json!({"timeout_s": SETTLE_TIMEOUT_S}))
+        .await;
+    assert_eq!(waited["timed_out"], false, "{waited}");
+    let a = fl.output("slow-a").await;
+    assert_eq!(
+        (a["text"].as_str(), a["command_status"].as_str()),
+        (Some("A final"), Some("done")),
+        "{a}"
+    );
+    assert_eq!(
+        a["files_written"],
+        json!(["a.txt"]),
+        "files from before the kill are kept: {a}"
+    );
+    let a_status = fl.status("slow-a").await;
+    assert_eq!(
+        a_status["steps"], 2,
+        "one step before the kill, one after: {a_status}"
+    );
+    let resumed = fl
+        .call(
+            "get_agent_events",
+            json!({"agent": "slow-a", "kinds": ["resumed"]}),
+        )
+        .await;
+    assert_eq!(resumed["events"].as_array().unwrap().len(), 1, "{resumed}");
+    // The model call made again carries the conversation so far.
+    let redo = mock_requests_after(&fl, "[a]", requests_before_restart);
+    assert_eq!(redo.len(), 1);
+    assert!(
+        redo[0]
+            .tool_results()
+            .iter()
+            .any(|r| r.content.contains("a.txt")),
+        "{:?}",
+        redo[0].tool_results()
+    );
+
+    // The tool cut short is reported as interrupted, not run again.
+    let d = fl.output("cmd-d").await;
+    assert_eq!(d["text"], "D final", "{d}");
+    let runs = std::fs::read_to_string(fl.work().join("runs.txt")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "run_command must not be re-run: {runs:?}"
+    );
+    let redo = mock_requests_after(&fl, "[d]", requests_before_restart);
+    let results = redo[0].tool_results();
+    assert!(
+        results
+            .iter()
+            .any(|r| r.content.contains("Interrupted") && r.is_error == Some(true)),
+        "{results:?}"
+    );
+
+    // The queued command survives and runs after the resumed one.
+    let c1 = fl.output_of("queue-c", 1).await;
+    let c2 = fl.output_of("queue-c", 2).await;
+    assert_eq!(c1["text"], "C1 again", "{c1}");
+    assert_eq!(c2["text"], "C2", "{c2}");
+    fl.mock.assert_no_protocol_problems();
+}
+
+fn mock_requests_after(fl: &Flotilla, key: &str, after: usize) -> Vec<Recorded> {
+    fl.mock
+        .requests()
+        .into_iter()
+        .skip(after)
+        .filter(|r| r.key.as_deref() == Some(key))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resume_marks_the_running_command_failed_and_cancels_the_queue() {
+    let fl = Flotilla::start().await;
+    fl.mock.script(
+        "[n]",
+        vec![
+            Step::text("never delivered").delay(Duration::from_secs(30)),
+            Step::text("after the restart"),
+        ],
+    );
+    fl.create("nr", "[n] first").await;
+    fl.command("nr", "[n] second").await;
+    fl.mock.wait_requests("[n]", 1, LONG).await;
+    let (root, mock) = fl.kill().await;
+
+    let fl = Flotilla::builder()
+        .mock(mock)
+        .root(root)
+        .arg("--no-resume")
+        .start()
+        .await;
+    let s = fl.status("nr").await;
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["last_error"].as_str().unwrap().contains("--no-resume"),
+        "{s}"
+    );
+    assert_eq!(s["pending"], 0, "{s}");
+    let second = fl.output_of("nr", 2).await;
+    assert_eq!(second["command_status"], "cancelled", "{second}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fl.mock.requests_for("[n]").len(),
+        1,
+        "no model call after --no-resume"
+    );
+
+    // It can be commanded again, with a valid conversation.
+    fl.command("nr", "go on").await;
+    fl.wait_all(&["nr"]).await;
+    assert_eq!(fl.output("nr").await["text"], "after the restart");
+    fl.mock.assert_no_protocol_problems();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_session_mid_command_resumes_on_the_next_start() {
+    let fl = Flotilla::start().await;
+    fl.mock.script(
+        "[g]",
+        vec![
+            Step::text("never delivered").delay(Duration::from_secs(30)),
+            Step::text("finished later"),
+        ],
+    );
+    fl.create("g", "[g] work").await;
+    fl.mock.wait_requests("[g]", 1, LONG).await;
+    let root = fl.root_handle();
+    let mock = fl.mock.clone();
+    assert!(
+        fl.shutdown(Duration::from_secs(15)).await,
+        "server did not exit"
+    );
+
+    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    fl.wait_all(&["g"]).await;
+    let out = fl.output("g").await;
+    assert_eq!(out["text"], "finished later", "{out}");
+    assert_eq!(out["command_status"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_store_is_refused() {
+    let fl = Flotilla::start().await;
+    let (status, stderr) = Flotilla::builder()
+        .mock(fl.mock.clone())
+        .root(fl.root_handle())
+        .run_to_exit()
+        .await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("another flotilla server"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", fl.pid)), "{stderr}");
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+    // The first one is unharmed.
+    fl.call("list_agents", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_store_stops_the_server_with_the_file_named() {
+    let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("fleet.db");
+    std::fs::write(&db, "not a database ".repeat(300)).unwrap();
+    let (status, stderr) = Flotilla::builder().root(root.clone()).run_to_exit().await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(stderr.contains("Move it aside"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&db).unwrap(),
+        "not a database ".repeat(300),
+        "the store must be left as it was"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_page_by_cursor_and_kind_and_delete_forgets_the_agent() {
+    let fl = Flotilla::start().await;
+    fl.mock.script(
+        "[e]",
+        vec![
+            Step::tool("list_files", json!({})),
+            Step::tool("read_file", json!({"path": "x.txt"})),
+            Step::text("E done"),
+        ],
+    );
+    std::fs::write(fl.work().join("x.txt"), "x").unwrap();
+    fl.create("ev", "[e] look around").await;
+    fl.wait_all(&["ev"]).await;
+
+    // created, command, started, 3 × model, 2 × (tool_call, tool_result), finished.
+    let all = fl
+        .call("get_agent_events", json!({"agent": "ev", "limit": 500}))
+        .await;
+    let kinds: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "command",
+            "started",
+            "model",
+            "tool_call",
+            "tool_result",
+            "model",
+            "tool_call",
+            "tool_result",
+            "model",
+            "finished"
+        ],
+        "{all}"
+    );
+    assert_eq!(all["next_after"], Value::Null);
+
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = fl
+            .call(
+                "get_agent_events",
+                json!({"agent": "ev", "after": after, "limit": 4}),
+            )
+            .await;
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 4);
+        seen.extend(events.iter().map(|e| e["seq"].as_u64().unwrap()));
+        match page["next_after"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=11).collect::<Vec<u64>>());
+
+    let tools = fl
+        .call(
+            "get_agent_events",
+            json!({"agent": "ev", "kinds": ["tool_call"]}),
+        )
+        .await;
+    let summaries: Vec<&str> = tools["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 2, "{tools}");
+    assert!(summaries[1].contains("x.txt"), "{tools}");
+    let bad = fl
+        .call_err(
+            "get_agent_events",
+            json!({"agent": "ev", "kinds": ["nope"]}),
+        )
+        .await;
+    assert!(bad.contains("tool_result"), "{bad}");
+
+    fl.call("delete_agent", json!({"agent": "ev"})).await;
+    let (root, mock) = fl.kill().await;
+    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    let list = fl.call("list_agents", json!({})).await;
+    assert_eq!(
+        list["agents"],
+        json!([]),
+        "a deleted agent stays deleted: {list}"
+    );
+}

@@ -1,0 +1,138 @@
+//! The MCP surface: `tools/list` pinned as a snapshot (executable documentation), the
+//! fixed argument names checked independently of it, and the server's instructions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The tools DESIGN.md fixes (the server may offer more).
+const TOOLS: [&str; 8] = [
+    "command_agent",
+    "create_agent",
+    "delete_agent",
+    "delete_all_agents",
+    "get_agent_output",
+    "get_agent_status",
+    "list_agents",
+    "wait_for_agents",
+];
+
+fn args(tools: &[rmcp::model::Tool], name: &str) -> Vec<String> {
+    let tool = tools.iter().find(|t| t.name == name).unwrap();
+    let mut props: Vec<String> = tool
+        .input_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    props.sort();
+    props
+}
+
+fn required(tools: &[rmcp::model::Tool], name: &str) -> Vec<String> {
+    let tool = tools.iter().find(|t| t.name == name).unwrap();
+    let mut req: Vec<String> = tool
+        .input_schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    req.sort();
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_and_their_fixed_arguments() {
+    let fl = Flotilla::start().await;
+    let tools = fl.tools().await;
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for tool in TOOLS {
+        assert!(names.contains(&tool), "missing tool {tool}: {names:?}");
+    }
+    for t in &tools {
+        let description = t.description.as_deref().unwrap_or_default();
+        assert!(description.len() >= 20, "{}: description too thin", t.name);
+        assert!(
+            t.output_schema.is_some(),
+            "{}: results are JSON, declare an outputSchema",
+            t.name
+        );
+    }
+    let expect = [
+        (
+            "create_agent",
+            &[
+                "max_steps",
+                "model",
+                "name",
+                "role",
+                "system_prompt",
+                "task",
+                "tools",
+                "workdir",
+            ][..],
+        ),
+        ("command_agent", &["agent", "interrupt", "task"]),
+        ("get_agent_status", &["agent"]),
+        (
+            "get_agent_output",
+            &["agent", "command", "max_chars", "offset"],
+        ),
+        ("delete_agent", &["agent"]),
+        ("list_agents", &["status"]),
+        ("delete_all_agents", &[]),
+        ("wait_for_agents", &["agents", "timeout_s", "until"]),
+    ];
+    for (tool, want) in expect {
+        assert_eq!(args(&tools, tool), want, "{tool} arguments");
+    }
+    assert_eq!(required(&tools, "create_agent"), ["name"]);
+    assert_eq!(required(&tools, "command_agent"), ["agent", "task"]);
+    assert_eq!(required(&tools, "get_agent_output"), ["agent"]);
+    assert!(required(&tools, "wait_for_agents").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_snapshot() {
+    let fl = Flotilla::start().await;
+    let tools: Vec<Value> = fl
+        .tools()
+        .await
+        .into_iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "description": t.description,
+                "inputSchema": t.input_schema,
+                "outputSchema": t.output_schema,
+            })
+        })
+        .collect();
+    insta::assert_json_snapshot!("tools_list", tools);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instructions_teach_the_pattern() {
+    let fl = Flotilla::start().await;
+    let info = fl.client.peer_info().expect("server info");
+    let instructions = info.instructions.clone().unwrap_or_default();
+    for tool in [
+        "create_agent",
+        "wait_for_agents",
+        "get_agent_output",
+        "delete_agent",
+    ] {
+        assert!(
+            instructions.contains(tool),
+            "instructions do not mention {tool}: {instructions}"
+        );
+    }
+}
