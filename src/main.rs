@@ -52,9 +52,16 @@ struct Cli {
     print_orchestrator: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(run(Cli::parse()));
+    // The stdin reader is a blocking thread that may never return (a client that
+    // keeps the pipe open while we stop on a signal): do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.print_orchestrator {
         use std::io::Write;
         std::io::stdout().write_all(ORCHESTRATOR.as_bytes())?;

@@ -192,3 +192,33 @@ async fn closing_the_session_stops_the_server_and_its_processes() {
         "an agent's background process {bg} outlived the server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_and_its_processes() {
+    let fl = Flotilla::start().await;
+    let script = "sleep 300 & echo $! > bg.txt; echo $$ > pid.txt; exec sleep 300";
+    fl.mock.script(
+        "[term]",
+        vec![Step::tool("run_command", json!({"command": script}))],
+    );
+    let created = fl.create("termed", "[term] sleep").await;
+    let dir = fl.agent_dir(&created);
+    let pid = read_pid_file(&dir.join("pid.txt"), Duration::from_secs(30)).await;
+    let bg = read_pid_file(&dir.join("bg.txt"), Duration::from_secs(30)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(fl.pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let server_gone = wait_pid_gone(fl.pid as i32, Duration::from_secs(15)).await;
+    let child_gone = wait_pid_gone(pid, PROMPT).await;
+    let bg_gone = wait_pid_gone(bg, PROMPT).await;
+    kill_quietly(pid);
+    kill_quietly(bg);
+    assert!(server_gone, "flotilla kept running after SIGTERM");
+    assert!(child_gone, "an agent's process {pid} outlived SIGTERM");
+    assert!(
+        bg_gone,
+        "an agent's background process {bg} outlived SIGTERM"
+    );
+}
