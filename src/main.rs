@@ -116,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agents = report.agents,
             resumed = report.resumed,
             not_resumed = report.not_resumed,
+            cancelled = report.cancelled,
             "fleet restored"
         );
     }

@@ -107,14 +107,14 @@ impl Registry {
     /// Validate, register, save and start an agent. Returns as soon as it is
     /// running and its creation (and first command) are on disk.
     pub async fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
-        let handle = self.register(spec)?;
-        for ack in handle.1 {
+        let (handle, acks) = self.register(spec)?;
+        for ack in acks {
             match ack.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     return Err(RegistryError::Store(format!(
                         "agent `{}` was started but could not be saved: {e}",
-                        handle.0.name()
+                        handle.name()
                     )));
                 }
                 Err(_) => {
@@ -124,7 +124,7 @@ impl Registry {
                 }
             }
         }
-        Ok(handle.0)
+        Ok(handle)
     }
 
     fn register(&self, spec: CreateSpec) -> Result<(Arc<AgentHandle>, Vec<Ack>), RegistryError> {
@@ -233,7 +233,12 @@ impl Registry {
         }));
         self.agents.insert(id, handle.clone());
         if let Some(task) = task {
-            acks.extend(handle.enqueue(task, false).2);
+            acks.extend(
+                handle
+                    .enqueue(task, false)
+                    .map_err(RegistryError::Invalid)?
+                    .ack,
+            );
         }
         self.tracker
             .spawn(worker::run(handle.clone(), worker::Start::default()));
@@ -319,6 +324,25 @@ impl Registry {
     /// processes killed before this returns.
     pub async fn delete(&self, agent: &str) -> Result<Arc<AgentHandle>, RegistryError> {
         let handle = self.get(agent)?;
+        self.remove(&handle).await?;
+        Ok(handle)
+    }
+
+    /// Delete every agent, in parallel. Returns how many.
+    pub async fn delete_all(&self) -> usize {
+        let all = self.all();
+        let stops = all.iter().map(|h| async move {
+            if let Err(e) = self.remove(h).await {
+                tracing::error!(agent = %h.name(), "{e}");
+            }
+        });
+        futures::future::join_all(stops).await;
+        all.len()
+    }
+
+    /// Unregister an agent (its name is free at once), stop its worker and its
+    /// processes, then remove its records.
+    async fn remove(&self, handle: &AgentHandle) -> Result<(), RegistryError> {
         self.agents.remove(&handle.id);
         self.names
             .remove_if(handle.name(), |_, id| *id == handle.id);
@@ -332,23 +356,7 @@ impl Registry {
             ))
         })?;
         tracing::info!(agent = %handle.name(), "agent deleted");
-        Ok(handle)
-    }
-
-    /// Delete every agent, in parallel. Returns how many.
-    pub async fn delete_all(&self) -> usize {
-        let all = self.all();
-        let n = all.len();
-        let stops = all.into_iter().map(|h| async move {
-            self.agents.remove(&h.id);
-            self.names.remove_if(h.name(), |_, id| *id == h.id);
-            h.shutdown(STOP_GRACE).await;
-            if let Err(e) = self.store.delete_agent(&h.id).await {
-                tracing::error!(agent = %h.name(), "could not remove the agent's records: {e}");
-            }
-        });
-        futures::future::join_all(stops).await;
-        n
+        Ok(())
     }
 
     /// Counts by status, for `list_agents`.
@@ -416,7 +424,17 @@ pub fn validate_name(name: &str) -> Result<(), String> {
             "`name` may contain only letters, digits, `_` and `-`; `{name}` contains {c:?}. Try e.g. `scout-1`"
         ));
     }
+    if looks_like_id(name) {
+        return Err(format!(
+            "`name` `{name}` has the form of an agent id (`ag-` and 10 hex digits), which would shadow ids; choose another name"
+        ));
+    }
     Ok(())
+}
+
+fn looks_like_id(s: &str) -> bool {
+    s.strip_prefix("ag-")
+        .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn compose_system_prompt(

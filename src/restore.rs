@@ -27,6 +27,8 @@ pub struct RestoreReport {
     pub resumed: usize,
     /// Commands marked failed (`--no-resume`).
     pub not_resumed: usize,
+    /// Commands the orchestrator had interrupted: marked cancelled, not resumed.
+    pub cancelled: usize,
 }
 
 impl Registry {
@@ -36,7 +38,9 @@ impl Registry {
         for log in logs {
             let id = log.agent_id.clone();
             let Some(restored) = replay(log) else {
-                tracing::warn!(agent_id = %id, "stored agent has no creation record; skipped");
+                // Left by a command that raced a delete: nothing to restore.
+                tracing::warn!(agent_id = %id, "stored records without a creation record; removed");
+                self.store().forget(&id);
                 continue;
             };
             let (handle, start) = self.revive(restored, resume, &mut report);
@@ -88,10 +92,18 @@ impl Registry {
             max_output_tokens: self.models().max_output_tokens(),
             retry: self.models().retry_policy().clone(),
         };
+        // Without --no-resume, queued commands run as before; with it, nothing runs by
+        // itself after the restart.
+        let queued = std::mem::take(&mut r.queued);
+        let (queue, dropped) = if resume {
+            (queued, Default::default())
+        } else {
+            (Default::default(), queued)
+        };
         let state = AgentState {
             status: r.status,
             commands: r.outputs.len() as u32,
-            pending: r.queued.len() as u32,
+            pending: queue.len() as u32,
             steps: r.steps,
             tool_calls: r.tool_calls,
             activity: None,
@@ -114,11 +126,7 @@ impl Registry {
             Initial {
                 state: Some(state),
                 outputs: r.outputs,
-                queue: if in_progress.is_some() && !resume {
-                    Default::default()
-                } else {
-                    std::mem::take(&mut r.queued)
-                },
+                queue,
             },
         );
         let mut conversation = r.conversation;
@@ -138,48 +146,49 @@ impl Registry {
             resume: None,
         };
         if let Some(index) = in_progress {
-            if resume {
+            if r.in_progress_interrupted {
+                // The orchestrator's interrupt was acknowledged: honour it.
+                end_command(&handle, index, CommandStatus::Cancelled, None);
+                handle.update(|s| s.status = AgentStatus::Cancelled);
+                report.cancelled += 1;
+            } else if resume {
                 report.resumed += 1;
-                start.resume = Some(index);
+                start.resume = Some(worker::Resume {
+                    index,
+                    token: handle.resume_token(),
+                    steps: r.in_progress_steps,
+                });
             } else {
+                end_command(&handle, index, CommandStatus::Failed, Some(NO_RESUME));
+                handle.update(|s| {
+                    s.status = AgentStatus::Failed;
+                    s.last_error = Some(NO_RESUME.into());
+                });
                 report.not_resumed += 1;
-                self.give_up(&handle, index, &r.queued);
             }
+        }
+        for cmd in &dropped {
+            end_command(
+                &handle,
+                cmd.index,
+                CommandStatus::Cancelled,
+                Some(NOT_STARTED),
+            );
         }
         (handle, start)
     }
+}
 
-    /// `--no-resume`: the running command fails, queued ones are cancelled.
-    fn give_up(
-        &self,
-        handle: &AgentHandle,
-        index: u32,
-        queued: &std::collections::VecDeque<crate::agent::QueuedCommand>,
-    ) {
-        handle.record(Event::Finished {
-            index,
-            status: CommandStatus::Failed,
-            error: Some(NO_RESUME.into()),
-        });
-        handle.with_record(index, |r| {
-            r.status = CommandStatus::Failed;
-            r.error = Some(NO_RESUME.into());
-        });
-        for cmd in queued {
-            handle.record(Event::Finished {
-                index: cmd.index,
-                status: CommandStatus::Cancelled,
-                error: Some(NOT_STARTED.into()),
-            });
-            handle.with_record(cmd.index, |r| {
-                r.status = CommandStatus::Cancelled;
-                r.error = Some(NOT_STARTED.into());
-            });
-        }
-        handle.update(|s| {
-            s.status = AgentStatus::Failed;
-            s.pending = 0;
-            s.last_error = Some(NO_RESUME.into());
-        });
-    }
+/// Record that a command ended at restore time, in the log and in its output.
+fn end_command(handle: &AgentHandle, index: u32, status: CommandStatus, error: Option<&str>) {
+    let error = error.map(str::to_string);
+    handle.record(Event::Finished {
+        index,
+        status,
+        error: error.clone(),
+    });
+    handle.with_record(index, |r| {
+        r.status = status;
+        r.error = error;
+    });
 }

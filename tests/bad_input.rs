@@ -38,7 +38,14 @@ async fn names_must_be_valid_and_unique() {
     assert_mentions(&err, &["dup"]);
 
     let long = "a".repeat(65);
-    for bad in ["bad name!", "", long.as_str(), "ünï", "a/b"] {
+    for bad in [
+        "bad name!",
+        "",
+        long.as_str(),
+        "ünï",
+        "a/b",
+        "ag-0123456789",
+    ] {
         let err = fl.call_err("create_agent", json!({"name": bad})).await;
         assert_mentions(&err, &["name"]);
     }
@@ -53,6 +60,7 @@ async fn names_must_be_valid_and_unique() {
     let ok = "b".repeat(64);
     fl.call("create_agent", json!({"name": ok})).await;
     fl.call("create_agent", json!({"name": "A-z_0"})).await;
+    fl.call("create_agent", json!({"name": "ag-tester"})).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

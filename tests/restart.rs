@@ -97,7 +97,15 @@ async fn sigkill_mid_command_loses_nothing_and_interrupted_commands_complete() {
     m.wait_requests("[a]", 2, LONG).await;
     m.wait_requests("[c]", 1, LONG).await;
     wait_event(&fl, "cmd-d", "tool_call").await;
-    assert!(fl.work().join("runs.txt").exists());
+    let runs = fl.work().join("runs.txt");
+    let deadline = std::time::Instant::now() + LONG;
+    while !runs.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = fl.call("list_agents", json!({})).await;
 
     let (root, mock) = fl.kill().await;
@@ -401,4 +409,94 @@ async fn events_page_by_cursor_and_kind_and_delete_forgets_the_agent() {
         json!([]),
         "a deleted agent stays deleted: {list}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_left_unanswered_by_no_resume_are_never_run_later() {
+    let fl = Flotilla::start().await;
+    fl.mock.script(
+        "[u]",
+        vec![
+            Step::tools(vec![
+                ("run_command", json!({"command": "sleep 30"})),
+                (
+                    "write_file",
+                    json!({"path": "stale.txt", "content": "stale"}),
+                ),
+            ]),
+            Step::text("fresh start"),
+        ],
+    );
+    fl.create("u", "[u] two calls").await;
+    wait_event(&fl, "u", "tool_call").await;
+    let (root, mock) = fl.kill().await;
+
+    let fl = Flotilla::builder()
+        .mock(mock)
+        .root(root)
+        .arg("--no-resume")
+        .start()
+        .await;
+    fl.command("u", "start over").await;
+    fl.wait_all(&["u"]).await;
+    let out = fl.output("u").await;
+    assert_eq!(out["text"], "fresh start", "{out}");
+    assert!(
+        !fl.work().join("stale.txt").exists(),
+        "a call abandoned by the restart was run later"
+    );
+    let last = fl.mock.requests_for("[u]").pop().unwrap();
+    let results = last.tool_results();
+    assert!(
+        results.iter().any(|r| r.content.starts_with("Interrupted")),
+        "{results:?}"
+    );
+    assert!(
+        results.iter().any(|r| r.content.starts_with("Not run")),
+        "{results:?}"
+    );
+    fl.mock.assert_no_protocol_problems();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_interrupt_survives_a_crash() {
+    let fl = Flotilla::start().await;
+    fl.mock.script(
+        "[i]",
+        vec![
+            Step::text("never delivered").delay(Duration::from_secs(30)),
+            // The old server may already have started command 2 when it was killed;
+            // then its answer is lost and the call is made again after the restart.
+            Step::text("redirected"),
+            Step::text("redirected"),
+        ],
+    );
+    fl.create("i", "[i] long job").await;
+    fl.mock.wait_requests("[i]", 1, LONG).await;
+    let ack = fl
+        .call(
+            "command_agent",
+            json!({"agent": "i", "task": "stop that, do this", "interrupt": true}),
+        )
+        .await;
+    assert_eq!(ack["command"], 2, "{ack}");
+    // Killed at once: the worker may not have recorded the cancellation yet.
+    let (root, mock) = fl.kill().await;
+    let before_restart = mock.requests().len();
+
+    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    fl.wait_all(&["i"]).await;
+    let first = fl.output_of("i", 1).await;
+    assert_eq!(first["command_status"], "cancelled", "{first}");
+    let second = fl.output_of("i", 2).await;
+    assert_eq!(second["text"], "redirected", "{second}");
+    // (When the old server got as far as finishing command 2, nothing is left to do.)
+    for r in mock_requests_after(&fl, "[i]", before_restart) {
+        assert!(
+            r.body_text().contains("stop that, do this"),
+            "the interrupted command was resumed: {}",
+            r.body_text()
+        );
+    }
+    fl.mock.assert_no_protocol_problems();
 }

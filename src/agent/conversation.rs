@@ -10,6 +10,9 @@ use crate::model::{Block, Message, Role};
 /// it finished.
 pub const INTERRUPTED_TOOL: &str = "Interrupted: the flotilla server stopped while this tool was running, so its result is unknown and it was not run again. Check its effects (e.g. read the files it touched) before retrying it.";
 
+/// What the model reads for a tool call its command ended before running.
+pub const NOT_RUN: &str = "Not run: the previous instruction ended before this tool call was made.";
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conversation {
     messages: Vec<Message>,
@@ -22,7 +25,12 @@ impl Conversation {
 
     /// Append an instruction, merging into a trailing user message (left there by an
     /// interrupted or failed command) so user and assistant turns keep alternating.
+    /// Tool calls left unanswered by a command that ended abruptly are answered first
+    /// (as not run), so they are never run later and every call has its result.
     pub fn push_instruction(&mut self, text: String) {
+        for (id, _, _) in self.unanswered_tool_calls() {
+            self.push_tool_result(id, NOT_RUN.into(), true);
+        }
         match self.messages.last_mut() {
             Some(last) if last.role == Role::User => last.content.push(Block::Text {
                 text: format!(
@@ -124,5 +132,20 @@ mod tests {
         c.push_assistant(assistant_calling(&["t3"]));
         c.push_tool_result("t3".into(), "three".into(), false);
         assert_eq!(c.messages().len(), 5);
+    }
+
+    #[test]
+    fn an_instruction_answers_calls_left_unanswered_before_its_text() {
+        let mut c = Conversation::default();
+        c.push_instruction("first".into());
+        c.push_assistant(assistant_calling(&["t1", "t2"]));
+        c.push_tool_result("t1".into(), "interrupted".into(), true);
+        c.push_instruction("next".into());
+        assert!(c.unanswered_tool_calls().is_empty());
+        let last = &c.messages()[2];
+        assert!(
+            matches!(&last.content[1], Block::ToolResult { tool_use_id, content, is_error: true } if tool_use_id == "t2" && content == NOT_RUN)
+        );
+        assert!(matches!(&last.content[2], Block::Text { .. }));
     }
 }

@@ -83,6 +83,18 @@ pub struct Initial {
     pub queue: VecDeque<QueuedCommand>,
 }
 
+/// A command accepted by [`AgentHandle::enqueue`].
+pub struct Enqueued {
+    /// Its 1-based index.
+    pub index: u32,
+    /// How many commands run before it starts: 0 when the agent is free (or with
+    /// `interrupt`). Computed under the inbox lock, so it does not depend on how fast
+    /// the worker picks the command up.
+    pub waiting: u32,
+    /// Resolves once its record is on disk.
+    pub ack: Option<Ack>,
+}
+
 /// A command waiting in the inbox.
 #[derive(Debug)]
 pub struct QueuedCommand {
@@ -191,12 +203,15 @@ impl AgentHandle {
     }
 
     /// Queue a command; with `interrupt`, cancel the running one and go first.
-    /// Returns the command's 1-based index, how many commands wait before it starts
-    /// (0 when the agent is free and starts it at once; computed under the inbox lock,
-    /// so it does not depend on how fast the worker picks it up), and the
-    /// acknowledgement of its record.
-    pub fn enqueue(&self, task: String, interrupt: bool) -> (u32, u32, Option<Ack>) {
+    /// Refused once the agent is being deleted or the server is stopping.
+    pub fn enqueue(&self, task: String, interrupt: bool) -> Result<Enqueued, String> {
         let mut inbox = lock(&self.inbox);
+        if self.cancel.is_cancelled() {
+            return Err(format!(
+                "agent `{}` is being deleted (or the server is stopping); create a new agent instead",
+                self.name()
+            ));
+        }
         let mut index = 0;
         self.update(|s| {
             s.commands += 1;
@@ -226,7 +241,11 @@ impl AgentHandle {
         };
         drop(inbox);
         self.wake.notify_one();
-        (index, waiting, ack)
+        Ok(Enqueued {
+            index,
+            waiting,
+            ack,
+        })
     }
 
     /// The next command and the token that cancels it; waits until there is one.
@@ -250,7 +269,7 @@ impl AgentHandle {
     }
 
     /// A turn token for resuming a command after a restart (not from the inbox).
-    fn resume_token(&self) -> CancellationToken {
+    pub(crate) fn resume_token(&self) -> CancellationToken {
         let token = self.cancel.child_token();
         lock(&self.inbox).current = Some(token.clone());
         token
@@ -292,10 +311,5 @@ impl AgentHandle {
             }
         }
         done
-    }
-
-    /// Whether the worker has exited.
-    pub fn is_finished(&self) -> bool {
-        self.finished.is_cancelled()
     }
 }

@@ -41,6 +41,19 @@ impl AgentStatus {
     }
 }
 
+impl From<crate::agent::output::CommandStatus> for AgentStatus {
+    /// The agent's status once a command has ended (or while it runs).
+    fn from(c: crate::agent::output::CommandStatus) -> Self {
+        use crate::agent::output::CommandStatus as C;
+        match c {
+            C::Queued | C::Running => Self::Running,
+            C::Done => Self::Idle,
+            C::Failed => Self::Failed,
+            C::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 /// What the agent is doing right now, e.g. `run_command: cargo test`.
 #[derive(Debug, Clone)]
 pub struct Activity {

@@ -33,7 +33,17 @@ use crate::tools::{ToolContext, ToolOutcome, describe_call, run_tool};
 pub struct Start {
     pub conversation: Conversation,
     /// A command that was running when the server stopped: continue it first.
-    pub resume: Option<u32>,
+    pub resume: Option<Resume>,
+}
+
+/// A command to continue after a restart.
+pub struct Resume {
+    pub index: u32,
+    /// Its cancellation token, already installed as the agent's current command so
+    /// an interrupt that comes before the worker runs still reaches it.
+    pub token: CancellationToken,
+    /// Model calls it made before the restart (they count against `max_steps`).
+    pub steps: u32,
 }
 
 /// How a command ended, when it did not end with a final answer.
@@ -48,9 +58,9 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let mut conversation = start.conversation;
     let mut resume = start.resume;
     loop {
-        let (index, turn, queued) = if let Some(index) = resume.take() {
-            agent.record(Event::Resumed { index });
-            (index, agent.resume_token(), false)
+        let (index, turn, queued, steps_done) = if let Some(r) = resume.take() {
+            agent.record(Event::Resumed { index: r.index });
+            (r.index, r.token, false, r.steps)
         } else {
             let (cmd, turn) = tokio::select! {
                 biased;
@@ -58,7 +68,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 next = agent.next_command() => next,
             };
             conversation.push_instruction(cmd.task);
-            (cmd.index, turn, true)
+            (cmd.index, turn, true, 0)
         };
         agent.update(|s| {
             s.status = AgentStatus::Running;
@@ -80,6 +90,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             &mut conversation,
             index,
             &turn,
+            steps_done,
         )))
         .catch_unwind()
         .await
@@ -93,11 +104,12 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             // Deleted or shutting down: leave the log as it is (resumed on restart).
             break;
         }
-        let (status, cmd_status, error) = match result {
-            Ok(()) => (AgentStatus::Idle, CommandStatus::Done, None),
-            Err(Stop::Cancelled) => (AgentStatus::Cancelled, CommandStatus::Cancelled, None),
-            Err(Stop::Failed(e)) => (AgentStatus::Failed, CommandStatus::Failed, Some(e)),
+        let (cmd_status, error) = match result {
+            Ok(()) => (CommandStatus::Done, None),
+            Err(Stop::Cancelled) => (CommandStatus::Cancelled, None),
+            Err(Stop::Failed(e)) => (CommandStatus::Failed, Some(e)),
         };
+        let status = AgentStatus::from(cmd_status);
         tracing::info!(agent = %agent.name(), command = index, status = status.as_str(), error = ?error, "command ended");
         let ack = agent.record(Event::Finished {
             index,
@@ -141,6 +153,7 @@ async fn run_command(
     conversation: &mut Conversation,
     index: u32,
     turn: &CancellationToken,
+    steps_done: u32,
 ) -> Result<(), Stop> {
     let settings = &agent.settings;
     let ctx = ToolContext {
@@ -153,7 +166,7 @@ async fn run_command(
             agent.record(event);
         }
     };
-    let mut steps = 0;
+    let mut steps = steps_done;
     loop {
         // Tool calls still unanswered (a fresh model answer, or one found on resume).
         let calls = conversation.unanswered_tool_calls();
@@ -180,11 +193,21 @@ async fn run_command(
                         s.tool_calls += 1;
                         s.activity = Some(activity(label));
                     });
-                    journal(Event::ToolCall {
-                        id: id.clone(),
-                        name: name.clone(),
-                        input: input.clone(),
-                    });
+                    // On disk before it runs: after a crash it is reported as
+                    // interrupted, never run a second time.
+                    if !agent.cancel.is_cancelled() {
+                        let ack = agent.record(Event::ToolCall {
+                            id: id.clone(),
+                            name: name.clone(),
+                            input: input.clone(),
+                        });
+                        if let Some(Ok(Err(e))) = match ack {
+                            Some(ack) => Some(ack.await),
+                            None => None,
+                        } {
+                            tracing::error!(agent = %settings.name, "could not save a tool call: {e}");
+                        }
+                    }
                     let outcome = run_tool(&name, input, &ctx).await;
                     if !outcome.files_read.is_empty() || !outcome.files_written.is_empty() {
                         agent.with_record(index, |r| {
@@ -221,7 +244,7 @@ async fn run_command(
         {
             return Ok(());
         }
-        if steps == settings.max_steps {
+        if steps >= settings.max_steps {
             return Err(Stop::Failed(format!(
                 "stopped after max_steps ({}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps",
                 settings.max_steps
@@ -274,10 +297,7 @@ async fn run_command(
         let usage = response.usage;
         agent.update(|s| {
             s.steps += 1;
-            s.tokens.input_tokens += usage.input_tokens;
-            s.tokens.output_tokens += usage.output_tokens;
-            s.tokens.cache_read_tokens += usage.cache_read_tokens;
-            s.tokens.cache_write_tokens += usage.cache_write_tokens;
+            s.tokens += usage;
             s.context_tokens = usage.input_tokens;
             if let (Some(price), Some(cost)) = (&settings.model.price, s.cost_usd.as_mut()) {
                 *cost += price.cost(usage);

@@ -103,25 +103,27 @@ impl FleetServer {
             return Err("`task` is empty: say what the agent should do next".into());
         }
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
-        let (command, pending, ack) = handle.enqueue(p.task, p.interrupt.unwrap_or(false));
-        // Acknowledge only what is on disk: a command is never lost to a crash.
-        if let Some(ack) = ack {
-            match ack.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "command {command} was queued but could not be saved ({e}); it will run, but would be lost if the server restarted"
-                    ));
-                }
-                Err(_) => return Err("the server is shutting down; command not saved".into()),
-            }
-        }
+        let queued = handle.enqueue(p.task, p.interrupt.unwrap_or(false))?;
+        // Acknowledge only what is on disk: a command is never lost to a crash. If the
+        // store fails the command still runs (it is queued): say so, but do not
+        // report an error an orchestrator would answer by sending it again.
+        let warning = match queued.ack {
+            None => None,
+            Some(ack) => match ack.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!(
+                    "the command is queued and will run, but could not be saved ({e}); it would be lost if the server restarted"
+                )),
+                Err(_) => Some("the server is stopping; the command may not run".into()),
+            },
+        };
         Ok(Json(CommandAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
-            command,
+            command: queued.index,
             status: AgentStatus::Running,
-            pending,
+            pending: queued.waiting,
+            warning,
         }))
     }
 

@@ -32,6 +32,9 @@ pub struct CommandAgentResult {
     /// Commands that run before this one starts: 0 when it starts at once (the agent
     /// was free, or `interrupt`), 1 when it waits behind the running command, and so on.
     pub pending: u32,
+    /// Present when the command is queued but something went wrong saving it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One agent's full status.

@@ -105,11 +105,15 @@ impl Event {
     }
 
     /// Whether the store must have written this event before the caller goes on:
-    /// acknowledged commands and finished outputs are never lost.
+    /// acknowledged commands and finished outputs are never lost, and a tool call is
+    /// on disk before it runs (so a crash can never make it run twice).
     pub fn is_durable(&self) -> bool {
         matches!(
             self,
-            Self::Created { .. } | Self::Command { .. } | Self::Finished { .. }
+            Self::Created { .. }
+                | Self::Command { .. }
+                | Self::ToolCall { .. }
+                | Self::Finished { .. }
         )
     }
 

@@ -31,6 +31,8 @@ use writer::Msg;
 pub const DB_FILE: &str = "fleet.db";
 const LOCK_FILE: &str = "fleet.lock";
 const SCHEMA_VERSION: i64 = 1;
+/// How long to wait for the store's lock before reporting another server.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -191,6 +193,15 @@ impl Store {
             .map_err(StoreError::Write)
     }
 
+    /// Remove an agent's records without waiting for it.
+    pub fn forget(&self, agent_id: &str) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Delete {
+            agent_id: agent_id.to_string(),
+            ack: tx,
+        });
+    }
+
     /// Events of one agent with `seq > after`, oldest first, optionally only `kinds`.
     pub async fn events(
         &self,
@@ -259,7 +270,18 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         .truncate(false)
         .open(dir.join(LOCK_FILE))
         .map_err(io)?;
-    match file.try_lock() {
+    // A client that restarts its server may start the new one while the old one is
+    // still exiting (its files close only when its last thread is gone): give the
+    // lock a moment before calling it taken.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut result = file.try_lock();
+    while matches!(result, Err(std::fs::TryLockError::WouldBlock))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        result = file.try_lock();
+    }
+    match result {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut pid = String::new();

@@ -33,6 +33,11 @@ pub struct Restored {
     pub queued: VecDeque<QueuedCommand>,
     /// The command that was running when the log ends, if any.
     pub in_progress: Option<u32>,
+    /// Model calls that command had made (they count against its `max_steps`).
+    pub in_progress_steps: u32,
+    /// The orchestrator interrupted that command (an acknowledged `interrupt`
+    /// command came after it started): it must not be resumed.
+    pub in_progress_interrupted: bool,
     /// Tool calls that started but never finished (in the in-progress command).
     pub interrupted_tools: Vec<(String, String)>,
     /// The next sequence number to append.
@@ -71,6 +76,8 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
         outputs: Vec::new(),
         queued: VecDeque::new(),
         in_progress: None,
+        in_progress_steps: 0,
+        in_progress_interrupted: false,
         interrupted_tools: Vec::new(),
         next_seq: seq + 1,
     };
@@ -86,6 +93,9 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 task,
                 interrupt,
             } => {
+                if interrupt && r.in_progress.is_some() {
+                    r.in_progress_interrupted = true;
+                }
                 let mut record = CommandRecord::queued(task.clone());
                 record.queued_at = time(at_ms);
                 r.outputs.push(record);
@@ -110,16 +120,16 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                     rec.started_at = Some(time(at_ms));
                 }
                 r.in_progress = Some(index);
+                r.in_progress_steps = 0;
+                r.in_progress_interrupted = false;
                 r.status = AgentStatus::Running;
                 r.last_error = None;
                 started_tools.clear();
             }
             Event::Model { message, usage, .. } => {
                 r.steps += 1;
-                r.tokens.input_tokens += usage.input_tokens;
-                r.tokens.output_tokens += usage.output_tokens;
-                r.tokens.cache_read_tokens += usage.cache_read_tokens;
-                r.tokens.cache_write_tokens += usage.cache_write_tokens;
+                r.in_progress_steps += 1;
+                r.tokens += usage;
                 r.context_tokens = usage.input_tokens;
                 r.usages.push(usage);
                 let text = message.text();
@@ -167,11 +177,8 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 }
                 if r.in_progress == Some(index) {
                     r.in_progress = None;
-                    r.status = match status {
-                        CommandStatus::Failed => AgentStatus::Failed,
-                        CommandStatus::Cancelled => AgentStatus::Cancelled,
-                        _ => AgentStatus::Idle,
-                    };
+                    r.in_progress_interrupted = false;
+                    r.status = status.into();
                     r.last_error = error;
                     started_tools.clear();
                 }

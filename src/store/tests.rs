@@ -282,3 +282,37 @@ fn a_log_without_creation_is_not_restored() {
     };
     assert!(replay(log).is_none());
 }
+
+#[test]
+fn an_interrupt_recorded_before_the_crash_is_honoured_by_replay() {
+    let events = vec![
+        Event::Created {
+            settings: settings(),
+        },
+        command(1, "long"),
+        Event::Started { index: 1 },
+        model_calling("t1"),
+        Event::Command {
+            index: 2,
+            task: "instead".into(),
+            interrupt: true,
+        },
+    ];
+    let log = AgentLog {
+        agent_id: "ag-1".into(),
+        events: events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| super::StoredEvent {
+                seq: i as u64 + 1,
+                at_ms: 0,
+                event,
+            })
+            .collect(),
+    };
+    let r = replay(log).unwrap();
+    assert_eq!(r.in_progress, Some(1));
+    assert!(r.in_progress_interrupted);
+    assert_eq!(r.in_progress_steps, 1);
+    assert_eq!(r.queued.front().map(|c| c.index), Some(2));
+}
