@@ -1,2 +1,280 @@
-//! Placeholder; the fleet benchmark is being written.
-fn main() {}
+//! The fleet benchmark: what flotilla costs in time, memory and orchestrator context.
+//!
+//! It starts the real release `flotilla` binary over stdio, drives it with rmcp's MCP
+//! client, and serves its agents from a built-in mock model (an axum server speaking the
+//! Anthropic Messages API with a configurable latency). Run it with
+//!
+//! ```sh
+//! cargo bench --bench fleet                                  # every scenario, default sizes
+//! cargo bench --bench fleet -- --scenario scale --agents 100,1000,5000
+//! cargo bench --bench fleet -- --scenario memory,control --json target/fleet.json
+//! ```
+//!
+//! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
+//! passes its path in `CARGO_BIN_EXE_flotilla`.
+//!
+//! Flags: `--scenario scale|memory|control|context|persistence|all` (comma list),
+//! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
+//! scale and memory, default 200), `--steps N` (model calls per scale agent, default 5),
+//! `--idle N,..` (memory, default 1000,10000), `--running N` (memory, default 1000),
+//! `--control-agents N` (default 10000), `--samples N` (control, default 2000),
+//! `--context-latency-ms MS` (default 100), `--poll-s S` (default 15), `--step-s S`
+//! (realistic model step for the polling comparison, default 8), `--json PATH`,
+//! `--server PATH` (another flotilla binary, e.g. an older build, for before/after
+//! figures), `--server-arg ARG` (repeatable, e.g. `--server-arg --ephemeral`),
+//! `--baseline PATH` (persistence: a binary to compare the per-step cost with, e.g. a
+//! build from before the store) and `--persist-agents N` (default 1000).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "fleet/context.rs"]
+mod context;
+#[path = "fleet/control.rs"]
+mod control;
+#[path = "fleet/memory.rs"]
+mod memory;
+#[path = "fleet/mock.rs"]
+mod mock;
+#[path = "fleet/persistence.rs"]
+mod persistence;
+#[path = "fleet/scale.rs"]
+mod scale;
+#[path = "fleet/server.rs"]
+mod server;
+#[path = "fleet/stats.rs"]
+mod stats;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+#[derive(Debug)]
+struct Args {
+    scenarios: Vec<String>,
+    agents: Vec<usize>,
+    latency_ms: u64,
+    steps: u32,
+    idle: Vec<usize>,
+    running: usize,
+    control_agents: usize,
+    samples: usize,
+    context_latency_ms: u64,
+    poll_s: f64,
+    step_s: f64,
+    json: Option<PathBuf>,
+    server: Option<PathBuf>,
+    server_args: Vec<String>,
+    baseline: Option<PathBuf>,
+    persist_agents: usize,
+}
+
+const SCENARIOS: [&str; 5] = ["scale", "memory", "control", "context", "persistence"];
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
+        agents: vec![100, 1000],
+        latency_ms: 200,
+        steps: 5,
+        idle: vec![1000, 10_000],
+        running: 1000,
+        control_agents: 10_000,
+        samples: 2000,
+        context_latency_ms: 100,
+        poll_s: 15.0,
+        step_s: 8.0,
+        json: None,
+        server: None,
+        server_args: Vec::new(),
+        baseline: None,
+        persist_agents: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    fn list(v: &str) -> Result<Vec<usize>, String> {
+        v.split(',')
+            .map(|x| {
+                x.trim()
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|_| format!("not a number: {x}"))
+            })
+            .collect()
+    }
+    fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+        v.parse().map_err(|_| format!("not a number: {v}"))
+    }
+    while let Some(flag) = it.next() {
+        // `cargo bench` passes `--bench`; libtest-style filters are ignored too.
+        if flag == "--bench" || !flag.starts_with("--") {
+            continue;
+        }
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (flag, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--scenario" | "--scenarios" => {
+                let v = value()?;
+                a.scenarios = if v == "all" {
+                    SCENARIOS.iter().map(|s| s.to_string()).collect()
+                } else {
+                    v.split(',').map(|s| s.trim().to_string()).collect()
+                };
+                if let Some(bad) = a
+                    .scenarios
+                    .iter()
+                    .find(|s| !SCENARIOS.contains(&s.as_str()))
+                {
+                    return Err(format!(
+                        "unknown scenario {bad}; known: {}, all",
+                        SCENARIOS.join(", ")
+                    ));
+                }
+            }
+            "--agents" => a.agents = list(&value()?)?,
+            "--latency-ms" => a.latency_ms = num(&value()?)?,
+            "--steps" => a.steps = num(&value()?)?,
+            "--idle" => a.idle = list(&value()?)?,
+            "--running" => a.running = num(&value()?)?,
+            "--control-agents" => a.control_agents = num(&value()?)?,
+            "--samples" => a.samples = num(&value()?)?,
+            "--context-latency-ms" => a.context_latency_ms = num(&value()?)?,
+            "--poll-s" => a.poll_s = num(&value()?)?,
+            "--step-s" => a.step_s = num(&value()?)?,
+            "--json" => a.json = Some(PathBuf::from(value()?)),
+            "--server" => a.server = Some(PathBuf::from(value()?)),
+            "--server-arg" => a.server_args.push(value()?),
+            "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
+            "--persist-agents" => a.persist_agents = num(&value()?)?,
+            "--help" => {
+                println!(
+                    "{}",
+                    include_str!("fleet.rs")
+                        .lines()
+                        .take_while(|l| l.starts_with("//!"))
+                        .map(|l| l.trim_start_matches("//!").trim_start())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown flag {other} (see --help)")),
+        }
+    }
+    if a.steps < 2 {
+        return Err("--steps must be at least 2 (tool steps, then a final answer)".into());
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("fleet bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let machine = stats::machine();
+    println!(
+        "flotilla fleet bench — {} × {}, {} GiB RAM, kernel {}; load {}",
+        machine["cpus"],
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["mem_gib"],
+        machine["kernel"].as_str().unwrap_or("?"),
+        stats::loadavg()
+    );
+    let program = args
+        .server
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(server::FLOTILLA));
+    println!(
+        "server: {} {}",
+        program.display(),
+        args.server_args.join(" ")
+    );
+    server::COMMAND
+        .set((program.clone(), args.server_args.clone()))
+        .expect("server command set once");
+    let started = Instant::now();
+    let mut out = Map::new();
+    out.insert("machine".into(), machine);
+    out.insert(
+        "server".into(),
+        json!({"binary": program.display().to_string(), "args": args.server_args}),
+    );
+    out.insert("load_start".into(), json!(stats::loadavg()));
+    let has = |s: &str| args.scenarios.iter().any(|x| x == s);
+    let latency = Duration::from_millis(args.latency_ms);
+
+    if has("scale") {
+        out.insert(
+            "scale".into(),
+            scale::run(&args.agents, latency, args.steps).await,
+        );
+    }
+    let mut reuse = None;
+    if has("memory") {
+        let (report, server, mock, have) = memory::run(&args.idle, args.running, latency).await;
+        out.insert("memory".into(), report);
+        if has("control") {
+            reuse = Some((server, mock, have));
+        } else {
+            server.stop().await;
+        }
+    }
+    if has("control") {
+        out.insert(
+            "control".into(),
+            control::run(args.samples, args.control_agents, reuse).await,
+        );
+    }
+    if has("context") {
+        out.insert(
+            "context".into(),
+            context::run(
+                Duration::from_millis(args.context_latency_ms),
+                args.poll_s,
+                args.step_s,
+            )
+            .await,
+        );
+    }
+    if has("persistence") {
+        out.insert(
+            "persistence".into(),
+            persistence::run(args.persist_agents, args.baseline.clone()).await,
+        );
+    }
+    out.insert("load_end".into(), json!(stats::loadavg()));
+    out.insert(
+        "total_s".into(),
+        json!(stats::round(started.elapsed().as_secs_f64(), 1)),
+    );
+    println!(
+        "\ndone in {:.1} s; load {}",
+        started.elapsed().as_secs_f64(),
+        stats::loadavg()
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&Value::Object(out)).expect("json");
+        std::fs::write(path, text + "\n")
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        println!("wrote {}", path.display());
+    }
+}

@@ -1,0 +1,236 @@
+//! Scenario 3, control plane: round-trip latency over stdio of the fleet tools, one
+//! call at a time, with a large fleet registered. `ping` (no tool, no registry) is the
+//! floor set by the transport and the two rmcp stacks.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::memory::populate;
+use crate::mock::{Mock, write_project};
+use crate::server::{Server, text_of};
+use crate::stats::{Rng, Summary, kib, loadavg, ms, round, table};
+
+struct Measured {
+    what: String,
+    fleet: usize,
+    summary: Summary,
+    /// Bytes of the result's text content (last sample).
+    bytes: usize,
+    /// Server CPU per call (µs).
+    cpu_us: f64,
+}
+
+async fn measure<F, Fut>(
+    server: &Server,
+    what: &str,
+    fleet: usize,
+    samples: usize,
+    mut f: F,
+) -> Measured
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    // Warm up (page in code paths, fill caches).
+    for i in 0..samples.min(20) {
+        f(usize::MAX - i).await;
+    }
+    let cpu0 = server.cpu_s();
+    let mut times = Vec::with_capacity(samples);
+    let mut bytes = 0;
+    for i in 0..samples {
+        let t = Instant::now();
+        bytes = f(i).await;
+        times.push(t.elapsed());
+    }
+    let cpu = server.cpu_s() - cpu0;
+    Measured {
+        what: what.to_string(),
+        fleet,
+        summary: Summary::of(&times),
+        bytes,
+        cpu_us: cpu * 1e6 / samples as f64,
+    }
+}
+
+pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usize)>) -> Value {
+    let load_before = loadavg();
+    let mut results = Vec::new();
+
+    // A one-agent fleet: the baseline.
+    {
+        let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
+        let server = Server::start(&mock.url, write_project).await;
+        server
+            .call_ok("create_agent", json!({"name": "idle-00000"}))
+            .await;
+        let n = samples.min(1000);
+        results.push(
+            measure(&server, "ping (transport floor)", 1, n, |_| async {
+                server.ping().await;
+                0
+            })
+            .await,
+        );
+        results.push(
+            measure(&server, "get_agent_status", 1, n, |_| async {
+                let r = server
+                    .call("get_agent_status", json!({"agent": "idle-00000"}))
+                    .await;
+                text_of(&r).len()
+            })
+            .await,
+        );
+        server.stop().await;
+    }
+
+    // The big fleet.
+    let (server, _mock, have) = match reuse {
+        Some((s, m, have)) => (s, m, have),
+        None => {
+            let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
+            let server = Server::start(&mock.url, write_project).await;
+            (server, mock, 0)
+        }
+    };
+    if have < agents {
+        populate(&server, have, agents).await;
+    }
+    let fleet = agents.max(have);
+    let list_wire = std::cell::Cell::new(0u64);
+    results.push(
+        measure(
+            &server,
+            "ping (transport floor)",
+            fleet,
+            samples,
+            |_| async {
+                server.ping().await;
+                0
+            },
+        )
+        .await,
+    );
+    let mut rng = Rng::new(0x5eed);
+    let names: Vec<String> = (0..samples)
+        .map(|_| format!("idle-{:05}", rng.below(fleet)))
+        .collect();
+    results.push(
+        measure(&server, "get_agent_status", fleet, samples, |i| {
+            let name = names.get(i).cloned().unwrap_or_else(|| "idle-00000".into());
+            let server = &server;
+            async move {
+                let r = server
+                    .call("get_agent_status", json!({"agent": name}))
+                    .await;
+                assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+                text_of(&r).len()
+            }
+        })
+        .await,
+    );
+    results.push(
+        measure(
+            &server,
+            "list_agents {status: running} (0 rows)",
+            fleet,
+            (samples / 10).max(20),
+            |_| async {
+                let r = server
+                    .call("list_agents", json!({"status": "running"}))
+                    .await;
+                text_of(&r).len()
+            },
+        )
+        .await,
+    );
+    results.push(
+        measure(
+            &server,
+            "list_agents (every row)",
+            fleet,
+            (samples / 100).max(10),
+            |_| async {
+                let w0 = server.wire_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                let r = server.call("list_agents", json!({})).await;
+                let w1 = server.wire_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                list_wire.set(w1 - w0);
+                text_of(&r).len()
+            },
+        )
+        .await,
+    );
+    results.push(
+        measure(&server, "create_agent (no task)", fleet, samples, |i| {
+            let server = &server;
+            async move {
+                let name = if i >= samples {
+                    format!("warm-{}", usize::MAX - i)
+                } else {
+                    format!("ctl-{i:05}")
+                };
+                let r = server.call("create_agent", json!({"name": name})).await;
+                assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+                text_of(&r).len()
+            }
+        })
+        .await,
+    );
+    let list_wire = list_wire.get();
+    server.stop().await;
+
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|m| {
+            vec![
+                m.what.clone(),
+                m.fleet.to_string(),
+                m.summary.n.to_string(),
+                ms(m.summary.p50),
+                ms(m.summary.p99),
+                ms(m.summary.max),
+                format!("{:.0} µs", m.cpu_us),
+                if m.bytes > 0 {
+                    kib(m.bytes as f64)
+                } else {
+                    "-".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        "Control plane: sequential round trips over stdio (client → server → client)",
+        &[
+            "call",
+            "fleet",
+            "samples",
+            "p50",
+            "p99",
+            "max",
+            "server CPU/call",
+            "result text",
+        ],
+        &rows,
+    );
+    println!(
+        "  list_agents with every row: {} of text, {} on the wire (text + structuredContent + JSON-RPC)",
+        kib(results
+            .iter()
+            .find(|m| m.what.starts_with("list_agents (every"))
+            .map_or(0, |m| m.bytes) as f64),
+        kib(list_wire as f64)
+    );
+    json!({
+        "calls": results.iter().map(|m| json!({
+            "call": m.what,
+            "fleet": m.fleet,
+            "latency": m.summary.json(),
+            "server_cpu_us_per_call": round(m.cpu_us, 1),
+            "result_text_bytes": m.bytes,
+        })).collect::<Vec<_>>(),
+        "list_agents_wire_bytes": list_wire,
+        "load_before": load_before,
+        "load_after": loadavg(),
+    })
+}
