@@ -33,18 +33,13 @@ struct Cli {
     workdir: Option<PathBuf>,
     /// Directory of the fleet's store (SQLite). Default: one per project under the
     /// user's data directory, e.g. ~/.local/share/flotilla/fleets/<project>-<hash>/.
-    #[arg(
-        long,
-        env = "FLOTILLA_DATA_DIR",
-        value_name = "DIR",
-        conflicts_with = "ephemeral"
-    )]
+    #[arg(long, env = "FLOTILLA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// After a restart, do not resume commands that were running: mark them failed
     /// (and cancel queued ones) instead.
     #[arg(long)]
     no_resume: bool,
-    /// Keep nothing on disk: the fleet ends with the process.
+    /// Keep nothing on disk: the fleet ends with the process (overrides --data-dir).
     #[arg(long)]
     ephemeral: bool,
     /// Print the orchestrator sub-agent definition (for .claude/agents/) and exit.

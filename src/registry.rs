@@ -180,10 +180,10 @@ impl Registry {
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
         let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
-        let system_prompt = compose_system_prompt(
-            self.prompts.worker(),
-            role.map(|r| (r.name.as_str(), r.body.as_str())),
-            spec.system_prompt.as_deref(),
+        let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
+        let system_prompt = self.system_prompt(
+            spec.role.as_deref(),
+            extra_prompt.as_deref(),
             &spec.name,
             &workdir,
             &tools,
@@ -194,6 +194,7 @@ impl Registry {
             role: spec.role.clone(),
             model,
             system_prompt,
+            extra_prompt,
             tools,
             tool_specs,
             workdir,
@@ -315,9 +316,14 @@ impl Registry {
 
     /// Every agent, sorted by name.
     pub fn all(&self) -> Vec<Arc<AgentHandle>> {
-        let mut all: Vec<_> = self.agents.iter().map(|e| e.value().clone()).collect();
+        let mut all = self.unsorted();
         all.sort_by(|a, b| a.name().cmp(b.name()));
         all
+    }
+
+    /// Every agent, in no particular order.
+    pub fn unsorted(&self) -> Vec<Arc<AgentHandle>> {
+        self.agents.iter().map(|e| e.value().clone()).collect()
     }
 
     /// Remove an agent: its name is free at once; its work is cancelled and its
@@ -435,6 +441,40 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 fn looks_like_id(s: &str) -> bool {
     s.strip_prefix("ag-")
         .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl Registry {
+    /// An agent's system prompt: worker prompt, role, the orchestrator's extra
+    /// instructions and the agent's environment. Built from the current prompts, both
+    /// at creation and when an agent is restored (the store keeps only the parts).
+    pub(crate) fn system_prompt(
+        &self,
+        role: Option<&str>,
+        extra: Option<&str>,
+        name: &str,
+        workdir: &Path,
+        tools: &[String],
+    ) -> String {
+        let role = role.and_then(|r| {
+            let found = self.prompts.role(r);
+            if found.is_none() {
+                tracing::warn!(
+                    agent = name,
+                    role = r,
+                    "role no longer exists; its instructions are left out"
+                );
+            }
+            found
+        });
+        compose_system_prompt(
+            self.prompts.worker(),
+            role.map(|r| (r.name.as_str(), r.body.as_str())),
+            extra,
+            name,
+            workdir,
+            tools,
+        )
+    }
 }
 
 fn compose_system_prompt(

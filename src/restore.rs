@@ -80,13 +80,21 @@ impl Registry {
             .price
             .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
         let stored = r.settings.clone();
+        let system_prompt = self.system_prompt(
+            stored.role.as_deref(),
+            stored.extra_prompt.as_deref(),
+            &stored.name,
+            &stored.workdir,
+            &stored.tools,
+        );
         let settings = AgentSettings {
             name: stored.name,
             role: stored.role,
             tool_specs: self.specs_for(&stored.tools),
             tools: stored.tools,
             model,
-            system_prompt: stored.system_prompt,
+            system_prompt,
+            extra_prompt: stored.extra_prompt,
             workdir: stored.workdir,
             max_steps: stored.max_steps,
             max_output_tokens: self.models().max_output_tokens(),

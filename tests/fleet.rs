@@ -119,7 +119,7 @@ async fn list_agents_rows_filter_and_totals() {
     let all = fl.call("list_agents", json!({})).await;
     assert_eq!(names(&all["agents"]), ["busy", "quick"]);
     for r in all["agents"].as_array().unwrap() {
-        for field in ["agent_id", "name", "status", "pending", "steps"] {
+        for field in ["agent_id", "name", "status", "steps", "output_chars"] {
             assert!(r.get(field).is_some(), "row lacks {field}: {r}");
         }
     }

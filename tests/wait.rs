@@ -32,13 +32,10 @@ async fn until_all_waits_for_the_slowest() {
     assert_eq!(names(&waited["agents"]), ["fast", "slow"]);
     for name in ["fast", "slow"] {
         let r = row(&waited["agents"], name);
-        assert_eq!(
-            (r["status"].as_str(), r["pending"].as_u64()),
-            (Some("idle"), Some(0)),
-            "{r}"
-        );
-        assert!(r["agent_id"].is_string(), "{r}");
-        assert!(r["last_error"].is_null(), "{r}");
+        assert_eq!(r["status"], "idle", "{r}");
+        // Compact: nothing queued and no error means no such fields.
+        assert!(r.get("pending").is_none(), "{r}");
+        assert!(r.get("last_error").is_none(), "{r}");
     }
 }
 

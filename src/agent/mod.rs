@@ -33,6 +33,8 @@ pub struct AgentSettings {
     pub model: ResolvedModel,
     /// The full system prompt: worker prompt + role + orchestrator's extra instructions.
     pub system_prompt: String,
+    /// The orchestrator's extra instructions (`system_prompt` of `create_agent`).
+    pub extra_prompt: Option<String>,
     /// The sub-agent tools it may call.
     pub tools: Vec<String>,
     /// Their specs as sent to the model; shared by every agent with the same tools.
@@ -52,7 +54,7 @@ impl AgentSettings {
             name: self.name.clone(),
             role: self.role.clone(),
             model: self.model.id.clone(),
-            system_prompt: self.system_prompt.clone(),
+            extra_prompt: self.extra_prompt.clone(),
             tools: self.tools.clone(),
             workdir: self.workdir.clone(),
             max_steps: self.max_steps,
@@ -182,6 +184,11 @@ impl AgentHandle {
     /// A snapshot of the agent's state.
     pub fn state(&self) -> AgentState {
         self.state.borrow().clone()
+    }
+
+    /// Look at the state in place, without copying it (no await inside `f`).
+    pub fn peek<R>(&self, f: impl FnOnce(&AgentState) -> R) -> R {
+        f(&self.state.borrow())
     }
 
     /// A receiver that wakes on every state change.

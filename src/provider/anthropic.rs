@@ -67,41 +67,42 @@ struct WireRequest<'a> {
     model: &'a str,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    system: Vec<WireContent>,
-    messages: Vec<WireMessage>,
+    system: Vec<WireContent<'a>>,
+    messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<WireTool<'a>>,
 }
 
 #[derive(Serialize)]
-struct WireMessage {
+struct WireMessage<'a> {
     role: &'static str,
-    content: Vec<WireContent>,
+    content: Vec<WireContent<'a>>,
 }
 
-/// One content block plus its optional cache breakpoint.
+/// One content block plus its optional cache breakpoint. Borrows from the
+/// conversation: a request is serialised without copying it first.
 #[derive(Serialize)]
-struct WireContent {
+struct WireContent<'a> {
     #[serde(flatten)]
-    block: WireBlock,
+    block: WireBlock<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cache_control: Option<CacheControl>,
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum WireBlock {
+enum WireBlock<'a> {
     Text {
-        text: String,
+        text: &'a str,
     },
     ToolUse {
-        id: String,
-        name: String,
-        input: Value,
+        id: &'a str,
+        name: &'a str,
+        input: &'a Value,
     },
     ToolResult {
-        tool_use_id: String,
-        content: String,
+        tool_use_id: &'a str,
+        content: &'a str,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
@@ -168,7 +169,7 @@ fn to_wire<'a>(request: &'a ModelRequest<'a>) -> WireRequest<'a> {
     } else {
         vec![WireContent {
             block: WireBlock::Text {
-                text: request.system.to_string(),
+                text: request.system,
             },
             cache_control: Some(EPHEMERAL),
         }]
@@ -186,7 +187,7 @@ fn to_wire<'a>(request: &'a ModelRequest<'a>) -> WireRequest<'a> {
     }
 }
 
-fn message_to_wire(message: &Message) -> WireMessage {
+fn message_to_wire(message: &Message) -> WireMessage<'_> {
     let mut content: Vec<WireContent> = message
         .content
         .iter()
@@ -194,19 +195,15 @@ fn message_to_wire(message: &Message) -> WireMessage {
             let block = match block {
                 // The API rejects empty text blocks.
                 Block::Text { text } if text.trim().is_empty() => return None,
-                Block::Text { text } => WireBlock::Text { text: text.clone() },
-                Block::ToolUse { id, name, input } => WireBlock::ToolUse {
-                    id: id.clone(),
-                    name: name.clone(),
-                    input: input.clone(),
-                },
+                Block::Text { text } => WireBlock::Text { text },
+                Block::ToolUse { id, name, input } => WireBlock::ToolUse { id, name, input },
                 Block::ToolResult {
                     tool_use_id,
                     content,
                     is_error,
                 } => WireBlock::ToolResult {
-                    tool_use_id: tool_use_id.clone(),
-                    content: content.clone(),
+                    tool_use_id,
+                    content,
                     is_error: *is_error,
                 },
             };
@@ -219,9 +216,7 @@ fn message_to_wire(message: &Message) -> WireMessage {
     if content.is_empty() {
         // Every message needs at least one non-empty block.
         content.push(WireContent {
-            block: WireBlock::Text {
-                text: "(empty)".to_string(),
-            },
+            block: WireBlock::Text { text: "(empty)" },
             cache_control: None,
         });
     }

@@ -88,7 +88,6 @@ impl FleetServer {
             },
             model: handle.settings.model.id.clone(),
             workdir: handle.settings.workdir.display().to_string(),
-            commands: state.commands,
         }))
     }
 
@@ -174,8 +173,6 @@ impl FleetServer {
                 let (text, total_chars, next_offset) =
                     slice_chars(&record.text, offset, max_chars as usize);
                 Ok(AgentOutputResult {
-                    agent_id: handle.id.clone(),
-                    name: handle.name().to_string(),
                     command: index,
                     command_status: record.status,
                     text,
@@ -275,7 +272,7 @@ impl FleetServer {
             .map(parse_status_filter)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let all = self.registry.all();
+        let all = self.registry.unsorted();
         let mut totals = FleetTotals {
             agents: all.len(),
             by_status: Default::default(),
@@ -286,24 +283,28 @@ impl FleetServer {
             cost_usd: 0.0,
             unpriced_agents: 0,
         };
-        let mut agents = Vec::new();
+        let mut shown = Vec::new();
         for h in &all {
-            let s = h.state();
-            *totals
-                .by_status
-                .entry(s.status.as_str().to_string())
-                .or_insert(0) += 1;
-            totals.tokens.input += s.tokens.input_tokens;
-            totals.tokens.output += s.tokens.output_tokens;
-            match s.cost_usd {
-                Some(c) => totals.cost_usd += c,
-                None => totals.unpriced_agents += 1,
-            }
-            if filter.is_none_or(|f| f == s.status) {
-                agents.push(AgentRow::of(h));
+            let status = h.peek(|s| {
+                *totals
+                    .by_status
+                    .entry(s.status.as_str().to_string())
+                    .or_insert(0) += 1;
+                totals.tokens.input += s.tokens.input_tokens;
+                totals.tokens.output += s.tokens.output_tokens;
+                match s.cost_usd {
+                    Some(c) => totals.cost_usd += c,
+                    None => totals.unpriced_agents += 1,
+                }
+                s.status
+            });
+            if filter.is_none_or(|f| f == status) {
+                shown.push(h);
             }
         }
         totals.cost_usd = round_cost(totals.cost_usd);
+        shown.sort_by(|a, b| a.name().cmp(b.name()));
+        let agents = shown.into_iter().map(|h| AgentRow::of(h, true)).collect();
         Ok(Json(ListAgentsResult { agents, totals }))
     }
 
@@ -399,7 +400,7 @@ impl FleetServer {
         Ok(Json(WaitResult {
             timed_out,
             waited_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            agents: agents.iter().map(|h| AgentRow::of(h)).collect(),
+            agents: agents.iter().map(|h| AgentRow::of(h, false)).collect(),
             note,
         }))
     }

@@ -18,8 +18,6 @@ pub struct CreateAgentResult {
     /// Canonical `provider:model`.
     pub model: String,
     pub workdir: String,
-    /// 1 when `task` was given (the agent is working on it), else 0.
-    pub commands: u32,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -87,14 +85,18 @@ impl AgentStatusRow {
     }
 }
 
-/// A compact row for lists and waits.
+/// A compact row for lists and waits: what the orchestrator acts on, nothing more.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AgentRow {
     pub name: String,
-    pub agent_id: String,
+    /// In `list_agents` rows only (names are unique and accepted everywhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
     pub status: AgentStatus,
-    pub commands: u32,
+    /// Commands queued and not yet started; omitted when 0.
+    #[serde(skip_serializing_if = "is_zero_u32")]
     pub pending: u32,
+    /// Model calls made.
     pub steps: u64,
     /// Length in characters of the latest command's answer (read it with get_agent_output).
     pub output_chars: usize,
@@ -108,14 +110,14 @@ pub struct AgentRow {
 }
 
 impl AgentRow {
-    pub fn of(h: &AgentHandle) -> Self {
+    /// A row; `with_id` adds the agent id (for `list_agents`).
+    pub fn of(h: &AgentHandle, with_id: bool) -> Self {
         let s = h.state();
         let output_chars = h.with_outputs(|o| o.last().map_or(0, |r| r.text.chars().count()));
         Self {
             name: h.name().to_string(),
-            agent_id: h.id.clone(),
+            agent_id: with_id.then(|| h.id.clone()),
             status: s.status,
-            commands: s.commands,
             pending: s.pending,
             steps: s.steps,
             output_chars,
@@ -128,13 +130,13 @@ impl AgentRow {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AgentOutputResult {
-    pub agent_id: String,
-    pub name: String,
     /// Which command this is the answer to (1-based).
     pub command: u32,
     pub command_status: CommandStatus,
     /// The slice of the final answer.
     pub text: String,
+    /// Where the slice starts; omitted when 0.
+    #[serde(skip_serializing_if = "is_zero")]
     pub offset: usize,
     pub total_chars: usize,
     /// Offset to continue from; null when nothing is left.
@@ -189,6 +191,10 @@ pub struct WaitResult {
 }
 
 fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 

@@ -53,7 +53,7 @@ pub async fn wait(
     };
     loop {
         fleet.borrow_and_update();
-        let settled = agents.iter().filter(|a| a.state().settled()).count();
+        let settled = agents.iter().filter(|a| a.peek(|s| s.settled())).count();
         let done = match until {
             Until::All => settled == agents.len(),
             Until::Any => settled > 0 || agents.is_empty(),

@@ -10,14 +10,15 @@ use crate::agent::output::CommandStatus;
 use crate::agent::worker::short;
 use crate::model::{Message, StopReason, Usage};
 
-/// What an agent was created with (the model as its canonical id: it is resolved
-/// again on restart, with the keys of the new process).
+/// What an agent was created with. The model is kept as its canonical id and
+/// resolved again on restart (with the keys of the new process); the system prompt is
+/// rebuilt from the current prompts, so only the orchestrator's part is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredSettings {
     pub name: String,
     pub role: Option<String>,
     pub model: String,
-    pub system_prompt: String,
+    pub extra_prompt: Option<String>,
     pub tools: Vec<String>,
     pub workdir: PathBuf,
     pub max_steps: u32,

@@ -107,6 +107,10 @@ impl Store {
             .map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(corrupt)?;
+        // Checkpoint the WAL every ~16 MiB instead of every ~4 MiB: fewer stalls of
+        // the writer thread under a busy fleet.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+            .map_err(corrupt)?;
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(corrupt)?;
@@ -307,14 +311,17 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
 fn init_schema(conn: &Connection) -> Result<(), String> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         -- Rows append at the end of the table (rowid order); the index finds an
+         -- agent's log. Cheaper to insert into than a table keyed by random ids.
          CREATE TABLE IF NOT EXISTS events (
+             id INTEGER PRIMARY KEY,
              agent_id TEXT NOT NULL,
              seq INTEGER NOT NULL,
              at_ms INTEGER NOT NULL,
              kind TEXT NOT NULL,
-             data TEXT NOT NULL,
-             PRIMARY KEY (agent_id, seq)
-         ) WITHOUT ROWID;",
+             data TEXT NOT NULL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS events_by_agent ON events (agent_id, seq);",
     )
     .map_err(|e| e.to_string())?;
     let version: Option<String> = conn

@@ -19,7 +19,7 @@ fn settings() -> StoredSettings {
         name: "a".into(),
         role: None,
         model: "anthropic:claude-sonnet-4-5".into(),
-        system_prompt: "sys".into(),
+        extra_prompt: Some("extra".into()),
         tools: vec!["read_file".into()],
         workdir: PathBuf::from("/tmp"),
         max_steps: 5,

@@ -104,7 +104,7 @@ fn commit(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR REPLACE INTO events (agent_id, seq, at_ms, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO events (agent_id, seq, at_ms, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM events WHERE agent_id = ?1")?;
         for msg in batch {
