@@ -30,7 +30,10 @@ async fn long_answers_are_paginated() {
     assert_eq!(total, 10_000, "{first}");
     assert_eq!(text.chars().count(), 4000, "default max_chars is 4000");
     assert_eq!(next, Some(4000));
-    assert!(first.get("offset").is_none(), "offset 0 is left out: {first}");
+    assert!(
+        first.get("offset").is_none(),
+        "offset 0 is left out: {first}"
+    );
     assert_eq!(first["command_status"], "done");
 
     let mut collected = text;
