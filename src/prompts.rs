@@ -35,8 +35,9 @@ flotilla runs a fleet of LLM sub-agents that work in parallel, each with its own
 conversation, tools (read/write/edit/list/search files, run commands) and work directory.
 Pattern: create_agent (name, role scout|planner|builder|reviewer, and a complete `task` \
 brief: goal, context, constraints, what to report) -> the agent starts at once -> \
-wait_for_agents (sleeps until they finish; call again if timed_out; never poll \
-get_agent_status in a loop) -> get_agent_output (their final reports, paginated) -> \
+wait_for_agents with output_max_chars=4000 (sleeps until they finish and returns their \
+final reports; call again if timed_out; never poll get_agent_status in a loop) -> \
+get_agent_output only for the rest of a long report or files touched -> \
 command_agent to follow up (the agent keeps its conversation; interrupt=true to redirect) \
 -> delete_agent when done. Run independent agents in parallel; an agent knows only what \
 you tell it.";

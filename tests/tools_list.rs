@@ -89,7 +89,11 @@ async fn tools_and_their_fixed_arguments() {
         ("delete_agent", &["agent"]),
         ("list_agents", &["status"]),
         ("delete_all_agents", &[]),
-        ("wait_for_agents", &["agents", "timeout_s", "until"]),
+        // DESIGN.md's arguments plus one optional extension: output_max_chars.
+        (
+            "wait_for_agents",
+            &["agents", "output_max_chars", "timeout_s", "until"],
+        ),
     ];
     for (tool, want) in expect {
         assert_eq!(args(&tools, tool), want, "{tool} arguments");

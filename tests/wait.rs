@@ -169,3 +169,49 @@ async fn progress_notifications_arrive_while_waiting() {
         "progress must increase: {values:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_max_chars_returns_settled_answers_in_the_rows() {
+    let fl = Flotilla::start().await;
+    let long = "L".repeat(50);
+    fl.mock.script("[short]", vec![Step::text("short answer")]);
+    fl.mock.script("[long]", vec![Step::text(long.clone())]);
+    fl.mock.script(
+        "[busy]",
+        vec![Step::text("late").delay(Duration::from_secs(30))],
+    );
+    fl.create("short", "[short] go").await;
+    fl.create("long", "[long] go").await;
+    fl.create("busy", "[busy] go").await;
+    let waited = fl
+        .call(
+            "wait_for_agents",
+            json!({"agents": ["short", "long", "busy"], "until": "all", "timeout_s": 3, "output_max_chars": 20}),
+        )
+        .await;
+    assert_eq!(waited["timed_out"], true, "{waited}");
+    let short = row(&waited["agents"], "short");
+    assert_eq!(short["output"], "short answer", "{short}");
+    let long_row = row(&waited["agents"], "long");
+    assert_eq!(long_row["output"], "L".repeat(20), "{long_row}");
+    assert_eq!(long_row["output_chars"], 50, "{long_row}");
+    let busy = row(&waited["agents"], "busy");
+    assert!(
+        busy.get("output").is_none(),
+        "no output before it settles: {busy}"
+    );
+
+    // Without the argument, rows stay compact.
+    let plain = fl
+        .call("wait_for_agents", json!({"agents": ["short"]}))
+        .await;
+    assert!(row(&plain["agents"], "short").get("output").is_none());
+    let err = fl
+        .call_err(
+            "wait_for_agents",
+            json!({"agents": ["short"], "output_max_chars": 100_001}),
+        )
+        .await;
+    assert!(err.contains("output_max_chars"), "{err}");
+    fl.call("delete_agent", json!({"agent": "busy"})).await;
+}

@@ -89,16 +89,29 @@ impl Orchestrator<'_> {
         }
         self.turns += 1;
         let names: Vec<&str> = agents.iter().map(|a| a.0).collect();
+        // Agents whose report still has to be read with get_agent_output.
+        let mut unread = names.clone();
         match mode {
             Mode::Wait => {
+                // As prompts/orchestrator.md teaches: wait and read in one call.
                 let r = self
                     .call(
                         "wait_for_agents",
-                        json!({"agents": names, "until": "all", "timeout_s": 600}),
+                        json!({"agents": names, "until": "all", "timeout_s": 600, "output_max_chars": 4000}),
                     )
                     .await;
                 assert_eq!(r["timed_out"], false);
                 self.turns += 1;
+                for row in r["agents"].as_array().into_iter().flatten() {
+                    let output = row["output"].as_str().unwrap_or("");
+                    self.answers += output.len();
+                    if row["status"] == "idle"
+                        && output.chars().count() as u64
+                            == row["output_chars"].as_u64().unwrap_or(u64::MAX)
+                    {
+                        unread.retain(|n| row["name"] != *n);
+                    }
+                }
             }
             Mode::Poll(every) => {
                 let mut pending = names.clone();
@@ -117,11 +130,13 @@ impl Orchestrator<'_> {
             }
         }
         let elapsed = t.elapsed();
-        for name in &names {
+        for name in &unread {
             let out = self.call("get_agent_output", json!({"agent": name})).await;
             assert_eq!(out["command_status"], "done", "{name}: {out}");
         }
-        self.turns += 1;
+        if !unread.is_empty() {
+            self.turns += 1;
+        }
         elapsed
     }
 }

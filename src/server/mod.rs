@@ -334,6 +334,12 @@ impl FleetServer {
                 ));
             }
         };
+        let output_max_chars = p.output_max_chars.unwrap_or(0);
+        if output_max_chars > MAX_MAX_CHARS {
+            return Err(format!(
+                "output_max_chars must be between 0 and {MAX_MAX_CHARS}; got {output_max_chars}"
+            ));
+        }
         let timeout_s = p.timeout_s.unwrap_or(DEFAULT_WAIT_S);
         if !(0.0..=MAX_WAIT_S).contains(&timeout_s) {
             return Err(format!(
@@ -400,7 +406,10 @@ impl FleetServer {
         Ok(Json(WaitResult {
             timed_out,
             waited_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            agents: agents.iter().map(|h| AgentRow::of(h, false)).collect(),
+            agents: agents
+                .iter()
+                .map(|h| AgentRow::of(h, false).with_output(h, output_max_chars as usize))
+                .collect(),
             note,
         }))
     }

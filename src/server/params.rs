@@ -97,6 +97,11 @@ pub struct WaitForAgentsParams {
     /// timeout). On `timed_out: true`, simply call again.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// Also return up to this many characters of each settled agent's latest answer
+    /// in its row (`output`), so one call both waits and reads. 0-100000, default 0.
+    /// If `output` is shorter than `output_chars`, read the rest with get_agent_output.
+    #[serde(default)]
+    pub output_max_chars: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

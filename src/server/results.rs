@@ -104,6 +104,10 @@ pub struct AgentRow {
     pub activity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The start of its latest answer (`wait_for_agents` with `output_max_chars`, once
+    /// it has settled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Present (true) when the agent was deleted while being waited on.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -123,8 +127,20 @@ impl AgentRow {
             output_chars,
             activity: s.activity_text(),
             last_error: s.last_error,
+            output: None,
             deleted: s.deleted,
         }
+    }
+
+    /// Add the first `max_chars` of the latest answer, if the agent has settled.
+    pub fn with_output(mut self, h: &AgentHandle, max_chars: usize) -> Self {
+        if max_chars > 0 && h.peek(|s| s.settled()) {
+            self.output = h.with_outputs(|o| {
+                o.last()
+                    .map(|r| crate::agent::output::slice_chars(&r.text, 0, max_chars).0)
+            });
+        }
+        self
     }
 }
 
