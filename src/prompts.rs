@@ -132,6 +132,42 @@ impl Prompts {
     pub fn role_names(&self) -> Vec<&str> {
         self.roles.keys().map(String::as_str).collect()
     }
+
+    /// An agent's system prompt: the worker prompt, its role, the orchestrator's extra
+    /// instructions and its environment. Built from the current prompts both at
+    /// creation and when an agent is restored (the store keeps only the parts).
+    pub fn compose(
+        &self,
+        role: Option<&str>,
+        extra: Option<&str>,
+        name: &str,
+        workdir: &Path,
+        tools: &[String],
+    ) -> String {
+        let mut s = self.worker.trim().to_string();
+        if let Some(role) = role {
+            match self.role(role) {
+                Some(r) => s.push_str(&format!("\n\n# Your role: {role}\n\n{}", r.body.trim())),
+                None => tracing::warn!(
+                    agent = name,
+                    role,
+                    "role no longer exists; its instructions are left out"
+                ),
+            }
+        }
+        if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
+            s.push_str(&format!(
+                "\n\n# Instructions from the orchestrator\n\n{}",
+                extra.trim()
+            ));
+        }
+        s.push_str(&format!(
+            "\n\n# Environment\n\nYour name: {name}\nYour work directory: {}\nYour tools: {}",
+            workdir.display(),
+            tools.join(", ")
+        ));
+        s
+    }
 }
 
 /// Parse a role profile: optional `---` front matter with `key: value` lines, then body.
@@ -230,6 +266,28 @@ mod tests {
         assert!(err.to_string().contains("unknown tool `rm_rf`"), "{err}");
         let err = parse_role("x", "---\ndescription: d\nb", "t").unwrap_err();
         assert!(err.to_string().contains("never closed"), "{err}");
+    }
+
+    #[test]
+    fn compose_puts_worker_role_extra_and_environment_in_order() {
+        let prompts = Prompts::load(None).unwrap();
+        let tools = vec!["read_file".to_string()];
+        let s = prompts.compose(
+            Some("scout"),
+            Some("Only look at src/."),
+            "scout-1",
+            Path::new("/repo"),
+            &tools,
+        );
+        let worker = s.find(prompts.worker().trim()).unwrap();
+        let role = s.find("# Your role: scout").unwrap();
+        let extra = s.find("Only look at src/.").unwrap();
+        let env = s.find("Your work directory: /repo").unwrap();
+        assert!(worker < role && role < extra && extra < env, "{s}");
+        assert!(s.contains(prompts.role("scout").unwrap().body.trim()));
+        // A role that disappeared (e.g. after an upgrade) is left out, not an error.
+        let s = prompts.compose(Some("gone"), None, "x", Path::new("/"), &tools);
+        assert!(!s.contains("# Your role"));
     }
 
     #[test]

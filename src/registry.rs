@@ -444,9 +444,7 @@ fn looks_like_id(s: &str) -> bool {
 }
 
 impl Registry {
-    /// An agent's system prompt: worker prompt, role, the orchestrator's extra
-    /// instructions and the agent's environment. Built from the current prompts, both
-    /// at creation and when an agent is restored (the store keeps only the parts).
+    /// An agent's system prompt, from the current prompts (see [`Prompts::compose`]).
     pub(crate) fn system_prompt(
         &self,
         role: Option<&str>,
@@ -455,52 +453,8 @@ impl Registry {
         workdir: &Path,
         tools: &[String],
     ) -> String {
-        let role = role.and_then(|r| {
-            let found = self.prompts.role(r);
-            if found.is_none() {
-                tracing::warn!(
-                    agent = name,
-                    role = r,
-                    "role no longer exists; its instructions are left out"
-                );
-            }
-            found
-        });
-        compose_system_prompt(
-            self.prompts.worker(),
-            role.map(|r| (r.name.as_str(), r.body.as_str())),
-            extra,
-            name,
-            workdir,
-            tools,
-        )
+        self.prompts.compose(role, extra, name, workdir, tools)
     }
-}
-
-fn compose_system_prompt(
-    worker: &str,
-    role: Option<(&str, &str)>,
-    extra: Option<&str>,
-    name: &str,
-    workdir: &Path,
-    tools: &[String],
-) -> String {
-    let mut s = worker.trim().to_string();
-    if let Some((role, body)) = role {
-        s.push_str(&format!("\n\n# Your role: {role}\n\n{}", body.trim()));
-    }
-    if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
-        s.push_str(&format!(
-            "\n\n# Instructions from the orchestrator\n\n{}",
-            extra.trim()
-        ));
-    }
-    s.push_str(&format!(
-        "\n\n# Environment\n\nYour name: {name}\nYour work directory: {}\nYour tools: {}",
-        workdir.display(),
-        tools.join(", ")
-    ));
-    s
 }
 
 /// Whether a status filter string is valid, for `list_agents`.
