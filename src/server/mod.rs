@@ -304,7 +304,10 @@ impl FleetServer {
         }
         totals.cost_usd = round_cost(totals.cost_usd);
         shown.sort_by(|a, b| a.name().cmp(b.name()));
-        let agents = shown.into_iter().map(|h| AgentRow::of(h, true)).collect();
+        let agents = shown
+            .into_iter()
+            .map(|h| AgentRow::of(h, true, 0))
+            .collect();
         Ok(Json(ListAgentsResult { agents, totals }))
     }
 
@@ -408,7 +411,7 @@ impl FleetServer {
             waited_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             agents: agents
                 .iter()
-                .map(|h| AgentRow::of(h, false).with_output(h, output_max_chars as usize))
+                .map(|h| AgentRow::of(h, false, output_max_chars as usize))
                 .collect(),
             note,
         }))

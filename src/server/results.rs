@@ -114,33 +114,29 @@ pub struct AgentRow {
 }
 
 impl AgentRow {
-    /// A row; `with_id` adds the agent id (for `list_agents`).
-    pub fn of(h: &AgentHandle, with_id: bool) -> Self {
-        let s = h.state();
-        let output_chars = h.with_outputs(|o| o.last().map_or(0, |r| r.text.chars().count()));
-        Self {
-            name: h.name().to_string(),
-            agent_id: with_id.then(|| h.id.clone()),
-            status: s.status,
-            pending: s.pending,
-            steps: s.steps,
-            output_chars,
-            activity: s.activity_text(),
-            last_error: s.last_error,
-            output: None,
-            deleted: s.deleted,
-        }
-    }
-
-    /// Add the first `max_chars` of the latest answer, if the agent has settled.
-    pub fn with_output(mut self, h: &AgentHandle, max_chars: usize) -> Self {
-        if max_chars > 0 && h.peek(|s| s.settled()) {
-            self.output = h.with_outputs(|o| {
-                o.last()
-                    .map(|r| crate::agent::output::slice_chars(&r.text, 0, max_chars).0)
-            });
-        }
-        self
+    /// A row; `with_id` adds the agent id (for `list_agents`); `output_max_chars` > 0
+    /// adds the start of the latest answer once the agent has settled. State and
+    /// answer are read together (under the outputs lock), so a row never pairs a
+    /// status with the record of a command queued a moment later.
+    pub fn of(h: &AgentHandle, with_id: bool, output_max_chars: usize) -> Self {
+        h.with_outputs(|outputs| {
+            let s = h.state();
+            let latest = outputs.last().map_or("", |r| r.text.as_str());
+            let output = (output_max_chars > 0 && s.settled() && !outputs.is_empty())
+                .then(|| crate::agent::output::slice_chars(latest, 0, output_max_chars).0);
+            Self {
+                name: h.name().to_string(),
+                agent_id: with_id.then(|| h.id.clone()),
+                status: s.status,
+                pending: s.pending,
+                steps: s.steps,
+                output_chars: latest.chars().count(),
+                activity: s.activity_text(),
+                last_error: s.last_error,
+                output,
+                deleted: s.deleted,
+            }
+        })
     }
 }
 
