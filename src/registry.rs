@@ -4,7 +4,6 @@
 //! DashMap guards are never held across an `.await`: look-ups clone the `Arc` out
 //! and drop the guard at once.
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -181,7 +180,7 @@ impl Registry {
             .map_err(|e| invalid(e.to_string()))?;
         let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
         let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
-        let system_prompt = self.system_prompt(
+        let system_prompt = self.prompts.compose(
             spec.role.as_deref(),
             extra_prompt.as_deref(),
             &spec.name,
@@ -365,15 +364,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Counts by status, for `list_agents`.
-    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        let mut counts = BTreeMap::new();
-        for e in self.agents.iter() {
-            *counts.entry(e.value().state().status.as_str()).or_insert(0) += 1;
-        }
-        counts
-    }
-
     /// Cancel every agent and wait (bounded) for all tasks to end.
     pub async fn shutdown(&self, grace: Duration) {
         self.cancel.cancel();
@@ -441,20 +431,6 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 fn looks_like_id(s: &str) -> bool {
     s.strip_prefix("ag-")
         .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-impl Registry {
-    /// An agent's system prompt, from the current prompts (see [`Prompts::compose`]).
-    pub(crate) fn system_prompt(
-        &self,
-        role: Option<&str>,
-        extra: Option<&str>,
-        name: &str,
-        workdir: &Path,
-        tools: &[String],
-    ) -> String {
-        self.prompts.compose(role, extra, name, workdir, tools)
-    }
 }
 
 /// Whether a status filter string is valid, for `list_agents`.

@@ -80,7 +80,7 @@ impl Registry {
             .price
             .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
         let stored = r.settings.clone();
-        let system_prompt = self.system_prompt(
+        let system_prompt = self.prompts().compose(
             stored.role.as_deref(),
             stored.extra_prompt.as_deref(),
             &stored.name,

@@ -84,7 +84,6 @@ pub type Ack = oneshot::Receiver<Result<(), String>>;
 pub struct Store {
     tx: std::sync::mpsc::Sender<Msg>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    path: Option<PathBuf>,
     _lock: Option<File>,
 }
 
@@ -128,7 +127,7 @@ impl Store {
             path: path.clone(),
             detail,
         })?;
-        let store = Self::start(conn, Some(path), Some(lock));
+        let store = Self::start(conn, Some(lock));
         Ok((store, logs))
     }
 
@@ -136,10 +135,10 @@ impl Store {
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(|e| StoreError::Write(e.to_string()))?;
         init_schema(&conn).map_err(StoreError::Write)?;
-        Ok(Self::start(conn, None, None))
+        Ok(Self::start(conn, None))
     }
 
-    fn start(conn: Connection, path: Option<PathBuf>, lock: Option<File>) -> Self {
+    fn start(conn: Connection, lock: Option<File>) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("flotilla-store".into())
@@ -151,14 +150,8 @@ impl Store {
         Self {
             tx,
             thread: Mutex::new(thread),
-            path,
             _lock: lock,
         }
-    }
-
-    /// The database file, or `None` for an in-memory store.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
     }
 
     /// Append an event. Returns an [`Ack`] for durable events (see
@@ -227,15 +220,6 @@ impl Store {
         rx.await
             .map_err(|_| StoreError::Closed)?
             .map_err(StoreError::Write)
-    }
-
-    /// Wait until everything appended so far is committed.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(tx))
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)
     }
 
     /// Commit what is queued and stop the writer thread.

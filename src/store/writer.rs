@@ -33,7 +33,6 @@ pub(super) enum Msg {
         kinds: Option<Vec<String>>,
         reply: oneshot::Sender<Result<EventPage, String>>,
     },
-    Flush(oneshot::Sender<()>),
     Close,
 }
 
@@ -84,9 +83,6 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Msg>) -> bool {
                     read_events(conn, &agent_id, after, limit, kinds.as_deref())
                         .map_err(|e| e.to_string()),
                 );
-            }
-            Msg::Flush(done) => {
-                let _ = done.send(());
             }
             Msg::Close => closing = true,
         }
