@@ -26,6 +26,14 @@
 //! max_retries = 5
 //! initial_backoff_ms = 1000
 //! max_backoff_ms = 30000
+//!
+//! [limits]                            # guard rails; flags and env override
+//! max_cost_usd = 5.0                  # fleet-wide spend cap (priced models)
+//! max_tokens = 5_000_000              # fleet-wide input + output tokens
+//! max_running = 16                    # agents running a command at once (0: no limit)
+//! stall_timeout_s = 600               # a command with no progress this long fails
+//! circuit_failures = 5                # consecutive failed calls that open a circuit
+//! circuit_open_s = 30                 # how long an open circuit holds calls
 //! ```
 
 mod models;
@@ -63,6 +71,9 @@ pub struct Config {
     /// How model calls are retried on rate limits, overload and server errors.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Guard rails: budgets, run slots, stalls, provider circuits.
+    #[serde(default)]
+    pub limits: Limits,
     /// The file this was read from, for error messages (not a config key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -92,6 +103,9 @@ pub struct ProviderConfig {
     /// Not for secrets: use `api_key_env`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Most model calls in flight to this provider at once, across the fleet
+    /// (default: no limit), so a rate-limited account is not hammered.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 /// A provider's wire format.
@@ -116,6 +130,25 @@ pub struct RetryConfig {
     /// Longest backoff (default 30000). A server's `retry-after` is honoured up to
     /// the larger of this and 60 s.
     pub max_backoff_ms: Option<u64>,
+}
+
+/// `[limits]`: the fleet's guard rails. Flags and environment variables
+/// (`--max-cost-usd`, `FLOTILLA_MAX_COST_USD`, …) override these.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Fleet-wide spend cap in USD over every priced model call.
+    pub max_cost_usd: Option<f64>,
+    /// Fleet-wide cap on input + output tokens of every model call.
+    pub max_tokens: Option<u64>,
+    /// Agents running a command at once (default 16; 0 means no limit).
+    pub max_running: Option<usize>,
+    /// Seconds a command may go without progress before it fails as stalled (default 600).
+    pub stall_timeout_s: Option<u64>,
+    /// Consecutive failed calls to a provider that open its circuit (default 5).
+    pub circuit_failures: Option<u32>,
+    /// Seconds an open circuit holds calls before one probe call (default 30).
+    pub circuit_open_s: Option<u64>,
 }
 
 /// A config file that cannot be used. Messages name the file and what to change.

@@ -6,6 +6,8 @@
 //!   shapes compact JSON results.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
 //!   every task tracked for shutdown.
+//! - [`fleet`]: what every agent shares — store, event bus, budget, run slots,
+//!   provider gates (in-flight caps, circuit breakers), stall timeout.
 //! - [`agent`]: one agent — a handle with an inbox and a `watch`ed state, and the
 //!   worker task that owns the conversation and runs the agent loop.
 //! - [`provider`]: model calls (Anthropic Messages, OpenAI Chat Completions) behind
@@ -19,6 +21,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod fleet;
 pub mod model;
 pub mod pricing;
 pub mod prompts;
@@ -27,4 +30,5 @@ pub mod registry;
 pub mod restore;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod tools;

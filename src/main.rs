@@ -12,6 +12,8 @@ use rmcp::ServiceExt;
 use tracing_subscriber::EnvFilter;
 
 use flotilla::config::{Config, Models};
+use flotilla::fleet::Fleet;
+use flotilla::fleet::limits::GuardRails;
 use flotilla::prompts::{ORCHESTRATOR, Prompts};
 use flotilla::registry::Registry;
 use flotilla::server::FleetServer;
@@ -45,6 +47,19 @@ struct Cli {
     /// Print the orchestrator sub-agent definition (for .claude/agents/) and exit.
     #[arg(long)]
     print_orchestrator: bool,
+    /// Fleet-wide spend cap in USD (priced models). Overrides [limits] max_cost_usd.
+    #[arg(long, env = "FLOTILLA_MAX_COST_USD", value_name = "USD")]
+    max_cost_usd: Option<f64>,
+    /// Fleet-wide cap on input + output tokens. Overrides [limits] max_tokens.
+    #[arg(long, env = "FLOTILLA_MAX_TOKENS", value_name = "N")]
+    max_tokens: Option<u64>,
+    /// Agents running a command at once; 0 = no limit. Default 16, or [limits] max_running.
+    #[arg(long, env = "FLOTILLA_MAX_RUNNING", value_name = "N")]
+    max_running: Option<usize>,
+    /// A command with no progress this long fails as stalled. Default 600, or
+    /// [limits] stall_timeout_s.
+    #[arg(long, env = "FLOTILLA_STALL_TIMEOUT_S", value_name = "SECONDS")]
+    stall_timeout_s: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +105,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
     }
 
+    let limits = GuardRails {
+        max_cost_usd: cli.max_cost_usd,
+        max_tokens: cli.max_tokens,
+        max_running: cli.max_running,
+        stall_timeout_s: cli.stall_timeout_s,
+    }
+    .over(&config)?;
+
     let (store, logs) = if cli.ephemeral {
         (Store::in_memory()?, Vec::new())
     } else {
@@ -99,12 +122,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "cannot find the user's data directory; pass --data-dir or set FLOTILLA_DATA_DIR",
             )?,
         };
-        let opened = Store::open(&dir)?;
+        // Opening may wait (briefly) for a server that is still exiting: off the runtime.
+        let opened =
+            tokio::task::spawn_blocking(move || Store::open(&dir).map(|opened| (opened, dir)))
+                .await
+                .context("the store opener stopped")??;
+        let (opened, dir) = opened;
         tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = opened.1.len(), "fleet store opened");
         opened
     };
     let store = Arc::new(store);
-    let registry = Arc::new(Registry::new(models, prompts, workdir, store.clone()));
+    let fleet = Fleet::new(
+        store.clone(),
+        limits.options(&config, store.retired_spend()),
+    );
+    let registry = Arc::new(Registry::new(models, prompts, workdir, fleet));
     if !logs.is_empty() {
         let report = registry.restore(logs, !cli.no_resume);
         tracing::info!(

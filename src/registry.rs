@@ -17,8 +17,10 @@ use tokio_util::task::TaskTracker;
 use std::time::SystemTime;
 
 use crate::agent::state::AgentStatus;
-use crate::agent::{AgentHandle, AgentSettings, Initial, Journal, worker};
+use crate::agent::{AgentHandle, AgentSettings, Initial, worker};
 use crate::config::Models;
+use crate::fleet::Fleet;
+use crate::fleet::budget::Caps;
 use crate::model::ToolSpec;
 use crate::prompts::Prompts;
 use crate::store::event::Event;
@@ -54,6 +56,9 @@ pub struct CreateSpec {
     pub tools: Option<Vec<String>>,
     pub workdir: Option<String>,
     pub max_steps: Option<u32>,
+    /// This agent's own caps, over all its commands.
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
 }
 
 pub struct Registry {
@@ -66,10 +71,9 @@ pub struct Registry {
     tracker: TaskTracker,
     ids: std::collections::hash_map::RandomState,
     next: std::sync::atomic::AtomicU64,
-    fleet: Arc<tokio::sync::watch::Sender<u64>>,
     /// Tool specs by allow-list, built once and shared.
     specs: DashMap<Vec<String>, Arc<[ToolSpec]>>,
-    store: Arc<Store>,
+    fleet: Arc<Fleet>,
 }
 
 impl Registry {
@@ -77,10 +81,10 @@ impl Registry {
         models: Models,
         prompts: Prompts,
         default_workdir: PathBuf,
-        store: Arc<Store>,
+        fleet: Arc<Fleet>,
     ) -> Self {
         Self {
-            store,
+            fleet,
             agents: DashMap::new(),
             names: DashMap::new(),
             models,
@@ -90,7 +94,6 @@ impl Registry {
             tracker: TaskTracker::new(),
             ids: Default::default(),
             next: Default::default(),
-            fleet: Arc::new(tokio::sync::watch::Sender::new(0)),
             specs: DashMap::new(),
         }
     }
@@ -100,7 +103,12 @@ impl Registry {
     }
 
     pub fn store(&self) -> &Arc<Store> {
-        &self.store
+        &self.fleet.store
+    }
+
+    /// What every agent shares: store, bus, budget, run slots, provider gates.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
     }
 
     /// Validate, register, save and start an agent. Returns as soon as it is
@@ -137,6 +145,25 @@ impl Registry {
             }
             t => t,
         };
+        if task.is_some() {
+            self.fleet.budget.check().map_err(invalid)?;
+        }
+        let caps = Caps {
+            max_cost_usd: spec.max_cost_usd,
+            max_tokens: spec.max_tokens,
+        };
+        if let Some(c) = caps.max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(invalid(format!(
+                "max_cost_usd must be a positive number of US dollars, e.g. 0.5; got {c}"
+            )));
+        }
+        if caps.max_tokens == Some(0) {
+            return Err(invalid(
+                "max_tokens must be at least 1 (input + output tokens over all the agent's commands); omit it for no cap".into(),
+            ));
+        }
         let role = match spec.role.as_deref() {
             None => None,
             Some(r) => Some(self.prompts.role(r).ok_or_else(|| {
@@ -200,6 +227,7 @@ impl Registry {
             max_steps,
             max_output_tokens: self.models.max_output_tokens(),
             retry: self.models.retry_policy().clone(),
+            caps,
         };
 
         // Claim the name atomically; no guard outlives this block.
@@ -217,14 +245,12 @@ impl Registry {
                 v.insert(id.clone());
             }
         }
-        let journal = Journal::new(self.store.clone(), 1);
         let handle = AgentHandle::new(
             id.clone(),
             settings,
             SystemTime::now(),
             &self.cancel,
             self.fleet.clone(),
-            journal,
             Initial::default(),
         );
         let mut acks = Vec::new();
@@ -252,10 +278,6 @@ impl Registry {
 
     pub(crate) fn cancel_token(&self) -> &CancellationToken {
         &self.cancel
-    }
-
-    pub(crate) fn fleet_sender(&self) -> Arc<tokio::sync::watch::Sender<u64>> {
-        self.fleet.clone()
     }
 
     /// Register a restored agent under its stored id and name and start its worker.
@@ -310,7 +332,31 @@ impl Registry {
 
     /// A receiver that wakes whenever any agent settles or gets new work.
     pub fn watch_fleet(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.fleet.subscribe()
+        self.fleet.watch_settle()
+    }
+
+    /// The agents named (names or ids), or every agent when `None`. An unknown name
+    /// fails the whole call before anything is done.
+    pub fn select(
+        &self,
+        agents: Option<&[String]>,
+    ) -> Result<Vec<Arc<AgentHandle>>, RegistryError> {
+        match agents {
+            None => Ok(self.all()),
+            Some([]) => Err(RegistryError::Invalid(
+                "`agents` is an empty list; omit it to mean the whole fleet".into(),
+            )),
+            Some(names) => {
+                let mut handles: Vec<Arc<AgentHandle>> = Vec::with_capacity(names.len());
+                for n in names {
+                    let h = self.get(n)?;
+                    if !handles.iter().any(|x| Arc::ptr_eq(x, &h)) {
+                        handles.push(h);
+                    }
+                }
+                Ok(handles)
+            }
+        }
     }
 
     /// Every agent, sorted by name.
@@ -354,12 +400,17 @@ impl Registry {
         if !handle.shutdown(STOP_GRACE).await {
             tracing::warn!(agent = %handle.name(), "worker did not stop within {STOP_GRACE:?}");
         }
-        self.store.delete_agent(&handle.id).await.map_err(|e| {
-            RegistryError::Store(format!(
-                "agent `{}` was stopped but its records could not be removed: {e}",
-                handle.name()
-            ))
-        })?;
+        // Its spend stays counted against the fleet's budget.
+        let spent = handle.peek(|s| s.spent());
+        self.store()
+            .delete_agent(&handle.id, spent)
+            .await
+            .map_err(|e| {
+                RegistryError::Store(format!(
+                    "agent `{}` was stopped but its records could not be removed: {e}",
+                    handle.name()
+                ))
+            })?;
         tracing::info!(agent = %handle.name(), "agent deleted");
         Ok(())
     }
@@ -437,7 +488,7 @@ fn looks_like_id(s: &str) -> bool {
 pub fn parse_status_filter(s: &str) -> Result<AgentStatus, RegistryError> {
     AgentStatus::parse(s).ok_or_else(|| {
         RegistryError::Invalid(format!(
-            "unknown status `{s}`; use one of running, idle, failed, cancelled"
+            "unknown status `{s}`; use one of running, queued, paused, idle, failed, cancelled"
         ))
     })
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use crate::agent::conversation::INTERRUPTED_TOOL;
 use crate::agent::output::CommandStatus;
 use crate::agent::state::{AgentState, AgentStatus};
-use crate::agent::{AgentHandle, AgentSettings, Initial, Journal, worker};
+use crate::agent::{AgentHandle, AgentSettings, Initial, worker};
 use crate::config::ResolvedModel;
+use crate::fleet::budget::Caps;
 use crate::provider::Unavailable;
 use crate::registry::Registry;
 use crate::store::AgentLog;
@@ -99,10 +100,18 @@ impl Registry {
             max_steps: stored.max_steps,
             max_output_tokens: self.models().max_output_tokens(),
             retry: self.models().retry_policy().clone(),
+            caps: Caps {
+                max_cost_usd: stored.max_cost_usd,
+                max_tokens: stored.max_tokens,
+            },
         };
         // Without --no-resume, queued commands run as before; with it, nothing runs by
         // itself after the restart.
-        let queued = std::mem::take(&mut r.queued);
+        let mut queued = std::mem::take(&mut r.queued);
+        // Restored in creation order, so tickets keep the fleet's first-come order.
+        for cmd in &mut queued {
+            cmd.ticket = self.fleet().slots.ticket();
+        }
         let (queue, dropped) = if resume {
             (queued, Default::default())
         } else {
@@ -120,8 +129,26 @@ impl Registry {
             context_tokens: r.context_tokens,
             cost_usd,
             last_error: r.last_error.take(),
+            paused: r.paused,
+            // An idle agent held at the restart shows `paused` at once; one with a
+            // command in progress turns `paused` at its next step.
+            before_pause: (r.paused && r.in_progress.is_none()).then_some(r.status),
             deleted: false,
         };
+        let status_shown = if r.paused && r.in_progress.is_none() {
+            AgentStatus::Paused
+        } else {
+            r.status
+        };
+        let state = AgentState {
+            status: status_shown,
+            ..state
+        };
+        // Its spend counts against the fleet's budget as before the restart.
+        self.fleet().budget.charge(
+            state.cost_usd,
+            state.tokens.input_tokens + state.tokens.output_tokens,
+        );
         let in_progress = r.in_progress;
         let interrupted = std::mem::take(&mut r.interrupted_tools);
         let handle = AgentHandle::new(
@@ -129,12 +156,13 @@ impl Registry {
             settings,
             r.created_at,
             self.cancel_token(),
-            self.fleet_sender(),
-            Journal::new(self.store().clone(), r.next_seq),
+            self.fleet().clone(),
             Initial {
                 state: Some(state),
                 outputs: r.outputs,
                 queue,
+                paused: r.paused,
+                next_seq: r.next_seq,
             },
         );
         let mut conversation = r.conversation;
@@ -157,7 +185,7 @@ impl Registry {
             if r.in_progress_interrupted {
                 // The orchestrator's interrupt was acknowledged: honour it.
                 end_command(&handle, index, CommandStatus::Cancelled, None);
-                handle.update(|s| s.status = AgentStatus::Cancelled);
+                handle.update(|s| set_status(s, AgentStatus::Cancelled));
                 report.cancelled += 1;
             } else if resume {
                 report.resumed += 1;
@@ -165,11 +193,12 @@ impl Registry {
                     index,
                     token: handle.resume_token(),
                     steps: r.in_progress_steps,
+                    ticket: self.fleet().slots.ticket(),
                 });
             } else {
                 end_command(&handle, index, CommandStatus::Failed, Some(NO_RESUME));
                 handle.update(|s| {
-                    s.status = AgentStatus::Failed;
+                    set_status(s, AgentStatus::Failed);
                     s.last_error = Some(NO_RESUME.into());
                 });
                 report.not_resumed += 1;
@@ -184,6 +213,16 @@ impl Registry {
             );
         }
         (handle, start)
+    }
+}
+
+/// Set the status a command's end leaves, behind a pause if the agent is held.
+fn set_status(s: &mut AgentState, status: AgentStatus) {
+    if s.paused {
+        s.before_pause = Some(status);
+        s.status = AgentStatus::Paused;
+    } else {
+        s.status = status;
     }
 }
 

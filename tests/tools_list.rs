@@ -9,7 +9,7 @@ use common::*;
 use serde_json::{Value, json};
 
 /// The tools DESIGN.md fixes (the server may offer more).
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 10] = [
     "command_agent",
     "create_agent",
     "delete_agent",
@@ -17,6 +17,8 @@ const TOOLS: [&str; 8] = [
     "get_agent_output",
     "get_agent_status",
     "list_agents",
+    "pause_agents",
+    "resume_agents",
     "wait_for_agents",
 ];
 
@@ -70,7 +72,9 @@ async fn tools_and_their_fixed_arguments() {
         (
             "create_agent",
             &[
+                "max_cost_usd",
                 "max_steps",
+                "max_tokens",
                 "model",
                 "name",
                 "role",
@@ -89,6 +93,8 @@ async fn tools_and_their_fixed_arguments() {
         ("delete_agent", &["agent"]),
         ("list_agents", &["status"]),
         ("delete_all_agents", &[]),
+        ("pause_agents", &["agents"]),
+        ("resume_agents", &["agents"]),
         // DESIGN.md's arguments plus one optional extension: output_max_chars.
         (
             "wait_for_agents",

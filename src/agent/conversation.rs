@@ -13,6 +13,9 @@ pub const INTERRUPTED_TOOL: &str = "Interrupted: the flotilla server stopped whi
 /// What the model reads for a tool call its command ended before running.
 pub const NOT_RUN: &str = "Not run: the previous instruction ended before this tool call was made.";
 
+/// What the model reads after a reply the output-token limit cut off.
+pub const CONTINUE: &str = "Your last reply was cut off by the output token limit. Continue exactly where it stopped, without repeating what you already wrote.";
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conversation {
     messages: Vec<Message>,
@@ -43,6 +46,12 @@ impl Conversation {
 
     pub fn push_assistant(&mut self, message: Message) {
         self.messages.push(message);
+    }
+
+    /// Ask the model to go on after a reply that was cut off (see
+    /// [`crate::store::event::is_cut_off`]).
+    pub fn push_continue(&mut self) {
+        self.messages.push(Message::user_text(CONTINUE));
     }
 
     /// Append one tool result: to the user message that follows the assistant's tool

@@ -6,6 +6,7 @@
 
 pub mod conversation;
 pub mod output;
+mod pause;
 pub mod state;
 pub mod worker;
 
@@ -19,6 +20,9 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ResolvedModel;
+use crate::fleet::Fleet;
+use crate::fleet::budget::Caps;
+use crate::fleet::bus::FleetEvent;
 use crate::provider::retry::RetryPolicy;
 use crate::store::event::{Event, StoredSettings};
 use crate::store::{Ack, Store};
@@ -45,6 +49,8 @@ pub struct AgentSettings {
     pub max_steps: u32,
     pub max_output_tokens: u32,
     pub retry: RetryPolicy,
+    /// This agent's own spend caps, over all its commands.
+    pub caps: Caps,
 }
 
 impl AgentSettings {
@@ -58,31 +64,33 @@ impl AgentSettings {
             tools: self.tools.clone(),
             workdir: self.workdir.clone(),
             max_steps: self.max_steps,
-        }
-    }
-}
-
-/// An agent's place in the store: its event log and the next sequence number.
-pub struct Journal {
-    store: Arc<Store>,
-    next_seq: AtomicU64,
-}
-
-impl Journal {
-    pub fn new(store: Arc<Store>, next_seq: u64) -> Self {
-        Self {
-            store,
-            next_seq: AtomicU64::new(next_seq),
+            max_cost_usd: self.caps.max_cost_usd,
+            max_tokens: self.caps.max_tokens,
         }
     }
 }
 
 /// How an agent starts: fresh, or as its log left it.
-#[derive(Default)]
 pub struct Initial {
     pub state: Option<AgentState>,
     pub outputs: Vec<CommandRecord>,
     pub queue: VecDeque<QueuedCommand>,
+    /// Held by `pause_agents` when the log ends.
+    pub paused: bool,
+    /// The sequence number of its next event.
+    pub next_seq: u64,
+}
+
+impl Default for Initial {
+    fn default() -> Self {
+        Self {
+            state: None,
+            outputs: Vec::new(),
+            queue: VecDeque::new(),
+            paused: false,
+            next_seq: 1,
+        }
+    }
 }
 
 /// A command accepted by [`AgentHandle::enqueue`].
@@ -103,6 +111,8 @@ pub struct QueuedCommand {
     /// 1-based index into the agent's outputs.
     pub index: u32,
     pub task: String,
+    /// Its place in line for a run slot (see [`crate::fleet::slots`]).
+    pub ticket: u64,
 }
 
 #[derive(Default)]
@@ -110,6 +120,8 @@ struct Inbox {
     queue: VecDeque<QueuedCommand>,
     /// Cancels the command the worker is running now, if any.
     current: Option<CancellationToken>,
+    /// Held by `pause_agents`: the worker takes no new step or command.
+    paused: bool,
 }
 
 /// The registry's handle on one agent.
@@ -125,10 +137,11 @@ pub struct AgentHandle {
     cancel: CancellationToken,
     /// Fired by the worker as it exits, whatever the reason.
     finished: CancellationToken,
-    /// Bumped whenever this agent settles or gets work, so waiters can watch the
-    /// whole fleet through one channel.
-    fleet: Arc<watch::Sender<u64>>,
-    journal: Journal,
+    /// What every agent shares: store, event bus, budget, run slots, provider gates.
+    pub fleet: Arc<Fleet>,
+    next_seq: AtomicU64,
+    /// A budget note (80 % of one of its caps) not yet shown to the orchestrator.
+    note: Mutex<Option<String>>,
 }
 
 /// Lock a std mutex, recovering the data if a panicking thread poisoned it: every
@@ -143,12 +156,12 @@ impl AgentHandle {
         settings: AgentSettings,
         created_at: SystemTime,
         parent: &CancellationToken,
-        fleet: Arc<watch::Sender<u64>>,
-        journal: Journal,
+        fleet: Arc<Fleet>,
         initial: Initial,
     ) -> Arc<Self> {
         let priced = settings.model.price.is_some();
-        let state = initial.state.unwrap_or_else(|| AgentState::new(priced));
+        let mut state = initial.state.unwrap_or_else(|| AgentState::new(priced));
+        state.paused = initial.paused;
         Arc::new(Self {
             id,
             settings,
@@ -157,24 +170,46 @@ impl AgentHandle {
             inbox: Mutex::new(Inbox {
                 queue: initial.queue,
                 current: None,
+                paused: initial.paused,
             }),
             wake: Notify::new(),
             outputs: Mutex::new(initial.outputs),
             cancel: parent.child_token(),
             finished: CancellationToken::new(),
             fleet,
-            journal,
+            next_seq: AtomicU64::new(initial.next_seq),
+            note: Mutex::new(None),
         })
     }
 
-    /// Append to this agent's event log; durable events return an [`Ack`].
+    /// Append to this agent's event log and publish it on the fleet's bus; durable
+    /// events return an [`Ack`].
     pub fn record(&self, event: Event) -> Option<Ack> {
-        let seq = self.journal.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.journal.store.append(&self.id, seq, event)
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if self.fleet.bus.has_listeners() {
+            self.fleet.bus.publish(FleetEvent {
+                agent_id: self.id.as_str().into(),
+                name: self.name().into(),
+                seq,
+                at_ms: crate::store::now_ms(),
+                event: Arc::new(event.clone()),
+            });
+        }
+        self.fleet.store.append(&self.id, seq, event)
     }
 
     pub fn store(&self) -> &Arc<Store> {
-        &self.journal.store
+        &self.fleet.store
+    }
+
+    /// Set the budget note shown once to the orchestrator.
+    pub(crate) fn set_note(&self, note: String) {
+        *lock(&self.note) = Some(note);
+    }
+
+    /// The budget note, once: the first reader gets it.
+    pub fn take_note(&self) -> Option<String> {
+        lock(&self.note).take()
     }
 
     pub fn name(&self) -> &str {
@@ -199,13 +234,13 @@ impl AgentHandle {
     pub(crate) fn update(&self, f: impl FnOnce(&mut AgentState)) {
         let mut settle_changed = false;
         self.state.send_modify(|s| {
-            let before = (s.status, s.pending, s.deleted);
+            let before = s.settled();
             f(s);
             s.last_activity_at = SystemTime::now();
-            settle_changed = before != (s.status, s.pending, s.deleted);
+            settle_changed = before != s.settled();
         });
         if settle_changed {
-            self.fleet.send_modify(|v| *v = v.wrapping_add(1));
+            self.fleet.notify_settle();
         }
     }
 
@@ -231,7 +266,11 @@ impl AgentHandle {
             interrupt,
         });
         lock(&self.outputs).push(CommandRecord::queued(task.clone()));
-        let cmd = QueuedCommand { index, task };
+        let cmd = QueuedCommand {
+            index,
+            task,
+            ticket: self.fleet.slots.ticket(),
+        };
         if interrupt {
             inbox.queue.push_front(cmd);
             if let Some(current) = &inbox.current {
@@ -255,12 +294,15 @@ impl AgentHandle {
         })
     }
 
-    /// The next command and the token that cancels it; waits until there is one.
+    /// The next command and the token that cancels it; waits until there is one (and
+    /// the agent is not paused).
     async fn next_command(&self) -> (QueuedCommand, CancellationToken) {
         loop {
             {
                 let mut inbox = lock(&self.inbox);
-                if let Some(cmd) = inbox.queue.pop_front() {
+                if inbox.paused {
+                    // Held while idle: pause_agents has set the status already.
+                } else if let Some(cmd) = inbox.queue.pop_front() {
                     let token = self.cancel.child_token();
                     inbox.current = Some(token.clone());
                     self.record(Event::Started { index: cmd.index });

@@ -36,6 +36,16 @@ pub struct CommandRecord {
 }
 
 impl CommandRecord {
+    /// Take the text of a model reply as the answer so far: it replaces the previous
+    /// one, or (after a reply cut off by the output limit) continues it.
+    pub fn take_answer(&mut self, text: &str, continues: bool) {
+        if continues {
+            self.text.push_str(text);
+        } else if !text.is_empty() {
+            self.text = text.to_string();
+        }
+    }
+
     pub fn queued(task: String) -> Self {
         Self {
             task,

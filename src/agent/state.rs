@@ -16,6 +16,10 @@ use crate::model::Usage;
 pub enum AgentStatus {
     /// Working on a command (calling the model or a tool).
     Running,
+    /// Has a command to run, waiting for a run slot (`max_running`).
+    Queued,
+    /// Held by `pause_agents`; resumes where it stopped.
+    Paused,
     /// Its last command finished; ready for the next.
     Idle,
     /// Its last command ended in an error (`last_error` says which).
@@ -28,6 +32,8 @@ impl AgentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::Queued => "queued",
+            Self::Paused => "paused",
             Self::Idle => "idle",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -35,9 +41,16 @@ impl AgentStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Running, Self::Idle, Self::Failed, Self::Cancelled]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Running,
+            Self::Queued,
+            Self::Paused,
+            Self::Idle,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -61,6 +74,16 @@ pub struct Activity {
     pub since: Instant,
 }
 
+impl Activity {
+    /// An activity starting now.
+    pub fn now(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            since: Instant::now(),
+        }
+    }
+}
+
 /// The live state of one agent. Cheap to clone; written only by its worker (and by
 /// the handle when a command is queued).
 #[derive(Debug, Clone)]
@@ -78,6 +101,10 @@ pub struct AgentState {
     pub context_tokens: u64,
     pub cost_usd: Option<f64>,
     pub last_error: Option<String>,
+    /// Held by `pause_agents`: takes no new step until `resume_agents`.
+    pub paused: bool,
+    /// What the status was when the agent was held, to restore on resume.
+    pub before_pause: Option<AgentStatus>,
     /// Set when the agent has been deleted; its worker is gone.
     pub deleted: bool,
 }
@@ -96,13 +123,27 @@ impl AgentState {
             context_tokens: 0,
             cost_usd: priced.then_some(0.0),
             last_error: None,
+            paused: false,
+            before_pause: None,
             deleted: false,
         }
     }
 
-    /// Settled: nothing running and nothing queued (or deleted).
+    /// Settled: nothing running and nothing queued, or held (paused: it cannot move
+    /// until resumed, so nobody should sleep on it), or deleted.
     pub fn settled(&self) -> bool {
-        self.deleted || (self.status != AgentStatus::Running && self.pending == 0)
+        self.deleted
+            || self.status == AgentStatus::Paused
+            || (!matches!(self.status, AgentStatus::Running | AgentStatus::Queued)
+                && self.pending == 0)
+    }
+
+    /// Input + output tokens, what budgets count.
+    pub fn spent(&self) -> crate::fleet::budget::Spend {
+        crate::fleet::budget::Spend {
+            cost_usd: self.cost_usd.unwrap_or(0.0),
+            tokens: self.tokens.input_tokens + self.tokens.output_tokens,
+        }
     }
 
     /// `label (12s)`: the activity with how long it has been going.
@@ -179,9 +220,17 @@ mod tests {
         s.pending = 0;
         s.status = AgentStatus::Running;
         assert!(!s.settled());
+        s.status = AgentStatus::Queued;
+        assert!(!s.settled());
+        s.status = AgentStatus::Paused;
+        s.pending = 2;
+        assert!(s.settled(), "a paused agent cannot move: settled");
+        s.status = AgentStatus::Running;
+        s.pending = 0;
         s.deleted = true;
         assert!(s.settled());
         assert_eq!(AgentStatus::parse("failed"), Some(AgentStatus::Failed));
+        assert_eq!(AgentStatus::parse("paused"), Some(AgentStatus::Paused));
         assert_eq!(AgentStatus::parse("nope"), None);
     }
 }

@@ -6,11 +6,13 @@
 //! cancellation end the call at once — cancellation even mid-request or mid-sleep.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Provider, ProviderError};
+use crate::fleet::circuit::{Gate, Outcome};
 use crate::model::{ModelRequest, ModelResponse};
 
 /// How hard to try. Config: `[retry] max_retries, initial_backoff_ms, max_backoff_ms`.
@@ -81,14 +83,52 @@ pub async fn complete_with_retry(
     cancel: &CancellationToken,
     on_retry: &mut (dyn FnMut(u32, &ProviderError, Duration) + Send),
 ) -> Result<ModelResponse, RetryError> {
+    complete_through_gate(
+        provider,
+        None,
+        request,
+        policy,
+        cancel,
+        on_retry,
+        &mut |_| {},
+    )
+    .await
+}
+
+/// [`complete_with_retry`] through a provider's [`Gate`]: every attempt first passes
+/// the gate (in-flight cap, circuit breaker) and reports its outcome to it. Time spent
+/// waiting at the gate is not an attempt; `on_wait` says why the call is held.
+pub async fn complete_through_gate(
+    provider: &dyn Provider,
+    gate: Option<&Arc<Gate>>,
+    request: &ModelRequest<'_>,
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+    on_retry: &mut (dyn FnMut(u32, &ProviderError, Duration) + Send),
+    on_wait: &mut (dyn FnMut(String) + Send),
+) -> Result<ModelResponse, RetryError> {
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        let pass = match gate {
+            None => None,
+            Some(gate) => tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(RetryError::Cancelled),
+                pass = gate.pass(&mut *on_wait) => Some(pass),
+            },
+        };
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(RetryError::Cancelled),
             result = provider.complete(request) => result,
         };
+        if let Some(pass) = pass {
+            pass.finish(match &result {
+                Err(ProviderError::Retryable { .. }) => Outcome::Failed,
+                _ => Outcome::Answered,
+            });
+        }
         let error = match result {
             Ok(response) => return Ok(response),
             Err(error @ ProviderError::Fatal { .. }) => {

@@ -1,4 +1,4 @@
-//! The MCP surface: nine tools over one [`Registry`]. This layer owns no state;
+//! The MCP surface: eleven tools over one [`Registry`]. This layer owns no state;
 //! it checks arguments, calls the registry, and shapes compact JSON results.
 //! A mistake the orchestrator can fix comes back as a tool result with
 //! `isError: true` whose message says what was wrong and how to fix it.
@@ -52,6 +52,64 @@ impl FleetServer {
             tool_router: Self::tool_router(),
         }
     }
+
+    /// The status of an agent that has just been given work: `paused` when held,
+    /// `queued` when it must wait for a run slot, else `running`.
+    fn start_status(&self, h: &crate::agent::AgentHandle) -> AgentStatus {
+        let status = h.peek(|s| s.status);
+        let slots = &self.registry.fleet().slots;
+        if h.is_paused() {
+            AgentStatus::Paused
+        } else if status == AgentStatus::Queued
+            || (status != AgentStatus::Running && slots.max() > 0 && slots.running() >= slots.max())
+        {
+            AgentStatus::Queued
+        } else {
+            AgentStatus::Running
+        }
+    }
+
+    /// Pause or let go the agents named (default: the whole fleet), each saved
+    /// before this returns.
+    async fn hold(&self, agents: Option<Vec<String>>, pause: bool) -> Result<PauseResult, String> {
+        let handles = self
+            .registry
+            .select(agents.as_deref())
+            .map_err(|e| e.to_string())?;
+        let mut result = PauseResult {
+            changed: Vec::new(),
+            unchanged: Vec::new(),
+        };
+        let mut acks = Vec::new();
+        for h in &handles {
+            let moved = if pause { h.pause() } else { h.resume() };
+            match moved {
+                Some(ack) => {
+                    result.changed.push(h.name().to_string());
+                    acks.extend(ack);
+                }
+                None => result.unchanged.push(h.name().to_string()),
+            }
+        }
+        for ack in acks {
+            match ack.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "the change is in effect but could not be saved: {e}"
+                    ));
+                }
+                Err(_) => return Err("the server is stopping".into()),
+            }
+        }
+        tracing::info!(
+            pause,
+            changed = result.changed.len(),
+            "agents {}",
+            if pause { "paused" } else { "resumed" }
+        );
+        Ok(result)
+    }
 }
 
 #[tool_router]
@@ -74,20 +132,31 @@ impl FleetServer {
                 tools: p.tools,
                 workdir: p.workdir,
                 max_steps: p.max_steps,
+                max_cost_usd: p.max_cost_usd,
+                max_tokens: p.max_tokens,
             })
             .await
             .map_err(|e| e.to_string())?;
         let state = handle.state();
+        let dollar_cap = handle.settings.caps.max_cost_usd.is_some()
+            || self.registry.fleet().budget.caps().max_cost_usd.is_some();
+        let warning = (dollar_cap && handle.settings.model.price.is_none()).then(|| {
+            format!(
+                "model {} has no known price: a max_cost_usd cap cannot see its spend (only max_tokens can); add its price under [prices] in the config",
+                handle.settings.model.id
+            )
+        });
         Ok(Json(CreateAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
             status: if state.pending > 0 {
-                AgentStatus::Running
+                self.start_status(&handle)
             } else {
                 state.status
             },
             model: handle.settings.model.id.clone(),
             workdir: handle.settings.workdir.display().to_string(),
+            warning,
         }))
     }
 
@@ -102,6 +171,14 @@ impl FleetServer {
             return Err("`task` is empty: say what the agent should do next".into());
         }
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
+        self.registry.fleet().budget.check()?;
+        if let Some(e) = crate::fleet::budget::exhausted(
+            crate::fleet::budget::Owner::Agent(handle.name()),
+            &handle.settings.caps,
+            handle.peek(|s| s.spent()),
+        ) {
+            return Err(e);
+        }
         let queued = handle.enqueue(p.task, p.interrupt.unwrap_or(false))?;
         // Acknowledge only what is on disk: a command is never lost to a crash. If the
         // store fails the command still runs (it is queued): say so, but do not
@@ -120,7 +197,7 @@ impl FleetServer {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
             command: queued.index,
-            status: AgentStatus::Running,
+            status: self.start_status(&handle),
             pending: queued.waiting,
             warning,
         }))
@@ -282,6 +359,7 @@ impl FleetServer {
             },
             cost_usd: 0.0,
             unpriced_agents: 0,
+            budget: None,
         };
         let mut shown = Vec::new();
         for h in &all {
@@ -303,12 +381,44 @@ impl FleetServer {
             }
         }
         totals.cost_usd = round_cost(totals.cost_usd);
+        let budget = &self.registry.fleet().budget;
+        if budget.caps().is_set() {
+            let spent = budget.spent();
+            totals.budget = Some(BudgetRow {
+                max_cost_usd: budget.caps().max_cost_usd,
+                cost_usd: round_cost(spent.cost_usd),
+                max_tokens: budget.caps().max_tokens,
+                tokens: spent.tokens,
+            });
+        }
         shown.sort_by(|a, b| a.name().cmp(b.name()));
         let agents = shown
             .into_iter()
             .map(|h| AgentRow::of(h, true, 0))
             .collect();
         Ok(Json(ListAgentsResult { agents, totals }))
+    }
+
+    /// Pause agents (default: the whole fleet): each finishes the model call or tool
+    /// it is in, then holds before its next step; queued commands stay queued; nothing
+    /// is lost, even across a restart. Paused agents count as settled for
+    /// wait_for_agents. Undo with resume_agents.
+    #[tool]
+    async fn pause_agents(
+        &self,
+        Parameters(p): Parameters<AgentsParams>,
+    ) -> Result<Json<PauseResult>, String> {
+        self.hold(p.agents, true).await.map(Json)
+    }
+
+    /// Resume paused agents (default: the whole fleet): each continues exactly where
+    /// it stopped.
+    #[tool]
+    async fn resume_agents(
+        &self,
+        Parameters(p): Parameters<AgentsParams>,
+    ) -> Result<Json<PauseResult>, String> {
+        self.hold(p.agents, false).await.map(Json)
     }
 
     /// Delete every agent (cancelling all work and killing their processes). Returns
@@ -406,6 +516,11 @@ impl FleetServer {
         )
         .await
         .ok_or_else(|| "the wait was cancelled by the client".to_string())?;
+        let note = join_notes(
+            std::iter::once(note)
+                .chain(std::iter::once(self.registry.fleet().budget.take_note()))
+                .chain(agents.iter().map(|h| h.take_note())),
+        );
         Ok(Json(WaitResult {
             timed_out,
             waited_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,

@@ -37,6 +37,13 @@ pub struct CreateAgentParams {
     /// Model calls allowed per command, 1-1000. Default: the role's, else 50.
     #[serde(default)]
     pub max_steps: Option<u32>,
+    /// Spend cap in USD for this agent over all its commands (priced models only).
+    /// When reached, its command fails with a `budget:` error. Default: no cap.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Cap on this agent's input + output tokens over all its commands. Default: no cap.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -77,8 +84,16 @@ pub struct GetAgentOutputParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct AgentsParams {
+    /// Names or ids. Default: every agent in the fleet.
+    #[serde(default)]
+    pub agents: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
-    /// Only agents with this status: running, idle, failed or cancelled.
+    /// Only agents with this status: running, queued, paused, idle, failed or cancelled.
     #[serde(default)]
     pub status: Option<String>,
 }

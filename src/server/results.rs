@@ -18,6 +18,10 @@ pub struct CreateAgentResult {
     /// Canonical `provider:model`.
     pub model: String,
     pub workdir: String,
+    /// Something the orchestrator should know, e.g. that a dollar cap cannot see an
+    /// unpriced model's spend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -60,10 +64,14 @@ pub struct AgentStatusRow {
     /// Spent so far; null when the model's price is unknown.
     pub cost_usd: Option<f64>,
     pub last_error: Option<String>,
+    /// Said once: e.g. that the agent or the fleet has used 80 % of a budget cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl AgentStatusRow {
     pub fn of(h: &AgentHandle) -> Self {
+        let note = join_notes([h.fleet.budget.take_note(), h.take_note()]);
         let s = h.state();
         Self {
             agent_id: h.id.clone(),
@@ -81,8 +89,15 @@ impl AgentStatusRow {
             context_tokens: s.context_tokens,
             cost_usd: s.cost_usd.map(round_cost),
             last_error: s.last_error,
+            note,
         }
     }
+}
+
+/// Notes that are there, one per line; `None` when there are none.
+pub fn join_notes(notes: impl IntoIterator<Item = Option<String>>) -> Option<String> {
+    let notes: Vec<String> = notes.into_iter().flatten().collect();
+    (!notes.is_empty()).then(|| notes.join("\n"))
 }
 
 /// A compact row for lists and waits: what the orchestrator acts on, nothing more.
@@ -177,6 +192,30 @@ pub struct FleetTotals {
     /// Agents whose cost is unknown (model without a price).
     #[serde(skip_serializing_if = "is_zero")]
     pub unpriced_agents: usize,
+    /// The fleet's caps and spend (deleted agents' spend included); present when a
+    /// cap is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetRow>,
+}
+
+/// `list_agents` totals: the fleet's caps and what it has spent against them.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BudgetRow {
+    pub max_cost_usd: Option<f64>,
+    pub cost_usd: f64,
+    pub max_tokens: Option<u64>,
+    /// Input + output tokens.
+    pub tokens: u64,
+}
+
+/// `pause_agents` / `resume_agents`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PauseResult {
+    /// Agents whose state changed (paused, or let go).
+    pub changed: Vec<String>,
+    /// Agents that already were in that state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

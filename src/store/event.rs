@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::output::CommandStatus;
-use crate::agent::worker::short;
 use crate::model::{Message, StopReason, Usage};
+use crate::text::short;
 
 /// What an agent was created with. The model is kept as its canonical id and
 /// resolved again on restart (with the keys of the new process); the system prompt is
@@ -22,6 +22,10 @@ pub struct StoredSettings {
     pub tools: Vec<String>,
     pub workdir: PathBuf,
     pub max_steps: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 /// One entry of an agent's log.
@@ -75,10 +79,14 @@ pub enum Event {
     },
     /// After a restart, the worker picked the command up again.
     Resumed { index: u32 },
+    /// Held by `pause_agents`.
+    Paused,
+    /// Let go by `resume_agents`.
+    Unpaused,
 }
 
 /// Every event kind, for the `kinds` filter of `get_agent_events`.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "created",
     "command",
     "started",
@@ -88,6 +96,8 @@ pub const KINDS: [&str; 9] = [
     "tool_result",
     "finished",
     "resumed",
+    "paused",
+    "unpaused",
 ];
 
 impl Event {
@@ -102,6 +112,8 @@ impl Event {
             Self::ToolResult { .. } => "tool_result",
             Self::Finished { .. } => "finished",
             Self::Resumed { .. } => "resumed",
+            Self::Paused => "paused",
+            Self::Unpaused => "unpaused",
         }
     }
 
@@ -115,6 +127,8 @@ impl Event {
                 | Self::Command { .. }
                 | Self::ToolCall { .. }
                 | Self::Finished { .. }
+                | Self::Paused
+                | Self::Unpaused
         )
     }
 
@@ -142,7 +156,7 @@ impl Event {
             Self::Model {
                 message,
                 usage,
-                stop_reason: _,
+                stop_reason,
             } => {
                 let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
                 let text = message.text();
@@ -155,6 +169,9 @@ impl Event {
                 }
                 if !text.is_empty() {
                     s.push_str(&format!(": {}", short(&text, CUT)));
+                }
+                if is_cut_off(message, stop_reason) {
+                    s.push_str(" [cut off by the output limit (max_tokens); asked to continue]");
                 }
                 s
             }
@@ -196,6 +213,14 @@ impl Event {
             Self::Resumed { index } => {
                 format!("resumed command {index} after a restart")
             }
+            Self::Paused => "paused by pause_agents".to_string(),
+            Self::Unpaused => "resumed by resume_agents".to_string(),
         }
     }
+}
+
+/// A reply the output-token limit cut off before it asked for any tool: not a final
+/// answer. The worker asks the model to continue (and replay does the same).
+pub fn is_cut_off(message: &Message, stop_reason: &StopReason) -> bool {
+    *stop_reason == StopReason::MaxTokens && message.tool_uses().next().is_none()
 }

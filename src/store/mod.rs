@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::fleet::budget::Spend;
 use event::Event;
 use writer::Msg;
 
@@ -53,6 +54,8 @@ pub enum StoreError {
     Closed,
     #[error("the fleet store failed to write: {0}")]
     Write(String),
+    #[error("cannot start the fleet store's writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// One stored event with its place in the log.
@@ -85,6 +88,8 @@ pub struct Store {
     tx: std::sync::mpsc::Sender<Msg>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: Option<File>,
+    /// What deleted agents had spent, as of opening.
+    retired: Spend,
 }
 
 impl Store {
@@ -127,7 +132,8 @@ impl Store {
             path: path.clone(),
             detail,
         })?;
-        let store = Self::start(conn, Some(lock));
+        let retired = writer::retired(&conn);
+        let store = Self::start(conn, Some(lock), retired)?;
         Ok((store, logs))
     }
 
@@ -135,23 +141,27 @@ impl Store {
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(|e| StoreError::Write(e.to_string()))?;
         init_schema(&conn).map_err(StoreError::Write)?;
-        Ok(Self::start(conn, None))
+        Self::start(conn, None, Spend::default())
     }
 
-    fn start(conn: Connection, lock: Option<File>) -> Self {
+    fn start(conn: Connection, lock: Option<File>, retired: Spend) -> Result<Self, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("flotilla-store".into())
             .spawn(move || writer::run(conn, rx))
-            .ok();
-        if thread.is_none() {
-            tracing::error!("cannot start the store writer thread; events will not be saved");
-        }
-        Self {
+            .map_err(StoreError::Thread)?;
+        Ok(Self {
             tx,
-            thread: Mutex::new(thread),
+            thread: Mutex::new(Some(thread)),
             _lock: lock,
-        }
+            retired,
+        })
+    }
+
+    /// What agents deleted before this process started had spent: the fleet's
+    /// budget keeps counting it.
+    pub fn retired_spend(&self) -> Spend {
+        self.retired
     }
 
     /// Append an event. Returns an [`Ack`] for durable events (see
@@ -176,12 +186,14 @@ impl Store {
         rx
     }
 
-    /// Remove every record of an agent.
-    pub async fn delete_agent(&self, agent_id: &str) -> Result<(), StoreError> {
+    /// Remove every record of an agent, keeping what it spent in the fleet's
+    /// retired spend.
+    pub async fn delete_agent(&self, agent_id: &str, spent: Spend) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Msg::Delete {
                 agent_id: agent_id.to_string(),
+                spent,
                 ack: tx,
             })
             .map_err(|_| StoreError::Closed)?;
@@ -195,6 +207,7 @@ impl Store {
         let (tx, _rx) = oneshot::channel();
         let _ = self.tx.send(Msg::Delete {
             agent_id: agent_id.to_string(),
+            spent: Spend::default(),
             ack: tx,
         });
     }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::event::{Event, StoredSettings};
+use super::event::{Event, StoredSettings, is_cut_off};
 use super::{AgentLog, StoredEvent};
 use crate::agent::QueuedCommand;
 use crate::agent::conversation::Conversation;
@@ -42,6 +42,8 @@ pub struct Restored {
     pub interrupted_tools: Vec<(String, String)>,
     /// The next sequence number to append.
     pub next_seq: u64,
+    /// Held by `pause_agents` when the log ends.
+    pub paused: bool,
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -80,8 +82,11 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
         in_progress_interrupted: false,
         interrupted_tools: Vec::new(),
         next_seq: seq + 1,
+        paused: false,
     };
     let mut started_tools: Vec<(String, String)> = Vec::new();
+    // The last model reply was cut off: the next one continues its answer.
+    let mut continues = false;
     for StoredEvent { seq, at_ms, event } in events {
         r.next_seq = seq + 1;
         r.last_activity_at = time(at_ms);
@@ -99,7 +104,11 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 let mut record = CommandRecord::queued(task.clone());
                 record.queued_at = time(at_ms);
                 r.outputs.push(record);
-                let cmd = QueuedCommand { index, task };
+                let cmd = QueuedCommand {
+                    index,
+                    task,
+                    ticket: 0,
+                };
                 if interrupt {
                     r.queued.push_front(cmd);
                 } else {
@@ -125,21 +134,27 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 r.status = AgentStatus::Running;
                 r.last_error = None;
                 started_tools.clear();
+                continues = false;
             }
-            Event::Model { message, usage, .. } => {
+            Event::Model {
+                message,
+                usage,
+                stop_reason,
+            } => {
                 r.steps += 1;
                 r.in_progress_steps += 1;
                 r.tokens += usage;
                 r.context_tokens = usage.input_tokens;
                 r.usages.push(usage);
-                let text = message.text();
-                if let (false, Some(rec)) = (
-                    text.is_empty(),
-                    current.and_then(|i| record(&mut r.outputs, i)),
-                ) {
-                    rec.text = text;
+                if let Some(rec) = current.and_then(|i| record(&mut r.outputs, i)) {
+                    rec.take_answer(&message.text(), continues);
                 }
+                let cut = is_cut_off(&message, &stop_reason);
                 r.conversation.push_assistant(message);
+                if cut {
+                    r.conversation.push_continue();
+                }
+                continues = cut;
             }
             Event::Retry { .. } => {}
             Event::ToolCall { id, name, .. } => {
@@ -184,6 +199,8 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 }
             }
             Event::Resumed { .. } => {}
+            Event::Paused => r.paused = true,
+            Event::Unpaused => r.paused = false,
         }
     }
     r.interrupted_tools = started_tools;

@@ -23,6 +23,8 @@ fn settings() -> StoredSettings {
         tools: vec!["read_file".into()],
         workdir: PathBuf::from("/tmp"),
         max_steps: 5,
+        max_cost_usd: None,
+        max_tokens: Some(1000),
     }
 }
 
@@ -250,7 +252,10 @@ async fn events_page_with_after_limit_and_kinds_and_delete_removes_them() {
     );
     assert!(!page.more);
 
-    store.delete_agent("ag-1").await.unwrap();
+    store
+        .delete_agent("ag-1", crate::fleet::budget::Spend::default())
+        .await
+        .unwrap();
     assert!(
         store
             .events("ag-1", 0, 50, None)
@@ -315,4 +320,40 @@ fn an_interrupt_recorded_before_the_crash_is_honoured_by_replay() {
     assert!(r.in_progress_interrupted);
     assert_eq!(r.in_progress_steps, 1);
     assert_eq!(r.queued.front().map(|c| c.index), Some(2));
+}
+
+#[tokio::test]
+async fn deleted_agents_spend_stays_with_the_fleet_across_restarts() {
+    use crate::fleet::budget::Spend;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(store.retired_spend(), Spend::default());
+        for (id, cost, tokens) in [("ag-1", 0.25, 1000), ("ag-2", 0.5, 24)] {
+            let ack = store.append(
+                id,
+                1,
+                Event::Created {
+                    settings: settings(),
+                },
+            );
+            ack.unwrap().await.unwrap().unwrap();
+            store
+                .delete_agent(
+                    id,
+                    Spend {
+                        cost_usd: cost,
+                        tokens,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        store.close();
+    }
+    let (store, logs) = Store::open(dir.path()).unwrap();
+    assert!(logs.is_empty());
+    let retired = store.retired_spend();
+    assert!((retired.cost_usd - 0.75).abs() < 1e-9, "{retired:?}");
+    assert_eq!(retired.tokens, 1024);
 }

@@ -10,6 +10,26 @@ use tokio::sync::oneshot;
 
 use super::event::Event;
 use super::{AgentLog, EventPage, StoredEvent};
+use crate::fleet::budget::Spend;
+
+const RETIRED_COST: &str = "retired_cost_usd";
+const RETIRED_TOKENS: &str = "retired_tokens";
+
+/// What deleted agents had spent (see [`Msg::Delete`]).
+pub(super) fn retired(conn: &Connection) -> Spend {
+    let get = |key: &str| -> f64 {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+            r.get::<_, String>(0)
+        })
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+    };
+    Spend {
+        cost_usd: get(RETIRED_COST),
+        tokens: get(RETIRED_TOKENS) as u64,
+    }
+}
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -24,6 +44,9 @@ pub(super) enum Msg {
     },
     Delete {
         agent_id: String,
+        /// What the agent spent: added to the fleet's retired spend, so deleting an
+        /// agent does not give its spend back to the fleet's budget.
+        spent: Spend,
         ack: oneshot::Sender<Result<(), String>>,
     },
     Events {
@@ -103,6 +126,10 @@ fn commit(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
             "INSERT INTO events (agent_id, seq, at_ms, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM events WHERE agent_id = ?1")?;
+        let mut retire = tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE
+             SET value = CAST(CAST(value AS REAL) + CAST(excluded.value AS REAL) AS TEXT)",
+        )?;
         for msg in batch {
             match msg {
                 Msg::Append {
@@ -116,8 +143,16 @@ fn commit(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
                         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                     insert.execute(params![agent_id, *seq as i64, at_ms, event.kind(), data])?;
                 }
-                Msg::Delete { agent_id, .. } => {
+                Msg::Delete {
+                    agent_id, spent, ..
+                } => {
                     delete.execute([agent_id])?;
+                    if spent.cost_usd > 0.0 {
+                        retire.execute(params![RETIRED_COST, spent.cost_usd.to_string()])?;
+                    }
+                    if spent.tokens > 0 {
+                        retire.execute(params![RETIRED_TOKENS, spent.tokens.to_string()])?;
+                    }
                 }
                 _ => {}
             }
@@ -169,25 +204,33 @@ fn read_events(
 /// Every agent's log, for replay at start-up.
 pub(super) fn load(conn: &Connection) -> Result<Vec<AgentLog>, String> {
     let mut stmt = conn
-        .prepare("SELECT agent_id, seq, at_ms, data FROM events ORDER BY agent_id, seq")
+        .prepare("SELECT agent_id, seq, at_ms, data, id FROM events ORDER BY agent_id, seq")
         .map_err(|e| e.to_string())?;
     let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
     let mut logs: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
+    // Where each agent's log starts in the table: its creation order.
+    let mut first: BTreeMap<String, i64> = BTreeMap::new();
     while let Some(row) = rows.next().map_err(|e| e.to_string())? {
         let get = |e: rusqlite::Error| e.to_string();
         let agent_id: String = row.get(0).map_err(get)?;
         let seq: i64 = row.get(1).map_err(get)?;
         let at_ms: i64 = row.get(2).map_err(get)?;
         let data: String = row.get(3).map_err(get)?;
+        let row_id: i64 = row.get(4).map_err(get)?;
         let event = parse(&agent_id, seq, &data)?;
+        let start = first.entry(agent_id.clone()).or_insert(row_id);
+        *start = (*start).min(row_id);
         logs.entry(agent_id).or_default().push(StoredEvent {
             seq: seq as u64,
             at_ms,
             event,
         });
     }
-    Ok(logs
+    let mut logs: Vec<AgentLog> = logs
         .into_iter()
         .map(|(agent_id, events)| AgentLog { agent_id, events })
-        .collect())
+        .collect();
+    // In creation order, so restored agents line up for run slots as they did.
+    logs.sort_by_key(|l| first.get(&l.agent_id).copied().unwrap_or(i64::MAX));
+    Ok(logs)
 }

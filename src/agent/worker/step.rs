@@ -1,0 +1,134 @@
+//! One model step: check the budgets, pass the provider's gate (in-flight cap,
+//! circuit breaker), call the model with retries, account the spend, and take the
+//! answer into the conversation. A reply cut off by the output limit is not a final
+//! answer: the model is asked to continue.
+
+use std::time::Duration;
+
+use super::Stop;
+use super::turn::Turn;
+use crate::agent::state::Activity;
+use crate::fleet::budget::{self, Owner};
+use crate::model::ModelRequest;
+use crate::provider::ProviderError;
+use crate::provider::retry::{RetryError, complete_through_gate};
+use crate::store::event::{Event, is_cut_off};
+use crate::text::short;
+
+impl Turn<'_> {
+    pub(super) async fn model_step(&mut self) -> Result<(), Stop> {
+        let agent = self.agent;
+        let settings = &agent.settings;
+        self.check_budget()?;
+        self.steps += 1;
+        let steps = self.steps;
+        agent.update(|s| s.activity = Some(Activity::now(format!("calling model (step {steps})"))));
+        let request = ModelRequest {
+            model: &settings.model.model,
+            system: &settings.system_prompt,
+            messages: self.conversation.messages(),
+            tools: &settings.tool_specs,
+            max_tokens: settings.max_output_tokens,
+        };
+        let journal = |event: Event| {
+            if !agent.cancel.is_cancelled() {
+                agent.record(event);
+            }
+        };
+        let mut on_retry = |attempt: u32, err: &ProviderError, wait: Duration| {
+            tracing::warn!(agent = %settings.name, attempt, error = %err, ?wait, "model call failed; retrying");
+            journal(Event::Retry {
+                attempt,
+                error: err.to_string(),
+                wait_ms: wait.as_millis() as u64,
+            });
+            let label = format!(
+                "retrying model call in {:.1}s (retry {attempt}/{}): {}",
+                wait.as_secs_f64(),
+                settings.retry.max_retries,
+                short(&err.to_string(), 80)
+            );
+            agent.update(|s| s.activity = Some(Activity::now(label)));
+        };
+        let mut on_wait = |why: String| agent.update(|s| s.activity = Some(Activity::now(why)));
+        let gate = agent.fleet.gate(&settings.model.id);
+        let call = complete_through_gate(
+            settings.model.provider.as_ref(),
+            Some(&gate),
+            &request,
+            &settings.retry,
+            self.token,
+            &mut on_retry,
+            &mut on_wait,
+        );
+        let waiting_on = format!("a model answer from {}", settings.model.id);
+        let response = match self.within_stall(call, &waiting_on).await? {
+            Ok(r) => r,
+            Err(RetryError::Cancelled) => return Err(Stop::Cancelled),
+            Err(RetryError::Failed(e)) => {
+                return Err(Stop::Failed(format!("model call failed: {e}")));
+            }
+        };
+        if agent.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        self.charge(response.usage);
+        let continues = self.continues;
+        let text = response.message.text();
+        agent.with_record(self.index, |r| r.take_answer(&text, continues));
+        let cut = is_cut_off(&response.message, &response.stop_reason);
+        self.journal(Event::Model {
+            message: response.message.clone(),
+            usage: response.usage,
+            stop_reason: response.stop_reason,
+        });
+        self.conversation.push_assistant(response.message);
+        if cut {
+            tracing::info!(agent = %settings.name, "reply cut off by the output limit; asking to continue");
+            self.conversation.push_continue();
+        }
+        self.continues = cut;
+        Ok(())
+    }
+
+    /// `budget: …` when this agent or the fleet has no budget left.
+    fn check_budget(&self) -> Result<(), Stop> {
+        let agent = self.agent;
+        let spent = agent.peek(|s| s.spent());
+        if let Some(e) = budget::exhausted(Owner::Agent(agent.name()), &agent.settings.caps, spent)
+        {
+            return Err(Stop::Failed(e));
+        }
+        agent.fleet.budget.check().map_err(Stop::Failed)
+    }
+
+    /// Count one call's tokens and cost against the agent and the fleet.
+    fn charge(&self, usage: crate::model::Usage) {
+        let agent = self.agent;
+        let cost = agent.settings.model.price.map(|p| p.cost(usage));
+        let mut spent = (Default::default(), Default::default());
+        agent.update(|s| {
+            spent.0 = s.spent();
+            s.steps += 1;
+            s.tokens += usage;
+            s.context_tokens = usage.input_tokens;
+            if let (Some(cost), Some(total)) = (cost, s.cost_usd.as_mut()) {
+                *total += cost;
+            }
+            spent.1 = s.spent();
+        });
+        agent
+            .fleet
+            .budget
+            .charge(cost, usage.input_tokens + usage.output_tokens);
+        let (before, after) = spent;
+        if let Some(note) = budget::crossing(
+            Owner::Agent(agent.name()),
+            &agent.settings.caps,
+            before,
+            after,
+        ) {
+            agent.set_note(note);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! One tool call the model asked for: check it is allowed, journal it before it runs
+//! (so a crash never runs it twice), run it jailed to the work directory under the
+//! stall timeout, and give the result back to the model.
+
+use serde_json::Value;
+
+use super::Stop;
+use super::turn::{Turn, stalled};
+use crate::agent::state::Activity;
+use crate::store::event::Event;
+use crate::tools::{ToolContext, ToolOutcome, describe_call, run_tool};
+
+impl Turn<'_> {
+    pub(super) async fn tool_call(
+        &mut self,
+        id: String,
+        name: String,
+        input: Value,
+    ) -> Result<(), Stop> {
+        let agent = self.agent;
+        let settings = &agent.settings;
+        let held = if self.token.is_cancelled() {
+            Err(Stop::Cancelled)
+        } else {
+            self.between_steps().await
+        };
+        let outcome = if let Err(stop) = held {
+            if agent.cancel.is_cancelled() {
+                return Err(stop);
+            }
+            ToolOutcome {
+                content:
+                    "Cancelled: the orchestrator interrupted this command before this tool ran."
+                        .into(),
+                is_error: true,
+                ..Default::default()
+            }
+        } else if !settings.tools.contains(&name) {
+            ToolOutcome {
+                content: format!(
+                    "Error: tool `{name}` is not available to this agent. Available tools: {}.",
+                    settings.tools.join(", ")
+                ),
+                is_error: true,
+                ..Default::default()
+            }
+        } else {
+            let label = describe_call(&name, &input);
+            agent.update(|s| {
+                s.tool_calls += 1;
+                s.activity = Some(Activity::now(label));
+            });
+            self.journal_call(&id, &name, &input).await?;
+            let outcome = self.run_within_stall(&id, &name, input).await?;
+            if !outcome.files_read.is_empty() || !outcome.files_written.is_empty() {
+                agent.with_record(self.index, |r| {
+                    r.files_read.extend(outcome.files_read.iter().cloned());
+                    r.files_written
+                        .extend(outcome.files_written.iter().cloned());
+                });
+            }
+            outcome
+        };
+        if agent.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        self.answer(id, name, outcome);
+        Ok(())
+    }
+
+    /// On disk before it runs: after a crash it is reported as interrupted, never run
+    /// a second time. A store that cannot take it stops the command rather than run
+    /// a tool nobody could account for.
+    async fn journal_call(&self, id: &str, name: &str, input: &Value) -> Result<(), Stop> {
+        let agent = self.agent;
+        if agent.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        let ack = agent.record(Event::ToolCall {
+            id: id.to_string(),
+            name: name.to_string(),
+            input: input.clone(),
+        });
+        let saved = match ack {
+            Some(ack) => ack
+                .await
+                .unwrap_or_else(|_| Err("the fleet store is closed".into())),
+            None => Ok(()),
+        };
+        saved.map_err(|e| {
+            tracing::error!(agent = %agent.name(), "could not save a tool call: {e}");
+            Stop::Failed(format!(
+                "the tool call {name} was not run because it could not be saved ({e}); the server may be stopping"
+            ))
+        })
+    }
+
+    /// Run the tool; past the stall timeout cancel it, wait for its processes to be
+    /// killed, tell the model, and fail the command as stalled.
+    async fn run_within_stall(
+        &mut self,
+        id: &str,
+        name: &str,
+        input: Value,
+    ) -> Result<ToolOutcome, Stop> {
+        let limit = self.agent.fleet.stall_timeout;
+        let cancel = self.token.child_token();
+        let ctx = ToolContext {
+            root: self.agent.settings.workdir.clone(),
+            cancel: cancel.clone(),
+        };
+        let run = run_tool(name, input, &ctx);
+        tokio::pin!(run);
+        tokio::select! {
+            outcome = &mut run => Ok(outcome),
+            _ = tokio::time::sleep(limit) => {
+                cancel.cancel();
+                let _ = run.await;
+                let content = format!(
+                    "Stopped: {name} made no progress for {}s (the fleet's stall timeout); it was cancelled and its processes killed.",
+                    limit.as_secs()
+                );
+                self.answer(id.to_string(), name.to_string(), ToolOutcome {
+                    content,
+                    is_error: true,
+                    ..Default::default()
+                });
+                Err(stalled(limit, &format!("the tool {name}")))
+            }
+        }
+    }
+
+    /// Journal the result and give it to the model.
+    fn answer(&mut self, id: String, name: String, outcome: ToolOutcome) {
+        self.journal(Event::ToolResult {
+            id: id.clone(),
+            name,
+            content: outcome.content.clone(),
+            is_error: outcome.is_error,
+            files_read: outcome.files_read,
+            files_written: outcome.files_written,
+        });
+        self.conversation
+            .push_tool_result(id, outcome.content, outcome.is_error);
+    }
+}

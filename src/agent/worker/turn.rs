@@ -1,0 +1,157 @@
+//! One command, start to end: take a run slot, then alternate model steps and tool
+//! calls until the model gives its final answer, holding between steps while the
+//! agent is paused (and giving its run slot back meanwhile).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Stop;
+use crate::agent::AgentHandle;
+use crate::agent::conversation::Conversation;
+use crate::agent::state::{Activity, AgentStatus};
+use crate::fleet::slots::SlotGuard;
+use crate::model::Role;
+
+pub(super) struct Turn<'a> {
+    pub(super) agent: &'a AgentHandle,
+    pub(super) conversation: &'a mut Conversation,
+    pub(super) index: u32,
+    pub(super) token: &'a CancellationToken,
+    /// Model calls made for this command so far.
+    pub(super) steps: u32,
+    ticket: u64,
+    slot: Option<SlotGuard>,
+    /// The last model reply was cut off by the output limit: the next continues it.
+    pub(super) continues: bool,
+}
+
+impl<'a> Turn<'a> {
+    pub(super) fn new(
+        agent: &'a AgentHandle,
+        conversation: &'a mut Conversation,
+        index: u32,
+        token: &'a CancellationToken,
+        steps: u32,
+        ticket: u64,
+    ) -> Self {
+        Self {
+            agent,
+            conversation,
+            index,
+            token,
+            steps,
+            ticket,
+            slot: None,
+            continues: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) -> Result<(), Stop> {
+        self.between_steps().await?;
+        loop {
+            // Tool calls still unanswered (a fresh model answer, or one found on resume).
+            let calls = self.conversation.unanswered_tool_calls();
+            if !calls.is_empty() {
+                for (id, name, input) in calls {
+                    self.tool_call(id, name, input).await?;
+                }
+                if self.token.is_cancelled() {
+                    return Err(Stop::Cancelled);
+                }
+                continue;
+            }
+            // The model's last word had no tool calls: that is its final answer.
+            if self
+                .conversation
+                .messages()
+                .last()
+                .is_some_and(|m| m.role == Role::Assistant)
+            {
+                return Ok(());
+            }
+            let max_steps = self.agent.settings.max_steps;
+            if self.steps >= max_steps {
+                return Err(Stop::Failed(format!(
+                    "stopped after max_steps ({max_steps}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps"
+                )));
+            }
+            self.between_steps().await?;
+            self.model_step().await?;
+        }
+    }
+
+    /// Before each step: hold while paused (without a run slot), then make sure the
+    /// agent holds a run slot and shows `running`.
+    pub(super) async fn between_steps(&mut self) -> Result<(), Stop> {
+        if self.agent.is_paused() {
+            self.slot = None;
+            self.agent
+                .hold_while_paused(self.token)
+                .await
+                .map_err(|()| Stop::Cancelled)?;
+        }
+        if self.slot.is_none() {
+            self.slot = Some(self.take_slot().await?);
+        }
+        self.agent.update(|s| {
+            if s.status != AgentStatus::Running {
+                s.status = AgentStatus::Running;
+                s.activity = Some(Activity::now("starting"));
+            }
+        });
+        Ok(())
+    }
+
+    /// A run slot, waiting in line (status `queued`) when all are taken.
+    async fn take_slot(&self) -> Result<SlotGuard, Stop> {
+        let slots = &self.agent.fleet.slots;
+        if let Some(slot) = slots.try_acquire() {
+            return Ok(slot);
+        }
+        let label = format!(
+            "waiting for a run slot ({} agents running, max_running {})",
+            slots.running(),
+            slots.max()
+        );
+        self.agent.update(|s| {
+            s.status = AgentStatus::Queued;
+            s.activity = Some(Activity::now(label));
+        });
+        tokio::select! {
+            biased;
+            _ = self.token.cancelled() => Err(Stop::Cancelled),
+            slot = slots.acquire(self.ticket) => Ok(slot),
+        }
+    }
+
+    /// Journal unless the whole agent is stopping (see the worker's module docs).
+    pub(super) fn journal(&self, event: crate::store::event::Event) {
+        if !self.agent.cancel.is_cancelled() {
+            self.agent.record(event);
+        }
+    }
+
+    /// Await `work`, or fail the command as stalled when it makes no progress for the
+    /// fleet's stall timeout. `waiting_on` says what it was waiting for.
+    pub(super) async fn within_stall<T>(
+        &self,
+        work: impl Future<Output = T>,
+        waiting_on: &str,
+    ) -> Result<T, Stop> {
+        let limit = self.agent.fleet.stall_timeout;
+        tokio::select! {
+            out = work => Ok(out),
+            _ = tokio::time::sleep(limit) => Err(stalled(limit, waiting_on)),
+        }
+    }
+}
+
+/// The `last_error` of a stalled command.
+pub(super) fn stalled(limit: Duration, waiting_on: &str) -> Stop {
+    Stop::Failed(format!(
+        "stalled: no progress for {}s while waiting on {waiting_on}; it was stopped (and its processes killed). Command the agent again to retry, or raise --stall-timeout-s / [limits] stall_timeout_s",
+        limit.as_secs()
+    ))
+}

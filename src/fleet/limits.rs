@@ -1,0 +1,155 @@
+//! The guard rails' settings: flags and environment variables over the config
+//! file's `[limits]` (and each provider's `max_concurrent_requests`), checked once at
+//! start so a bad value is an error that names it.
+
+use std::time::Duration;
+
+use super::budget::{Budget, Caps, Spend};
+use super::circuit::CircuitPolicy;
+use super::{DEFAULT_MAX_RUNNING, DEFAULT_STALL_TIMEOUT, FleetOptions};
+use crate::config::{Config, ConfigError};
+
+/// What the command line (or environment) says; each overrides `[limits]`.
+#[derive(Debug, Clone, Default)]
+pub struct GuardRails {
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub max_running: Option<usize>,
+    pub stall_timeout_s: Option<u64>,
+}
+
+/// Settled values.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub caps: Caps,
+    pub max_running: usize,
+    pub stall_timeout: Duration,
+    pub circuit: CircuitPolicy,
+}
+
+impl GuardRails {
+    /// Merge over `config.limits` and check every value.
+    pub fn over(&self, config: &Config) -> Result<Settled, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: config.origin(),
+            message,
+        };
+        let l = &config.limits;
+        let max_cost_usd = self.max_cost_usd.or(l.max_cost_usd);
+        if let Some(c) = max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(invalid(format!(
+                "max_cost_usd (--max-cost-usd / FLOTILLA_MAX_COST_USD / [limits]) must be a positive number of USD; got {c}"
+            )));
+        }
+        let max_tokens = self.max_tokens.or(l.max_tokens);
+        if max_tokens == Some(0) {
+            return Err(invalid(
+                "max_tokens (--max-tokens / FLOTILLA_MAX_TOKENS / [limits]) must be at least 1; leave it out for no cap".into(),
+            ));
+        }
+        let stall = self
+            .stall_timeout_s
+            .or(l.stall_timeout_s)
+            .map_or(DEFAULT_STALL_TIMEOUT, Duration::from_secs);
+        if stall.is_zero() {
+            return Err(invalid(
+                "stall_timeout_s (--stall-timeout-s / [limits]) must be at least 1 second".into(),
+            ));
+        }
+        let defaults = CircuitPolicy::default();
+        let circuit = CircuitPolicy {
+            failures: l.circuit_failures.unwrap_or(defaults.failures),
+            open_for: l
+                .circuit_open_s
+                .map_or(defaults.open_for, Duration::from_secs),
+        };
+        if circuit.failures == 0 || circuit.open_for.is_zero() {
+            return Err(invalid(
+                "[limits] circuit_failures and circuit_open_s must be at least 1".into(),
+            ));
+        }
+        for (name, p) in &config.providers {
+            if p.max_concurrent_requests == Some(0) {
+                return Err(invalid(format!(
+                    "[providers.{name}] max_concurrent_requests must be at least 1; leave it out for no limit"
+                )));
+            }
+        }
+        Ok(Settled {
+            caps: Caps {
+                max_cost_usd,
+                max_tokens,
+            },
+            max_running: self
+                .max_running
+                .or(l.max_running)
+                .unwrap_or(DEFAULT_MAX_RUNNING),
+            stall_timeout: stall,
+            circuit,
+        })
+    }
+}
+
+impl Settled {
+    /// The fleet's options; `retired`: what agents deleted earlier had spent.
+    pub fn options(&self, config: &Config, retired: Spend) -> FleetOptions {
+        FleetOptions {
+            budget: Budget::new(self.caps, retired),
+            max_running: self.max_running,
+            stall_timeout: self.stall_timeout,
+            circuit: self.circuit,
+            provider_limits: ["anthropic", "openai"]
+                .into_iter()
+                .map(|n| (n.to_string(), None))
+                .chain(
+                    config
+                        .providers
+                        .iter()
+                        .map(|(n, p)| (n.clone(), p.max_concurrent_requests)),
+                )
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_bad_values_are_named() {
+        let config = Config::from_toml_str(
+            "[limits]\nmax_cost_usd = 2.0\nmax_running = 4\ncircuit_open_s = 5\n[providers.anthropic]\nmax_concurrent_requests = 3\n",
+        )
+        .unwrap();
+        let s = GuardRails {
+            max_running: Some(0),
+            ..Default::default()
+        }
+        .over(&config)
+        .unwrap();
+        assert_eq!(s.caps.max_cost_usd, Some(2.0));
+        assert_eq!(s.max_running, 0, "the flag wins; 0 is no limit");
+        assert_eq!(s.circuit.open_for, Duration::from_secs(5));
+        assert_eq!(s.stall_timeout, DEFAULT_STALL_TIMEOUT);
+        let o = s.options(&config, Spend::default());
+        assert_eq!(o.provider_limits["anthropic"], Some(3));
+        assert_eq!(o.provider_limits["openai"], None);
+
+        let e = GuardRails {
+            max_cost_usd: Some(-1.0),
+            ..Default::default()
+        }
+        .over(&config)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_cost_usd"), "{e}");
+        let bad =
+            Config::from_toml_str("[providers.anthropic]\nmax_concurrent_requests = 0\n").unwrap();
+        let e = GuardRails::default().over(&bad).unwrap_err().to_string();
+        assert!(e.contains("max_concurrent_requests"), "{e}");
+    }
+}
