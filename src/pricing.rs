@@ -36,7 +36,20 @@ impl Price {
 }
 
 /// `(provider, model, input, output)`; models without a date suffix.
+///
+/// Sources (list prices as of 2026-11): Anthropic's pricing page and model overviews
+/// (platform.claude.com/docs/en/about-claude/pricing); OpenAI's model pages, and for
+/// the GPT-6 family LiteLLM's price table. A wrong price makes a dollar cap wrong:
+/// override any of these under `[prices]`.
 const BUILTIN: &[(&str, &str, f64, f64)] = &[
+    ("anthropic", "claude-fable-5-1", 10.0, 50.0),
+    ("anthropic", "claude-opus-5-5", 4.0, 20.0),
+    ("anthropic", "claude-sonnet-5-5", 2.0, 10.0),
+    ("anthropic", "claude-sonnet-5", 2.0, 10.0),
+    ("anthropic", "claude-opus-4-8", 5.0, 25.0),
+    ("anthropic", "claude-opus-4-7", 5.0, 25.0),
+    ("anthropic", "claude-opus-4-6", 5.0, 25.0),
+    ("anthropic", "claude-sonnet-4-6", 3.0, 15.0),
     ("anthropic", "claude-opus-4-5", 5.0, 25.0),
     ("anthropic", "claude-opus-4-1", 15.0, 75.0),
     ("anthropic", "claude-opus-4-0", 15.0, 75.0),
@@ -50,6 +63,13 @@ const BUILTIN: &[(&str, &str, f64, f64)] = &[
     ("anthropic", "claude-3-5-haiku", 0.8, 4.0),
     ("anthropic", "claude-3-haiku", 0.25, 1.25),
     ("anthropic", "claude-3-opus", 15.0, 75.0),
+    ("openai", "gpt-6.2-astra", 8.0, 40.0),
+    ("openai", "gpt-6.2-sol", 2.0, 10.0),
+    ("openai", "gpt-6.1-sol", 2.0, 10.0),
+    ("openai", "gpt-6-astra", 10.0, 50.0),
+    ("openai", "gpt-6-sol", 2.0, 10.0),
+    ("openai", "gpt-6-luna", 0.10, 0.50),
+    ("openai", "gpt-5.5", 5.0, 30.0),
     ("openai", "gpt-5", 1.25, 10.0),
     ("openai", "gpt-5.1", 1.25, 10.0),
     ("openai", "gpt-5-codex", 1.25, 10.0),
@@ -154,6 +174,14 @@ mod tests {
             builtin_price("openai:gpt-4.1-mini-2025-04-14").map(|p| p.output),
             Some(1.6)
         );
+    }
+
+    #[test]
+    fn the_aliases_targets_are_priced() {
+        let p = |id: &str| builtin_price(id).map(|p| (p.input, p.output));
+        assert_eq!(p("anthropic:claude-sonnet-5"), Some((2.0, 10.0)));
+        assert_eq!(p("anthropic:claude-opus-4-8"), Some((5.0, 25.0)));
+        assert_eq!(p("anthropic:claude-haiku-4-5-20251001"), Some((1.0, 5.0)));
     }
 
     #[test]

@@ -20,8 +20,8 @@ use crate::provider::retry::RetryPolicy;
 /// Aliases that exist without a config file.
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
     ("haiku", "anthropic:claude-haiku-4-5"),
-    ("sonnet", "anthropic:claude-sonnet-4-5"),
-    ("opus", "anthropic:claude-opus-4-5"),
+    ("sonnet", "anthropic:claude-sonnet-5"),
+    ("opus", "anthropic:claude-opus-4-8"),
 ];
 
 /// Default output token limit per model call.
@@ -48,7 +48,7 @@ const BUILTIN_PROVIDERS: &[(&str, ProviderKind, &str, &str, &str)] = &[
 /// A model ready to call.
 #[derive(Clone)]
 pub struct ResolvedModel {
-    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-4-5`.
+    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-5`.
     pub id: String,
     /// The provider's own model name: everything after the first `:`.
     pub model: String,
@@ -309,7 +309,7 @@ impl Models {
                 _ => String::new(),
             };
             return Err(ModelError(format!(
-                "unknown model {spec:?}: give \"provider:model\" (e.g. \"anthropic:claude-sonnet-4-5\", \
+                "unknown model {spec:?}: give \"provider:model\" (e.g. \"anthropic:claude-sonnet-5\", \
                  \"openai:gpt-5\") or an alias.{hint} {}",
                 self.known()
             )));
@@ -335,7 +335,7 @@ impl Models {
             return Err(ModelError(format!(
                 "model {spec:?} has no model name after \"{provider}:\" (e.g. \"{provider}:{}\")",
                 if provider == "anthropic" {
-                    "claude-sonnet-4-5"
+                    "claude-sonnet-5"
                 } else {
                     "gpt-5"
                 }

@@ -126,6 +126,8 @@ struct Inner {
     completed: AtomicUsize,
     ids: AtomicU64,
     changed: tokio::sync::Notify,
+    /// While set, every request is answered with this HTTP status (scripts untouched).
+    outage: Mutex<Option<u16>>,
 }
 
 /// Handle on a running mock model server. Cheap to clone; the server lives until the
@@ -180,6 +182,12 @@ impl MockModel {
     pub fn remaining(&self, key: &str) -> usize {
         let scripts = self.inner.scripts.lock().expect("scripts lock");
         scripts.get(key).map_or(0, VecDeque::len)
+    }
+
+    /// Answer every request with `status` (e.g. 500) until called with `None`; the
+    /// scripts are not consumed meanwhile.
+    pub fn set_outage(&self, status: Option<u16>) {
+        *self.inner.outage.lock().expect("outage lock") = status;
     }
 
     /// Delay applied to every reply whose step does not set its own.
@@ -333,12 +341,15 @@ async fn handle(
         })
         .collect();
     let problems = wire::check(format, &header_map, &body);
-    let (key, step) = if problems.is_empty() {
+    let outage = *inner.outage.lock().expect("outage lock");
+    let (key, step) = if let Some(status) = outage.filter(|_| problems.is_empty()) {
+        (None, Some(Step::fail(status)))
+    } else if problems.is_empty() {
         mock.route(&wire::first_user_text(format, &body))
     } else {
         (None, None)
     };
-    let scripted = step.is_some();
+    let scripted = step.is_some() && outage.is_none();
     let step = step.unwrap_or_else(|| Step::text("done"));
     let n = inner.ids.fetch_add(1, Ordering::SeqCst);
     let issued_ids = match &step.action {

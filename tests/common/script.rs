@@ -16,6 +16,8 @@ pub enum Action {
     Fail(u16, String),
     /// 429 with a `retry-after` header (seconds).
     RateLimit(u64),
+    /// Text cut off by the output-token limit (`max_tokens` / `length`).
+    CutOff(String),
 }
 
 /// One scripted reply, with an optional delay before it is sent.
@@ -62,6 +64,11 @@ impl Step {
     /// An HTTP error status with the given provider message.
     pub fn fail_with(status: u16, message: &str) -> Self {
         Self::new(Action::Fail(status, message.to_string()))
+    }
+
+    /// Text the output-token limit cut off.
+    pub fn cut_off(text: impl Into<String>) -> Self {
+        Self::new(Action::CutOff(text.into()))
     }
 
     /// 429 with `retry-after: secs`.

@@ -341,6 +341,7 @@ pub fn anthropic_reply(model: &str, action: &Action, usage: (u64, u64), n: u64) 
             }));
             (blocks, "tool_use")
         }
+        Action::CutOff(t) => (vec![json!({"type": "text", "text": t})], "max_tokens"),
         Action::Fail(..) | Action::RateLimit(_) => (vec![], "end_turn"),
     };
     json!({
@@ -372,6 +373,7 @@ pub fn openai_reply(model: &str, action: &Action, usage: (u64, u64), n: u64) -> 
                 "tool_calls",
             )
         }
+        Action::CutOff(t) => (json!({"role": "assistant", "content": t}), "length"),
         Action::Fail(..) | Action::RateLimit(_) => (json!({"role": "assistant"}), "stop"),
     };
     json!({

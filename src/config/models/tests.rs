@@ -50,19 +50,19 @@ output = 0.0
 #[test]
 fn builtin_alias_resolves_with_price() {
     let m = models("", KEYS).resolve(Some("sonnet")).unwrap();
-    assert_eq!(m.id, "anthropic:claude-sonnet-4-5");
-    assert_eq!(m.model, "claude-sonnet-4-5");
+    assert_eq!(m.id, "anthropic:claude-sonnet-5");
+    assert_eq!(m.model, "claude-sonnet-5");
     assert_eq!(
         m.price,
         Some(Price {
-            input: 3.0,
-            output: 15.0
+            input: 2.0,
+            output: 10.0
         })
     );
     // Case and surrounding spaces do not matter for aliases.
     assert_eq!(
         models("", KEYS).resolve(Some(" Opus ")).unwrap().id,
-        "anthropic:claude-opus-4-5"
+        "anthropic:claude-opus-4-8"
     );
 }
 
@@ -148,8 +148,8 @@ fn default_model_chain() {
     let env = [("FLOTILLA_MODEL", "opus"), ("ANTHROPIC_API_KEY", "k")];
     let m = models("default_model = \"haiku\"", &env);
     assert_eq!(m.default_model().as_deref(), Some("opus"));
-    assert_eq!(m.resolve(None).unwrap().id, "anthropic:claude-opus-4-5");
-    assert_eq!(m.resolve(Some("")).unwrap().id, "anthropic:claude-opus-4-5");
+    assert_eq!(m.resolve(None).unwrap().id, "anthropic:claude-opus-4-8");
+    assert_eq!(m.resolve(Some("")).unwrap().id, "anthropic:claude-opus-4-8");
     // Then the config file.
     let m = models("default_model = \"haiku\"", &[("OPENAI_API_KEY", "k")]);
     assert_eq!(m.default_model().as_deref(), Some("haiku"));
