@@ -4,9 +4,12 @@
 //! DashMap guards are never held across an `.await`: look-ups clone the `Arc` out
 //! and drop the guard at once.
 
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -64,6 +67,8 @@ pub struct CreateSpec {
 pub struct Registry {
     agents: DashMap<String, Arc<AgentHandle>>,
     names: DashMap<String, String>,
+    /// Every live name, sorted: pages of `list_agents` in O(log n + page).
+    order: RwLock<BTreeSet<String>>,
     models: Models,
     prompts: Prompts,
     default_workdir: PathBuf,
@@ -87,6 +92,7 @@ impl Registry {
             fleet,
             agents: DashMap::new(),
             names: DashMap::new(),
+            order: RwLock::new(BTreeSet::new()),
             models,
             prompts,
             default_workdir,
@@ -245,6 +251,7 @@ impl Registry {
                 v.insert(id.clone());
             }
         }
+        write(&self.order).insert(spec.name.clone());
         let handle = AgentHandle::new(
             id.clone(),
             settings,
@@ -288,6 +295,7 @@ impl Registry {
             }
             Entry::Vacant(v) => {
                 v.insert(handle.id.clone());
+                write(&self.order).insert(handle.name().to_string());
             }
         }
         self.agents.insert(handle.id.clone(), handle.clone());
@@ -366,6 +374,39 @@ impl Registry {
         all
     }
 
+    /// One page of agents in name order: those after `after` (a name) for which
+    /// `keep` holds, at most `limit`, and whether more follow.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&AgentHandle) -> bool,
+    ) -> (Vec<Arc<AgentHandle>>, bool) {
+        let order = read(&self.order);
+        let start = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let mut page = Vec::with_capacity(limit.min(order.len()));
+        for name in order.range::<str, _>((start, Bound::Unbounded)) {
+            let Some(handle) = self
+                .names
+                .get(name)
+                .and_then(|id| self.agents.get(id.value()).map(|h| h.value().clone()))
+            else {
+                continue;
+            };
+            if !keep(&handle) {
+                continue;
+            }
+            if page.len() == limit {
+                return (page, true);
+            }
+            page.push(handle);
+        }
+        (page, false)
+    }
+
     /// Every agent, in no particular order.
     pub fn unsorted(&self) -> Vec<Arc<AgentHandle>> {
         self.agents.iter().map(|e| e.value().clone()).collect()
@@ -395,8 +436,13 @@ impl Registry {
     /// processes, then remove its records.
     async fn remove(&self, handle: &AgentHandle) -> Result<(), RegistryError> {
         self.agents.remove(&handle.id);
-        self.names
-            .remove_if(handle.name(), |_, id| *id == handle.id);
+        if self
+            .names
+            .remove_if(handle.name(), |_, id| *id == handle.id)
+            .is_some()
+        {
+            write(&self.order).remove(handle.name());
+        }
         if !handle.shutdown(STOP_GRACE).await {
             tracing::warn!(agent = %handle.name(), "worker did not stop within {STOP_GRACE:?}");
         }
@@ -491,4 +537,12 @@ pub fn parse_status_filter(s: &str) -> Result<AgentStatus, RegistryError> {
             "unknown status `{s}`; use one of running, queued, paused, idle, failed, cancelled"
         ))
     })
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }

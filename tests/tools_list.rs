@@ -91,7 +91,7 @@ async fn tools_and_their_fixed_arguments() {
             &["agent", "command", "max_chars", "offset"],
         ),
         ("delete_agent", &["agent"]),
-        ("list_agents", &["status"]),
+        ("list_agents", &["after", "limit", "status"]),
         ("delete_all_agents", &[]),
         ("pause_agents", &["agents"]),
         ("resume_agents", &["agents"]),

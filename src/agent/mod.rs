@@ -23,6 +23,7 @@ use crate::config::ResolvedModel;
 use crate::fleet::Fleet;
 use crate::fleet::budget::Caps;
 use crate::fleet::bus::FleetEvent;
+use crate::fleet::totals::Counted;
 use crate::provider::retry::RetryPolicy;
 use crate::store::event::{Event, StoredSettings};
 use crate::store::{Ack, Store};
@@ -162,6 +163,7 @@ impl AgentHandle {
         let priced = settings.model.price.is_some();
         let mut state = initial.state.unwrap_or_else(|| AgentState::new(priced));
         state.paused = initial.paused;
+        fleet.totals.add(Counted::of(&state));
         Arc::new(Self {
             id,
             settings,
@@ -233,12 +235,20 @@ impl AgentHandle {
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut AgentState)) {
         let mut settle_changed = false;
+        let mut counted = None;
         self.state.send_modify(|s| {
-            let before = s.settled();
+            let before = (s.settled(), Counted::of(s));
             f(s);
             s.last_activity_at = SystemTime::now();
-            settle_changed = before != s.settled();
+            let after = Counted::of(s);
+            settle_changed = before.0 != s.settled();
+            if before.1 != after {
+                counted = Some((before.1, after));
+            }
         });
+        if let Some((before, after)) = counted {
+            self.fleet.totals.apply(Some(before), Some(after));
+        }
         if settle_changed {
             self.fleet.notify_settle();
         }

@@ -10,6 +10,7 @@
 //! - [`circuit`]: one gate per provider: a cap on calls in flight
 //!   (`max_concurrent_requests`) and a circuit breaker that turns an outage into one
 //!   probe call per interval instead of agents × retries requests.
+//! - [`totals`]: agents by status, tokens and cost, kept as agents change.
 //! - A settle signal that wakes `wait_for_agents` whenever any agent settles or gets work.
 
 pub mod budget;
@@ -17,6 +18,7 @@ pub mod bus;
 pub mod circuit;
 pub mod limits;
 pub mod slots;
+pub mod totals;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use budget::Budget;
 use bus::EventBus;
 use circuit::{CircuitPolicy, Gate};
 use slots::RunSlots;
+use totals::Totals;
 
 /// Default for `--max-running`.
 pub const DEFAULT_MAX_RUNNING: usize = 16;
@@ -41,6 +44,8 @@ pub struct Fleet {
     pub bus: EventBus,
     pub budget: Budget,
     pub slots: Arc<RunSlots>,
+    /// Agents by status, tokens and cost of the live fleet, kept as agents change.
+    pub totals: Totals,
     /// A command with no progress (model answer, tool result) for this long fails.
     pub stall_timeout: Duration,
     gates: BTreeMap<String, Arc<Gate>>,
@@ -88,6 +93,7 @@ impl Fleet {
             bus: EventBus::new(),
             budget: options.budget,
             slots: Arc::new(RunSlots::new(options.max_running)),
+            totals: Totals::default(),
             stall_timeout: options.stall_timeout,
             gates,
             default_gate: Arc::new(Gate::new("model", None, options.circuit)),

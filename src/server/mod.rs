@@ -30,6 +30,8 @@ pub const MAX_WAIT_S: f64 = 600.0;
 pub const DEFAULT_MAX_CHARS: u64 = 4000;
 pub const MAX_MAX_CHARS: u64 = 100_000;
 pub const DEFAULT_EVENTS: u32 = 50;
+pub const DEFAULT_LIST: u32 = 100;
+pub const MAX_LIST: u32 = 1000;
 pub const MAX_EVENTS: u32 = 500;
 
 fn rfc3339_ms(ms: i64) -> String {
@@ -336,8 +338,9 @@ impl FleetServer {
         }))
     }
 
-    /// One compact row per agent (optionally only those with `status`), plus fleet
-    /// totals: agents by status, tokens and cost.
+    /// One compact row per agent (optionally only those with `status`), a page at a
+    /// time in name order (`limit`, `after` = the previous page's `next_after`), plus
+    /// totals over the whole fleet: agents by status, tokens and cost.
     #[tool]
     async fn list_agents(
         &self,
@@ -349,54 +352,54 @@ impl FleetServer {
             .map(parse_status_filter)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let all = self.registry.unsorted();
-        let mut totals = FleetTotals {
-            agents: all.len(),
-            by_status: Default::default(),
+        let limit = p.limit.unwrap_or(DEFAULT_LIST);
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(format!(
+                "limit must be between 1 and {MAX_LIST} rows; got {limit}. Page with `after`"
+            ));
+        }
+        if p.after.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err("`after` is empty: pass the `next_after` of the previous page, or omit it for the first page".into());
+        }
+        let (page, more) = self.registry.page(p.after.as_deref(), limit as usize, |h| {
+            filter.is_none_or(|f| h.peek(|s| s.status) == f)
+        });
+        let next_after = more
+            .then(|| page.last().map(|h| h.name().to_string()))
+            .flatten();
+        let agents = page.iter().map(|h| AgentRow::of(h, true, 0)).collect();
+        let totals = self.totals();
+        Ok(Json(ListAgentsResult {
+            agents,
+            next_after,
+            totals,
+        }))
+    }
+
+    /// Totals over the whole fleet, in constant time.
+    fn totals(&self) -> FleetTotals {
+        let fleet = self.registry.fleet();
+        let t = fleet.totals.snapshot();
+        let budget = &fleet.budget;
+        FleetTotals {
+            agents: t.agents,
+            by_status: t.by_status,
             tokens: crate::agent::state::Tokens {
-                input: 0,
-                output: 0,
+                input: t.input,
+                output: t.output,
             },
-            cost_usd: 0.0,
-            unpriced_agents: 0,
-            budget: None,
-        };
-        let mut shown = Vec::new();
-        for h in &all {
-            let status = h.peek(|s| {
-                *totals
-                    .by_status
-                    .entry(s.status.as_str().to_string())
-                    .or_insert(0) += 1;
-                totals.tokens.input += s.tokens.input_tokens;
-                totals.tokens.output += s.tokens.output_tokens;
-                match s.cost_usd {
-                    Some(c) => totals.cost_usd += c,
-                    None => totals.unpriced_agents += 1,
+            cost_usd: round_cost(t.cost_usd),
+            unpriced_agents: t.unpriced_agents,
+            budget: budget.caps().is_set().then(|| {
+                let spent = budget.spent();
+                BudgetRow {
+                    max_cost_usd: budget.caps().max_cost_usd,
+                    cost_usd: round_cost(spent.cost_usd),
+                    max_tokens: budget.caps().max_tokens,
+                    tokens: spent.tokens,
                 }
-                s.status
-            });
-            if filter.is_none_or(|f| f == status) {
-                shown.push(h);
-            }
+            }),
         }
-        totals.cost_usd = round_cost(totals.cost_usd);
-        let budget = &self.registry.fleet().budget;
-        if budget.caps().is_set() {
-            let spent = budget.spent();
-            totals.budget = Some(BudgetRow {
-                max_cost_usd: budget.caps().max_cost_usd,
-                cost_usd: round_cost(spent.cost_usd),
-                max_tokens: budget.caps().max_tokens,
-                tokens: spent.tokens,
-            });
-        }
-        shown.sort_by(|a, b| a.name().cmp(b.name()));
-        let agents = shown
-            .into_iter()
-            .map(|h| AgentRow::of(h, true, 0))
-            .collect();
-        Ok(Json(ListAgentsResult { agents, totals }))
     }
 
     /// Pause agents (default: the whole fleet): each finishes the model call or tool
@@ -521,13 +524,22 @@ impl FleetServer {
                 .chain(std::iter::once(self.registry.fleet().budget.take_note()))
                 .chain(agents.iter().map(|h| h.take_note())),
         );
+        // Rows for the agents named; without names, at most a page of them (the
+        // rest counted), so a huge fleet cannot flood the orchestrator's context.
+        let shown = if p.agents.is_some() {
+            agents.len()
+        } else {
+            agents.len().min(DEFAULT_LIST as usize)
+        };
+        let more = agents.len() - shown;
         Ok(Json(WaitResult {
             timed_out,
             waited_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            agents: agents
+            agents: agents[..shown]
                 .iter()
                 .map(|h| AgentRow::of(h, false, output_max_chars as usize))
                 .collect(),
+            more_agents: more,
             note,
         }))
     }

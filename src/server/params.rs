@@ -93,9 +93,16 @@ pub struct AgentsParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
-    /// Only agents with this status: running, queued, paused, idle, failed or cancelled.
+    /// Only agents with this status: running, queued, waiting, paused, idle, failed or
+    /// cancelled.
     #[serde(default)]
     pub status: Option<String>,
+    /// Most rows to return, 1-1000. Default 100. Totals always cover the whole fleet.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Cursor: the `next_after` of the previous page (rows come in name order).
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

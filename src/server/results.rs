@@ -221,6 +221,8 @@ pub struct PauseResult {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ListAgentsResult {
     pub agents: Vec<AgentRow>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_after: Option<String>,
     /// Totals over the whole fleet (not just the filtered rows).
     pub totals: FleetTotals,
 }
@@ -237,6 +239,10 @@ pub struct WaitResult {
     pub timed_out: bool,
     pub waited_s: f64,
     pub agents: Vec<AgentRow>,
+    /// Agents waited on beyond the rows shown (only when no `agents` were named and
+    /// more than 100 were waited on); list_agents pages through them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more_agents: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
