@@ -4,7 +4,13 @@
 //!
 //! - [`redact`]: [`Redactor`] replaces configured provider keys and common key shapes
 //!   with `[REDACTED]` in any text flotilla hands onward.
+//! - [`handoff`]: [`DepAnswer::prepare`] cleans one dependency's answer (invisible
+//!   characters out, secrets redacted, capped to `handoff_max_chars`, injection-like text
+//!   flagged); [`compose`] writes a dependent's first instruction: its task plus the
+//!   answers, fenced and marked as untrusted data.
 
+pub mod handoff;
 pub mod redact;
 
+pub use handoff::{DepAnswer, Sanitized, compose, sanitize};
 pub use redact::Redactor;
