@@ -8,9 +8,14 @@
 //!   characters out, secrets redacted, capped to `handoff_max_chars`, injection-like text
 //!   flagged); [`compose`] writes a dependent's first instruction: its task plus the
 //!   answers, fenced and marked as untrusted data.
+//! - [`graph`]: [`validate`] checks a `create_agents` plan (duplicates, taken names,
+//!   unknown or self dependencies, cycles) and orders it; [`dependents_closure`] finds
+//!   the agents to cancel when a dependency fails for good.
 
+pub mod graph;
 pub mod handoff;
 pub mod redact;
 
+pub use graph::{PlanError, dependents_closure, validate};
 pub use handoff::{DepAnswer, Sanitized, compose, sanitize};
 pub use redact::Redactor;
