@@ -1,6 +1,6 @@
-//! Plans: the pure building blocks behind `depends_on`, handoffs, `output_schema` and
-//! retries (issue #8). Nothing here touches the registry, a worker or the store; the
-//! agent worker and the registry call these functions.
+//! Plans: the pure building blocks behind `depends_on`, handoffs and `output_schema`
+//! (issue #8). Nothing here touches the registry, a worker or the store; the registry
+//! and the agent worker call these functions (retries and eviction live in the worker).
 //!
 //! - [`redact`]: [`Redactor`] replaces configured provider keys and common key shapes
 //!   with `[REDACTED]` in any text flotilla hands onward.
