@@ -23,6 +23,7 @@ pub mod agent;
 pub mod config;
 pub mod fleet;
 pub mod model;
+pub mod plan;
 pub mod pricing;
 pub mod prompts;
 pub mod provider;
