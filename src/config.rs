@@ -56,6 +56,8 @@ pub struct Config {
     pub default_model: Option<String>,
     /// Output token limit for each model call (default 8192).
     pub max_output_tokens: Option<u32>,
+    /// Most characters of each dependency's answer handed to a dependent (default 8000).
+    pub handoff_max_chars: Option<usize>,
     /// Extra model aliases, `name = "provider:model"`. They may replace the built-ins
     /// `haiku`, `sonnet` and `opus`.
     #[serde(default)]

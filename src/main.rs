@@ -132,9 +132,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         opened
     };
     let store = Arc::new(store);
+    let secrets = models.secret_values();
     let fleet = Fleet::new(
         store.clone(),
-        limits.options(&config, store.retired_spend()),
+        limits.options(&config, store.retired_spend(), secrets),
     );
     let registry = Arc::new(Registry::new(models, prompts, workdir, fleet));
     if !logs.is_empty() {
@@ -147,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "fleet restored"
         );
     }
+    registry.start_scheduler();
     let service = FleetServer::new(registry.clone())
         .serve(rmcp::transport::stdio())
         .await

@@ -33,14 +33,19 @@ const EMBEDDED_ROLES: [(&str, &str); 4] = [
 pub const INSTRUCTIONS: &str = "\
 flotilla runs a fleet of LLM sub-agents that work in parallel, each with its own \
 conversation, tools (read/write/edit/list/search files, run commands) and work directory.
-Pattern: create_agent (name, role scout|planner|builder|reviewer, and a complete `task` \
-brief: goal, context, constraints, what to report) -> the agent starts at once -> \
-wait_for_agents with output_max_chars=4000 (sleeps until they finish and returns their \
-final reports; call again if timed_out; never poll get_agent_status in a loop) -> \
-get_agent_output only for the rest of a long report or files touched -> \
-command_agent to follow up (the agent keeps its conversation; interrupt=true to redirect) \
--> delete_agent when done. Run independent agents in parallel; an agent knows only what \
-you tell it.";
+When you know the shape of the job, submit it whole with create_agents: one call with \
+every agent (name, role scout|planner|builder|reviewer, a complete `task` brief: goal, \
+context, constraints, what to report) and `depends_on` naming the agents whose answers it \
+needs; each starts when its dependencies are done and receives their answers, so you \
+never copy reports between agents. Add output_schema for answers you need as JSON and \
+retries for flaky steps. Then wait_for_agents with output_max_chars=4000 (sleeps until \
+they finish and returns their final reports; call again if timed_out; never poll \
+get_agent_status in a loop) and read only the end results (get_agent_output for the rest \
+of a long report). For one-off work: \
+create_agent with `task` -> wait_for_agents -> command_agent to follow up (the agent keeps \
+its conversation) -> delete_agent when done. An agent knows only what you and its \
+dependencies tell it. pause_agents/resume_agents hold and release the fleet; a `note` in \
+a result means a budget cap is near.";
 
 /// A role profile: extra instructions plus defaults for tools and steps.
 #[derive(Debug, Clone, PartialEq)]

@@ -104,6 +104,8 @@ impl Registry {
                 max_cost_usd: stored.max_cost_usd,
                 max_tokens: stored.max_tokens,
             },
+            depends_on: stored.depends_on,
+            retries: stored.retries,
         };
         // Without --no-resume, queued commands run as before; with it, nothing runs by
         // itself after the restart.
@@ -130,6 +132,12 @@ impl Registry {
             cost_usd,
             last_error: r.last_error.take(),
             paused: r.paused,
+            waiting_on: if r.deferred.is_some() {
+                r.settings.depends_on.clone()
+            } else {
+                Vec::new()
+            },
+            attempt: r.attempt,
             // An idle agent held at the restart shows `paused` at once; one with a
             // command in progress turns `paused` at its next step.
             before_pause: (r.paused && r.in_progress.is_none()).then_some(r.status),
@@ -163,6 +171,7 @@ impl Registry {
                 queue,
                 paused: r.paused,
                 next_seq: r.next_seq,
+                deferred: r.deferred.take(),
             },
         );
         let mut conversation = r.conversation;
@@ -189,11 +198,21 @@ impl Registry {
                 report.cancelled += 1;
             } else if resume {
                 report.resumed += 1;
+                let (task, output_schema) = handle
+                    .with_outputs(|o| {
+                        o.get(index as usize - 1)
+                            .map(|rec| (rec.task.clone(), rec.output_schema.clone()))
+                    })
+                    .unwrap_or_default();
                 start.resume = Some(worker::Resume {
                     index,
                     token: handle.resume_token(),
                     steps: r.in_progress_steps,
                     ticket: self.fleet().slots.ticket(),
+                    task,
+                    output_schema,
+                    base: r.in_progress_base.take(),
+                    attempt: r.attempt,
                 });
             } else {
                 end_command(&handle, index, CommandStatus::Failed, Some(NO_RESUME));

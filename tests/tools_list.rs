@@ -9,9 +9,10 @@ use common::*;
 use serde_json::{Value, json};
 
 /// The tools DESIGN.md fixes (the server may offer more).
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
     "command_agent",
     "create_agent",
+    "create_agents",
     "delete_agent",
     "delete_all_agents",
     "get_agent_output",
@@ -72,11 +73,14 @@ async fn tools_and_their_fixed_arguments() {
         (
             "create_agent",
             &[
+                "depends_on",
                 "max_cost_usd",
                 "max_steps",
                 "max_tokens",
                 "model",
                 "name",
+                "output_schema",
+                "retries",
                 "role",
                 "system_prompt",
                 "task",
@@ -84,7 +88,11 @@ async fn tools_and_their_fixed_arguments() {
                 "workdir",
             ][..],
         ),
-        ("command_agent", &["agent", "interrupt", "task"]),
+        ("create_agents", &["agents"]),
+        (
+            "command_agent",
+            &["agent", "interrupt", "output_schema", "task"],
+        ),
         ("get_agent_status", &["agent"]),
         (
             "get_agent_output",

@@ -16,6 +16,11 @@ pub const NOT_RUN: &str = "Not run: the previous instruction ended before this t
 /// What the model reads after a reply the output-token limit cut off.
 pub const CONTINUE: &str = "Your last reply was cut off by the output token limit. Continue exactly where it stopped, without repeating what you already wrote.";
 
+/// The instruction of a command's next attempt after a failed one (`retries`).
+pub fn retry_instruction(task: &str, error: &str) -> String {
+    format!("{task}\n\nPrevious attempt failed: {error}")
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conversation {
     messages: Vec<Message>,

@@ -8,6 +8,7 @@ pub mod conversation;
 pub mod output;
 mod pause;
 pub mod state;
+mod waiting;
 pub mod worker;
 
 use std::collections::VecDeque;
@@ -52,6 +53,10 @@ pub struct AgentSettings {
     pub retry: RetryPolicy,
     /// This agent's own spend caps, over all its commands.
     pub caps: Caps,
+    /// Agents whose work must be done before its task starts.
+    pub depends_on: Vec<String>,
+    /// Times a failed command is started again before it is escalated.
+    pub retries: u32,
 }
 
 impl AgentSettings {
@@ -67,12 +72,25 @@ impl AgentSettings {
             max_steps: self.max_steps,
             max_cost_usd: self.caps.max_cost_usd,
             max_tokens: self.caps.max_tokens,
+            depends_on: self.depends_on.clone(),
+            deferred_task: None,
+            deferred_schema: None,
+            retries: self.retries,
         }
     }
 }
 
+/// The task of an agent waiting for its dependencies, held until they are done.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub task: String,
+    pub output_schema: Option<serde_json::Value>,
+}
+
 /// How an agent starts: fresh, or as its log left it.
 pub struct Initial {
+    /// Its task, when it waits for dependencies.
+    pub deferred: Option<Deferred>,
     pub state: Option<AgentState>,
     pub outputs: Vec<CommandRecord>,
     pub queue: VecDeque<QueuedCommand>,
@@ -85,6 +103,7 @@ pub struct Initial {
 impl Default for Initial {
     fn default() -> Self {
         Self {
+            deferred: None,
             state: None,
             outputs: Vec::new(),
             queue: VecDeque::new(),
@@ -114,6 +133,8 @@ pub struct QueuedCommand {
     pub task: String,
     /// Its place in line for a run slot (see [`crate::fleet::slots`]).
     pub ticket: u64,
+    /// The final answer must be JSON valid against this schema.
+    pub output_schema: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -143,6 +164,8 @@ pub struct AgentHandle {
     next_seq: AtomicU64,
     /// A budget note (80 % of one of its caps) not yet shown to the orchestrator.
     note: Mutex<Option<String>>,
+    /// Its task while it waits for its dependencies.
+    deferred: Mutex<Option<Deferred>>,
 }
 
 /// Lock a std mutex, recovering the data if a panicking thread poisoned it: every
@@ -181,6 +204,7 @@ impl AgentHandle {
             fleet,
             next_seq: AtomicU64::new(initial.next_seq),
             note: Mutex::new(None),
+            deferred: Mutex::new(initial.deferred),
         })
     }
 
@@ -256,7 +280,12 @@ impl AgentHandle {
 
     /// Queue a command; with `interrupt`, cancel the running one and go first.
     /// Refused once the agent is being deleted or the server is stopping.
-    pub fn enqueue(&self, task: String, interrupt: bool) -> Result<Enqueued, String> {
+    pub fn enqueue(
+        &self,
+        task: String,
+        interrupt: bool,
+        output_schema: Option<serde_json::Value>,
+    ) -> Result<Enqueued, String> {
         let mut inbox = lock(&self.inbox);
         if self.cancel.is_cancelled() {
             return Err(format!(
@@ -274,12 +303,16 @@ impl AgentHandle {
             index,
             task: task.clone(),
             interrupt,
+            output_schema: output_schema.clone(),
         });
-        lock(&self.outputs).push(CommandRecord::queued(task.clone()));
+        let mut record = CommandRecord::queued(task.clone());
+        record.output_schema.clone_from(&output_schema);
+        lock(&self.outputs).push(record);
         let cmd = QueuedCommand {
             index,
             task,
             ticket: self.fleet.slots.ticket(),
+            output_schema,
         };
         if interrupt {
             inbox.queue.push_front(cmd);

@@ -33,6 +33,10 @@ pub struct CommandRecord {
     pub queued_at: SystemTime,
     pub started_at: Option<SystemTime>,
     pub finished_at: Option<SystemTime>,
+    /// The final answer must be JSON valid against this schema (`output_schema`).
+    pub output_schema: Option<serde_json::Value>,
+    /// The validated answer, once it passed.
+    pub output_json: Option<serde_json::Value>,
 }
 
 impl CommandRecord {
@@ -57,6 +61,8 @@ impl CommandRecord {
             queued_at: SystemTime::now(),
             started_at: None,
             finished_at: None,
+            output_schema: None,
+            output_json: None,
         }
     }
 }

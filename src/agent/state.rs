@@ -18,6 +18,8 @@ pub enum AgentStatus {
     Running,
     /// Has a command to run, waiting for a run slot (`max_running`).
     Queued,
+    /// Created with `depends_on`: its task starts when its dependencies are done.
+    Waiting,
     /// Held by `pause_agents`; resumes where it stopped.
     Paused,
     /// Its last command finished; ready for the next.
@@ -33,6 +35,7 @@ impl AgentStatus {
         match self {
             Self::Running => "running",
             Self::Queued => "queued",
+            Self::Waiting => "waiting",
             Self::Paused => "paused",
             Self::Idle => "idle",
             Self::Failed => "failed",
@@ -44,6 +47,7 @@ impl AgentStatus {
         [
             Self::Running,
             Self::Queued,
+            Self::Waiting,
             Self::Paused,
             Self::Idle,
             Self::Failed,
@@ -103,6 +107,10 @@ pub struct AgentState {
     pub last_error: Option<String>,
     /// Held by `pause_agents`: takes no new step until `resume_agents`.
     pub paused: bool,
+    /// Dependencies not yet done (status `waiting`).
+    pub waiting_on: Vec<String>,
+    /// Attempt of the current (or last) command: 1, or more after evictions.
+    pub attempt: u32,
     /// What the status was when the agent was held, to restore on resume.
     pub before_pause: Option<AgentStatus>,
     /// Set when the agent has been deleted; its worker is gone.
@@ -124,6 +132,8 @@ impl AgentState {
             cost_usd: priced.then_some(0.0),
             last_error: None,
             paused: false,
+            waiting_on: Vec::new(),
+            attempt: 1,
             before_pause: None,
             deleted: false,
         }
@@ -134,8 +144,10 @@ impl AgentState {
     pub fn settled(&self) -> bool {
         self.deleted
             || self.status == AgentStatus::Paused
-            || (!matches!(self.status, AgentStatus::Running | AgentStatus::Queued)
-                && self.pending == 0)
+            || (!matches!(
+                self.status,
+                AgentStatus::Running | AgentStatus::Queued | AgentStatus::Waiting
+            ) && self.pending == 0)
     }
 
     /// Input + output tokens, what budgets count.

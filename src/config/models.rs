@@ -86,6 +86,8 @@ pub struct Models {
     default_model: Option<(String, String)>,
     retry: RetryPolicy,
     max_output_tokens: u32,
+    /// The values of the configured provider keys, for redaction.
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for Models {
@@ -120,6 +122,7 @@ impl Models {
             build_client().map_err(|e| invalid(format!("cannot set up the HTTP client: {e}")))?;
 
         let mut providers = BTreeMap::new();
+        let mut secrets = Vec::new();
         let names = BUILTIN_PROVIDERS
             .iter()
             .map(|b| b.0.to_string())
@@ -128,7 +131,8 @@ impl Models {
             if providers.contains_key(&name) {
                 continue;
             }
-            let slot = build_provider(config, &name, &client, &env).map_err(&invalid)?;
+            let (slot, secret) = build_provider(config, &name, &client, &env).map_err(&invalid)?;
+            secrets.extend(secret);
             providers.insert(name, slot);
         }
 
@@ -192,6 +196,7 @@ impl Models {
             default_model: None,
             retry,
             max_output_tokens,
+            secrets,
         };
         // A typo in the file's default_model is caught at startup; FLOTILLA_MODEL is
         // checked when used, so a bad variable cannot keep the server from starting.
@@ -246,6 +251,12 @@ impl Models {
         };
         self.resolve_spec(spec)
             .map_err(|e| ModelError(format!("default model {spec:?} (from {source}): {e}")))
+    }
+
+    /// The values of every configured provider key: text handed onward has them
+    /// redacted.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.secrets.clone()
     }
 
     pub fn retry_policy(&self) -> &RetryPolicy {
@@ -365,7 +376,7 @@ fn build_provider(
     name: &str,
     client: &reqwest::Client,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Slot, String> {
+) -> Result<(Slot, Option<String>), String> {
     if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
         return Err(format!(
             "[providers.{name:?}]: provider names cannot be empty or contain ':' or spaces"
@@ -426,9 +437,9 @@ fn build_provider(
         }
     };
     if let (Some(var), None) = (&endpoint.api_key_env, &endpoint.api_key) {
-        return Ok(Slot::MissingKey { env: var.clone() });
+        return Ok((Slot::MissingKey { env: var.clone() }, None));
     }
-    Ok(Slot::Ready(provider))
+    Ok((Slot::Ready(provider), endpoint.api_key.clone()))
 }
 
 /// A bare model name that obviously belongs to a built-in provider.

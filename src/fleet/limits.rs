@@ -8,6 +8,7 @@ use super::budget::{Budget, Caps, Spend};
 use super::circuit::CircuitPolicy;
 use super::{DEFAULT_MAX_RUNNING, DEFAULT_STALL_TIMEOUT, FleetOptions};
 use crate::config::{Config, ConfigError};
+use crate::plan::redact::Redactor;
 
 /// What the command line (or environment) says; each overrides `[limits]`.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +71,11 @@ impl GuardRails {
                 "[limits] circuit_failures and circuit_open_s must be at least 1".into(),
             ));
         }
+        if config.handoff_max_chars == Some(0) {
+            return Err(invalid(
+                "handoff_max_chars must be at least 1 (characters of each dependency's answer handed on)".into(),
+            ));
+        }
         for (name, p) in &config.providers {
             if p.max_concurrent_requests == Some(0) {
                 return Err(invalid(format!(
@@ -93,9 +99,14 @@ impl GuardRails {
 }
 
 impl Settled {
-    /// The fleet's options; `retired`: what agents deleted earlier had spent.
-    pub fn options(&self, config: &Config, retired: Spend) -> FleetOptions {
+    /// The fleet's options; `retired`: what agents deleted earlier had spent;
+    /// `secrets`: the values of the provider keys, redacted wherever text is handed on.
+    pub fn options(&self, config: &Config, retired: Spend, secrets: Vec<String>) -> FleetOptions {
         FleetOptions {
+            redactor: Redactor::new(secrets),
+            handoff_max_chars: config
+                .handoff_max_chars
+                .unwrap_or(super::DEFAULT_HANDOFF_MAX_CHARS),
             budget: Budget::new(self.caps, retired),
             max_running: self.max_running,
             stall_timeout: self.stall_timeout,
@@ -135,7 +146,7 @@ mod tests {
         assert_eq!(s.max_running, 0, "the flag wins; 0 is no limit");
         assert_eq!(s.circuit.open_for, Duration::from_secs(5));
         assert_eq!(s.stall_timeout, DEFAULT_STALL_TIMEOUT);
-        let o = s.options(&config, Spend::default());
+        let o = s.options(&config, Spend::default(), Vec::new());
         assert_eq!(o.provider_limits["anthropic"], Some(3));
         assert_eq!(o.provider_limits["openai"], None);
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::plan::redact::Redactor;
 use crate::store::Store;
 use budget::Budget;
 use bus::EventBus;
@@ -35,6 +36,8 @@ use totals::Totals;
 
 /// Default for `--max-running`.
 pub const DEFAULT_MAX_RUNNING: usize = 16;
+/// Default for the config's `handoff_max_chars`.
+pub const DEFAULT_HANDOFF_MAX_CHARS: usize = 8000;
 /// Default for `--stall-timeout-s`.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -48,6 +51,10 @@ pub struct Fleet {
     pub totals: Totals,
     /// A command with no progress (model answer, tool result) for this long fails.
     pub stall_timeout: Duration,
+    /// Replaces provider keys and common key shapes in text handed onward.
+    pub redactor: Redactor,
+    /// Most characters of each dependency's answer handed to a dependent.
+    pub handoff_max_chars: usize,
     gates: BTreeMap<String, Arc<Gate>>,
     default_gate: Arc<Gate>,
     settle: watch::Sender<u64>,
@@ -62,6 +69,8 @@ pub struct FleetOptions {
     pub circuit: CircuitPolicy,
     /// Provider name → `max_concurrent_requests` (absent: no limit).
     pub provider_limits: BTreeMap<String, Option<usize>>,
+    pub redactor: Redactor,
+    pub handoff_max_chars: usize,
 }
 
 impl Default for FleetOptions {
@@ -72,6 +81,8 @@ impl Default for FleetOptions {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             circuit: CircuitPolicy::default(),
             provider_limits: BTreeMap::new(),
+            redactor: Redactor::default(),
+            handoff_max_chars: DEFAULT_HANDOFF_MAX_CHARS,
         }
     }
 }
@@ -95,6 +106,8 @@ impl Fleet {
             slots: Arc::new(RunSlots::new(options.max_running)),
             totals: Totals::default(),
             stall_timeout: options.stall_timeout,
+            redactor: options.redactor,
+            handoff_max_chars: options.handoff_max_chars,
             gates,
             default_gate: Arc::new(Gate::new("model", None, options.circuit)),
             settle: watch::Sender::new(0),

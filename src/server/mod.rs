@@ -1,4 +1,4 @@
-//! The MCP surface: eleven tools over one [`Registry`]. This layer owns no state;
+//! The MCP surface: twelve tools over one [`Registry`]. This layer owns no state;
 //! it checks arguments, calls the registry, and shapes compact JSON results.
 //! A mistake the orchestrator can fix comes back as a tool result with
 //! `isError: true` whose message says what was wrong and how to fix it.
@@ -53,6 +53,18 @@ impl FleetServer {
             registry,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// A warning when a dollar cap is set and the agent's model has no price.
+    fn unpriced_warning(&self, h: &crate::agent::AgentHandle) -> Option<String> {
+        let dollar_cap = h.settings.caps.max_cost_usd.is_some()
+            || self.registry.fleet().budget.caps().max_cost_usd.is_some();
+        (dollar_cap && h.settings.model.price.is_none()).then(|| {
+            format!(
+                "model {} has no known price: a max_cost_usd cap cannot see its spend (only max_tokens can); add its price under [prices] in the config",
+                h.settings.model.id
+            )
+        })
     }
 
     /// The status of an agent that has just been given work: `paused` when held,
@@ -125,29 +137,11 @@ impl FleetServer {
     ) -> Result<Json<CreateAgentResult>, String> {
         let handle = self
             .registry
-            .create(CreateSpec {
-                name: p.name,
-                task: p.task,
-                system_prompt: p.system_prompt,
-                role: p.role,
-                model: p.model,
-                tools: p.tools,
-                workdir: p.workdir,
-                max_steps: p.max_steps,
-                max_cost_usd: p.max_cost_usd,
-                max_tokens: p.max_tokens,
-            })
+            .create(spec_of(p))
             .await
             .map_err(|e| e.to_string())?;
         let state = handle.state();
-        let dollar_cap = handle.settings.caps.max_cost_usd.is_some()
-            || self.registry.fleet().budget.caps().max_cost_usd.is_some();
-        let warning = (dollar_cap && handle.settings.model.price.is_none()).then(|| {
-            format!(
-                "model {} has no known price: a max_cost_usd cap cannot see its spend (only max_tokens can); add its price under [prices] in the config",
-                handle.settings.model.id
-            )
-        });
+        let warning = self.unpriced_warning(&handle);
         Ok(Json(CreateAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
@@ -160,6 +154,48 @@ impl FleetServer {
             workdir: handle.settings.workdir.display().to_string(),
             warning,
         }))
+    }
+
+    /// Create a whole plan in one call: every element takes create_agent's arguments,
+    /// and `depends_on` may name agents of the same call. Each agent starts when its
+    /// dependencies are done, with their answers handed over; a failed dependency
+    /// cancels its dependents. All or nothing: nothing is created if any agent, name,
+    /// dependency or cycle is wrong. Then sleep with wait_for_agents.
+    #[tool]
+    async fn create_agents(
+        &self,
+        Parameters(p): Parameters<CreateAgentsParams>,
+    ) -> Result<Json<CreateAgentsResult>, String> {
+        let specs = p.agents.into_iter().map(spec_of).collect();
+        let handles = self
+            .registry
+            .create_plan(specs)
+            .await
+            .map_err(|e| e.to_string())?;
+        let warnings = handles
+            .iter()
+            .filter_map(|h| {
+                self.unpriced_warning(h)
+                    .map(|w| format!("{}: {w}", h.name()))
+            })
+            .collect();
+        let agents = handles
+            .iter()
+            .map(|h| {
+                let s = h.state();
+                CreatedRow {
+                    name: h.name().to_string(),
+                    agent_id: h.id.clone(),
+                    status: if s.pending > 0 {
+                        self.start_status(h)
+                    } else {
+                        s.status
+                    },
+                    waiting_on: s.waiting_on,
+                }
+            })
+            .collect();
+        Ok(Json(CreateAgentsResult { agents, warnings }))
     }
 
     /// Give an agent its next instruction; it keeps its whole conversation. Returns at
@@ -181,7 +217,17 @@ impl FleetServer {
         ) {
             return Err(e);
         }
-        let queued = handle.enqueue(p.task, p.interrupt.unwrap_or(false))?;
+        if let Some(schema) = &p.output_schema {
+            crate::plan::checkpoint::Checkpoint::new(schema)?;
+        }
+        if handle.deferred().is_some() {
+            return Err(format!(
+                "agent `{}` is waiting for its dependencies ({}); its task starts when they are done. Command it after that, or delete it",
+                handle.name(),
+                handle.settings.depends_on.join(", ")
+            ));
+        }
+        let queued = handle.enqueue(p.task, p.interrupt.unwrap_or(false), p.output_schema)?;
         // Acknowledge only what is on disk: a command is never lost to a crash. If the
         // store fails the command still runs (it is queued): say so, but do not
         // report an error an orchestrator would answer by sending it again.
@@ -250,7 +296,7 @@ impl FleetServer {
                 }
                 let record = &outputs[index as usize - 1];
                 let (text, total_chars, next_offset) =
-                    slice_chars(&record.text, offset, max_chars as usize);
+                    slice_chars(&redact(&handle, &record.text), offset, max_chars as usize);
                 Ok(AgentOutputResult {
                     command: index,
                     command_status: record.status,
@@ -258,7 +304,8 @@ impl FleetServer {
                     offset: offset.min(total_chars),
                     total_chars,
                     next_offset,
-                    error: record.error.clone(),
+                    error: record.error.as_deref().map(|e| redact(&handle, e)),
+                    output_json: record.output_json.clone(),
                     files_written: record.files_written.iter().cloned().collect(),
                     files_read: record.files_read.iter().cloned().collect(),
                 })
@@ -312,7 +359,7 @@ impl FleetServer {
                     seq: e.seq,
                     at: rfc3339_ms(e.at_ms),
                     kind: e.event.kind().to_string(),
-                    summary: e.event.summary(),
+                    summary: redact(&handle, &e.event.summary()),
                 })
                 .collect(),
             next_after,
@@ -542,6 +589,25 @@ impl FleetServer {
             more_agents: more,
             note,
         }))
+    }
+}
+
+/// A create_agent call's arguments, as the registry takes them.
+fn spec_of(p: CreateAgentParams) -> CreateSpec {
+    CreateSpec {
+        name: p.name,
+        task: p.task,
+        system_prompt: p.system_prompt,
+        role: p.role,
+        model: p.model,
+        tools: p.tools,
+        workdir: p.workdir,
+        max_steps: p.max_steps,
+        max_cost_usd: p.max_cost_usd,
+        max_tokens: p.max_tokens,
+        depends_on: p.depends_on.unwrap_or_default(),
+        retries: p.retries,
+        output_schema: p.output_schema,
     }
 }
 

@@ -44,6 +44,30 @@ pub struct CreateAgentParams {
     /// Cap on this agent's input + output tokens over all its commands. Default: no cap.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// Names of agents whose work must be done first. The agent is created at once
+    /// with status `waiting`; its `task` starts when every dependency's latest command
+    /// has ended `done`, followed by their answers (as untrusted data). A dependency
+    /// that fails for good cancels it. Needs `task`.
+    #[serde(default)]
+    pub depends_on: Option<Vec<String>>,
+    /// Times a failed command is started again (0-5, default 0), from its task plus
+    /// the error; then it is escalated (status failed, `escalated after N attempts:`).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// A JSON Schema object the answer to `task` must satisfy: the final answer must
+    /// be JSON (bare or in one ```json block) valid against it, else the agent is told
+    /// what failed and answers again. The valid value comes back as `output_json`.
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentsParams {
+    /// The whole plan: each element takes every create_agent argument; `depends_on`
+    /// may name agents of the same call. All or nothing: an unknown dependency, a
+    /// duplicate name or a cycle refuses the plan before any agent exists.
+    pub agents: Vec<CreateAgentParams>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -57,6 +81,9 @@ pub struct CommandAgentParams {
     /// command first and run this one next.
     #[serde(default)]
     pub interrupt: Option<bool>,
+    /// A JSON Schema object this command's answer must satisfy (see create_agent).
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

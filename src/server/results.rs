@@ -24,6 +24,24 @@ pub struct CreateAgentResult {
     pub warning: Option<String>,
 }
 
+/// `create_agents`: one row per agent, in the order given.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreateAgentsResult {
+    pub agents: Vec<CreatedRow>,
+    /// Warnings about single agents, `name: …`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreatedRow {
+    pub name: String,
+    pub agent_id: String,
+    pub status: AgentStatus,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CommandAgentResult {
     pub agent_id: String,
@@ -67,6 +85,12 @@ pub struct AgentStatusRow {
     /// Said once: e.g. that the agent or the fleet has used 80 % of a budget cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Dependencies not yet done (status `waiting`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
+    /// Attempt of the current command, for agents with `retries`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 impl AgentStatusRow {
@@ -88,10 +112,17 @@ impl AgentStatusRow {
             tokens: s.tokens.into(),
             context_tokens: s.context_tokens,
             cost_usd: s.cost_usd.map(round_cost),
-            last_error: s.last_error,
+            last_error: s.last_error.map(|e| redact(h, &e)),
             note,
+            waiting_on: s.waiting_on,
+            attempt: (h.settings.retries > 0).then_some(s.attempt),
         }
     }
+}
+
+/// `text` with provider keys and common key shapes replaced by `[REDACTED]`.
+pub fn redact(h: &AgentHandle, text: &str) -> String {
+    h.fleet.redactor.redact(text).into_owned()
 }
 
 /// Notes that are there, one per line; `None` when there are none.
@@ -123,6 +154,16 @@ pub struct AgentRow {
     /// it has settled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The validated JSON answer (`wait_for_agents` with `output_max_chars`, when the
+    /// latest command had an output_schema and passed it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_json: Option<serde_json::Value>,
+    /// Dependencies not yet done (status `waiting`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
+    /// Attempt of the current command, for agents with `retries`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     /// Present (true) when the agent was deleted while being waited on.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -137,8 +178,14 @@ impl AgentRow {
         h.with_outputs(|outputs| {
             let s = h.state();
             let latest = outputs.last().map_or("", |r| r.text.as_str());
-            let output = (output_max_chars > 0 && s.settled() && !outputs.is_empty())
-                .then(|| crate::agent::output::slice_chars(latest, 0, output_max_chars).0);
+            let show = output_max_chars > 0 && s.settled() && !outputs.is_empty();
+            let output = show.then(|| {
+                crate::agent::output::slice_chars(&redact(h, latest), 0, output_max_chars).0
+            });
+            let output_json = outputs
+                .last()
+                .and_then(|r| r.output_json.clone())
+                .filter(|_| show);
             Self {
                 name: h.name().to_string(),
                 agent_id: with_id.then(|| h.id.clone()),
@@ -147,8 +194,11 @@ impl AgentRow {
                 steps: s.steps,
                 output_chars: latest.chars().count(),
                 activity: s.activity_text(),
-                last_error: s.last_error,
+                last_error: s.last_error.map(|e| redact(h, &e)),
                 output,
+                output_json,
+                waiting_on: s.waiting_on,
+                attempt: (h.settings.retries > 0).then_some(s.attempt),
                 deleted: s.deleted,
             }
         })
@@ -170,6 +220,9 @@ pub struct AgentOutputResult {
     pub next_offset: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The validated JSON answer, when the command had an output_schema and passed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_json: Option<serde_json::Value>,
     pub files_written: Vec<String>,
     pub files_read: Vec<String>,
 }

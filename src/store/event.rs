@@ -26,19 +26,38 @@ pub struct StoredSettings {
     pub max_cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// Agents whose work must be done before its task starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Its task while it waits for `depends_on` (it becomes command 1 when they are done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_task: Option<String>,
+    /// The output_schema of that deferred task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_schema: Option<Value>,
+    /// Times a failed command is started again before it is escalated.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One entry of an agent's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// The agent was created.
-    Created { settings: StoredSettings },
+    /// The agent was created (boxed: the settings are large and the event rare).
+    Created { settings: Box<StoredSettings> },
     /// The orchestrator gave it a command (queued, or first with `interrupt`).
     Command {
         index: u32,
         task: String,
         interrupt: bool,
+        /// The final answer must be JSON that validates against this schema.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_schema: Option<Value>,
     },
     /// The worker started on a command: status running.
     Started { index: u32 },
@@ -79,6 +98,33 @@ pub enum Event {
     },
     /// After a restart, the worker picked the command up again.
     Resumed { index: u32 },
+    /// A failed attempt was discarded; the command starts again from its task plus
+    /// the error (`retries`).
+    Evicted {
+        index: u32,
+        attempt: u32,
+        error: String,
+    },
+    /// Retries are spent: the command fails for good.
+    Escalated {
+        index: u32,
+        attempts: u32,
+        error: String,
+    },
+    /// The final answer validated against the command's output_schema.
+    CheckpointPassed { index: u32, value: Value },
+    /// The final answer did not validate; the model was told why and answers again.
+    CheckpointFailed {
+        index: u32,
+        error: String,
+        /// What the model was told.
+        message: String,
+    },
+    /// A dependency's answer handed to this agent looked like a prompt injection.
+    HandoffFlagged {
+        dependency: String,
+        flags: Vec<String>,
+    },
     /// Held by `pause_agents`.
     Paused,
     /// Let go by `resume_agents`.
@@ -86,7 +132,7 @@ pub enum Event {
 }
 
 /// Every event kind, for the `kinds` filter of `get_agent_events`.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 16] = [
     "created",
     "command",
     "started",
@@ -98,6 +144,11 @@ pub const KINDS: [&str; 11] = [
     "resumed",
     "paused",
     "unpaused",
+    "evicted",
+    "escalated",
+    "checkpoint_passed",
+    "checkpoint_failed",
+    "handoff_flagged",
 ];
 
 impl Event {
@@ -114,6 +165,11 @@ impl Event {
             Self::Resumed { .. } => "resumed",
             Self::Paused => "paused",
             Self::Unpaused => "unpaused",
+            Self::Evicted { .. } => "evicted",
+            Self::Escalated { .. } => "escalated",
+            Self::CheckpointPassed { .. } => "checkpoint_passed",
+            Self::CheckpointFailed { .. } => "checkpoint_failed",
+            Self::HandoffFlagged { .. } => "handoff_flagged",
         }
     }
 
@@ -129,6 +185,8 @@ impl Event {
                 | Self::Finished { .. }
                 | Self::Paused
                 | Self::Unpaused
+                | Self::Evicted { .. }
+                | Self::CheckpointPassed { .. }
         )
     }
 
@@ -147,6 +205,7 @@ impl Event {
                 index,
                 task,
                 interrupt,
+                ..
             } => format!(
                 "command {index}{}: {}",
                 if *interrupt { " (interrupt)" } else { "" },
@@ -213,6 +272,33 @@ impl Event {
             Self::Resumed { index } => {
                 format!("resumed command {index} after a restart")
             }
+            Self::Evicted {
+                index,
+                attempt,
+                error,
+            } => format!(
+                "attempt {attempt} of command {index} failed and was discarded; starting again: {}",
+                short(error, CUT)
+            ),
+            Self::Escalated {
+                index,
+                attempts,
+                error,
+            } => format!(
+                "command {index} escalated after {attempts} attempts: {}",
+                short(error, CUT)
+            ),
+            Self::CheckpointPassed { index, .. } => {
+                format!("command {index}: the answer validated against its output_schema")
+            }
+            Self::CheckpointFailed { index, error, .. } => format!(
+                "command {index}: the answer did not validate, asked again: {}",
+                short(error, CUT)
+            ),
+            Self::HandoffFlagged { dependency, flags } => format!(
+                "the answer handed over from `{dependency}` was flagged: {}",
+                short(&flags.join("; "), CUT)
+            ),
             Self::Paused => "paused by pause_agents".to_string(),
             Self::Unpaused => "resumed by resume_agents".to_string(),
         }

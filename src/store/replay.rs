@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::event::{Event, StoredSettings, is_cut_off};
 use super::{AgentLog, StoredEvent};
-use crate::agent::QueuedCommand;
-use crate::agent::conversation::Conversation;
+use crate::agent::conversation::{Conversation, retry_instruction};
 use crate::agent::output::{CommandRecord, CommandStatus};
 use crate::agent::state::AgentStatus;
+use crate::agent::{Deferred, QueuedCommand};
 use crate::model::Usage;
 
 /// An agent as its log left it.
@@ -44,6 +44,13 @@ pub struct Restored {
     pub next_seq: u64,
     /// Held by `pause_agents` when the log ends.
     pub paused: bool,
+    /// Its task, while it still waits for its dependencies.
+    pub deferred: Option<Deferred>,
+    /// Attempt of the in-progress (or last) command.
+    pub attempt: u32,
+    /// The conversation before the in-progress command's instruction (agents with
+    /// `retries`), to start a failed attempt over from.
+    pub in_progress_base: Option<Conversation>,
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -64,7 +71,7 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
     };
     let mut r = Restored {
         agent_id: log.agent_id,
-        settings,
+        settings: *settings,
         created_at: time(at_ms),
         conversation: Conversation::default(),
         status: AgentStatus::Idle,
@@ -83,7 +90,20 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
         interrupted_tools: Vec::new(),
         next_seq: seq + 1,
         paused: false,
+        deferred: None,
+        attempt: 1,
+        in_progress_base: None,
     };
+    if let Some(task) = r.settings.deferred_task.clone() {
+        r.deferred = Some(Deferred {
+            task,
+            output_schema: r.settings.deferred_schema.clone(),
+        });
+        r.status = AgentStatus::Waiting;
+    }
+    let retries = r.settings.retries;
+    // The command its held task became, if any.
+    let mut deferred_index = None;
     let mut started_tools: Vec<(String, String)> = Vec::new();
     // The last model reply was cut off: the next one continues its answer.
     let mut continues = false;
@@ -97,17 +117,25 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 index,
                 task,
                 interrupt,
+                output_schema,
             } => {
+                // Its held task became (or was cancelled as) a command: no longer waiting.
+                if r.deferred.take().is_some() && r.status == AgentStatus::Waiting {
+                    r.status = AgentStatus::Idle;
+                    deferred_index = Some(index);
+                }
                 if interrupt && r.in_progress.is_some() {
                     r.in_progress_interrupted = true;
                 }
                 let mut record = CommandRecord::queued(task.clone());
                 record.queued_at = time(at_ms);
+                record.output_schema.clone_from(&output_schema);
                 r.outputs.push(record);
                 let cmd = QueuedCommand {
                     index,
                     task,
                     ticket: 0,
+                    output_schema,
                 };
                 if interrupt {
                     r.queued.push_front(cmd);
@@ -122,6 +150,7 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                     .position(|c| c.index == index)
                     .and_then(|pos| r.queued.remove(pos))
                 {
+                    r.in_progress_base = (retries > 0).then(|| r.conversation.clone());
                     r.conversation.push_instruction(cmd.task);
                 }
                 if let Some(rec) = record(&mut r.outputs, index) {
@@ -135,6 +164,7 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 r.last_error = None;
                 started_tools.clear();
                 continues = false;
+                r.attempt = 1;
             }
             Event::Model {
                 message,
@@ -189,6 +219,11 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 // A command cancelled before it started has no `started` event.
                 if let Some(pos) = r.queued.iter().position(|c| c.index == index) {
                     r.queued.remove(pos);
+                    if deferred_index == Some(index) {
+                        // A dependency failed: the agent's status says why.
+                        r.status = status.into();
+                        r.last_error.clone_from(&error);
+                    }
                 }
                 if r.in_progress == Some(index) {
                     r.in_progress = None;
@@ -199,6 +234,32 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 }
             }
             Event::Resumed { .. } => {}
+            Event::Evicted {
+                index,
+                attempt,
+                error,
+            } => {
+                if let Some(base) = &r.in_progress_base {
+                    r.conversation = base.clone();
+                }
+                if let Some(rec) = record(&mut r.outputs, index) {
+                    r.conversation
+                        .push_instruction(retry_instruction(&rec.task, &error));
+                    rec.text.clear();
+                    rec.output_json = None;
+                }
+                r.attempt = attempt + 1;
+                r.in_progress_steps = 0;
+                started_tools.clear();
+                continues = false;
+            }
+            Event::CheckpointPassed { index, value } => {
+                if let Some(rec) = record(&mut r.outputs, index) {
+                    rec.output_json = Some(value);
+                }
+            }
+            Event::CheckpointFailed { message, .. } => r.conversation.push_instruction(message),
+            Event::Escalated { .. } | Event::HandoffFlagged { .. } => {}
             Event::Paused => r.paused = true,
             Event::Unpaused => r.paused = false,
         }

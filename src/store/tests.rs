@@ -25,6 +25,10 @@ fn settings() -> StoredSettings {
         max_steps: 5,
         max_cost_usd: None,
         max_tokens: Some(1000),
+        depends_on: Vec::new(),
+        deferred_task: None,
+        deferred_schema: None,
+        retries: 0,
     }
 }
 
@@ -52,6 +56,7 @@ fn command(index: u32, task: &str) -> Event {
         index,
         task: task.into(),
         interrupt: false,
+        output_schema: None,
     }
 }
 
@@ -60,7 +65,7 @@ fn command(index: u32, task: &str) -> Event {
 fn log_events() -> Vec<Event> {
     vec![
         Event::Created {
-            settings: settings(),
+            settings: Box::new(settings()),
         },
         command(1, "one"),
         Event::Started { index: 1 },
@@ -292,7 +297,7 @@ fn a_log_without_creation_is_not_restored() {
 fn an_interrupt_recorded_before_the_crash_is_honoured_by_replay() {
     let events = vec![
         Event::Created {
-            settings: settings(),
+            settings: Box::new(settings()),
         },
         command(1, "long"),
         Event::Started { index: 1 },
@@ -301,6 +306,7 @@ fn an_interrupt_recorded_before_the_crash_is_honoured_by_replay() {
             index: 2,
             task: "instead".into(),
             interrupt: true,
+            output_schema: None,
         },
     ];
     let log = AgentLog {
@@ -334,7 +340,7 @@ async fn deleted_agents_spend_stays_with_the_fleet_across_restarts() {
                 id,
                 1,
                 Event::Created {
-                    settings: settings(),
+                    settings: Box::new(settings()),
                 },
             );
             ack.unwrap().await.unwrap().unwrap();

@@ -22,10 +22,13 @@ use std::time::SystemTime;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use serde_json::Value;
+
 use super::AgentHandle;
-use super::conversation::Conversation;
+use super::conversation::{Conversation, retry_instruction};
 use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
+use crate::plan::checkpoint::Checkpoint;
 use crate::store::event::Event;
 use turn::Turn;
 
@@ -47,6 +50,13 @@ pub struct Resume {
     pub steps: u32,
     /// Its place in line for a run slot.
     pub ticket: u64,
+    /// Its task and output_schema, for a retry.
+    pub task: String,
+    pub output_schema: Option<Value>,
+    /// The conversation before its instruction, for a retry (agents with `retries`).
+    pub base: Option<Conversation>,
+    /// Which attempt it is on.
+    pub attempt: u32,
 }
 
 /// How a command ended, when it did not end with a final answer.
@@ -55,49 +65,149 @@ pub(crate) enum Stop {
     Failed(String),
 }
 
+/// One command as the worker runs it, attempt after attempt.
+struct Job {
+    index: u32,
+    token: CancellationToken,
+    ticket: u64,
+    steps: u32,
+    task: String,
+    output_schema: Option<Value>,
+    base: Option<Conversation>,
+    attempt: u32,
+}
+
 /// Run the agent until it is cancelled. Fires `finished` on the way out.
 pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let _finished = agent.finished.clone().drop_guard();
     let mut conversation = start.conversation;
     let mut resume = start.resume;
+    let retries = agent.settings.retries;
     loop {
-        let (index, token, queued, steps_done, ticket) = if let Some(r) = resume.take() {
+        let (mut job, queued) = if let Some(r) = resume.take() {
             agent.record(Event::Resumed { index: r.index });
-            (r.index, r.token, false, r.steps, r.ticket)
+            let job = Job {
+                index: r.index,
+                token: r.token,
+                ticket: r.ticket,
+                steps: r.steps,
+                task: r.task,
+                output_schema: r.output_schema,
+                base: r.base,
+                attempt: r.attempt,
+            };
+            (job, false)
         } else {
             let (cmd, token) = tokio::select! {
                 biased;
                 _ = agent.cancel.cancelled() => break,
                 next = agent.next_command() => next,
             };
-            conversation.push_instruction(cmd.task);
-            (cmd.index, token, true, 0, cmd.ticket)
+            // Kept only when a failed attempt may be discarded.
+            let base = (retries > 0).then(|| conversation.clone());
+            conversation.push_instruction(cmd.task.clone());
+            let job = Job {
+                index: cmd.index,
+                token,
+                ticket: cmd.ticket,
+                steps: 0,
+                task: cmd.task,
+                output_schema: cmd.output_schema,
+                base,
+                attempt: 1,
+            };
+            (job, true)
         };
-        begin(&agent, index, queued);
-        // Boxed so an idle agent's task stays small: the model call and tool futures
-        // live on the heap only while a command runs.
-        let turn = Turn::new(&agent, &mut conversation, index, &token, steps_done, ticket);
-        let result = AssertUnwindSafe(Box::pin(turn.run()))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(Stop::Failed(
-                    "internal error: the agent's worker panicked (see the server log)".into(),
-                ))
-            });
+        begin(&agent, job.index, queued, job.attempt);
+        let result = loop {
+            let checkpoint = job
+                .output_schema
+                .as_ref()
+                .and_then(|s| Checkpoint::new(s).ok());
+            // Boxed so an idle agent's task stays small: the model call and tool
+            // futures live on the heap only while a command runs.
+            let turn = Turn::new(
+                &agent,
+                &mut conversation,
+                job.index,
+                &job.token,
+                job.steps,
+                job.ticket,
+                checkpoint,
+            );
+            let result = AssertUnwindSafe(Box::pin(turn.run()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Stop::Failed(
+                        "internal error: the agent's worker panicked (see the server log)".into(),
+                    ))
+                });
+            match result {
+                Err(Stop::Failed(error))
+                    if retries > 0 && !agent.cancel.is_cancelled() && worth_retrying(&error) =>
+                {
+                    if job.attempt > retries {
+                        agent.record(Event::Escalated {
+                            index: job.index,
+                            attempts: job.attempt,
+                            error: error.clone(),
+                        });
+                        break Err(Stop::Failed(format!(
+                            "escalated after {} attempts: {error}",
+                            job.attempt
+                        )));
+                    }
+                    evict(&agent, &mut conversation, &mut job, &error);
+                }
+                other => break other,
+            }
+        };
         agent.finish_command();
         if agent.cancel.is_cancelled() {
             // Deleted or shutting down: leave the log as it is (resumed on restart).
             break;
         }
-        end(&agent, index, result).await;
+        end(&agent, job.index, result).await;
     }
 }
 
+/// A budget stop or a store that cannot save would fail again the same way.
+fn worth_retrying(error: &str) -> bool {
+    !(error.starts_with("budget:") || error.starts_with("the tool call"))
+}
+
+/// Discard a failed attempt: back to the conversation before the command, then its
+/// task again with the error in hand.
+fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, error: &str) {
+    tracing::info!(agent = %agent.name(), command = job.index, attempt = job.attempt, "attempt failed; starting again: {error}");
+    agent.record(Event::Evicted {
+        index: job.index,
+        attempt: job.attempt,
+        error: error.to_string(),
+    });
+    if let Some(base) = &job.base {
+        *conversation = base.clone();
+    }
+    conversation.push_instruction(retry_instruction(&job.task, error));
+    job.attempt += 1;
+    job.steps = 0;
+    agent.with_record(job.index, |r| {
+        r.text.clear();
+        r.output_json = None;
+    });
+    let attempt = job.attempt;
+    agent.update(|s| {
+        s.attempt = attempt;
+        s.activity = Some(Activity::now(format!("attempt {attempt}: starting again")));
+    });
+}
+
 /// A command is taken up: counters and its record say so.
-fn begin(agent: &AgentHandle, index: u32, queued: bool) {
+fn begin(agent: &AgentHandle, index: u32, queued: bool, attempt: u32) {
     agent.update(|s| {
         s.status = AgentStatus::Running;
+        s.attempt = attempt;
         if queued {
             s.pending = s.pending.saturating_sub(1);
         }

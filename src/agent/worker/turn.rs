@@ -13,6 +13,8 @@ use crate::agent::conversation::Conversation;
 use crate::agent::state::{Activity, AgentStatus};
 use crate::fleet::slots::SlotGuard;
 use crate::model::Role;
+use crate::plan::checkpoint::Checkpoint;
+use crate::store::event::Event;
 
 pub(super) struct Turn<'a> {
     pub(super) agent: &'a AgentHandle,
@@ -25,6 +27,10 @@ pub(super) struct Turn<'a> {
     slot: Option<SlotGuard>,
     /// The last model reply was cut off by the output limit: the next continues it.
     pub(super) continues: bool,
+    /// The command's output_schema, compiled.
+    checkpoint: Option<Checkpoint>,
+    /// Why the last answer did not validate, for the error if it never does.
+    missed: Option<String>,
 }
 
 impl<'a> Turn<'a> {
@@ -35,6 +41,7 @@ impl<'a> Turn<'a> {
         token: &'a CancellationToken,
         steps: u32,
         ticket: u64,
+        checkpoint: Option<Checkpoint>,
     ) -> Self {
         Self {
             agent,
@@ -45,6 +52,8 @@ impl<'a> Turn<'a> {
             ticket,
             slot: None,
             continues: false,
+            checkpoint,
+            missed: None,
         }
     }
 
@@ -62,20 +71,27 @@ impl<'a> Turn<'a> {
                 }
                 continue;
             }
-            // The model's last word had no tool calls: that is its final answer.
+            // The model's last word had no tool calls: that is its final answer —
+            // once it satisfies the command's output_schema, if it has one.
             if self
                 .conversation
                 .messages()
                 .last()
                 .is_some_and(|m| m.role == Role::Assistant)
+                && self.checked()
             {
                 return Ok(());
             }
             let max_steps = self.agent.settings.max_steps;
             if self.steps >= max_steps {
-                return Err(Stop::Failed(format!(
-                    "stopped after max_steps ({max_steps}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps"
-                )));
+                return Err(Stop::Failed(match &self.missed {
+                    Some(why) => format!(
+                        "the answer never satisfied the output_schema within max_steps ({max_steps}) model calls; last problem: {why}"
+                    ),
+                    None => format!(
+                        "stopped after max_steps ({max_steps}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps"
+                    ),
+                }));
             }
             self.between_steps().await?;
             self.model_step().await?;
@@ -123,6 +139,49 @@ impl<'a> Turn<'a> {
             biased;
             _ = self.token.cancelled() => Err(Stop::Cancelled),
             slot = slots.acquire(self.ticket) => Ok(slot),
+        }
+    }
+
+    /// Whether the final answer passes the output_schema (true without one). A miss
+    /// is journaled and told to the model, which answers again.
+    fn checked(&mut self) -> bool {
+        let Some(checkpoint) = &self.checkpoint else {
+            return true;
+        };
+        let answer = self
+            .conversation
+            .messages()
+            .last()
+            .map(|m| m.text())
+            .unwrap_or_default();
+        let answer = self
+            .agent
+            .with_outputs(|o| o.get(self.index as usize - 1).map(|r| r.text.clone()))
+            .filter(|t| !t.is_empty())
+            .unwrap_or(answer);
+        match checkpoint.check(&answer) {
+            Ok(value) => {
+                self.journal(Event::CheckpointPassed {
+                    index: self.index,
+                    value: value.clone(),
+                });
+                self.agent
+                    .with_record(self.index, |r| r.output_json = Some(value));
+                true
+            }
+            Err(failure) => {
+                let message = failure.to_model_message();
+                let error = failure.to_string();
+                tracing::info!(agent = %self.agent.name(), "answer did not validate: {error}");
+                self.journal(Event::CheckpointFailed {
+                    index: self.index,
+                    error: error.clone(),
+                    message: message.clone(),
+                });
+                self.conversation.push_instruction(message);
+                self.missed = Some(error);
+                false
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -17,18 +17,19 @@ use dashmap::mapref::entry::Entry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use std::time::SystemTime;
-
 use crate::agent::state::AgentStatus;
-use crate::agent::{AgentHandle, AgentSettings, Initial, worker};
+use crate::agent::{AgentHandle, worker};
 use crate::config::Models;
 use crate::fleet::Fleet;
-use crate::fleet::budget::Caps;
 use crate::model::ToolSpec;
 use crate::prompts::Prompts;
-use crate::store::event::Event;
-use crate::store::{Ack, Store};
-use crate::tools::{ALL_TOOLS, tool_specs};
+use crate::store::Store;
+use crate::tools::tool_specs;
+
+mod create;
+mod schedule;
+
+pub use create::{MAX_RETRIES, validate_name};
 
 /// How long `delete_agent` waits for a worker to stop before giving up on it.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -62,6 +63,12 @@ pub struct CreateSpec {
     /// This agent's own caps, over all its commands.
     pub max_cost_usd: Option<f64>,
     pub max_tokens: Option<u64>,
+    /// Names of agents whose work must be done before its task starts.
+    pub depends_on: Vec<String>,
+    /// Times a failed command starts again before it is escalated (0-5).
+    pub retries: Option<u32>,
+    /// The task's answer must be JSON that validates against this schema.
+    pub output_schema: Option<serde_json::Value>,
 }
 
 pub struct Registry {
@@ -69,6 +76,8 @@ pub struct Registry {
     names: DashMap<String, String>,
     /// Every live name, sorted: pages of `list_agents` in O(log n + page).
     order: RwLock<BTreeSet<String>>,
+    /// Ids of agents waiting for their dependencies, in creation order.
+    waiting: std::sync::Mutex<Vec<String>>,
     models: Models,
     prompts: Prompts,
     default_workdir: PathBuf,
@@ -93,6 +102,7 @@ impl Registry {
             agents: DashMap::new(),
             names: DashMap::new(),
             order: RwLock::new(BTreeSet::new()),
+            waiting: std::sync::Mutex::new(Vec::new()),
             models,
             prompts,
             default_workdir,
@@ -117,166 +127,16 @@ impl Registry {
         &self.fleet
     }
 
-    /// Validate, register, save and start an agent. Returns as soon as it is
-    /// running and its creation (and first command) are on disk.
-    pub async fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
-        let (handle, acks) = self.register(spec)?;
-        for ack in acks {
-            match ack.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(RegistryError::Store(format!(
-                        "agent `{}` was started but could not be saved: {e}",
-                        handle.name()
-                    )));
-                }
-                Err(_) => {
-                    return Err(RegistryError::Store(
-                        "the fleet store is closed; the server is shutting down".into(),
-                    ));
-                }
-            }
-        }
-        Ok(handle)
-    }
-
-    fn register(&self, spec: CreateSpec) -> Result<(Arc<AgentHandle>, Vec<Ack>), RegistryError> {
-        let invalid = |m: String| RegistryError::Invalid(m);
-        validate_name(&spec.name).map_err(invalid)?;
-        let task = match spec.task {
-            Some(t) if t.trim().is_empty() => {
-                return Err(invalid(
-                    "`task` is empty: give the agent its first instruction, or omit `task` and use command_agent later".into(),
-                ));
-            }
-            t => t,
-        };
-        if task.is_some() {
-            self.fleet.budget.check().map_err(invalid)?;
-        }
-        let caps = Caps {
-            max_cost_usd: spec.max_cost_usd,
-            max_tokens: spec.max_tokens,
-        };
-        if let Some(c) = caps.max_cost_usd
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(invalid(format!(
-                "max_cost_usd must be a positive number of US dollars, e.g. 0.5; got {c}"
-            )));
-        }
-        if caps.max_tokens == Some(0) {
-            return Err(invalid(
-                "max_tokens must be at least 1 (input + output tokens over all the agent's commands); omit it for no cap".into(),
-            ));
-        }
-        let role = match spec.role.as_deref() {
-            None => None,
-            Some(r) => Some(self.prompts.role(r).ok_or_else(|| {
-                invalid(format!(
-                    "unknown role `{r}`; known roles: {}",
-                    self.prompts.role_names().join(", ")
-                ))
-            })?),
-        };
-        let tools: Vec<String> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
-            (Some(tools), _) => {
-                if let Some(bad) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
-                    return Err(invalid(format!(
-                        "unknown tool `{bad}` in `tools`; the sub-agent tools are: {}",
-                        ALL_TOOLS.join(", ")
-                    )));
-                }
-                let mut uniq: Vec<String> = Vec::new();
-                for t in tools {
-                    if !uniq.contains(t) {
-                        uniq.push(t.clone());
-                    }
-                }
-                uniq
-            }
-            (None, Some(role_tools)) => role_tools.clone(),
-            (None, None) => ALL_TOOLS.iter().map(|t| t.to_string()).collect(),
-        };
-        let max_steps = spec
-            .max_steps
-            .or(role.and_then(|r| r.max_steps))
-            .unwrap_or(DEFAULT_MAX_STEPS);
-        if !(1..=MAX_MAX_STEPS).contains(&max_steps) {
-            return Err(invalid(format!(
-                "max_steps must be between 1 and {MAX_MAX_STEPS} (model calls per command); got {max_steps}"
-            )));
-        }
-        let model = self
-            .models
-            .resolve(spec.model.as_deref())
-            .map_err(|e| invalid(e.to_string()))?;
-        let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
-        let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
-        let system_prompt = self.prompts.compose(
-            spec.role.as_deref(),
-            extra_prompt.as_deref(),
-            &spec.name,
-            &workdir,
-            &tools,
-        );
-        let tool_specs = self.specs_for(&tools);
-        let settings = AgentSettings {
-            name: spec.name.clone(),
-            role: spec.role.clone(),
-            model,
-            system_prompt,
-            extra_prompt,
-            tools,
-            tool_specs,
-            workdir,
-            max_steps,
-            max_output_tokens: self.models.max_output_tokens(),
-            retry: self.models.retry_policy().clone(),
-            caps,
-        };
-
-        // Claim the name atomically; no guard outlives this block.
-        let id = loop {
+    /// A fresh agent id (`ag-` and 10 hex digits).
+    fn new_id(&self) -> String {
+        loop {
             let mut h = self.ids.build_hasher();
             h.write_u64(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
             let id = format!("ag-{:010x}", h.finish() & 0xff_ffff_ffff);
             if !self.agents.contains_key(&id) {
-                break id;
-            }
-        };
-        match self.names.entry(spec.name.clone()) {
-            Entry::Occupied(_) => return Err(RegistryError::DuplicateName(spec.name)),
-            Entry::Vacant(v) => {
-                v.insert(id.clone());
+                return id;
             }
         }
-        write(&self.order).insert(spec.name.clone());
-        let handle = AgentHandle::new(
-            id.clone(),
-            settings,
-            SystemTime::now(),
-            &self.cancel,
-            self.fleet.clone(),
-            Initial::default(),
-        );
-        let mut acks = Vec::new();
-        acks.extend(handle.record(Event::Created {
-            settings: handle.settings.stored(),
-        }));
-        self.agents.insert(id, handle.clone());
-        if let Some(task) = task {
-            acks.extend(
-                handle
-                    .enqueue(task, false)
-                    .map_err(RegistryError::Invalid)?
-                    .ack,
-            );
-        }
-        self.tracker
-            .spawn(worker::run(handle.clone(), worker::Start::default()));
-        tracing::info!(agent = %handle.name(), id = %handle.id, model = %handle.settings.model.id, "agent created");
-        Ok((handle, acks))
     }
 
     pub(crate) fn models(&self) -> &Models {
@@ -299,6 +159,9 @@ impl Registry {
             }
         }
         self.agents.insert(handle.id.clone(), handle.clone());
+        if handle.deferred().is_some() {
+            self.wait_for_dependencies(&handle);
+        }
         self.tracker.spawn(worker::run(handle, start));
     }
 
@@ -458,6 +321,8 @@ impl Registry {
                 ))
             })?;
         tracing::info!(agent = %handle.name(), "agent deleted");
+        // Agents waiting on it learn it is gone.
+        self.fleet.notify_settle();
         Ok(())
     }
 
@@ -472,69 +337,13 @@ impl Registry {
             tracing::warn!("some agents did not stop within {grace:?}");
         }
     }
-
-    fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
-        let dir = match requested {
-            None => self.default_workdir.clone(),
-            Some(w) if w.trim().is_empty() => {
-                return Err(
-                    "`workdir` is empty; omit it to use the server's working directory".into(),
-                );
-            }
-            Some(w) => {
-                let p = Path::new(w);
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    self.default_workdir.join(p)
-                }
-            }
-        };
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| dir.canonicalize())
-            .map_err(|e| {
-                format!(
-                    "cannot use workdir `{}`: {e}; pass an existing directory or one flotilla may create",
-                    dir.display()
-                )
-            })
-    }
-}
-
-/// `[A-Za-z0-9_-]`, 1–64 characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!(
-            "`name` must be 1–64 characters of letters, digits, `_` or `-`; got {} characters",
-            name.chars().count()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(format!(
-            "`name` may contain only letters, digits, `_` and `-`; `{name}` contains {c:?}. Try e.g. `scout-1`"
-        ));
-    }
-    if looks_like_id(name) {
-        return Err(format!(
-            "`name` `{name}` has the form of an agent id (`ag-` and 10 hex digits), which would shadow ids; choose another name"
-        ));
-    }
-    Ok(())
-}
-
-fn looks_like_id(s: &str) -> bool {
-    s.strip_prefix("ag-")
-        .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether a status filter string is valid, for `list_agents`.
 pub fn parse_status_filter(s: &str) -> Result<AgentStatus, RegistryError> {
     AgentStatus::parse(s).ok_or_else(|| {
         RegistryError::Invalid(format!(
-            "unknown status `{s}`; use one of running, queued, paused, idle, failed, cancelled"
+            "unknown status `{s}`; use one of running, queued, waiting, paused, idle, failed, cancelled"
         ))
     })
 }

@@ -1,0 +1,399 @@
+//! Creating agents: one (`create_agent`) or a whole plan at once (`create_agents`).
+//!
+//! Creation is two-phase so a plan is all or nothing: [`Registry::prepare`] checks
+//! every argument and resolves the model, role, tools and work directory without
+//! touching the fleet; [`Registry::commit`] then claims the name, saves the agent and
+//! starts its worker. A plan is checked whole (names, dependencies, cycles) before the
+//! first agent is committed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dashmap::mapref::entry::Entry;
+use serde_json::Value;
+
+use super::{CreateSpec, DEFAULT_MAX_STEPS, MAX_MAX_STEPS, Registry, RegistryError, write};
+use crate::agent::state::AgentStatus;
+use crate::agent::{AgentHandle, AgentSettings, Deferred, Initial, worker};
+use crate::fleet::budget::Caps;
+use crate::plan::checkpoint::Checkpoint;
+use crate::plan::graph;
+use crate::store::Ack;
+use crate::store::event::Event;
+use crate::tools::ALL_TOOLS;
+
+/// Most retries of a failed command.
+pub const MAX_RETRIES: u32 = 5;
+
+/// An agent checked and ready to register.
+pub(crate) struct Prepared {
+    settings: AgentSettings,
+    task: Option<String>,
+    output_schema: Option<Value>,
+}
+
+impl Registry {
+    /// Validate, register, save and start an agent. Returns as soon as it is
+    /// running and its creation (and first command) are on disk.
+    pub async fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
+        if let Some(missing) = spec.depends_on.iter().find(|d| self.get(d).is_err()) {
+            return Err(RegistryError::Invalid(format!(
+                "depends_on names `{missing}`, which is not an agent; create it first, or create the whole plan in one create_agents call"
+            )));
+        }
+        let prepared = self.prepare(spec)?;
+        let (handle, acks) = self.commit(prepared, true)?;
+        await_acks(&handle, acks).await?;
+        if !handle.settings.depends_on.is_empty() {
+            self.fleet().notify_settle();
+        }
+        Ok(handle)
+    }
+
+    /// Create a whole plan: every agent is checked (arguments, names, dependencies —
+    /// which may name agents of the same plan — and cycles) before any exists.
+    pub async fn create_plan(
+        &self,
+        specs: Vec<CreateSpec>,
+    ) -> Result<Vec<Arc<AgentHandle>>, RegistryError> {
+        if specs.is_empty() {
+            return Err(RegistryError::Invalid(
+                "`agents` is empty: give at least one agent (the same arguments as create_agent)"
+                    .into(),
+            ));
+        }
+        let shape: Vec<(String, Vec<String>)> = specs
+            .iter()
+            .map(|s| (s.name.clone(), s.depends_on.clone()))
+            .collect();
+        graph::validate(&shape, |n| self.names.contains_key(n))
+            .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let mut prepared = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            let name = spec.name.clone();
+            prepared.push(self.prepare(spec).map_err(|e| {
+                RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"))
+            })?);
+        }
+        let mut created: Vec<Arc<AgentHandle>> = Vec::with_capacity(prepared.len());
+        let mut acks = Vec::new();
+        for p in prepared {
+            match self.commit(p, false) {
+                Ok((handle, a)) => {
+                    created.push(handle);
+                    acks.extend(a);
+                }
+                Err(e) => {
+                    // Lost a race for a name: undo, so the plan is all or nothing.
+                    for h in &created {
+                        let _ = self.remove(h).await;
+                    }
+                    return Err(RegistryError::Invalid(format!("{e}; nothing was created")));
+                }
+            }
+        }
+        // Only now, with every agent of the plan in the fleet, may the scheduler look
+        // at them (a dependency of the same plan must not look deleted).
+        for h in created.iter().filter(|h| h.deferred().is_some()) {
+            self.wait_for_dependencies(h);
+        }
+        self.fleet().notify_settle();
+        for ack in acks {
+            if let Some(first) = created.first() {
+                await_acks(first, vec![ack]).await?;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Check every argument and build the agent's settings; changes nothing.
+    pub(crate) fn prepare(&self, spec: CreateSpec) -> Result<Prepared, RegistryError> {
+        let invalid = |m: String| RegistryError::Invalid(m);
+        validate_name(&spec.name).map_err(invalid)?;
+        let task = match spec.task {
+            Some(t) if t.trim().is_empty() => {
+                return Err(invalid(
+                    "`task` is empty: give the agent its first instruction, or omit `task` and use command_agent later".into(),
+                ));
+            }
+            t => t,
+        };
+        if task.is_some() {
+            self.fleet().budget.check().map_err(invalid)?;
+        }
+        let caps = Caps {
+            max_cost_usd: spec.max_cost_usd,
+            max_tokens: spec.max_tokens,
+        };
+        if let Some(c) = caps.max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(invalid(format!(
+                "max_cost_usd must be a positive number of US dollars, e.g. 0.5; got {c}"
+            )));
+        }
+        if caps.max_tokens == Some(0) {
+            return Err(invalid(
+                "max_tokens must be at least 1 (input + output tokens over all the agent's commands); omit it for no cap".into(),
+            ));
+        }
+        let retries = spec.retries.unwrap_or(0);
+        if retries > MAX_RETRIES {
+            return Err(invalid(format!(
+                "retries must be between 0 and {MAX_RETRIES}; got {retries}"
+            )));
+        }
+        let depends_on = dedup(&spec.depends_on);
+        if let Some(bad) = depends_on.iter().find(|d| d.trim().is_empty()) {
+            return Err(invalid(format!(
+                "depends_on has an empty name ({bad:?}); list agent names"
+            )));
+        }
+        if depends_on.contains(&spec.name) {
+            return Err(invalid(format!(
+                "agent `{}` depends on itself; remove it from its depends_on",
+                spec.name
+            )));
+        }
+        if !depends_on.is_empty() && task.is_none() {
+            return Err(invalid(
+                "depends_on needs a `task`: the task starts when the dependencies are done".into(),
+            ));
+        }
+        if let Some(schema) = &spec.output_schema {
+            Checkpoint::new(schema).map_err(invalid)?;
+            if task.is_none() {
+                return Err(invalid(
+                    "output_schema checks the answer to `task`, but no task was given; pass output_schema with command_agent instead".into(),
+                ));
+            }
+        }
+        let role = match spec.role.as_deref() {
+            None => None,
+            Some(r) => Some(self.prompts.role(r).ok_or_else(|| {
+                invalid(format!(
+                    "unknown role `{r}`; known roles: {}",
+                    self.prompts.role_names().join(", ")
+                ))
+            })?),
+        };
+        let tools: Vec<String> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
+            (Some(tools), _) => {
+                if let Some(bad) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
+                    return Err(invalid(format!(
+                        "unknown tool `{bad}` in `tools`; the sub-agent tools are: {}",
+                        ALL_TOOLS.join(", ")
+                    )));
+                }
+                dedup(tools)
+            }
+            (None, Some(role_tools)) => role_tools.clone(),
+            (None, None) => ALL_TOOLS.iter().map(|t| t.to_string()).collect(),
+        };
+        let max_steps = spec
+            .max_steps
+            .or(role.and_then(|r| r.max_steps))
+            .unwrap_or(DEFAULT_MAX_STEPS);
+        if !(1..=MAX_MAX_STEPS).contains(&max_steps) {
+            return Err(invalid(format!(
+                "max_steps must be between 1 and {MAX_MAX_STEPS} (model calls per command); got {max_steps}"
+            )));
+        }
+        let model = self
+            .models
+            .resolve(spec.model.as_deref())
+            .map_err(|e| invalid(e.to_string()))?;
+        let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
+        let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
+        let system_prompt = self.prompts.compose(
+            spec.role.as_deref(),
+            extra_prompt.as_deref(),
+            &spec.name,
+            &workdir,
+            &tools,
+        );
+        let tool_specs = self.specs_for(&tools);
+        Ok(Prepared {
+            settings: AgentSettings {
+                name: spec.name,
+                role: spec.role,
+                model,
+                system_prompt,
+                extra_prompt,
+                tools,
+                tool_specs,
+                workdir,
+                max_steps,
+                max_output_tokens: self.models.max_output_tokens(),
+                retry: self.models.retry_policy().clone(),
+                caps,
+                depends_on,
+                retries,
+            },
+            task,
+            output_schema: spec.output_schema,
+        })
+    }
+
+    /// Claim the name, save the agent (and its first command) and start its worker.
+    /// An agent with dependencies is registered `waiting`: the scheduler gives it its
+    /// task later.
+    /// `schedule`: hand a waiting agent to the scheduler now (a plan does so once all
+    /// its agents exist).
+    pub(crate) fn commit(
+        &self,
+        p: Prepared,
+        schedule: bool,
+    ) -> Result<(Arc<AgentHandle>, Vec<Ack>), RegistryError> {
+        let name = p.settings.name.clone();
+        // Claim the name atomically; no guard outlives this block.
+        let id = self.new_id();
+        match self.names.entry(name.clone()) {
+            Entry::Occupied(_) => return Err(RegistryError::DuplicateName(name)),
+            Entry::Vacant(v) => {
+                v.insert(id.clone());
+            }
+        }
+        write(&self.order).insert(name);
+        let waiting = !p.settings.depends_on.is_empty();
+        let deferred = if waiting {
+            p.task.clone().map(|task| Deferred {
+                task,
+                output_schema: p.output_schema.clone(),
+            })
+        } else {
+            None
+        };
+        let mut initial = Initial::default();
+        if waiting {
+            let mut state = crate::agent::state::AgentState::new(p.settings.model.price.is_some());
+            state.status = AgentStatus::Waiting;
+            state.waiting_on = p.settings.depends_on.clone();
+            initial.state = Some(state);
+            initial.deferred = deferred.clone();
+        }
+        let handle = AgentHandle::new(
+            id.clone(),
+            p.settings,
+            SystemTime::now(),
+            &self.cancel,
+            self.fleet.clone(),
+            initial,
+        );
+        let mut stored = handle.settings.stored();
+        if let Some(d) = &deferred {
+            stored.deferred_task = Some(d.task.clone());
+            stored.deferred_schema.clone_from(&d.output_schema);
+        }
+        let mut acks = Vec::new();
+        acks.extend(handle.record(Event::Created {
+            settings: Box::new(stored),
+        }));
+        self.agents.insert(id, handle.clone());
+        if waiting {
+            if schedule {
+                self.wait_for_dependencies(&handle);
+            }
+        } else if let Some(task) = p.task {
+            acks.extend(
+                handle
+                    .enqueue(task, false, p.output_schema)
+                    .map_err(RegistryError::Invalid)?
+                    .ack,
+            );
+        }
+        self.tracker
+            .spawn(worker::run(handle.clone(), worker::Start::default()));
+        tracing::info!(agent = %handle.name(), id = %handle.id, model = %handle.settings.model.id, waiting, "agent created");
+        Ok((handle, acks))
+    }
+
+    fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
+        let dir = match requested {
+            None => self.default_workdir.clone(),
+            Some(w) if w.trim().is_empty() => {
+                return Err(
+                    "`workdir` is empty; omit it to use the server's working directory".into(),
+                );
+            }
+            Some(w) => {
+                let p = Path::new(w);
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    self.default_workdir.join(p)
+                }
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| dir.canonicalize())
+            .map_err(|e| {
+                format!(
+                    "cannot use workdir `{}`: {e}; pass an existing directory or one flotilla may create",
+                    dir.display()
+                )
+            })
+    }
+}
+
+/// Wait for the records of a creation to be on disk.
+async fn await_acks(handle: &AgentHandle, acks: Vec<Ack>) -> Result<(), RegistryError> {
+    for ack in acks {
+        match ack.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(RegistryError::Store(format!(
+                    "agent `{}` was started but could not be saved: {e}",
+                    handle.name()
+                )));
+            }
+            Err(_) => {
+                return Err(RegistryError::Store(
+                    "the fleet store is closed; the server is shutting down".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The items in their first order, without repeats.
+fn dedup(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for t in items {
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+/// `[A-Za-z0-9_-]`, 1–64 characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "`name` must be 1–64 characters of letters, digits, `_` or `-`; got {} characters",
+            name.chars().count()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "`name` may contain only letters, digits, `_` and `-`; `{name}` contains {c:?}. Try e.g. `scout-1`"
+        ));
+    }
+    if looks_like_id(name) {
+        return Err(format!(
+            "`name` `{name}` has the form of an agent id (`ag-` and 10 hex digits), which would shadow ids; choose another name"
+        ));
+    }
+    Ok(())
+}
+
+fn looks_like_id(s: &str) -> bool {
+    s.strip_prefix("ag-")
+        .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
