@@ -11,7 +11,8 @@
 //! - [`provider`]: model calls (Anthropic Messages, OpenAI Chat Completions) behind
 //!   one trait, with retries; [`config`] resolves models, aliases and keys;
 //!   [`pricing`] turns tokens into dollars.
-//! - [`tools`]: the sub-agent tools, jailed to the agent's work directory.
+//! - [`tools`]: the sub-agent tools, jailed to the agent's work directory;
+//!   [`sandbox`] starts `run_command` in its own PID and mount namespaces.
 //! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
 //!   written off the hot path by one thread, replayed on restart.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
@@ -25,6 +26,7 @@ pub mod prompts;
 pub mod provider;
 pub mod registry;
 pub mod restore;
+pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod tools;

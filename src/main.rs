@@ -48,6 +48,10 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `flotilla __exec` / `__init`: the run_command launcher, before any thread starts.
+    if let Some(code) = flotilla::sandbox::dispatch() {
+        std::process::exit(code);
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     let result = runtime.block_on(run(Cli::parse()));
     // The stdin reader is a blocking thread that may never return (a client that
@@ -72,6 +76,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .init();
 
     let config = Config::load(cli.config.as_deref())?;
+    // Defence in depth: a process of the same user cannot read our memory or
+    // environment through /proc (commands run in their own PID namespace anyway).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::debug!("cannot mark the process non-dumpable: {e}");
+    }
+    let launcher = std::env::current_exe().context("cannot find the flotilla binary")?;
+    match flotilla::sandbox::install(launcher, flotilla::sandbox::secret_vars(&config)).await {
+        flotilla::sandbox::Isolation::Namespaces => {
+            tracing::debug!("run_command: PID and mount namespaces with a private /proc")
+        }
+        flotilla::sandbox::Isolation::Unavailable(why) => tracing::warn!(
+            "run_command: process isolation is unavailable ({why}); commands can see other processes through /proc, including their environments, and detached processes may outlive flotilla"
+        ),
+    }
     let models = Models::new(&config, &|k| std::env::var(k).ok())?;
     let prompts = Prompts::load(cli.prompts_dir.as_deref())?;
     let workdir = match cli.workdir {
