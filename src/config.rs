@@ -63,6 +63,9 @@ pub struct Config {
     /// How model calls are retried on rate limits, overload and server errors.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Guard rails.
+    #[serde(default)]
+    pub limits: Limits,
     /// The file this was read from, for error messages (not a config key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -116,6 +119,17 @@ pub struct RetryConfig {
     /// Longest backoff (default 30000). A server's `retry-after` is honoured up to
     /// the larger of this and 60 s.
     pub max_backoff_ms: Option<u64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Directories agents' work directories may lie under, besides the server's working
+    /// directory and the system temp directory (relative paths: from the server's
+    /// working directory).
+    #[serde(default)]
+    pub workdir_roots: Vec<PathBuf>,
 }
 
 /// A config file that cannot be used. Messages name the file and what to change.

@@ -30,3 +30,4 @@ pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod tools;
+pub mod workdirs;

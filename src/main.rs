@@ -122,7 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         opened
     };
     let store = Arc::new(store);
-    let registry = Arc::new(Registry::new(models, prompts, workdir, store.clone()));
+    let roots = flotilla::workdirs::load_roots(&config.limits.workdir_roots, &workdir)
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    let registry =
+        Arc::new(Registry::new(models, prompts, workdir, store.clone()).with_workdir_roots(roots));
     if !logs.is_empty() {
         let report = registry.restore(logs, !cli.no_resume);
         tracing::info!(

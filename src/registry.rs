@@ -62,6 +62,8 @@ pub struct Registry {
     models: Models,
     prompts: Prompts,
     default_workdir: PathBuf,
+    /// Directories agents' work directories must lie under.
+    workdir_roots: Vec<PathBuf>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     ids: std::collections::hash_map::RandomState,
@@ -85,6 +87,7 @@ impl Registry {
             names: DashMap::new(),
             models,
             prompts,
+            workdir_roots: default_workdir_roots(&default_workdir),
             default_workdir,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -106,7 +109,11 @@ impl Registry {
     /// Validate, register, save and start an agent. Returns as soon as it is
     /// running and its creation (and first command) are on disk.
     pub async fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
-        let (handle, acks) = self.register(spec)?;
+        let workdir = self
+            .workdir(spec.workdir.as_deref())
+            .await
+            .map_err(RegistryError::Invalid)?;
+        let (handle, acks) = self.register(spec, workdir)?;
         for ack in acks {
             match ack.await {
                 Ok(Ok(())) => {}
@@ -126,7 +133,11 @@ impl Registry {
         Ok(handle)
     }
 
-    fn register(&self, spec: CreateSpec) -> Result<(Arc<AgentHandle>, Vec<Ack>), RegistryError> {
+    fn register(
+        &self,
+        spec: CreateSpec,
+        workdir: PathBuf,
+    ) -> Result<(Arc<AgentHandle>, Vec<Ack>), RegistryError> {
         let invalid = |m: String| RegistryError::Invalid(m);
         validate_name(&spec.name).map_err(invalid)?;
         let task = match spec.task {
@@ -178,7 +189,6 @@ impl Registry {
             .models
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
-        let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
         let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
         let system_prompt = self.prompts.compose(
             spec.role.as_deref(),
@@ -376,7 +386,21 @@ impl Registry {
         }
     }
 
-    fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
+    /// Widen the directories agents may work in (config `[limits] workdir_roots`);
+    /// the defaults (the server's work directory and the temp directory) stay.
+    pub fn with_workdir_roots(mut self, roots: Vec<PathBuf>) -> Self {
+        for root in roots {
+            if !self.workdir_roots.contains(&root) {
+                self.workdir_roots.push(root);
+            }
+        }
+        self
+    }
+
+    /// The requested work directory (default: the server's), made absolute, checked
+    /// against the allowed roots, created if missing and canonicalized — off the
+    /// async runtime.
+    async fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
         let dir = match requested {
             None => self.default_workdir.clone(),
             Some(w) if w.trim().is_empty() => {
@@ -384,24 +408,24 @@ impl Registry {
                     "`workdir` is empty; omit it to use the server's working directory".into(),
                 );
             }
-            Some(w) => {
-                let p = Path::new(w);
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    self.default_workdir.join(p)
-                }
-            }
+            Some(w) => self.default_workdir.join(w),
         };
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| dir.canonicalize())
-            .map_err(|e| {
-                format!(
-                    "cannot use workdir `{}`: {e}; pass an existing directory or one flotilla may create",
-                    dir.display()
-                )
-            })
+        let roots = self.workdir_roots.clone();
+        tokio::task::spawn_blocking(move || crate::workdirs::prepare(&dir, &roots))
+            .await
+            .map_err(|e| format!("cannot prepare the work directory: {e}"))?
     }
+}
+
+/// The server's work directory and the system temp directory, canonical.
+fn default_workdir_roots(default_workdir: &Path) -> Vec<PathBuf> {
+    let mut roots = vec![default_workdir.to_path_buf()];
+    if let Ok(tmp) = std::env::temp_dir().canonicalize()
+        && !roots.contains(&tmp)
+    {
+        roots.push(tmp);
+    }
+    roots
 }
 
 /// `[A-Za-z0-9_-]`, 1–64 characters.

@@ -278,3 +278,59 @@ async fn fifos_and_devices_are_refused_at_once() {
         assert!(!r.content.contains("/dev/zero"), "revealed a target: {r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workdirs_must_lie_under_the_allowed_roots() {
+    let extra = std::path::PathBuf::from(format!("/var/tmp/flotilla-roots-{}", std::process::id()));
+    std::fs::create_dir_all(&extra).unwrap();
+    let fl = Flotilla::start().await;
+    let tmp = std::env::temp_dir().canonicalize().unwrap();
+    for (name, workdir) in [
+        ("root", "/".to_string()),
+        ("etc", "/etc".to_string()),
+        ("extra", extra.join("new").display().to_string()),
+    ] {
+        let err = fl
+            .call_err("create_agent", json!({"name": name, "workdir": workdir}))
+            .await;
+        assert_mentions(
+            &err,
+            &[
+                "outside",
+                "workdir_roots",
+                fl.work().canonicalize().unwrap().to_str().unwrap(),
+                tmp.to_str().unwrap(),
+            ],
+        );
+    }
+    assert!(!extra.join("new").exists(), "a refused workdir was created");
+    let list = fl.call("list_agents", json!({})).await;
+    assert!(names(&list["agents"]).is_empty(), "{list}");
+    // Inside the defaults: the server's directory and the temp directory.
+    fl.call(
+        "create_agent",
+        json!({"name": "here", "workdir": "sub/dir"}),
+    )
+    .await;
+    let in_tmp = fl.root().join("elsewhere");
+    fl.call(
+        "create_agent",
+        json!({"name": "tmp", "workdir": in_tmp.to_str().unwrap()}),
+    )
+    .await;
+
+    // `[limits] workdir_roots` widens it.
+    let config = format!(
+        "{DEFAULT_CONFIG}[limits]\nworkdir_roots = [\"{}\"]\n",
+        extra.display()
+    );
+    let wide = Flotilla::builder().config(&config).start().await;
+    let created = wide
+        .call(
+            "create_agent",
+            json!({"name": "extra", "workdir": extra.join("new").to_str().unwrap()}),
+        )
+        .await;
+    assert_eq!(created["workdir"], extra.join("new").to_str().unwrap());
+    let _ = std::fs::remove_dir_all(&extra);
+}
