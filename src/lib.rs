@@ -3,7 +3,7 @@
 //!
 //! A tour, from the outside in:
 //! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
-//!   shapes compact JSON results.
+//!   shapes compact JSON results. [`stdio`] filters malformed JSON-RPC in front of it.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
 //!   every task tracked for shutdown.
 //! - [`agent`]: one agent — a handle with an inbox and a `watch`ed state, and the
@@ -28,6 +28,7 @@ pub mod registry;
 pub mod restore;
 pub mod sandbox;
 pub mod server;
+pub mod stdio;
 pub mod store;
 pub mod tools;
 pub mod workdirs;

@@ -136,8 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "fleet restored"
         );
     }
+    // A line filter in front of rmcp answers malformed JSON-RPC (see flotilla::stdio).
+    let (transport, stdio) = flotilla::stdio::filtered();
     let service = FleetServer::new(registry.clone())
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .context("MCP initialisation over stdio failed")?;
     let cancel = service.cancellation_token();
@@ -153,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     registry.shutdown(Duration::from_secs(10)).await;
+    stdio.finish(Duration::from_secs(1)).await;
     store.close();
     tracing::info!("all agents stopped; store closed");
     Ok(())
