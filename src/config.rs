@@ -119,6 +119,12 @@ pub struct RetryConfig {
     /// Longest backoff (default 30000). A server's `retry-after` is honoured up to
     /// the larger of this and 60 s.
     pub max_backoff_ms: Option<u64>,
+    /// Deadline of one model call, request sent to answer read (default 600).
+    pub request_timeout_s: Option<u64>,
+    /// Longest silence while an answer's body arrives (default 60; 0: no limit).
+    pub idle_timeout_s: Option<u64>,
+    /// How many timed-out calls are retried (default 1), within `max_retries`.
+    pub timeout_retries: Option<u32>,
 }
 
 /// `[limits]`.
