@@ -33,7 +33,9 @@ pub struct CreateAgentParams {
     #[serde(default)]
     pub tools: Option<Vec<String>>,
     /// Directory the agent works in (created if missing; relative paths are relative to
-    /// the server's working directory). Default: the server's working directory.
+    /// the server's working directory). It must lie under the server's working
+    /// directory, the temp directory or a configured root. Default: the server's
+    /// working directory.
     #[serde(default)]
     pub workdir: Option<String>,
     /// Model calls allowed per command, 1-1000. Default: the role's, else 50.
