@@ -18,6 +18,9 @@
 //!    processes that detached with `setsid` or a double fork.
 //!
 //! Both processes are single-threaded, so nothing here needs `pre_exec` or `unsafe`.
+//! Note that the parent-death signal fires when the *thread* that spawned the launcher
+//! exits: commands are spawned from tokio worker threads, which live as long as the
+//! runtime (do not spawn them from `spawn_blocking`, whose threads retire when idle).
 //! Every command's environment is scrubbed of the provider key variables
 //! ([`secret_vars`]: every `api_key_env` of the config, `ANTHROPIC_API_KEY`,
 //! `OPENAI_API_KEY`, `FLOTILLA_TOKEN`).
