@@ -73,7 +73,7 @@ pub struct Config {
     /// How model calls are retried on rate limits, overload and server errors.
     #[serde(default)]
     pub retry: RetryConfig,
-    /// Guard rails: budgets, run slots, stalls, provider circuits.
+    /// Guard rails: budgets, run slots, stalls, provider circuits, work directories.
     #[serde(default)]
     pub limits: Limits,
     /// The file this was read from, for error messages (not a config key).
@@ -132,6 +132,12 @@ pub struct RetryConfig {
     /// Longest backoff (default 30000). A server's `retry-after` is honoured up to
     /// the larger of this and 60 s.
     pub max_backoff_ms: Option<u64>,
+    /// Deadline of one model call, request sent to answer read (default 600).
+    pub request_timeout_s: Option<u64>,
+    /// Longest silence while an answer's body arrives (default 60; 0: no limit).
+    pub idle_timeout_s: Option<u64>,
+    /// How many timed-out calls are retried (default 1), within `max_retries`.
+    pub timeout_retries: Option<u32>,
 }
 
 /// `[limits]`: the fleet's guard rails. Flags and environment variables
@@ -151,6 +157,11 @@ pub struct Limits {
     pub circuit_failures: Option<u32>,
     /// Seconds an open circuit holds calls before one probe call (default 30).
     pub circuit_open_s: Option<u64>,
+    /// Directories agents' work directories may lie under, besides the server's working
+    /// directory and the system temp directory (relative paths: from the server's
+    /// working directory).
+    #[serde(default)]
+    pub workdir_roots: Vec<PathBuf>,
 }
 
 /// A config file that cannot be used. Messages name the file and what to change.

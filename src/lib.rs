@@ -3,7 +3,7 @@
 //!
 //! A tour, from the outside in:
 //! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
-//!   shapes compact JSON results.
+//!   shapes compact JSON results. [`stdio`] filters malformed JSON-RPC in front of it.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
 //!   every task tracked for shutdown.
 //! - [`fleet`]: what every agent shares — store, event bus, budget, run slots,
@@ -13,7 +13,8 @@
 //! - [`provider`]: model calls (Anthropic Messages, OpenAI Chat Completions) behind
 //!   one trait, with retries; [`config`] resolves models, aliases and keys;
 //!   [`pricing`] turns tokens into dollars.
-//! - [`tools`]: the sub-agent tools, jailed to the agent's work directory.
+//! - [`tools`]: the sub-agent tools, jailed to the agent's work directory;
+//!   [`sandbox`] starts `run_command` in its own PID and mount namespaces.
 //! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
 //!   written off the hot path by one thread, replayed on restart.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
@@ -29,7 +30,10 @@ pub mod prompts;
 pub mod provider;
 pub mod registry;
 pub mod restore;
+pub mod sandbox;
 pub mod server;
+pub mod stdio;
 pub mod store;
 pub mod text;
 pub mod tools;
+pub mod workdirs;

@@ -63,6 +63,10 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `flotilla __exec` / `__init`: the run_command launcher, before any thread starts.
+    if let Some(code) = flotilla::sandbox::dispatch() {
+        std::process::exit(code);
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     let result = runtime.block_on(run(Cli::parse()));
     // The stdin reader is a blocking thread that may never return (a client that
@@ -87,6 +91,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .init();
 
     let config = Config::load(cli.config.as_deref())?;
+    // Defence in depth: a process of the same user cannot read our memory or
+    // environment through /proc (commands run in their own PID namespace anyway).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::debug!("cannot mark the process non-dumpable: {e}");
+    }
+    let launcher = std::env::current_exe().context("cannot find the flotilla binary")?;
+    match flotilla::sandbox::install(launcher, flotilla::sandbox::secret_vars(&config)).await {
+        flotilla::sandbox::Isolation::Namespaces => {
+            tracing::debug!("run_command: PID and mount namespaces with a private /proc")
+        }
+        flotilla::sandbox::Isolation::Unavailable(why) => tracing::warn!(
+            "run_command: process isolation is unavailable ({why}); commands can see other processes through /proc, including their environments, and detached processes may outlive flotilla"
+        ),
+    }
     let models = Models::new(&config, &|k| std::env::var(k).ok())?;
     let prompts = Prompts::load(cli.prompts_dir.as_deref())?;
     let workdir = match cli.workdir {
@@ -137,7 +155,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         store.clone(),
         limits.options(&config, store.retired_spend(), secrets),
     );
-    let registry = Arc::new(Registry::new(models, prompts, workdir, fleet));
+    let roots = flotilla::workdirs::load_roots(&config.limits.workdir_roots, &workdir)
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    let registry =
+        Arc::new(Registry::new(models, prompts, workdir, fleet).with_workdir_roots(roots));
     if !logs.is_empty() {
         let report = registry.restore(logs, !cli.no_resume);
         tracing::info!(
@@ -149,8 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     registry.start_scheduler();
+    // A line filter in front of rmcp answers malformed JSON-RPC (see flotilla::stdio).
+    let (transport, stdio) = flotilla::stdio::filtered();
     let service = FleetServer::new(registry.clone())
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .context("MCP initialisation over stdio failed")?;
     let cancel = service.cancellation_token();
@@ -166,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     registry.shutdown(Duration::from_secs(10)).await;
+    stdio.finish(Duration::from_secs(1)).await;
     store.close();
     tracing::info!("all agents stopped; store closed");
     Ok(())

@@ -24,6 +24,9 @@ pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
     ("opus", "anthropic:claude-opus-4-8"),
 ];
 
+/// Default `[retry] idle_timeout_s`.
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
+
 /// Default output token limit per model call.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 8192;
 
@@ -187,6 +190,19 @@ impl Models {
             max_retries: config.retry.max_retries.unwrap_or(defaults.max_retries),
             initial_backoff: ms(config.retry.initial_backoff_ms, defaults.initial_backoff),
             max_backoff: ms(config.retry.max_backoff_ms, defaults.max_backoff),
+            request_timeout: match config.retry.request_timeout_s {
+                Some(0) => {
+                    return Err(invalid(
+                        "[retry] request_timeout_s must be at least 1".into(),
+                    ));
+                }
+                Some(s) => Duration::from_secs(s),
+                None => defaults.request_timeout,
+            },
+            timeout_retries: config
+                .retry
+                .timeout_retries
+                .unwrap_or(defaults.timeout_retries),
         };
 
         let mut models = Models {
@@ -425,6 +441,12 @@ fn build_provider(
         api_key_env,
         headers: table.headers.into_iter().collect(),
         base_url,
+        idle_timeout: Some(Duration::from_secs(
+            config
+                .retry
+                .idle_timeout_s
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_S),
+        )),
     };
     // Built even when the key is missing, so bad headers are reported at startup.
     let provider: Arc<dyn Provider> = match kind {

@@ -55,7 +55,10 @@ impl Provider for AnthropicProvider {
         Box::pin(async move {
             let body = to_wire(request);
             let response: WireResponse = self.endpoint.post_json(&self.client, &body).await?;
-            Ok(from_wire(response))
+            from_wire(response).map_err(|message| ProviderError::Fatal {
+                status: Some(200),
+                message: format!("{}: {message}", self.endpoint.name),
+            })
         })
     }
 }
@@ -125,8 +128,13 @@ struct WireTool<'a> {
 
 #[derive(Deserialize)]
 struct WireResponse {
+    /// `message`; an error body sent with status 200 says `error`.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
     #[serde(default)]
-    content: Vec<WireResponseBlock>,
+    error: Option<Value>,
+    #[serde(default)]
+    content: Option<Vec<WireResponseBlock>>,
     stop_reason: Option<String>,
     #[serde(default)]
     usage: WireUsage,
@@ -237,9 +245,27 @@ fn tool_to_wire(tool: &ToolSpec) -> WireTool<'_> {
     }
 }
 
-fn from_wire(response: WireResponse) -> ModelResponse {
-    let content = response
-        .content
+/// The neutral response, or why the answer cannot be used: an error body, no
+/// `content`, or no text or tool call in it (e.g. only block types we do not know).
+/// Such an answer is a failed call, never an empty final answer.
+fn from_wire(response: WireResponse) -> Result<ModelResponse, String> {
+    if response.kind.as_deref() == Some("error") || response.error.is_some() {
+        let reported = response
+            .error
+            .as_ref()
+            .and_then(|e| e.get("message").or(Some(e)))
+            .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+            .unwrap_or_default();
+        return Err(format!(
+            "the answer is an error: {}",
+            super::http::truncate(&reported, 500)
+        ));
+    }
+    let Some(blocks) = response.content else {
+        return Err("the answer has no `content`; nothing to continue with".to_string());
+    };
+    let received = blocks.len();
+    let content: Vec<Block> = blocks
         .into_iter()
         .filter_map(|block| match block {
             WireResponseBlock::Text { text } => Some(Block::Text { text }),
@@ -256,6 +282,18 @@ fn from_wire(response: WireResponse) -> ModelResponse {
             WireResponseBlock::Other => None,
         })
         .collect();
+    let useful = content.iter().any(|b| match b {
+        Block::Text { text } => !text.trim().is_empty(),
+        _ => true,
+    });
+    if !useful {
+        return Err(format!(
+            "the answer has no text or tool call ({received} content block{} of other kinds, \
+             stop_reason {}); nothing to continue with",
+            if received == 1 { "" } else { "s" },
+            response.stop_reason.as_deref().unwrap_or("none")
+        ));
+    }
     let stop_reason = match response.stop_reason.as_deref() {
         Some("end_turn") => StopReason::EndTurn,
         Some("tool_use") => StopReason::ToolUse,
@@ -264,7 +302,7 @@ fn from_wire(response: WireResponse) -> ModelResponse {
         None => StopReason::Other("none".to_string()),
     };
     let u = response.usage;
-    ModelResponse {
+    Ok(ModelResponse {
         message: Message {
             role: Role::Assistant,
             content,
@@ -278,7 +316,7 @@ fn from_wire(response: WireResponse) -> ModelResponse {
             cache_read_tokens: u.cache_read_input_tokens.unwrap_or(0),
             cache_write_tokens: u.cache_creation_input_tokens.unwrap_or(0),
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -402,7 +440,7 @@ mod tests {
                       "cache_read_input_tokens": 1000, "output_tokens": 7}
         });
         let wire: WireResponse = serde_json::from_value(body).unwrap();
-        let response = from_wire(wire);
+        let response = from_wire(wire).unwrap();
         assert_eq!(
             response,
             ModelResponse {
@@ -437,10 +475,39 @@ mod tests {
             ("max_tokens", StopReason::MaxTokens),
             ("refusal", StopReason::Other("refusal".into())),
         ] {
-            let body = json!({"content": [], "stop_reason": wire,
+            let body = json!({"content": [{"type": "text", "text": "x"}], "stop_reason": wire,
                               "usage": {"input_tokens": 1, "output_tokens": 1}});
-            let response = from_wire(serde_json::from_value(body).unwrap());
+            let response = from_wire(serde_json::from_value(body).unwrap()).unwrap();
             assert_eq!(response.stop_reason, ours);
+        }
+    }
+
+    #[test]
+    fn answers_without_usable_content_are_errors() {
+        for (body, says) in [
+            (
+                json!({"type": "message", "stop_reason": "end_turn"}),
+                "no `content`",
+            ),
+            (
+                json!({"content": [], "stop_reason": "end_turn"}),
+                "no text or tool call",
+            ),
+            (
+                json!({"content": [{"type": "mystery", "x": 1}, {"type": "thinking"}]}),
+                "2 content blocks of other kinds",
+            ),
+            (
+                json!({"content": [{"type": "text", "text": "  "}]}),
+                "no text",
+            ),
+            (
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}),
+                "error: busy",
+            ),
+        ] {
+            let e = from_wire(serde_json::from_value(body.clone()).unwrap()).unwrap_err();
+            assert!(e.contains(says), "{body}: {e}");
         }
     }
 }

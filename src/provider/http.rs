@@ -14,16 +14,17 @@ use super::ProviderError;
 
 /// How long to wait for a TCP/TLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one whole model call may take (long non-streaming answers are slow).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest answer body read (a provider that never stops sending is cut off).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Longest provider error text we pass on.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// The client every provider shares (connection pool, timeouts, user agent).
+/// The client every provider shares (connection pool, connect timeout, user agent).
+/// The deadline of a whole call is the retry policy's (`[retry] request_timeout_s`);
+/// the idle timeout while an answer arrives is the endpoint's.
 pub fn build_client() -> Result<Client, reqwest::Error> {
     Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("flotilla/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -41,6 +42,9 @@ pub struct EndpointConfig {
     pub api_key_env: Option<String>,
     /// Extra headers sent with every request.
     pub headers: Vec<(String, String)>,
+    /// Longest silence while an answer's body arrives (`[retry] idle_timeout_s`);
+    /// `None`: no limit here (the call's deadline still applies).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_env", &self.api_key_env)
             .field("headers", &self.headers)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
@@ -62,6 +67,7 @@ pub(crate) struct Endpoint {
     pub url: String,
     headers: HeaderMap,
     api_key_env: Option<String>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Endpoint {
@@ -97,6 +103,7 @@ impl Endpoint {
             url: format!("{}{path}", config.base_url.trim_end_matches('/')),
             headers,
             api_key_env: config.api_key_env.clone(),
+            idle_timeout: config.idle_timeout.filter(|d| !d.is_zero()),
         })
     }
 
@@ -106,7 +113,7 @@ impl Endpoint {
         client: &Client,
         body: &B,
     ) -> Result<T, ProviderError> {
-        let response = client
+        let mut response = client
             .post(&self.url)
             .headers(self.headers.clone())
             .json(body)
@@ -115,10 +122,33 @@ impl Endpoint {
             .map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = response
-            .text()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        // Read the body chunk by chunk: a stall longer than the idle timeout, or an
+        // answer that never ends, fails the attempt instead of holding the agent.
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = match self.idle_timeout {
+                Some(idle) => tokio::time::timeout(idle, response.chunk())
+                    .await
+                    .map_err(|_| self.stalled(idle))?,
+                None => response.chunk().await,
+            };
+            match chunk.map_err(|e| self.transport_error(&e))? {
+                Some(chunk) => {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > MAX_RESPONSE_BYTES {
+                        return Err(ProviderError::Fatal {
+                            status: Some(status.as_u16()),
+                            message: format!(
+                                "{}: the answer from {} is over {MAX_RESPONSE_BYTES} bytes; gave up reading it",
+                                self.name, self.url
+                            ),
+                        });
+                    }
+                }
+                None => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
         if !status.is_success() {
             return Err(self.status_error(status, retry_after, &text));
         }
@@ -135,6 +165,19 @@ impl Endpoint {
                 ),
             }
         })
+    }
+
+    fn stalled(&self, idle: Duration) -> ProviderError {
+        ProviderError::Retryable {
+            status: None,
+            retry_after: None,
+            message: format!(
+                "{}: the answer from {} stalled: no data for {}s ([retry] idle_timeout_s)",
+                self.name,
+                self.url,
+                idle.as_secs_f64()
+            ),
+        }
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ProviderError {

@@ -1,6 +1,8 @@
 //! Bounded, cancellable retries around [`Provider::complete`].
 //!
-//! `Retryable` errors (429, 529, 5xx, connection trouble) are tried again after an
+//! Each attempt has a deadline (`request_timeout`); a timed-out attempt is retried at
+//! most `timeout_retries` times. `Retryable` errors (429, 529, 5xx, connection trouble,
+//! timeouts) are tried again after an
 //! exponential backoff with jitter, or after the server's `retry-after` when it gave one
 //! (capped, so a confused server cannot park an agent for hours). `Fatal` errors and
 //! cancellation end the call at once — cancellation even mid-request or mid-sleep.
@@ -15,7 +17,8 @@ use super::{Provider, ProviderError};
 use crate::fleet::circuit::{Gate, Outcome};
 use crate::model::{ModelRequest, ModelResponse};
 
-/// How hard to try. Config: `[retry] max_retries, initial_backoff_ms, max_backoff_ms`.
+/// How hard to try. Config: `[retry] max_retries, initial_backoff_ms, max_backoff_ms,
+/// request_timeout_s, timeout_retries`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (so at most `max_retries + 1` calls).
@@ -24,7 +27,16 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest computed backoff.
     pub max_backoff: Duration,
+    /// Deadline of one attempt, from sending the request to the end of the answer.
+    pub request_timeout: Duration,
+    /// How many attempts that ran into `request_timeout` are retried (within
+    /// `max_retries`): a provider that hangs does not hold an agent for
+    /// `max_retries` deadlines.
+    pub timeout_retries: u32,
 }
+
+/// Default `request_timeout`: long non-streaming answers are slow.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -32,6 +44,8 @@ impl Default for RetryPolicy {
             max_retries: 5,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            timeout_retries: 1,
         }
     }
 }
@@ -108,6 +122,7 @@ pub async fn complete_through_gate(
     on_wait: &mut (dyn FnMut(String) + Send),
 ) -> Result<ModelResponse, RetryError> {
     let mut attempt: u32 = 0;
+    let mut timeouts: u32 = 0;
     loop {
         attempt += 1;
         let pass = match gate {
@@ -121,7 +136,19 @@ pub async fn complete_through_gate(
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(RetryError::Cancelled),
-            result = provider.complete(request) => result,
+            result = tokio::time::timeout(policy.request_timeout, provider.complete(request)) => {
+                result.unwrap_or_else(|_| {
+                    timeouts += 1;
+                    Err(ProviderError::Retryable {
+                        status: None,
+                        retry_after: None,
+                        message: format!(
+                            "the model call timed out: no complete answer within {}s ([retry] request_timeout_s)",
+                            policy.request_timeout.as_secs_f64()
+                        ),
+                    })
+                })
+            }
         };
         if let Some(pass) = pass {
             pass.finish(match &result {
@@ -138,7 +165,7 @@ pub async fn complete_through_gate(
                     format!("failed at attempt {attempt}"),
                 )));
             }
-            Err(error) if attempt > policy.max_retries => {
+            Err(error) if attempt > policy.max_retries || timeouts > policy.timeout_retries => {
                 return Err(RetryError::Failed(with_note(
                     error,
                     attempt,
@@ -265,6 +292,7 @@ mod tests {
             max_retries,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            ..RetryPolicy::default()
         }
     }
 
@@ -387,6 +415,28 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         assert_eq!(provider.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_call_times_out_and_is_retried_a_bounded_number_of_times() {
+        let provider = Scripted::new(vec![]);
+        let policy = RetryPolicy {
+            request_timeout: Duration::from_secs(10),
+            timeout_retries: 2,
+            ..policy(5)
+        };
+        let start = Instant::now();
+        let (result, seen) = run(&provider, &policy, &CancellationToken::new()).await;
+        let Err(RetryError::Failed(error)) = result else {
+            panic!("expected Failed, got {result:?}");
+        };
+        let text = error.to_string();
+        assert!(text.contains("timed out") && text.contains("10s"), "{text}");
+        assert!(text.contains("gave up after 3 attempts"), "{text}");
+        assert_eq!(provider.calls(), 3);
+        assert_eq!(seen.len(), 2);
+        let slept: Duration = seen.iter().map(|s| s.2).sum();
+        assert!(start.elapsed() <= Duration::from_secs(30) + slept + Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 //! starts its worker. A plan is checked whole (names, dependencies, cycles) before the
 //! first agent is committed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -42,7 +42,11 @@ impl Registry {
                 "depends_on names `{missing}`, which is not an agent; create it first, or create the whole plan in one create_agents call"
             )));
         }
-        let prepared = self.prepare(spec)?;
+        let workdir = self
+            .workdir(spec.workdir.as_deref())
+            .await
+            .map_err(RegistryError::Invalid)?;
+        let prepared = self.prepare(spec, workdir)?;
         let (handle, acks) = self.commit(prepared, true)?;
         await_acks(&handle, acks).await?;
         if !handle.settings.depends_on.is_empty() {
@@ -72,9 +76,13 @@ impl Registry {
         let mut prepared = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
             let name = spec.name.clone();
-            prepared.push(self.prepare(spec).map_err(|e| {
-                RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"))
-            })?);
+            let refuse =
+                |e: String| RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"));
+            let workdir = self.workdir(spec.workdir.as_deref()).await.map_err(refuse)?;
+            prepared.push(
+                self.prepare(spec, workdir)
+                    .map_err(|e| refuse(e.to_string()))?,
+            );
         }
         let mut created: Vec<Arc<AgentHandle>> = Vec::with_capacity(prepared.len());
         let mut acks = Vec::new();
@@ -108,7 +116,12 @@ impl Registry {
     }
 
     /// Check every argument and build the agent's settings; changes nothing.
-    pub(crate) fn prepare(&self, spec: CreateSpec) -> Result<Prepared, RegistryError> {
+    /// `workdir`: the agent's work directory, resolved with [`Registry::workdir`].
+    pub(crate) fn prepare(
+        &self,
+        spec: CreateSpec,
+        workdir: PathBuf,
+    ) -> Result<Prepared, RegistryError> {
         let invalid = |m: String| RegistryError::Invalid(m);
         validate_name(&spec.name).map_err(invalid)?;
         let task = match spec.task {
@@ -204,7 +217,6 @@ impl Registry {
             .models
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
-        let workdir = self.workdir(spec.workdir.as_deref()).map_err(invalid)?;
         let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
         let system_prompt = self.prompts.compose(
             spec.role.as_deref(),
@@ -309,7 +321,10 @@ impl Registry {
         Ok((handle, acks))
     }
 
-    fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
+    /// The requested work directory (default: the server's), made absolute, checked
+    /// against the allowed roots, created if missing and canonicalized — off the
+    /// async runtime.
+    pub(crate) async fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
         let dir = match requested {
             None => self.default_workdir.clone(),
             Some(w) if w.trim().is_empty() => {
@@ -317,23 +332,12 @@ impl Registry {
                     "`workdir` is empty; omit it to use the server's working directory".into(),
                 );
             }
-            Some(w) => {
-                let p = Path::new(w);
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    self.default_workdir.join(p)
-                }
-            }
+            Some(w) => self.default_workdir.join(w),
         };
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| dir.canonicalize())
-            .map_err(|e| {
-                format!(
-                    "cannot use workdir `{}`: {e}; pass an existing directory or one flotilla may create",
-                    dir.display()
-                )
-            })
+        let roots = self.workdir_roots.clone();
+        tokio::task::spawn_blocking(move || crate::workdirs::prepare(&dir, &roots))
+            .await
+            .map_err(|e| format!("cannot prepare the work directory: {e}"))?
     }
 }
 

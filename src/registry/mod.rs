@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -81,6 +81,8 @@ pub struct Registry {
     models: Models,
     prompts: Prompts,
     default_workdir: PathBuf,
+    /// Directories agents' work directories must lie under.
+    workdir_roots: Vec<PathBuf>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     ids: std::collections::hash_map::RandomState,
@@ -105,6 +107,7 @@ impl Registry {
             waiting: std::sync::Mutex::new(Vec::new()),
             models,
             prompts,
+            workdir_roots: default_workdir_roots(&default_workdir),
             default_workdir,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -112,6 +115,17 @@ impl Registry {
             next: Default::default(),
             specs: DashMap::new(),
         }
+    }
+
+    /// Widen the directories agents may work in (config `[limits] workdir_roots`);
+    /// the defaults (the server's work directory and the temp directory) stay.
+    pub fn with_workdir_roots(mut self, roots: Vec<PathBuf>) -> Self {
+        for root in roots {
+            if !self.workdir_roots.contains(&root) {
+                self.workdir_roots.push(root);
+            }
+        }
+        self
     }
 
     pub fn prompts(&self) -> &Prompts {
@@ -337,6 +351,17 @@ impl Registry {
             tracing::warn!("some agents did not stop within {grace:?}");
         }
     }
+}
+
+/// The server's work directory and the system temp directory, canonical.
+fn default_workdir_roots(default_workdir: &Path) -> Vec<PathBuf> {
+    let mut roots = vec![default_workdir.to_path_buf()];
+    if let Ok(tmp) = std::env::temp_dir().canonicalize()
+        && !roots.contains(&tmp)
+    {
+        roots.push(tmp);
+    }
+    roots
 }
 
 /// Whether a status filter string is valid, for `list_agents`.

@@ -135,6 +135,13 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<CreateAgentParams>,
     ) -> Result<Json<CreateAgentResult>, String> {
+        if p.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(
+                "`model` is empty; omit it to use the default model, or give \
+                        `provider:model` or an alias such as \"sonnet\""
+                    .into(),
+            );
+        }
         let handle = self
             .registry
             .create(spec_of(p))
@@ -327,6 +334,12 @@ impl FleetServer {
                 "limit must be between 1 and {MAX_EVENTS}; got {limit}"
             ));
         }
+        if p.kinds.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!(
+                "`kinds` is an empty list; omit it for every kind, or name some of: {}",
+                KINDS.join(", ")
+            ));
+        }
         if let Some(bad) = p
             .kinds
             .iter()
@@ -474,7 +487,10 @@ impl FleetServer {
     /// Delete every agent (cancelling all work and killing their processes). Returns
     /// how many were deleted.
     #[tool]
-    async fn delete_all_agents(&self) -> Result<Json<DeleteAllResult>, String> {
+    async fn delete_all_agents(
+        &self,
+        Parameters(NoParams {}): Parameters<NoParams>,
+    ) -> Result<Json<DeleteAllResult>, String> {
         let deleted = self.registry.delete_all().await;
         Ok(Json(DeleteAllResult { deleted }))
     }
@@ -613,6 +629,30 @@ fn spec_of(p: CreateAgentParams) -> CreateSpec {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FleetServer {
+    /// Arguments are checked against the tool's schema first ([`check_arguments`]), so
+    /// unknown or mistyped arguments get a plain-words `isError` result.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        if let Some(tool) = self.tool_router.get(&request.name)
+            && let Err(message) = check_arguments(
+                &request.name,
+                &tool.input_schema,
+                request.arguments.as_ref(),
+            )
+        {
+            tracing::debug!(tool = %request.name, "refused arguments: {message}");
+            return Ok(
+                rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)])
+                    .into(),
+            );
+        }
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(tcc).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("flotilla", env!("CARGO_PKG_VERSION")))

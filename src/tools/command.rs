@@ -6,11 +6,12 @@
 //! whole process group is killed (SIGKILL) before the shell is reaped; when the shell
 //! exits normally, output is drained for a moment and then the group is killed too, so a
 //! background grandchild holding the pipes can neither hang the call nor linger. A drop
-//! guard kills the group if the future is dropped midway. Processes that leave the group
-//! on purpose (`setsid`) are out of reach; this module is a jail for paths, not a sandbox.
+//! guard kills the group if the future is dropped midway.
 //!
-//! The provider key variables (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`) are removed from
-//! the command's environment: agents never need the server's model credentials.
+//! The process is started by [`crate::sandbox`]: in the server, through flotilla's
+//! launcher, in its own PID namespace (processes that leave the group with `setsid` die
+//! with the namespace, and with flotilla) with a private `/proc`, and always without the
+//! provider key variables in its environment.
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -163,12 +164,7 @@ pub async fn run_command(input: RunCommandInput, ctx: &ToolContext) -> ToolResul
         .timeout_s
         .unwrap_or(DEFAULT_TIMEOUT_S)
         .clamp(1, MAX_TIMEOUT_S);
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(&input.command)
-        .current_dir(&ctx.root)
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY")
+    let mut child = crate::sandbox::shell_command(&input.command, &ctx.root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -250,9 +246,8 @@ pub async fn run_command(input: RunCommandInput, ctx: &ToolContext) -> ToolResul
     };
     let mut content = format!("{status_line}\n{output}");
     if lingering {
-        content.push_str(
-            "\n[Background processes were still running after the command exited; they were killed.]",
-        );
+        content.push('\n');
+        content.push_str(crate::sandbox::LINGERING_NOTE);
     }
     Ok(ToolOutcome {
         content,

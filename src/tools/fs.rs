@@ -1,14 +1,17 @@
 //! `read_file`, `write_file` and `edit_file`: the tools that read and change one file.
 //!
-//! Every path goes through [`jail::resolve`] first. Reads show numbered lines (like
+//! Every file is opened through the [`jail`] (race-free, beneath the work directory);
+//! only regular files are read or written (a FIFO or device is refused, never opened
+//! in a way that blocks). Reads show numbered lines (like
 //! `cat -n`) within a character budget and say which `offset` to use next; edits demand
 //! an exact, unique match so the model never changes a place it did not mean.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::jail::{self, Access, Jail, JailError, Opened};
 use super::text::{self, cut_line, plural, thousands};
-use super::{MAX_OUTPUT_CHARS, ToolContext, ToolError, ToolOutcome, ToolResult, jail};
+use super::{MAX_OUTPUT_CHARS, ToolContext, ToolError, ToolOutcome, ToolResult};
 
 /// Lines shown by `read_file` when no `limit` is given.
 pub const DEFAULT_READ_LINES: usize = 2000;
@@ -76,33 +79,47 @@ struct Loaded {
     lossy: bool,
 }
 
-/// Load a text file the jail allows, or say why not.
-async fn load_text(abs: &std::path::Path, rel: &str) -> Result<Loaded, ToolError> {
-    let meta = match tokio::fs::metadata(abs).await {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ToolError::Model(format!(
-                "`{rel}` does not exist. Use list_files or search_files to find the right path"
-            )));
-        }
-        Err(e) => return Err(ToolError::io("read", rel, e)),
-    };
-    if meta.is_dir() {
-        return Err(ToolError::Model(format!(
-            "`{rel}` is a directory, not a file. Use list_files to see what it contains"
-        )));
+/// Run blocking jail I/O off the async runtime.
+pub(super) async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, ToolError> + Send + 'static,
+) -> Result<T, ToolError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ToolError::Model(format!("{what} failed unexpectedly: {e}")))?
+}
+
+/// A jail error as the file tools phrase it (with what to do next).
+fn file_error(e: JailError) -> ToolError {
+    match e {
+        JailError::Missing { rel, .. } => ToolError::Model(format!(
+            "`{rel}` does not exist. Use list_files or search_files to find the right path"
+        )),
+        JailError::IsADirectory { rel } if rel == "." => ToolError::Model(
+            "`path` must name a file inside the work directory, e.g. `notes.md`".into(),
+        ),
+        JailError::IsADirectory { rel } => ToolError::Model(format!(
+            "`{rel}` is a directory, not a file. Use list_files to see what it contains, or \
+             give a file path"
+        )),
+        other => ToolError::Jail(other),
     }
-    if meta.len() > MAX_FILE_BYTES {
+}
+
+/// Load an open regular file as text, or say why not.
+fn load_text(opened: &Opened) -> Result<Loaded, ToolError> {
+    opened.require_regular().map_err(file_error)?;
+    let rel = &opened.rel;
+    let size = u64::try_from(opened.stat.st_size).unwrap_or(0);
+    if size > MAX_FILE_BYTES {
         return Err(ToolError::Model(format!(
             "`{rel}` is too large to load ({} bytes; the limit is {} bytes). Use search_files \
              to find the relevant lines, or run_command with head/sed/grep",
-            thousands(meta.len() as usize),
+            thousands(size as usize),
             thousands(MAX_FILE_BYTES as usize)
         )));
     }
-    let bytes = tokio::fs::read(abs)
-        .await
-        .map_err(|e| ToolError::io("read", rel, e))?;
+    let bytes = jail::read_all(&opened.fd).map_err(|e| ToolError::io("read", rel, e))?;
     if text::looks_binary(&bytes) {
         return Err(ToolError::Model(format!(
             "`{rel}` looks like a binary file ({} bytes, contains NUL bytes); only text files \
@@ -119,25 +136,35 @@ async fn load_text(abs: &std::path::Path, rel: &str) -> Result<Loaded, ToolError
     })
 }
 
+/// Open `path` in the agent's work directory (blocking).
+fn open_in(root: &std::path::Path, path: &str, access: Access) -> Result<Opened, ToolError> {
+    Jail::new(root)?.open(path, access).map_err(file_error)
+}
+
 /// `read_file`: numbered lines from `offset`, within the line and character budgets.
 pub async fn read_file(input: ReadFileInput, ctx: &ToolContext) -> ToolResult {
-    let path = jail::resolve(&ctx.root, &input.path)?;
-    let loaded = load_text(&path.abs, &path.rel).await?;
+    let root = ctx.root.clone();
+    let path = input.path.clone();
+    let (rel, loaded) = blocking("read_file", move || {
+        let opened = open_in(&root, &path, Access::Read)?;
+        let loaded = load_text(&opened)?;
+        Ok((opened.rel, loaded))
+    })
+    .await?;
     let lines: Vec<&str> = loaded.text.lines().collect();
     let total = lines.len();
     let mut outcome = ToolOutcome {
-        files_read: vec![path.rel.clone()],
+        files_read: vec![rel.clone()],
         ..ToolOutcome::default()
     };
     if total == 0 {
-        outcome.content = format!("`{}` is empty (0 lines).", path.rel);
+        outcome.content = format!("`{rel}` is empty (0 lines).");
         return Ok(outcome);
     }
     let start = input.offset.unwrap_or(1).max(1);
     if start > total {
         return Err(ToolError::Model(format!(
-            "offset {start} is past the end of `{}`, which has {}. Use an offset from 1 to {total}",
-            path.rel,
+            "offset {start} is past the end of `{rel}`, which has {}. Use an offset from 1 to {total}",
             plural(total, "line")
         )));
     }
@@ -177,39 +204,27 @@ pub async fn read_file(input: ReadFileInput, ctx: &ToolContext) -> ToolResult {
 
 /// `write_file`: create parents, write the whole file, say what happened.
 pub async fn write_file(input: WriteFileInput, ctx: &ToolContext) -> ToolResult {
-    let path = jail::resolve(&ctx.root, &input.path)?;
-    if path.rel == "." {
-        return Err(ToolError::Model(
-            "`path` must name a file inside the work directory, e.g. `notes.md`".into(),
-        ));
-    }
-    let existed = match tokio::fs::metadata(&path.abs).await {
-        Ok(m) if m.is_dir() => {
-            return Err(ToolError::Model(format!(
-                "`{}` is a directory; give a file path instead",
-                path.rel
-            )));
-        }
-        Ok(_) => true,
-        Err(_) => false,
-    };
-    if let Some(parent) = path.abs.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| ToolError::io("create the parent directories of", &path.rel, e))?;
-    }
-    tokio::fs::write(&path.abs, input.content.as_bytes())
-        .await
-        .map_err(|e| ToolError::io("write", &path.rel, e))?;
+    let root = ctx.root.clone();
+    let path = input.path.clone();
+    let content = input.content;
+    let bytes = content.len();
+    let lines = content.lines().count();
+    let (rel, existed) = blocking("write_file", move || {
+        let opened = open_in(&root, &path, Access::Create)?;
+        opened.require_regular().map_err(file_error)?;
+        jail::write_all(&opened.fd, content.as_bytes())
+            .map_err(|e| ToolError::io("write", &opened.rel, e))?;
+        Ok((opened.rel, !opened.created))
+    })
+    .await?;
     let verb = if existed { "Overwrote" } else { "Created" };
     Ok(ToolOutcome {
         content: format!(
-            "{verb} `{}` ({}, {}).",
-            path.rel,
-            plural(input.content.len(), "byte"),
-            plural(input.content.lines().count(), "line")
+            "{verb} `{rel}` ({}, {}).",
+            plural(bytes, "byte"),
+            plural(lines, "line")
         ),
-        files_written: vec![path.rel],
+        files_written: vec![rel],
         ..ToolOutcome::default()
     })
 }
@@ -229,7 +244,6 @@ fn occurrences(hay: &str, needle: &str) -> Vec<usize> {
 
 /// `edit_file`: replace the unique occurrence of `old_text` with `new_text`.
 pub async fn edit_file(input: EditFileInput, ctx: &ToolContext) -> ToolResult {
-    let path = jail::resolve(&ctx.root, &input.path)?;
     if input.old_text.is_empty() {
         return Err(ToolError::Model(
             "`old_text` is empty. Give the exact text to replace, or use write_file to \
@@ -242,12 +256,19 @@ pub async fn edit_file(input: EditFileInput, ctx: &ToolContext) -> ToolResult {
             "`old_text` and `new_text` are identical, so there is nothing to change".into(),
         ));
     }
-    let loaded = load_text(&path.abs, &path.rel).await?;
+    let root = ctx.root.clone();
+    blocking("edit_file", move || edit_blocking(&root, input)).await
+}
+
+/// The read–match–write of `edit_file`, on one open file (blocking).
+fn edit_blocking(root: &std::path::Path, input: EditFileInput) -> ToolResult {
+    let opened = open_in(root, &input.path, Access::ReadWrite)?;
+    let rel = opened.rel.clone();
+    let loaded = load_text(&opened)?;
     if loaded.lossy {
         return Err(ToolError::Model(format!(
-            "`{}` is not valid UTF-8, so edit_file cannot change it without corrupting it. \
-             Use run_command (e.g. sed) or rewrite it with write_file",
-            path.rel
+            "`{rel}` is not valid UTF-8, so edit_file cannot change it without corrupting it. \
+             Use run_command (e.g. sed) or rewrite it with write_file"
         )));
     }
     let content = loaded.text;
@@ -269,7 +290,7 @@ pub async fn edit_file(input: EditFileInput, ctx: &ToolContext) -> ToolResult {
             "`old_text` was not found in `{}`; the file is unchanged. It must match exactly, \
              including whitespace, indentation and line breaks. Read the file again with \
              read_file and copy the text without the line-number prefix",
-            path.rel
+            rel
         ))),
         1 => {
             let at = found[0];
@@ -277,21 +298,20 @@ pub async fn edit_file(input: EditFileInput, ctx: &ToolContext) -> ToolResult {
             updated.push_str(&content[..at]);
             updated.push_str(&new);
             updated.push_str(&content[at + old.len()..]);
-            tokio::fs::write(&path.abs, updated.as_bytes())
-                .await
-                .map_err(|e| ToolError::io("write", &path.rel, e))?;
+            jail::write_all(&opened.fd, updated.as_bytes())
+                .map_err(|e| ToolError::io("write", &rel, e))?;
             let first_line = content[..at].matches('\n').count() + 1;
             let new_lines = new.lines().count().max(1);
             Ok(ToolOutcome {
                 content: format!(
                     "Edited `{}`: replaced {} with {} at line {first_line}.\n{}",
-                    path.rel,
+                    rel,
                     plural(old.lines().count().max(1), "line"),
                     plural(new.lines().count(), "line"),
                     snippet(&updated, first_line, first_line + new_lines - 1)
                 ),
-                files_read: vec![path.rel.clone()],
-                files_written: vec![path.rel],
+                files_read: vec![rel.clone()],
+                files_written: vec![rel],
                 ..ToolOutcome::default()
             })
         }
@@ -304,7 +324,7 @@ pub async fn edit_file(input: EditFileInput, ctx: &ToolContext) -> ToolResult {
             Err(ToolError::Model(format!(
                 "`old_text` matches {n} places in `{}` (starting at lines {}); the file is \
                  unchanged. Include more surrounding lines in `old_text` so it matches exactly once",
-                path.rel,
+                rel,
                 lines.join(", ")
             )))
         }

@@ -1,20 +1,22 @@
 //! `list_files`, plus the directory walk and glob filter it shares with `search_files`.
 //!
-//! Walks honour `.gitignore`, `.ignore` and git's exclude files even outside a git
-//! repository, always skip `.git`, show hidden files otherwise, and never follow
-//! symlinks, so a walk cannot leave the work directory. Output is sorted (depth-first,
-//! by name) and capped.
+//! Walks ([`super::walk`]) honour `.gitignore`, `.ignore` and git's exclude files even
+//! outside a git repository, always skip `.git`, show hidden files otherwise, and never
+//! follow symlinks; they run on directory handles from the [`super::jail`], so a walk
+//! cannot leave the work directory even when a directory is swapped mid-walk. Output is
+//! sorted (depth-first, by name) and capped.
 
 use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
-use ignore::WalkBuilder;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::jail::{self, Access, Jail, JailError, Opened};
 use super::text::thousands;
-use super::{MAX_OUTPUT_CHARS, ToolContext, ToolError, ToolOutcome, ToolResult, jail};
+use super::walk::{Flow, Kind, Walk};
+use super::{MAX_OUTPUT_CHARS, ToolContext, ToolError, ToolOutcome, ToolResult};
 
 /// Most entries `list_files` shows.
 pub const MAX_ENTRIES: usize = 1000;
@@ -76,110 +78,101 @@ impl GlobFilter {
     }
 }
 
-/// A gitignore-aware walk from `start` that never follows symlinks and skips `.git`.
-pub fn walker(start: &Path) -> ignore::Walk {
-    WalkBuilder::new(start)
-        .hidden(false)
-        .require_git(false)
-        .follow_links(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .filter_entry(|e| e.file_name() != ".git")
-        .build()
-}
-
-/// Resolve a directory argument (default `.`) or say why it is not one.
-pub async fn resolve_dir(
-    ctx: &ToolContext,
-    path: Option<&str>,
-) -> Result<jail::Resolved, ToolError> {
-    let path = jail::resolve(&ctx.root, path.unwrap_or("."))?;
-    match tokio::fs::metadata(&path.abs).await {
-        Ok(_) => Ok(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ToolError::Model(format!(
-            "`{}` does not exist. Use list_files on `.` to see what the work directory contains",
-            path.rel
+/// Open a directory (or, for `search_files`, a file) argument, default `.`, through the
+/// jail (blocking).
+pub fn open_start(root: &Path, path: Option<&str>) -> Result<(Jail, Opened), ToolError> {
+    let jail = Jail::new(root)?;
+    match jail.open(path.unwrap_or("."), Access::Read) {
+        Ok(opened) => Ok((jail, opened)),
+        Err(JailError::Missing { rel, .. }) => Err(ToolError::Model(format!(
+            "`{rel}` does not exist. Use list_files on `.` to see what the work directory contains"
         ))),
-        Err(e) => Err(ToolError::io("access", &path.rel, e)),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// `list_files`: the walk, filtered, sorted and capped.
 pub async fn list_files(input: ListFilesInput, ctx: &ToolContext) -> ToolResult {
-    let dir = resolve_dir(ctx, input.path.as_deref()).await?;
-    if !dir.abs.is_dir() {
-        return Err(ToolError::Model(format!(
-            "`{}` is a file, not a directory. Use read_file to read it",
-            dir.rel
-        )));
-    }
     let filter = input.pattern.as_deref().map(GlobFilter::new).transpose()?;
-    let root = std::fs::canonicalize(&ctx.root).map_err(|e| ToolError::io("access", ".", e))?;
+    let root = ctx.root.clone();
     let cancel = ctx.cancel.clone();
-    let pattern = input.pattern.clone();
-    tokio::task::spawn_blocking(move || {
-        list_blocking(&root, &dir, filter.as_ref(), pattern, &cancel)
+    super::fs::blocking("list_files", move || {
+        let (jail, dir) = open_start(&root, input.path.as_deref())?;
+        if !dir.is_dir() {
+            return Err(ToolError::Model(format!(
+                "`{}` is a {}, not a directory. Use read_file to read a file",
+                dir.rel,
+                if dir.file_type() == rustix::fs::FileType::RegularFile {
+                    "file"
+                } else {
+                    jail::kind_name(dir.file_type())
+                }
+            )));
+        }
+        Ok(list_blocking(
+            &jail,
+            &dir,
+            filter.as_ref(),
+            input.pattern,
+            &cancel,
+        ))
     })
     .await
-    .map_err(|e| ToolError::Model(format!("list_files failed unexpectedly: {e}")))
 }
 
 fn list_blocking(
-    root: &Path,
-    dir: &jail::Resolved,
+    jail: &Jail,
+    dir: &Opened,
     filter: Option<&GlobFilter>,
     pattern: Option<String>,
     cancel: &CancellationToken,
 ) -> ToolOutcome {
     let mut out = String::new();
-    let (mut shown, mut matched, mut scanned, mut unreadable) = (0usize, 0usize, 0usize, 0usize);
+    let (mut shown, mut matched, mut scanned) = (0usize, 0usize, 0usize);
     let mut complete = true;
-    for entry in walker(&dir.abs) {
+    let mut walk = Walk::new(jail.root(), dir);
+    walk.run(dir, &mut |entry| {
         if cancel.is_cancelled() {
-            return ToolOutcome::error("list_files was cancelled before it finished");
-        }
-        let entry = match entry {
-            Ok(e) => e,
-            Err(_) => {
-                unreadable += 1;
-                continue;
-            }
-        };
-        if entry.depth() == 0 {
-            continue;
+            return Flow::Stop;
         }
         scanned += 1;
         if scanned > MAX_SCANNED {
             complete = false;
-            break;
+            return Flow::Stop;
         }
-        if let Some(f) = filter {
-            let below = jail::relative(&dir.abs, entry.path());
-            if !f.is_match(&below) {
-                continue;
-            }
+        if let Some(f) = filter
+            && !f.is_match(entry.below)
+        {
+            return Flow::Continue;
         }
         matched += 1;
         if shown >= MAX_ENTRIES || out.len() > MAX_OUTPUT_CHARS - 1000 {
-            continue;
+            return Flow::Continue;
         }
-        let rel = jail::relative(root, entry.path());
-        let file_type = entry.file_type();
-        if file_type.is_some_and(|t| t.is_dir()) {
-            out.push_str(&format!("{rel}/\n"));
-        } else if file_type.is_some_and(|t| t.is_symlink()) {
-            // Name the target only when it is inside the jail: nothing outside the
-            // work directory is revealed, not even a name.
-            let target = std::fs::canonicalize(entry.path())
-                .ok()
-                .filter(|t| t.starts_with(root))
-                .map(|t| jail::relative(root, &t))
-                .unwrap_or_else(|| "(outside the work directory)".into());
-            out.push_str(&format!("{rel} -> {target}\n"));
-        } else {
-            out.push_str(&format!("{rel}\n"));
+        let rel = entry.rel;
+        match entry.kind {
+            Kind::Dir => out.push_str(&format!("{rel}/\n")),
+            Kind::Symlink => {
+                // Name the target only when it is inside the jail: nothing outside the
+                // work directory is revealed, not even a name.
+                let target = match jail.target_of(rel) {
+                    Ok(t) => t,
+                    Err(JailError::Unresolvable { .. } | JailError::Missing { .. }) => {
+                        "(broken link)".into()
+                    }
+                    Err(_) => "(outside the work directory)".into(),
+                };
+                out.push_str(&format!("{rel} -> {target}\n"));
+            }
+            _ => out.push_str(&format!("{rel}\n")),
         }
         shown += 1;
+        Flow::Continue
+    });
+    if cancel.is_cancelled() {
+        return ToolOutcome::error("list_files was cancelled before it finished");
     }
+    let unreadable = walk.unreadable;
     let where_ = if dir.rel == "." {
         "the work directory".to_string()
     } else {

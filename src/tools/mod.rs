@@ -7,11 +7,13 @@
 //!   past cancellation);
 //! - [`describe_call`] — a one-line label for status display.
 //!
-//! Layout: `jail` resolves every path the model gives and refuses anything outside the
-//! work directory; `fs` holds `read_file`/`write_file`/`edit_file`; `list` and `search`
-//! walk the tree (gitignore-aware, never following symlinks); `command` runs `sh -c` in
-//! its own process group and kills the whole group on timeout or cancel; `text` has the
-//! output-capping helpers they share. Tests drive the tools through [`run_tool`].
+//! Layout: `jail` opens every path the model gives from a handle on the work directory,
+//! one component at a time (race-free), and refuses anything outside it; `fs` holds
+//! `read_file`/`write_file`/`edit_file`; `list` and `search` walk the tree on directory
+//! handles (`walk`: gitignore-aware, never following symlinks); `command` runs `sh -c`
+//! through [`crate::sandbox`] in its own process group and kills the whole group on
+//! timeout or cancel; `text` has the output-capping helpers they share. Tests drive the
+//! tools through [`run_tool`].
 
 mod command;
 mod fs;
@@ -19,6 +21,7 @@ mod jail;
 mod list;
 mod search;
 mod text;
+mod walk;
 
 use std::path::PathBuf;
 

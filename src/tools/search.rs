@@ -1,17 +1,22 @@
 //! `search_files`: a regex search over the text files under a path, line by line,
-//! gitignore-aware, skipping binary and very large files, never following symlinks.
+//! gitignore-aware, skipping binary and very large files, never following symlinks;
+//! every file is opened from a directory handle of the walk (see [`super::walk`]).
 //! Output is `path:line: text`, capped in matches and characters.
 
-use std::path::Path;
+use std::os::fd::OwnedFd;
 
 use regex::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::list::{GlobFilter, MAX_SCANNED, resolve_dir, walker};
+use rustix::fs::{FileType, Mode, OFlags};
+
+use super::jail::{self, Jail, Opened};
+use super::list::{GlobFilter, MAX_SCANNED, open_start};
 use super::text::{cut_line, looks_binary, plural, thousands};
-use super::{MAX_OUTPUT_CHARS, ToolContext, ToolError, ToolOutcome, ToolResult, jail};
+use super::walk::{Flow, Kind, Walk};
+use super::{MAX_OUTPUT_CHARS, ToolContext, ToolError, ToolOutcome, ToolResult};
 
 /// Most matching lines shown.
 pub const MAX_MATCHES: usize = 200;
@@ -54,14 +59,19 @@ pub async fn search_files(input: SearchFilesInput, ctx: &ToolContext) -> ToolRes
             ))
         })?;
     let filter = input.glob.as_deref().map(GlobFilter::new).transpose()?;
-    let start = resolve_dir(ctx, input.path.as_deref()).await?;
-    let root = std::fs::canonicalize(&ctx.root).map_err(|e| ToolError::io("access", ".", e))?;
+    let root = ctx.root.clone();
     let cancel = ctx.cancel.clone();
-    tokio::task::spawn_blocking(move || {
-        search_blocking(&root, &start, &regex, filter.as_ref(), &cancel)
+    super::fs::blocking("search_files", move || {
+        let (jail, start) = open_start(&root, input.path.as_deref())?;
+        Ok(search_blocking(
+            &jail,
+            &start,
+            &regex,
+            filter.as_ref(),
+            &cancel,
+        ))
     })
     .await
-    .map_err(|e| ToolError::Model(format!("search_files failed unexpectedly: {e}")))
 }
 
 #[derive(Default)]
@@ -75,9 +85,29 @@ struct Tally {
     files_read: Vec<String>,
 }
 
+/// Read a regular file `name` in `dir` (never through a symlink) for searching; `Err`
+/// when it is over the size limit, `Ok(None)` when it is not a readable regular file.
+fn load(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<Option<Vec<u8>>, ()> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return Ok(None);
+    };
+    let Ok(stat) = rustix::fs::fstat(&fd) else {
+        return Ok(None);
+    };
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    if u64::try_from(stat.st_size).unwrap_or(u64::MAX) > MAX_SEARCH_FILE_BYTES {
+        return Err(());
+    }
+    Ok(jail::read_all(&fd).ok())
+}
+
 fn search_blocking(
-    root: &Path,
-    start: &jail::Resolved,
+    jail: &Jail,
+    start: &Opened,
     regex: &Regex,
     filter: Option<&GlobFilter>,
     cancel: &CancellationToken,
@@ -85,48 +115,59 @@ fn search_blocking(
     let mut t = Tally::default();
     let mut scanned = 0usize;
     let mut complete = true;
-    for entry in walker(&start.abs) {
+    let consider =
+        |t: &mut Tally, dir: &OwnedFd, name: &std::ffi::OsStr, rel: &str, below: &str| {
+            if let Some(f) = filter
+                && !f.is_match(below)
+            {
+                return;
+            }
+            match load(dir, name) {
+                Err(()) => t.skipped_large += 1,
+                Ok(Some(bytes)) if !looks_binary(&bytes) => {
+                    t.files_searched += 1;
+                    search_file(rel, &String::from_utf8_lossy(&bytes), regex, t);
+                }
+                Ok(_) => {}
+            }
+        };
+    if start.is_dir() {
+        let mut walk = Walk::new(jail.root(), start);
+        walk.run(start, &mut |entry| {
+            if cancel.is_cancelled() {
+                return Flow::Stop;
+            }
+            scanned += 1;
+            if scanned > MAX_SCANNED {
+                complete = false;
+                return Flow::Stop;
+            }
+            // Only regular files: symlinks are never followed.
+            if entry.kind == Kind::File {
+                consider(&mut t, entry.dir, entry.name, entry.rel, entry.below);
+            }
+            Flow::Continue
+        });
         if cancel.is_cancelled() {
             return ToolOutcome::error("search_files was cancelled before it finished");
         }
-        let Ok(entry) = entry else { continue };
-        scanned += 1;
-        if scanned > MAX_SCANNED {
-            complete = false;
-            break;
-        }
-        // Only regular files: symlinks are never followed.
-        if !entry.file_type().is_some_and(|ft| ft.is_file()) {
-            continue;
-        }
-        if let Some(f) = filter {
-            let below = if entry.depth() == 0 {
-                entry.file_name().to_string_lossy().into_owned()
-            } else {
-                jail::relative(&start.abs, entry.path())
-            };
-            if !f.is_match(&below) {
-                continue;
-            }
-        }
-        if entry
-            .metadata()
-            .is_ok_and(|m| m.len() > MAX_SEARCH_FILE_BYTES)
-        {
-            t.skipped_large += 1;
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(entry.path()) else {
-            continue;
-        };
-        if looks_binary(&bytes) {
-            continue;
-        }
-        t.files_searched += 1;
-        let rel = jail::relative(root, entry.path());
-        search_file(&rel, &String::from_utf8_lossy(&bytes), regex, &mut t);
+    } else if let Some(parent) = start.parents.last() {
+        // `path` named one file: search it (its name is what a glob matches).
+        let name = start
+            .rel
+            .rsplit('/')
+            .next()
+            .unwrap_or(&start.rel)
+            .to_string();
+        consider(
+            &mut t,
+            parent,
+            std::ffi::OsStr::new(&name),
+            &start.rel,
+            &name,
+        );
     }
-    finish(t, start, regex.as_str(), complete)
+    finish(t, &start.rel, regex.as_str(), complete)
 }
 
 fn search_file(rel: &str, text: &str, regex: &Regex, t: &mut Tally) {
@@ -159,11 +200,11 @@ fn search_file(rel: &str, text: &str, regex: &Regex, t: &mut Tally) {
     }
 }
 
-fn finish(mut t: Tally, start: &jail::Resolved, pattern: &str, complete: bool) -> ToolOutcome {
-    let where_ = if start.rel == "." {
+fn finish(mut t: Tally, start_rel: &str, pattern: &str, complete: bool) -> ToolOutcome {
+    let where_ = if start_rel == "." {
         "the work directory".to_string()
     } else {
-        format!("`{}`", start.rel)
+        format!("`{start_rel}`")
     };
     let mut notes = Vec::new();
     if t.matches == 0 {

@@ -382,6 +382,25 @@ async fn handle(
         return error_response(format, 400, &msg, None);
     }
 
+    match step.action {
+        Action::Raw(status, body) => {
+            drop(guard);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (status, axum::Json(body)).into_response();
+        }
+        Action::Stall => {
+            drop(guard);
+            let start = futures::stream::once(async {
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b"{\"id\": \"msg_"))
+            });
+            let body = axum::body::Body::from_stream(futures::StreamExt::chain(
+                start,
+                futures::stream::pending(),
+            ));
+            return (StatusCode::OK, body).into_response();
+        }
+        _ => {}
+    }
     let latency = *inner.latency.lock().expect("latency lock");
     let delay = step.delay.unwrap_or(latency);
     let model = body["model"].as_str().unwrap_or("mock").to_string();

@@ -142,6 +142,21 @@ impl Builder {
         )
     }
 
+    /// Start the server with raw pipes (no MCP client): for tests that write lines to
+    /// its stdin themselves. Returns the child (stdin, stdout and stderr piped), its
+    /// root and its mock.
+    pub async fn spawn_raw(self) -> (tokio::process::Child, Arc<tempfile::TempDir>, MockModel) {
+        let mock = match &self.mock {
+            Some(m) => m.clone(),
+            None => MockModel::start().await,
+        };
+        let (mut cmd, root) = self.command(&mock);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        (cmd.spawn().expect("spawn flotilla"), root, mock)
+    }
+
     /// Use this mock instead of a fresh one.
     pub fn mock(mut self, mock: MockModel) -> Self {
         self.mock = Some(mock);

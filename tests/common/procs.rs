@@ -30,13 +30,22 @@ pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
     !pid_alive(pid)
 }
 
-/// Waits for `path` to hold a pid (one line, written by e.g. `echo $$ > pid.txt`).
+/// Waits for `path` to hold a pid (one line, written by e.g. `echo $$ > pid.txt`) and
+/// returns it as this test sees it. flotilla runs commands in their own PID namespace,
+/// where `$$` is a small number: the process is found by its namespace pid (the last
+/// `NSpid` entry) and its working directory, the directory of `path`.
 pub async fn read_pid_file(path: &Path, timeout: Duration) -> i32 {
     let deadline = Instant::now() + timeout;
+    let cwd = path
+        .parent()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .expect("pid file directory");
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Ok(pid) = text.trim().parse::<i32>() {
-            return pid;
+        if let Ok(pid) = text.trim().parse::<i32>()
+            && let Some(host) = host_pid(pid, &cwd)
+        {
+            return host;
         }
         assert!(
             Instant::now() < deadline,
@@ -53,4 +62,40 @@ pub fn kill_quietly(pid: i32) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     );
+}
+
+/// The pid, in this test's namespace, of the process that is `inner` in its own PID
+/// namespace (or in ours) and runs in `cwd`.
+pub fn host_pid(inner: i32, cwd: &Path) -> Option<i32> {
+    let mut plain = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let Some(nspids) = status.lines().find_map(|l| l.strip_prefix("NSpid:")) else {
+            continue;
+        };
+        let nspids: Vec<i32> = nspids
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if nspids.last() != Some(&inner) {
+            continue;
+        }
+        if std::fs::read_link(entry.path().join("cwd")).ok().as_deref() != Some(cwd) {
+            continue;
+        }
+        if nspids.len() > 1 {
+            return Some(pid);
+        }
+        plain = Some(pid);
+    }
+    plain
 }

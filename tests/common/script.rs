@@ -18,6 +18,10 @@ pub enum Action {
     RateLimit(u64),
     /// Text cut off by the output-token limit (`max_tokens` / `length`).
     CutOff(String),
+    /// This status and body, exactly (malformed answers).
+    Raw(u16, Value),
+    /// Status 200 and the first bytes of a body, then silence until the client hangs up.
+    Stall,
 }
 
 /// One scripted reply, with an optional delay before it is sent.
@@ -74,6 +78,16 @@ impl Step {
     /// 429 with `retry-after: secs`.
     pub fn rate_limit(retry_after_secs: u64) -> Self {
         Self::new(Action::RateLimit(retry_after_secs))
+    }
+
+    /// Answer exactly this status and JSON body.
+    pub fn raw(status: u16, body: Value) -> Self {
+        Self::new(Action::Raw(status, body))
+    }
+
+    /// Start an answer, then send nothing more.
+    pub fn stall() -> Self {
+        Self::new(Action::Stall)
     }
 
     /// Wait this long before answering (overrides the server-wide latency).

@@ -220,6 +220,7 @@ fn retry_and_output_limit_come_from_config() {
             max_retries: 1,
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
+            ..RetryPolicy::default()
         }
     );
 }
