@@ -13,17 +13,22 @@
 //! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
 //! passes its path in `CARGO_BIN_EXE_flotilla`.
 //!
-//! Flags: `--scenario scale|memory|control|context|persistence|all` (comma list),
+//! Flags: `--scenario scale|memory|control|context|persistence|guards|all` (comma list),
 //! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
-//! scale and memory, default 200), `--steps N` (model calls per scale agent, default 5),
-//! `--idle N,..` (memory, default 1000,10000), `--running N` (memory, default 1000),
-//! `--control-agents N` (default 10000), `--samples N` (control, default 2000),
+//! scale, memory and guards, default 200), `--steps N` (model calls per scale and guards
+//! agent, default 5), `--idle N,..` (memory, default 1000,10000), `--running N` (memory,
+//! default 1000), `--control-agents N` (default 10000), `--samples N` (control, default 2000),
 //! `--context-latency-ms MS` (default 100), `--poll-s S` (default 15), `--step-s S`
 //! (realistic model step for the polling comparison, default 8), `--json PATH`,
 //! `--server PATH` (another flotilla binary, e.g. an older build, for before/after
 //! figures), `--server-arg ARG` (repeatable, e.g. `--server-arg --ephemeral`),
 //! `--baseline PATH` (persistence: a binary to compare the per-step cost with, e.g. a
-//! build from before the store) and `--persist-agents N` (default 1000).
+//! build from before the store), `--persist-agents N` (default 1000), `--guard-agents N`
+//! (guards: the fleet run with `--max-running 0` and 16, default 100) and `--guard-runs
+//! N` (guards: end-to-end runs of each, interleaved, default 1).
+//!
+//! Scenarios that run many agents at once (scale, memory, persistence) start the server
+//! with `FLOTILLA_MAX_RUNNING=0`: flotilla's default of 16 run slots would queue them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -31,6 +36,8 @@
 mod context;
 #[path = "fleet/control.rs"]
 mod control;
+#[path = "fleet/guards.rs"]
+mod guards;
 #[path = "fleet/memory.rs"]
 mod memory;
 #[path = "fleet/mock.rs"]
@@ -67,9 +74,18 @@ struct Args {
     server_args: Vec<String>,
     baseline: Option<PathBuf>,
     persist_agents: usize,
+    guard_agents: usize,
+    guard_runs: usize,
 }
 
-const SCENARIOS: [&str; 5] = ["scale", "memory", "control", "context", "persistence"];
+const SCENARIOS: [&str; 6] = [
+    "scale",
+    "memory",
+    "control",
+    "context",
+    "persistence",
+    "guards",
+];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -89,6 +105,8 @@ fn parse_args() -> Result<Args, String> {
         server_args: Vec::new(),
         baseline: None,
         persist_agents: 1000,
+        guard_agents: 100,
+        guard_runs: 1,
     };
     let mut it = std::env::args().skip(1);
     fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -153,6 +171,8 @@ fn parse_args() -> Result<Args, String> {
             "--server-arg" => a.server_args.push(value()?),
             "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
             "--persist-agents" => a.persist_agents = num(&value()?)?,
+            "--guard-agents" => a.guard_agents = num(&value()?)?,
+            "--guard-runs" => a.guard_runs = num(&value()?)?,
             "--help" => {
                 println!(
                     "{}",
@@ -167,6 +187,13 @@ fn parse_args() -> Result<Args, String> {
             }
             other => return Err(format!("unknown flag {other} (see --help)")),
         }
+    }
+    if a.scenarios.iter().any(|s| s == "guards")
+        && a.server_args.iter().any(|x| x.starts_with("--max-running"))
+    {
+        return Err(
+            "the guards scenario sets --max-running itself; drop it from --server-arg".into(),
+        );
     }
     if a.steps < 2 {
         return Err("--steps must be at least 2 (tool steps, then a final answer)".into());
@@ -259,6 +286,18 @@ async fn run(args: Args) {
         out.insert(
             "persistence".into(),
             persistence::run(args.persist_agents, args.baseline.clone()).await,
+        );
+    }
+    if has("guards") {
+        out.insert(
+            "guards".into(),
+            guards::run(
+                args.guard_agents,
+                latency,
+                args.steps,
+                args.guard_runs.max(1),
+            )
+            .await,
         );
     }
     out.insert("load_end".into(), json!(stats::loadavg()));

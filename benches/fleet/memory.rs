@@ -1,5 +1,6 @@
 //! Scenario 2, memory: the server's resident memory (VmRSS) at start, with idle agents
-//! (created without a task), and while agents run.
+//! (created without a task), and while agents run (all at once: run slots off,
+//! `--max-running 0`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::mock::{Mock, write_project};
-use crate::server::{Server, call, text_of};
+use crate::server::{Server, UNLIMITED, call, text_of};
 use crate::stats::{kib, loadavg, round, table};
 
 /// Create idle agents `idle-{from}` .. `idle-{to - 1}`, 16 calls in flight.
@@ -80,8 +81,9 @@ pub async fn run(
     }
 
     // Running: a fresh server, `running` agents with a 5-step task, RSS sampled meanwhile.
+    // No run slots, so that they really all run at once.
     let run_mock = Mock::start(latency, 5, running).await;
-    let run_server = Server::start(&run_mock.url, write_project).await;
+    let run_server = Server::start_env(&run_mock.url, write_project, UNLIMITED).await;
     settle().await;
     let (run_rss0, _) = run_server.rss();
     let peak = Arc::new(AtomicU64::new(run_rss0));

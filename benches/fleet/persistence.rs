@@ -5,9 +5,10 @@
 //!   server's turnaround per step (reply → next request, tool included) with the store
 //!   on disk, in memory (`--ephemeral`), and — with `--baseline PATH` — on another
 //!   binary (e.g. a build from before the store). Extra time per step = the difference.
-//! - Throughput: N agents × 5 steps at 0 ms latency: events the store took per second
-//!   (events per agent counted with `get_agent_events`), the writer thread's CPU per
-//!   event, and the bytes on disk per agent.
+//! - Throughput: N agents × 5 steps at 0 ms latency, all running at once (no run slots):
+//!   events the store took per second (events per agent counted with
+//!   `get_agent_events`), the writer thread's CPU per event, and the bytes on disk per
+//!   agent.
 //!
 //! Skipped (printing "not available yet") when the server has no `get_agent_events`.
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::mock::{Mock, write_project};
-use crate::server::{Server, call, command, text_of};
+use crate::server::{Server, UNLIMITED, call, command, text_of};
 use crate::stats::{Summary, kib, loadavg, ms, round, table};
 
 /// Model calls of the step-cost agent (the last is its final answer).
@@ -87,9 +88,9 @@ pub async fn run(agents: usize, baseline: Option<PathBuf>) -> Value {
         &step_rows,
     );
 
-    // Throughput: a fleet at 0 ms latency.
+    // Throughput: a fleet at 0 ms latency, every agent running at once.
     let mock = Mock::start(Duration::ZERO, 5, agents).await;
-    let server = Server::start(&mock.url, write_project).await;
+    let server = Server::start_env(&mock.url, write_project, UNLIMITED).await;
     let threads0 = server.cpu_by_thread();
     let cpu0 = server.cpu_s();
     let epoch = mock.epoch();
@@ -174,7 +175,7 @@ pub async fn run(agents: usize, baseline: Option<PathBuf>) -> Value {
 /// per-step turnarounds in ms (the first agent is a warm-up).
 async fn step_cost(program: &Path, args: &[String]) -> Vec<f64> {
     let mock = Mock::start(Duration::ZERO, STEP_COST_STEPS, 1).await;
-    let server = Server::start_with(program, args, &mock.url, write_project).await;
+    let server = Server::start_with(program, args, &[], &mock.url, write_project).await;
     let mut gaps = Vec::new();
     for round in 0..ROUNDS {
         let name = format!("step-{round}");

@@ -1,6 +1,10 @@
 //! Scenario 1, scale: N agents created at once, each doing `steps` model calls with one
 //! tool call between them; one `wait_for_agents` until all settle. Wall time against
 //! the ideal (steps × latency + tool time) is flotilla's overhead.
+//!
+//! The fleet runs without run slots (`--max-running 0`, see [`UNLIMITED`]): flotilla's
+//! default of 16 would make this a measure of the queue. [`one`] with a limit is the
+//! `guards` scenario's comparison.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::mock::{Mock, write_project};
-use crate::server::{Server, call, cpu_s_of, text_of};
+use crate::server::{Server, UNLIMITED, call, cpu_s_of, text_of};
 use crate::stats::{Summary, loadavg, ms, round, table};
 
 pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
@@ -16,7 +20,7 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
     let mut rows = Vec::new();
     let mut splits = Vec::new();
     for &n in sizes {
-        let r = one(n, latency, steps).await;
+        let r = one(n, latency, steps, 0).await;
         rows.push(vec![
             n.to_string(),
             format!("{:.3} s", r["wall_s"].as_f64().unwrap_or(0.0)),
@@ -88,10 +92,23 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
     Value::Array(results)
 }
 
-async fn one(n: usize, latency: Duration, steps: u32) -> Value {
+/// One fleet of `n` agents. `max_running`: the server's run slots (0: none). With slots
+/// the agents run in waves of `max_running`, so the ideal is ⌈n / max_running⌉ × one
+/// agent's ideal.
+pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize) -> Value {
     let load_before = loadavg();
     let mock = Mock::start(latency, steps, n).await;
-    let server = Server::start(&mock.url, write_project).await;
+    let server = if max_running == 0 {
+        Server::start_env(&mock.url, write_project, UNLIMITED).await
+    } else {
+        let limit = max_running.to_string();
+        Server::start_env(
+            &mock.url,
+            write_project,
+            &[("FLOTILLA_MAX_RUNNING", limit.as_str())],
+        )
+        .await
+    };
     let tool_ms = tool_time_ms(&server.work).await;
     let epoch = mock.epoch();
     let cpu0 = server.cpu_s();
@@ -175,8 +192,23 @@ async fn one(n: usize, latency: Duration, steps: u32) -> Value {
     let requests = stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(requests, n as u64 * u64::from(steps), "model requests");
 
+    let max_inflight = stats
+        .max_inflight
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        max_running == 0 || max_inflight <= max_running as u64,
+        "{max_inflight} model calls at once with --max-running {max_running}: the server ignores it"
+    );
+
     let wall = (t_end - t0).as_secs_f64();
-    let ideal = f64::from(steps) * latency.as_secs_f64() + f64::from(steps - 1) * tool_ms / 1e3;
+    let agent_ideal =
+        f64::from(steps) * latency.as_secs_f64() + f64::from(steps - 1) * tool_ms / 1e3;
+    let waves = if max_running == 0 {
+        1
+    } else {
+        n.div_ceil(max_running)
+    };
+    let ideal = waves as f64 * agent_ideal;
     let create = Summary::of(&created.iter().map(|(s, d)| *d - *s).collect::<Vec<_>>());
     let start_delay: Vec<f64> = created
         .iter()
@@ -207,9 +239,6 @@ async fn one(n: usize, latency: Duration, steps: u32) -> Value {
         .last_final_ns
         .load(std::sync::atomic::Ordering::Relaxed);
     let settle_lag_ms = (t_end.as_nanos() as f64 - last_final as f64) / 1e6;
-    let max_inflight = stats
-        .max_inflight
-        .load(std::sync::atomic::Ordering::Relaxed);
     let avg_request = stats
         .request_bytes
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -221,6 +250,7 @@ async fn one(n: usize, latency: Duration, steps: u32) -> Value {
         "agents": n,
         "steps": steps,
         "latency_ms": latency.as_millis() as u64,
+        "max_running": max_running,
         "wall_s": round(wall, 4),
         "ideal_s": round(ideal, 4),
         "overhead_ratio": round(wall / ideal, 4),
@@ -229,8 +259,8 @@ async fn one(n: usize, latency: Duration, steps: u32) -> Value {
         "create_burst_ms": round((t_created - t0).as_secs_f64() * 1e3, 2),
         "start_delay_ms": start_delay.json(),
         "agent_lifetime_ms": lifetime.json(),
-        "agent_overhead_p50": round(lifetime.p50 / (ideal * 1e3), 4),
-        "agent_overhead_p99": round(lifetime.p99 / (ideal * 1e3), 4),
+        "agent_overhead_p50": round(lifetime.p50 / (agent_ideal * 1e3), 4),
+        "agent_overhead_p99": round(lifetime.p99 / (agent_ideal * 1e3), 4),
         "turnaround_ms": turnaround.json(),
         "model_hold_ms": hold.json(),
         "settle_lag_ms": round(settle_lag_ms, 2),

@@ -33,6 +33,11 @@ pub fn command() -> (PathBuf, Vec<String>) {
         .unwrap_or_else(|| (PathBuf::from(FLOTILLA), Vec::new()))
 }
 
+/// The environment for a fleet without run slots (`--max-running 0`; flotilla's default
+/// is 16). An environment variable rather than the flag, so that `--server-arg
+/// --max-running N` still wins and an older `--server` binary is not refused.
+pub const UNLIMITED: &[(&str, &str)] = &[("FLOTILLA_MAX_RUNNING", "0")];
+
 /// Counts progress notifications and their bytes (they reach the client, but MCP
 /// clients show them in the UI rather than feed them to the model).
 #[derive(Clone, Default)]
@@ -92,14 +97,24 @@ impl Server {
     /// Start flotilla in a fresh temp directory (`setup` may put files in its work
     /// directory first), pointed at the mock model at `mock_url`.
     pub async fn start(mock_url: &str, setup: impl FnOnce(&Path)) -> Self {
-        let (program, extra) = command();
-        Self::start_with(&program, &extra, mock_url, setup).await
+        Self::start_env(mock_url, setup, &[]).await
     }
 
-    /// Like [`Server::start`], with an explicit binary and extra arguments.
+    /// Like [`Server::start`], with extra environment variables, e.g. [`UNLIMITED`].
+    pub async fn start_env(
+        mock_url: &str,
+        setup: impl FnOnce(&Path),
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (program, extra) = command();
+        Self::start_with(&program, &extra, env, mock_url, setup).await
+    }
+
+    /// Like [`Server::start_env`], with an explicit binary and extra arguments.
     pub async fn start_with(
         program: &Path,
         extra: &[String],
+        env: &[(&str, &str)],
         mock_url: &str,
         setup: impl FnOnce(&Path),
     ) -> Self {
@@ -123,6 +138,8 @@ impl Server {
             .env_remove("OPENAI_BASE_URL")
             .env_remove("FLOTILLA_PROMPTS_DIR")
             .env_remove("FLOTILLA_CONFIG")
+            .env_remove("FLOTILLA_MAX_RUNNING")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
