@@ -76,9 +76,13 @@ impl Registry {
         let mut prepared = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
             let name = spec.name.clone();
-            let refuse =
-                |e: String| RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"));
-            let workdir = self.workdir(spec.workdir.as_deref()).await.map_err(refuse)?;
+            let refuse = |e: String| {
+                RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"))
+            };
+            let workdir = self
+                .workdir(spec.workdir.as_deref())
+                .await
+                .map_err(refuse)?;
             prepared.push(
                 self.prepare(spec, workdir)
                     .map_err(|e| refuse(e.to_string()))?,
