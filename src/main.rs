@@ -97,13 +97,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::debug!("cannot mark the process non-dumpable: {e}");
     }
     let launcher = std::env::current_exe().context("cannot find the flotilla binary")?;
-    match flotilla::sandbox::install(launcher, flotilla::sandbox::secret_vars(&config)).await {
+    let writable_roots = flotilla::workdirs::load_roots(
+        &config.sandbox.writable_roots,
+        &match &cli.workdir {
+            Some(w) => w.clone(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("invalid config: [sandbox] {e}"))?;
+    let installed = flotilla::sandbox::install(
+        launcher,
+        flotilla::sandbox::secret_vars(&config),
+        writable_roots,
+    )
+    .await;
+    match installed.isolation {
         flotilla::sandbox::Isolation::Namespaces => {
             tracing::debug!("run_command: PID and mount namespaces with a private /proc")
         }
         flotilla::sandbox::Isolation::Unavailable(why) => tracing::warn!(
             "run_command: process isolation is unavailable ({why}); commands can see other processes through /proc, including their environments, and detached processes may outlive flotilla"
         ),
+    }
+    if let Err(why) = &installed.sandbox {
+        tracing::warn!(
+            "run_command: the sandbox is unavailable ({why}); every agent's commands run as with sandbox \"off\": they can write wherever the user running flotilla can, and reach the network"
+        );
     }
     let models = Models::new(&config, &|k| std::env::var(k).ok())?;
     let prompts = Prompts::load(cli.prompts_dir.as_deref())?;
@@ -131,8 +150,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     .over(&config)?;
 
-    let (store, logs) = if cli.ephemeral {
-        (Store::in_memory()?, Vec::new())
+    let (store, logs, worktrees) = if cli.ephemeral {
+        let worktrees = std::env::temp_dir()
+            .join(format!("flotilla-{}", std::process::id()))
+            .join("worktrees");
+        tracing::info!(worktrees = %worktrees.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
+        (Store::in_memory()?, Vec::new(), worktrees)
     } else {
         let dir = match cli.data_dir {
             Some(d) => d,
@@ -147,7 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the store opener stopped")??;
         let (opened, dir) = opened;
         tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = opened.1.len(), "fleet store opened");
-        opened
+        (opened.0, opened.1, dir.join("worktrees"))
     };
     let store = Arc::new(store);
     let secrets = models.secret_values();
@@ -157,8 +180,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let roots = flotilla::workdirs::load_roots(&config.limits.workdir_roots, &workdir)
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    let registry =
-        Arc::new(Registry::new(models, prompts, workdir, fleet).with_workdir_roots(roots));
+    let sandbox = flotilla::sandbox::Sandbox {
+        mode: config
+            .sandbox
+            .mode
+            .unwrap_or(flotilla::sandbox::SandboxMode::WorkspaceWrite),
+        network: config.sandbox.network.unwrap_or(false),
+    };
+    let registry = Arc::new(
+        Registry::new(models, prompts, workdir, fleet)
+            .with_workdir_roots(roots)
+            .with_worktrees_root(worktrees)
+            .with_sandbox_default(sandbox),
+    );
     if !logs.is_empty() {
         let report = registry.restore(logs, !cli.no_resume);
         tracing::info!(

@@ -55,6 +55,10 @@ pub struct Role {
     /// Allowed tools; `None` means all of them.
     pub tools: Option<Vec<String>>,
     pub max_steps: Option<u32>,
+    /// Default `sandbox` of its agents (`workspace-write`, `read-only` or `off`).
+    pub sandbox: Option<crate::sandbox::SandboxMode>,
+    /// Default `network` of its agents.
+    pub network: Option<bool>,
     pub body: String,
 }
 
@@ -186,6 +190,8 @@ pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptEr
         description: String::new(),
         tools: None,
         max_steps: None,
+        sandbox: None,
+        network: None,
         body: text.trim().to_string(),
     };
     let text = text.trim_start();
@@ -224,6 +230,26 @@ pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptEr
                     bad(format!("max_steps must be a whole number, found `{value}`"))
                 })?)
             }
+            "sandbox" => {
+                let mode = value.trim_matches('"');
+                role.sandbox = Some(crate::sandbox::SandboxMode::parse(mode).ok_or_else(|| {
+                    bad(format!(
+                        "sandbox must be one of {}, found `{value}`",
+                        crate::sandbox::SandboxMode::NAMES.join(", ")
+                    ))
+                })?)
+            }
+            "network" => {
+                role.network = Some(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(bad(format!(
+                            "network must be true or false, found `{value}`"
+                        )));
+                    }
+                })
+            }
             // Claude Code style keys that are harmless here.
             "name" | "model" | "color" => {}
             other => return Err(bad(format!("unknown key `{other}`"))),
@@ -259,10 +285,14 @@ mod tests {
     fn front_matter_is_parsed_and_checked() {
         let role = parse_role(
             "x",
-            "---\ndescription: d\ntools: read_file, run_command\nmax_steps: 7\n---\nBody here\n",
+            "---\ndescription: d\ntools: read_file, run_command\nmax_steps: 7\nsandbox: read-only\nnetwork: true\n---\nBody here\n",
             "t",
         )
         .unwrap();
+        assert_eq!(role.sandbox, Some(crate::sandbox::SandboxMode::ReadOnly));
+        assert_eq!(role.network, Some(true));
+        let err = parse_role("x", "---\nsandbox: strict\n---\nb", "t").unwrap_err();
+        assert!(err.to_string().contains("workspace-write"), "{err}");
         assert_eq!(role.description, "d");
         assert_eq!(role.tools.unwrap(), ["read_file", "run_command"]);
         assert_eq!(role.max_steps, Some(7));

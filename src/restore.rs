@@ -106,7 +106,15 @@ impl Registry {
             },
             depends_on: stored.depends_on,
             retries: stored.retries,
+            sandbox: stored.sandbox.unwrap_or(crate::sandbox::Sandbox {
+                mode: crate::sandbox::SandboxMode::Off,
+                network: true,
+            }),
+            worktree: stored.worktree,
         };
+        if let Some(missing) = settings.workspace_missing() {
+            tracing::warn!(agent = %settings.name, "{missing}");
+        }
         // Without --no-resume, queued commands run as before; with it, nothing runs by
         // itself after the restart.
         let mut queued = std::mem::take(&mut r.queued);
