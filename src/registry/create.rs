@@ -225,7 +225,10 @@ impl Registry {
                 })?;
                 let root = tokio::fs::canonicalize(&root).await.unwrap_or(root);
                 let path = root.join(&spec.name);
-                Ok((path.join(&repo.prefix), Some(Isolate { repo, path, base })))
+                Ok((
+                    within(&path, &repo.prefix),
+                    Some(Isolate { repo, path, base }),
+                ))
             }
             Some(other) => Err(format!(
                 "isolation must be \"worktree\" (a git worktree of its own), or left out; got \"{other}\""
@@ -272,7 +275,7 @@ impl Registry {
         let branch = worktree::branch_of(&name);
         worktree::check_branch_free(&iso.repo, &branch).await?;
         let wt = worktree::add(&iso.repo, &iso.path, &branch, &commit, &iso.base).await?;
-        let workdir = wt.path.join(&iso.repo.prefix);
+        let workdir = within(&wt.path, &iso.repo.prefix);
         if let Err(e) = tokio::fs::create_dir_all(&workdir).await {
             worktree::discard(&iso.repo, &wt).await;
             return Err(format!("cannot create `{}`: {e}", workdir.display()));
@@ -545,6 +548,15 @@ impl Registry {
         tokio::task::spawn_blocking(move || crate::workdirs::prepare(&dir, &roots, create))
             .await
             .map_err(|e| format!("cannot prepare the work directory: {e}"))?
+    }
+}
+
+/// `dir/prefix`, without the trailing `/` that joining an empty prefix would add.
+fn within(dir: &std::path::Path, prefix: &std::path::Path) -> PathBuf {
+    if prefix.as_os_str().is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(prefix)
     }
 }
 
