@@ -179,6 +179,43 @@ impl Prompts {
     }
 }
 
+/// The environment lines for an agent's sandbox and worktree, appended to its system
+/// prompt (at creation and on restore) so the model knows its limits up front.
+pub fn isolation_note(
+    tools: &[String],
+    sandbox: crate::sandbox::Sandbox,
+    worktree: Option<&crate::worktree::Worktree>,
+) -> String {
+    use crate::sandbox::SandboxMode;
+    let mut s = String::new();
+    if let Some(wt) = worktree {
+        s.push_str(&worktree_note(&wt.branch));
+    }
+    let enforced = crate::sandbox::sandbox_status().is_ok();
+    if enforced && sandbox.mode != SandboxMode::Off && tools.iter().any(|t| t == "run_command") {
+        let writes = match sandbox.mode {
+            SandboxMode::ReadOnly => "may not write any file",
+            _ => "may write only in your work directory and the temp directories ($TMPDIR, /tmp)",
+        };
+        let net = if sandbox.network {
+            "may use the network"
+        } else {
+            "have no network (only servers they start on 127.0.0.1)"
+        };
+        s.push_str(&format!(
+            "\nrun_command is sandboxed: commands {writes}, and {net}. Anything else fails with `Permission denied` or a connection error; do not try to work around it."
+        ));
+    }
+    s
+}
+
+/// The environment line of an agent working in a worktree on `branch`.
+pub fn worktree_note(branch: &str) -> String {
+    format!(
+        "\nYour work directory is a git worktree of your own on branch {branch}, apart from the user's checkout; flotilla keeps your changes there, committed or not."
+    )
+}
+
 /// Parse a role profile: optional `---` front matter with `key: value` lines, then body.
 pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptError> {
     let bad = |message: String| PromptError::BadRole {

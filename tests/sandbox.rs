@@ -123,6 +123,12 @@ async fn workspace_write_confines_writes_to_the_work_directory_and_temp() {
     }
     let status = fl.status("builder").await;
     assert_eq!(status["sandbox"], "workspace-write", "{status}");
+    // The model is told its limits up front.
+    let system = fl.mock.requests_for("[builder]")[0].system_text();
+    assert!(
+        system.contains("run_command is sandboxed") && system.contains("have no network"),
+        "{system}"
+    );
 }
 
 /// A TCP server on 127.0.0.1 that counts the connections it accepts.

@@ -121,6 +121,12 @@ async fn parallel_builders_keep_their_own_branches_and_the_checkout_is_untouched
         "from b\n"
     );
 
+    // The agent is told where it works.
+    let system = fl.mock.requests_for("[a]")[0].system_text();
+    assert!(
+        system.contains("git worktree of your own on branch flotilla/builder-a"),
+        "{system}"
+    );
     let status_a = fl.status("builder-a").await;
     assert_eq!(status_a["branch"], "flotilla/builder-a", "{status_a}");
     assert_eq!(status_a["worktree"], a["workdir"], "{status_a}");

@@ -280,6 +280,9 @@ impl Registry {
             worktree::discard(&iso.repo, &wt).await;
             return Err(format!("cannot create `{}`: {e}", workdir.display()));
         }
+        p.settings
+            .system_prompt
+            .push_str(&crate::prompts::worktree_note(&wt.branch));
         p.settings.workdir = workdir;
         p.settings.worktree = Some(wt);
         Ok(())
@@ -419,13 +422,14 @@ impl Registry {
             ));
         }
         let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
-        let system_prompt = self.prompts.compose(
+        let mut system_prompt = self.prompts.compose(
             spec.role.as_deref(),
             extra_prompt.as_deref(),
             &spec.name,
             &workdir,
             &tools,
         );
+        system_prompt.push_str(&crate::prompts::isolation_note(&tools, sandbox, None));
         let tool_specs = self.specs_for(&tools);
         Ok(Prepared {
             settings: AgentSettings {
