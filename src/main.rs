@@ -191,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Registry::new(models, prompts, workdir, fleet)
             .with_workdir_roots(roots)
             .with_worktrees_root(worktrees)
+            .with_ephemeral_worktrees(cli.ephemeral)
             .with_sandbox_default(sandbox),
     );
     if !logs.is_empty() {

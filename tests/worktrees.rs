@@ -367,3 +367,35 @@ async fn worktrees_survive_a_restart_and_a_vanished_one_is_a_clear_error() {
     assert_eq!(deleted["branch"], "flotilla/keeper", "{deleted}");
     assert!(git(fl.work(), &["branch", "--list"]).contains("flotilla/keeper"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_fleet_removes_its_worktrees_at_exit_and_keeps_the_branches() {
+    let fl = Flotilla::builder().arg("--ephemeral").start().await;
+    init_repo(fl.work());
+    let work = fl.work().to_path_buf();
+    let _keep = fl.root_handle();
+    fl.mock.script(
+        "[eph]",
+        vec![
+            Step::tool("write_file", json!({"path": "e.txt", "content": "e\n"})),
+            Step::text("done"),
+        ],
+    );
+    let created = fl
+        .call("create_agent", isolated("eph", "[eph] write"))
+        .await;
+    let dir = fl.agent_dir(&created);
+    assert!(
+        !dir.starts_with(fl.root().join("data")),
+        "{}",
+        dir.display()
+    );
+    fl.wait_all(&["eph"]).await;
+    assert!(
+        fl.shutdown(Duration::from_secs(30)).await,
+        "the server did not exit"
+    );
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert_eq!(git(&work, &["show", "flotilla/eph:e.txt"]), "e\n");
+    assert_eq!(git(&work, &["worktree", "list"]).lines().count(), 1);
+}

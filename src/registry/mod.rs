@@ -93,6 +93,8 @@ pub struct Registry {
     workdir_roots: Vec<PathBuf>,
     /// Where flotilla puts agents' git worktrees (`<root>/<name>`).
     worktrees_root: PathBuf,
+    /// `--ephemeral`: worktrees are removed (branches kept) at shutdown.
+    ephemeral_worktrees: bool,
     /// `sandbox` / `network` of agents that set neither (nor their role): config.
     sandbox_default: crate::sandbox::Sandbox,
     /// Agents that can write, by work directory: who may overwrite whom.
@@ -126,6 +128,7 @@ impl Registry {
                 .join(format!("flotilla-{}", std::process::id()))
                 .join("worktrees"),
             sandbox_default: crate::sandbox::Sandbox::default(),
+            ephemeral_worktrees: false,
             writers: Default::default(),
             default_workdir,
             cancel: CancellationToken::new(),
@@ -156,6 +159,13 @@ impl Registry {
             self.workdir_roots.push(root.clone());
         }
         self.worktrees_root = root;
+        self
+    }
+
+    /// `--ephemeral`: the fleet ends with the process, and so do its agents'
+    /// worktrees (their work is committed to their branches, which stay).
+    pub fn with_ephemeral_worktrees(mut self, ephemeral: bool) -> Self {
+        self.ephemeral_worktrees = ephemeral;
         self
     }
 
@@ -416,6 +426,19 @@ impl Registry {
             .is_err()
         {
             tracing::warn!("some agents did not stop within {grace:?}");
+        }
+        if self.ephemeral_worktrees {
+            // The fleet ends with the process: so do its worktrees; their branches stay.
+            for h in self.unsorted() {
+                if let Some(wt) = &h.settings.worktree {
+                    match crate::worktree::remove(wt, h.name()).await {
+                        Ok(r) => {
+                            tracing::info!(agent = %h.name(), branch = %r.branch, "ephemeral fleet: worktree removed, branch kept")
+                        }
+                        Err(e) => tracing::warn!(agent = %h.name(), "{e}"),
+                    }
+                }
+            }
         }
     }
 }
