@@ -401,8 +401,11 @@ pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
             .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
             committed = true;
         }
+        // From the repository, not from inside the directory being removed.
         let shown = wt.path.display().to_string();
-        wt_git(wt, &["worktree", "remove", "--force", &shown], &[])
+        let common = common_dir(wt)
+            .ok_or_else(|| format!("cannot find the repository of the worktree `{shown}`"))?;
+        git(&["worktree", "remove", "--force", &shown], &common, &[])
             .await
             .map_err(|e| format!("cannot remove the worktree `{shown}`: {e}"))?;
     } else if let Some(common) = common_dir(wt) {

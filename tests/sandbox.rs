@@ -2,7 +2,8 @@
 //! the user's home, to `../`, through a symlink pointing out and from a grandchild all
 //! fail while the work directory and `$TMPDIR` take writes; `network: false` cannot
 //! reach a TCP server on 127.0.0.1 that `network: true` can; `read-only` refuses every
-//! write; `off` is today's behaviour; config and roles set the defaults.
+//! write; `off` is today's behaviour; roles and the config set defaults (and extra
+//! writable roots), which an agent's own arguments override.
 //!
 //! The server's directories live under the target directory here, not under `/tmp`
 //! (every sandboxed command may write the temp directories). Each test skips, saying
@@ -29,8 +30,16 @@ fn root_outside_tmp() -> Arc<tempfile::TempDir> {
 }
 
 async fn start(root: &Arc<tempfile::TempDir>, config: &str) -> Flotilla {
+    start_with(root, config, &[]).await
+}
+
+async fn start_with(root: &Arc<tempfile::TempDir>, config: &str, args: &[&str]) -> Flotilla {
     let path = |d: &str| root.path().join(d).display().to_string();
-    Flotilla::builder()
+    let mut builder = Flotilla::builder();
+    for a in args {
+        builder = builder.arg(a);
+    }
+    builder
         .root(root.clone())
         .config(&format!("{DEFAULT_CONFIG}{config}"))
         .env("HOME", &path("home"))
@@ -78,7 +87,13 @@ fn exists(p: PathBuf) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspace_write_confines_writes_to_the_work_directory_and_temp() {
     let root = root_outside_tmp();
-    let fl = start(&root, "").await;
+    let cache = root.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config = format!(
+        "[sandbox]\nwritable_roots = [{:?}]\n",
+        cache.display().to_string()
+    );
+    let fl = start(&root, &config).await;
     let r = root.path();
     std::os::unix::fs::symlink(r.join("outside"), fl.work().join("out-link")).unwrap();
     let script = "echo w > in-work.txt && echo WORK_OK; \
@@ -89,6 +104,7 @@ async fn workspace_write_confines_writes_to_the_work_directory_and_temp() {
          echo s > out-link/s.txt || echo LINK_DENIED; \
          sh -c 'bash -c \"echo g > ../grand.txt\"' || echo GRAND_DENIED; \
          (sleep 0.1; echo b > ../background.txt || echo BG_DENIED) & wait; \
+         echo c > ../cache/c.txt && echo CACHE_OK; \
          echo x > /dev/null && echo DEVNULL_OK";
     let (created, out) = run_as(&fl, "builder", json!({}), script).await;
     if !enforced(&created) {
@@ -103,6 +119,7 @@ async fn workspace_write_confines_writes_to_the_work_directory_and_temp() {
         "LINK_DENIED",
         "GRAND_DENIED",
         "BG_DENIED",
+        "CACHE_OK",
         "DEVNULL_OK",
     ] {
         assert!(out.contains(marker), "no {marker} in: {out}");
@@ -112,6 +129,8 @@ async fn workspace_write_confines_writes_to_the_work_directory_and_temp() {
     let work = fl.work().to_path_buf();
     assert!(exists(work.join("in-work.txt")) && exists(work.join("sub/deep/f.txt")));
     assert!(exists(r.join("tmpdir/t.txt")));
+    // [sandbox] writable_roots are writable too.
+    assert!(exists(cache.join("c.txt")));
     for denied in [
         r.join("home/h.txt"),
         r.join("parent.txt"),
@@ -150,7 +169,20 @@ async fn tcp_server() -> (u16, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_network_is_closed_unless_allowed() {
     let root = root_outside_tmp();
-    let fl = start(&root, "").await;
+    // A role whose front matter opens the network.
+    let prompts = root.path().join("prompts");
+    std::fs::create_dir_all(prompts.join("agents")).unwrap();
+    std::fs::write(
+        prompts.join("agents/fetcher.md"),
+        "---\ndescription: fetches things\nnetwork: true\n---\nFetch.",
+    )
+    .unwrap();
+    let fl = start_with(
+        &root,
+        "",
+        &["--prompts-dir", &prompts.display().to_string()],
+    )
+    .await;
     let (port, accepted) = tcp_server().await;
     // bash's /dev/tcp: no tool needed, no file opened.
     let probe = format!(
@@ -178,6 +210,18 @@ async fn the_network_is_closed_unless_allowed() {
         fl.status("online").await["sandbox"],
         "workspace-write+network"
     );
+    let (_, out) = run_as(&fl, "by-role", json!({"role": "fetcher"}), &probe).await;
+    assert!(out.contains("PONG"), "{out}");
+    // The agent's own argument wins over its role.
+    let (_, out) = run_as(
+        &fl,
+        "overridden",
+        json!({"role": "fetcher", "network": false}),
+        &probe,
+    )
+    .await;
+    assert!(out.contains("NO_NETWORK"), "{out}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

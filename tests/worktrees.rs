@@ -306,6 +306,17 @@ async fn writers_sharing_a_directory_are_warned() {
         warnings.contains("p1:") && warnings.contains("p2:"),
         "{plan}"
     );
+    let isolated_plan = fl
+        .call(
+            "create_agents",
+            json!({"agents": [{"name": "q1", "isolation": "worktree"}, {"name": "q2"}]}),
+        )
+        .await;
+    assert_eq!(
+        isolated_plan["agents"][0]["branch"], "flotilla/q1",
+        "{isolated_plan}"
+    );
+    assert!(isolated_plan["agents"][1].get("branch").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

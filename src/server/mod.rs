@@ -204,6 +204,7 @@ impl FleetServer {
                         s.status
                     },
                     waiting_on: s.waiting_on,
+                    branch: h.settings.worktree.as_ref().map(|w| w.branch.clone()),
                 }
             })
             .collect();

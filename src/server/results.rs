@@ -44,6 +44,9 @@ pub struct CreatedRow {
     pub status: AgentStatus,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<String>,
+    /// Its branch, with isolation `worktree`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
