@@ -44,7 +44,9 @@ get_agent_status in a loop) and read only the end results (get_agent_output for 
 of a long report). For one-off work: \
 create_agent with `task` -> wait_for_agents -> command_agent to follow up (the agent keeps \
 its conversation) -> delete_agent when done. An agent knows only what you and its \
-dependencies tell it. pause_agents/resume_agents hold and release the fleet; a `note` in \
+dependencies tell it. Parallel builders in one git repository: isolation \"worktree\" \
+(each on its own branch flotilla/<name>; a reviewer with base: the builder's name sees its \
+work; delete_agent keeps the branch). pause_agents/resume_agents hold and release the fleet; a `note` in \
 a result means a budget cap is near.";
 
 /// A role profile: extra instructions plus defaults for tools and steps.
