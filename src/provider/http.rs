@@ -45,6 +45,9 @@ pub struct EndpointConfig {
     /// Longest silence while an answer's body arrives (`[retry] idle_timeout_s`);
     /// `None`: no limit here (the call's deadline still applies).
     pub idle_timeout: Option<Duration>,
+    /// Sampling temperature, sent only when the config sets one (current models reject
+    /// sampling parameters they do not expect).
+    pub temperature: Option<f64>,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -68,6 +71,8 @@ pub(crate) struct Endpoint {
     headers: HeaderMap,
     api_key_env: Option<String>,
     idle_timeout: Option<Duration>,
+    /// Sent as `temperature` when set (config `[providers.NAME] temperature`).
+    pub temperature: Option<f64>,
 }
 
 impl Endpoint {
@@ -104,6 +109,7 @@ impl Endpoint {
             headers,
             api_key_env: config.api_key_env.clone(),
             idle_timeout: config.idle_timeout.filter(|d| !d.is_zero()),
+            temperature: config.temperature,
         })
     }
 
