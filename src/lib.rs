@@ -3,7 +3,8 @@
 //!
 //! A tour, from the outside in:
 //! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
-//!   shapes compact JSON results.
+//!   shapes compact JSON results. [`http`] serves them over Streamable HTTP to many
+//!   clients at once (auth, DNS-rebinding guard, limits); `main` serves them on stdio.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
 //!   every task tracked for shutdown.
 //! - [`agent`]: one agent — a handle with an inbox and a `watch`ed state, and the
@@ -19,6 +20,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod http;
 pub mod model;
 pub mod pricing;
 pub mod prompts;
