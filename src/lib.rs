@@ -3,7 +3,9 @@
 //!
 //! A tour, from the outside in:
 //! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
-//!   shapes compact JSON results. [`stdio`] filters malformed JSON-RPC in front of it.
+//!   shapes compact JSON results. [`http`] serves them over Streamable HTTP to many
+//!   clients at once (auth, DNS-rebinding guard, limits); on stdio, [`stdio`] filters
+//!   malformed JSON-RPC in front of it.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
 //!   every task tracked for shutdown.
 //! - [`fleet`]: what every agent shares — store, event bus, budget, run slots,
@@ -23,6 +25,7 @@
 pub mod agent;
 pub mod config;
 pub mod fleet;
+pub mod http;
 pub mod model;
 pub mod plan;
 pub mod pricing;

@@ -1,6 +1,7 @@
 //! The `flotilla` binary: parse flags, set up logging on stderr (stdout is the MCP
-//! channel), build the registry, serve MCP over stdio, and on stdin EOF, SIGINT or
-//! SIGTERM cancel every agent and wait for them, so no process is left behind.
+//! channel), build the registry, serve MCP over stdio (or, with `--listen`, over
+//! Streamable HTTP: see `flotilla::http`), and on stdin EOF, SIGINT or SIGTERM cancel
+//! every agent and wait for them, so no process is left behind.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use tracing_subscriber::EnvFilter;
 use flotilla::config::{Config, Models};
 use flotilla::fleet::Fleet;
 use flotilla::fleet::limits::GuardRails;
+use flotilla::http::{self, auth::Token};
 use flotilla::prompts::{ORCHESTRATOR, Prompts};
 use flotilla::registry::Registry;
 use flotilla::server::FleetServer;
 use flotilla::store::{Store, location};
 
-/// An MCP server (stdio) that gives an orchestrator LLM a fleet of working sub-agents.
+/// An MCP server (stdio, or Streamable HTTP with --listen) that gives an orchestrator LLM a fleet of working sub-agents.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -60,6 +62,20 @@ struct Cli {
     /// [limits] stall_timeout_s.
     #[arg(long, env = "FLOTILLA_STALL_TIMEOUT_S", value_name = "SECONDS")]
     stall_timeout_s: Option<u64>,
+    /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio, e.g.
+    /// 127.0.0.1:7777 (port 0 picks a free one). Clients need the bearer token:
+    /// FLOTILLA_TOKEN, or the `token` file generated in the data directory.
+    #[arg(long, env = "FLOTILLA_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// With --listen: also accept requests whose Origin is ORIGIN
+    /// (scheme://host[:port]); repeatable. The server's own origin is always allowed.
+    #[arg(long, value_name = "ORIGIN", requires = "listen")]
+    allow_origin: Vec<String>,
+    /// With --listen: also accept requests whose Host names HOST (e.g. the name of a
+    /// reverse proxy that passes Host through); repeatable. Loopback names and the
+    /// listening IP are always allowed.
+    #[arg(long, value_name = "HOST", requires = "listen")]
+    allow_host: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,8 +147,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     .over(&config)?;
 
-    let (store, logs) = if cli.ephemeral {
-        (Store::in_memory()?, Vec::new())
+    // HTTP: bind and check the token rules before anything starts, so a busy port or
+    // a missing token fails at once, before restored agents resume.
+    let listener = match &cli.listen {
+        None => None,
+        Some(addr) => Some(http::Listener::bind(addr, &cli.allow_host, &cli.allow_origin).await?),
+    };
+    let env_token = match &listener {
+        None => None,
+        Some(l) => {
+            let token = Token::from_env()?;
+            l.check_token_rules(token.is_some(), cli.ephemeral)?;
+            token
+        }
+    };
+
+    let (store, logs, data_dir) = if cli.ephemeral {
+        (Store::in_memory()?, Vec::new(), None)
     } else {
         let dir = match cli.data_dir {
             Some(d) => d,
@@ -145,9 +176,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || Store::open(&dir).map(|opened| (opened, dir)))
                 .await
                 .context("the store opener stopped")??;
-        let (opened, dir) = opened;
-        tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = opened.1.len(), "fleet store opened");
-        opened
+        let ((store, logs), dir) = opened;
+        tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = logs.len(), "fleet store opened");
+        (store, logs, Some(dir))
+    };
+    let token = match &listener {
+        None => None,
+        Some(_) => Some(Token::choose(env_token, data_dir.as_deref())?),
     };
     let store = Arc::new(store);
     let secrets = models.secret_values();
@@ -170,43 +205,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     registry.start_scheduler();
-    // A line filter in front of rmcp answers malformed JSON-RPC (see flotilla::stdio).
-    let (transport, stdio) = flotilla::stdio::filtered();
-    let service = FleetServer::new(registry.clone())
-        .serve(transport)
-        .await
-        .context("MCP initialisation over stdio failed")?;
-    let cancel = service.cancellation_token();
-
-    tokio::select! {
-        r = service.waiting() => {
-            if let Err(e) = r { tracing::warn!("MCP service ended: {e}"); }
-            tracing::info!("client closed the connection");
+    let stdio = match (listener, token) {
+        (Some(listener), Some(token)) => {
+            let stop = shutdown_signal();
+            listener.serve(registry.clone(), token, stop).await;
+            None
         }
-        _ = shutdown_signal() => {
-            tracing::info!("signal received; shutting down");
-            cancel.cancel();
-        }
-    }
+        _ => Some(serve_stdio(registry.clone()).await?),
+    };
     registry.shutdown(Duration::from_secs(10)).await;
-    stdio.finish(Duration::from_secs(1)).await;
+    if let Some(stdio) = stdio {
+        stdio.finish(Duration::from_secs(1)).await;
+    }
     store.close();
     tracing::info!("all agents stopped; store closed");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Serve one client on stdin/stdout until it closes the connection or a signal comes.
+/// Returns the stdio filter's tasks, to finish once the agents are stopped.
+async fn serve_stdio(registry: Arc<Registry>) -> anyhow::Result<flotilla::stdio::Tasks> {
+    let stop = shutdown_signal();
+    // A line filter in front of rmcp answers malformed JSON-RPC (see flotilla::stdio).
+    let (transport, stdio) = flotilla::stdio::filtered();
+    let service = FleetServer::new(registry)
+        .serve(transport)
+        .await
+        .context("MCP initialisation over stdio failed")?;
+    let cancel = service.cancellation_token();
+    tokio::select! {
+        r = service.waiting() => {
+            if let Err(e) = r { tracing::warn!("MCP service ended: {e}"); }
+            tracing::info!("client closed the connection");
+        }
+        _ = stop => {
+            tracing::info!("signal received; shutting down");
+            cancel.cancel();
+        }
+    }
+    Ok(stdio)
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called,
+/// not when the future is first polled: a signal that comes right after start-up
+/// (e.g. just after the HTTP address is logged) is not lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; relying on stdin EOF");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; relying on stdin EOF");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
