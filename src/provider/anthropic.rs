@@ -263,7 +263,7 @@ fn from_wire(response: WireResponse) -> Result<ModelResponse, String> {
             .unwrap_or_default();
         return Err(format!(
             "the answer is an error: {}",
-            super::http::truncate(&reported, 500)
+            crate::text::truncate_chars(&reported, 500)
         ));
     }
     let Some(blocks) = response.content else {

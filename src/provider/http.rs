@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::ProviderError;
+use crate::text::truncate_chars;
 
 /// How long to wait for a TCP/TLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,7 +162,7 @@ impl Endpoint {
         serde_json::from_str(&text).map_err(|e| {
             let detail = match extract_error_message(&text) {
                 Some(msg) => format!("it reported an error: {msg}"),
-                None => format!("{e}; body starts: {}", truncate(&text, 200)),
+                None => format!("{e}; body starts: {}", truncate_chars(&text, 200)),
             };
             ProviderError::Fatal {
                 status: Some(status.as_u16()),
@@ -215,8 +216,8 @@ impl Endpoint {
         retry_after: Option<Duration>,
         body: &str,
     ) -> ProviderError {
-        let detail =
-            extract_error_message(body).unwrap_or_else(|| truncate(body.trim(), MAX_ERROR_CHARS));
+        let detail = extract_error_message(body)
+            .unwrap_or_else(|| truncate_chars(body.trim(), MAX_ERROR_CHARS));
         let mut message = format!("{}: HTTP {status}", self.name);
         if !detail.is_empty() {
             message.push_str(": ");
@@ -279,15 +280,7 @@ pub fn extract_error_message(body: &str) -> Option<String> {
         .or_else(|| error.filter(|e| e.is_string()))
         .or_else(|| value.get("message"))?
         .as_str()?;
-    Some(truncate(message.trim(), MAX_ERROR_CHARS))
-}
-
-/// At most `max` characters of `s`, with `…` when cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    }
+    Some(truncate_chars(message.trim(), MAX_ERROR_CHARS))
 }
 
 /// An error and its causes, `: `-joined (reqwest hides the useful part in `source`).

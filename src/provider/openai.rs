@@ -14,7 +14,7 @@ use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, EndpointConfig, truncate};
+use super::http::{Endpoint, EndpointConfig};
 use super::{BoxFuture, Provider, ProviderError};
 use crate::model::{
     Block, Message, ModelRequest, ModelResponse, Role, StopReason, ToolSpec, Usage,
@@ -269,7 +269,7 @@ fn from_wire(response: WireResponse) -> Result<ModelResponse, String> {
         return Err(match reported {
             Some(message) => format!(
                 "the answer has no choices; it reported: {}",
-                truncate(&message, 500)
+                crate::text::truncate_chars(&message, 500)
             ),
             None => "the answer has no choices".to_string(),
         });
