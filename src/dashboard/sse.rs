@@ -3,13 +3,17 @@
 //!
 //! - `event: agent` — one per journaled event: agent, seq, kind, summary, detail (tool
 //!   arguments, short results) and the agent's fresh row.
-//! - `event: header` — the fleet header, at most every [`HEADER_EVERY`] while
-//!   anything happens.
+//! - `event: header` — the fleet header, and `event: rows` — the fresh rows of the
+//!   agents that had events, at most every [`HEADER_EVERY`] while anything happens.
+//!   An agent's state changes just after it journals an event (a command's end is
+//!   journaled, then its status set), so the row sent with the event can be a step
+//!   behind; this catches it up.
 //! - `event: resync` — this client fell behind the bus and missed events: refetch
 //!   the snapshot.
 //!
 //! A stream ends when the server shuts down.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +40,9 @@ pub async fn events(
         rx: d.registry.fleet().bus.subscribe(),
         tick: tokio::time::interval(HEADER_EVERY),
         dirty: true,
+        touched: HashSet::new(),
+        last: HashSet::new(),
+        pending: None,
         d,
     };
     let stream = futures::stream::unfold(feed, |mut feed| async move {
@@ -52,17 +59,39 @@ struct Feed {
     tick: tokio::time::Interval,
     /// Something happened since the last header.
     dirty: bool,
+    /// Agents (ids) with events since the last header.
+    touched: HashSet<Arc<str>>,
+    /// Those of the tick before.
+    last: HashSet<Arc<str>>,
+    /// The `rows` message to send after the header.
+    pending: Option<SseEvent>,
 }
 
 impl Feed {
     /// The next message; `None` ends the stream (shutdown).
     async fn next(&mut self) -> Option<SseEvent> {
+        if let Some(rows) = self.pending.take() {
+            return Some(rows);
+        }
         loop {
             let event = tokio::select! {
                 () = self.d.stop.cancelled() => return None,
                 _ = self.tick.tick() => {
-                    if std::mem::take(&mut self.dirty) {
+                    // Send on the tick after events, and once more on the next one:
+                    // a state set just after the last event is caught by the second.
+                    let dirty = std::mem::take(&mut self.dirty);
+                    let last = std::mem::replace(&mut self.last, std::mem::take(&mut self.touched));
+                    if dirty || !last.is_empty() {
                         let header = Header::of(&self.d, &self.d.registry.all());
+                        let rows: Vec<Row> = self
+                            .last
+                            .union(&last)
+                            .filter_map(|id| self.d.registry.get(id).ok())
+                            .map(|h| Row::of(&h))
+                            .collect();
+                        if !rows.is_empty() {
+                            self.pending = Some(sse("rows", &json!(rows)));
+                        }
                         return Some(sse("header", &json!(header)));
                     }
                     continue;
@@ -72,6 +101,7 @@ impl Feed {
             return match event {
                 Ok(e) => {
                     self.dirty = true;
+                    self.touched.insert(e.agent_id.clone());
                     // A deleted agent has no row; its events still go out.
                     let handle = self.d.registry.get(&e.agent_id).ok();
                     let mut v = match &handle {
