@@ -19,11 +19,13 @@
 //!   [`sandbox`] starts `run_command` in its own PID and mount namespaces.
 //! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
 //!   written off the hot path by one thread, replayed on restart.
+//! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`model`]: the provider-neutral conversation types everything above shares.
 
 pub mod agent;
 pub mod config;
+pub mod dashboard;
 pub mod fleet;
 pub mod http;
 pub mod model;

@@ -67,14 +67,24 @@ struct Cli {
     /// FLOTILLA_TOKEN, or the `token` file generated in the data directory.
     #[arg(long, env = "FLOTILLA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
-    /// With --listen: also accept requests whose Origin is ORIGIN
+    /// In stdio mode: also serve the dashboard (and /metrics) at http://ADDR/, e.g.
+    /// 127.0.0.1:7778, with the same token rules as --listen. With --listen the
+    /// dashboard is on that listener already.
+    #[arg(
+        long,
+        env = "FLOTILLA_DASHBOARD",
+        value_name = "ADDR",
+        conflicts_with = "listen"
+    )]
+    dashboard: Option<String>,
+    /// With --listen or --dashboard: also accept requests whose Origin is ORIGIN
     /// (scheme://host[:port]); repeatable. The server's own origin is always allowed.
-    #[arg(long, value_name = "ORIGIN", requires = "listen")]
+    #[arg(long, value_name = "ORIGIN")]
     allow_origin: Vec<String>,
-    /// With --listen: also accept requests whose Host names HOST (e.g. the name of a
-    /// reverse proxy that passes Host through); repeatable. Loopback names and the
-    /// listening IP are always allowed.
-    #[arg(long, value_name = "HOST", requires = "listen")]
+    /// With --listen or --dashboard: also accept requests whose Host names HOST (e.g.
+    /// the name of a reverse proxy that passes Host through); repeatable. Loopback
+    /// names and the listening IP are always allowed.
+    #[arg(long, value_name = "HOST")]
     allow_host: Vec<String>,
 }
 
@@ -148,9 +158,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     .over(&config)?;
 
     // HTTP: bind and check the token rules before anything starts, so a busy port or
-    // a missing token fails at once, before restored agents resume.
-    let listener = match &cli.listen {
-        None => None,
+    // a missing token fails at once, before restored agents resume. Either the MCP
+    // listener (with the dashboard on it) or, beside stdio, the dashboard's own.
+    let serves_mcp = cli.listen.is_some();
+    let listener = match cli.listen.as_ref().or(cli.dashboard.as_ref()) {
+        None => {
+            if !cli.allow_host.is_empty() || !cli.allow_origin.is_empty() {
+                anyhow::bail!(
+                    "--allow-host and --allow-origin apply to a listener: add --listen ADDR (or --dashboard ADDR)"
+                );
+            }
+            None
+        }
         Some(addr) => Some(http::Listener::bind(addr, &cli.allow_host, &cli.allow_origin).await?),
     };
     let env_token = match &listener {
@@ -194,6 +213,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     let registry =
         Arc::new(Registry::new(models, prompts, workdir, fleet).with_workdir_roots(roots));
+    // Subscribed to the bus before any agent is restored: metrics miss nothing.
+    let dashboard = flotilla::dashboard::Dashboard::start(registry.clone());
     if !logs.is_empty() {
         let report = registry.restore(logs, !cli.no_resume);
         tracing::info!(
@@ -206,14 +227,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     registry.start_scheduler();
     let stdio = match (listener, token) {
-        (Some(listener), Some(token)) => {
+        (Some(listener), Some(token)) if serves_mcp => {
             let stop = shutdown_signal();
-            listener.serve(registry.clone(), token, stop).await;
+            listener
+                .serve(Some(registry.clone()), dashboard.clone(), token, stop)
+                .await;
             None
         }
-        _ => Some(serve_stdio(registry.clone()).await?),
+        (Some(listener), Some(token)) => {
+            // stdio, with the dashboard on its own listener until stdio ends.
+            let url = listener.dashboard_url();
+            let stop = tokio_util::sync::CancellationToken::new();
+            let served = tokio::spawn({
+                let (dashboard, stop) = (dashboard.clone(), stop.clone());
+                async move {
+                    listener
+                        .serve(None, dashboard, token, stop.cancelled_owned())
+                        .await
+                }
+            });
+            let stdio = serve_stdio(FleetServer::new(registry.clone()).with_dashboard(url)).await;
+            stop.cancel();
+            if served.await.is_err() {
+                tracing::warn!("the dashboard listener stopped abnormally");
+            }
+            Some(stdio?)
+        }
+        _ => Some(serve_stdio(FleetServer::new(registry.clone())).await?),
     };
     registry.shutdown(Duration::from_secs(10)).await;
+    dashboard.shutdown().await;
     if let Some(stdio) = stdio {
         stdio.finish(Duration::from_secs(1)).await;
     }
@@ -224,11 +267,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Serve one client on stdin/stdout until it closes the connection or a signal comes.
 /// Returns the stdio filter's tasks, to finish once the agents are stopped.
-async fn serve_stdio(registry: Arc<Registry>) -> anyhow::Result<flotilla::stdio::Tasks> {
+async fn serve_stdio(server: FleetServer) -> anyhow::Result<flotilla::stdio::Tasks> {
     let stop = shutdown_signal();
     // A line filter in front of rmcp answers malformed JSON-RPC (see flotilla::stdio).
     let (transport, stdio) = flotilla::stdio::filtered();
-    let service = FleetServer::new(registry)
+    let service = server
         .serve(transport)
         .await
         .context("MCP initialisation over stdio failed")?;

@@ -356,6 +356,18 @@ impl AgentHandle {
         }
     }
 
+    /// Cancel the command running now, if any (the dashboard's "interrupt"): it ends
+    /// `cancelled` and the agent goes on with its queue. Returns whether one ran.
+    pub fn interrupt_current(&self) -> bool {
+        let inbox = lock(&self.inbox);
+        inbox.current.as_ref().inspect(|t| t.cancel()).is_some()
+    }
+
+    /// The sequence number of its latest event (0 when it has none).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
     fn finish_command(&self) {
         lock(&self.inbox).current = None;
     }

@@ -2,6 +2,15 @@
 //! from (`FLOTILLA_TOKEN`, or a `token` file generated in the data directory with mode
 //! 0600), and the middleware that answers 401 to any request without it.
 //!
+//! The dashboard is opened in a browser, which cannot send a bearer header: `GET
+//! /?token=…` with the right token answers a redirect to `/` that sets an HttpOnly,
+//! SameSite=Strict session cookie, and the cookie is accepted thereafter on every
+//! route except `/mcp` (MCP clients send the bearer header; keeping the cookie off
+//! `/mcp` means a browser session can watch and steer agents but cannot act as the
+//! orchestrator). A request that changes something (any method but GET/HEAD) and
+//! rests on the cookie must carry an `Origin` header, which the guard has already
+//! checked: a cross-site form or script cannot forge it.
+//!
 //! The token itself is never logged; only the file's path is. Tokens are compared in
 //! constant time.
 
@@ -12,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -177,9 +186,11 @@ impl Token {
     /// Whether `headers` carry `Authorization: Bearer <this token>`. The comparison
     /// takes the same time wherever the first difference is.
     pub fn admits(&self, headers: &HeaderMap) -> bool {
-        let Some(presented) = bearer(headers) else {
-            return false;
-        };
+        bearer(headers).is_some_and(|presented| self.matches(presented))
+    }
+
+    /// Whether `presented` is this token, in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
         presented.as_bytes().ct_eq(self.0.as_bytes()).into()
     }
 }
@@ -194,18 +205,105 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Middleware: 401 with `WWW-Authenticate: Bearer` and an empty body unless the
-/// request carries the token.
-pub async fn require_bearer(State(token): State<Token>, request: Request, next: Next) -> Response {
-    if token.admits(request.headers()) {
+/// The token and the name of this listener's session cookie.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    pub token: Token,
+    /// `flotilla_<port>`: cookies are not kept apart by port, so two fleets on one
+    /// host each get their own.
+    cookie: Arc<str>,
+}
+
+impl Auth {
+    pub fn new(token: Token, port: u16) -> Self {
+        Self {
+            token,
+            cookie: format!("flotilla_{port}").into(),
+        }
+    }
+
+    /// Whether the request carries this listener's session cookie with the token.
+    fn cookie_admits(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .any(|(k, v)| k == &*self.cookie && self.token.matches(v))
+    }
+
+    /// The `Set-Cookie` value that opens a dashboard session.
+    fn session_cookie(&self) -> String {
+        format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Strict",
+            self.cookie, self.token.0
+        )
+    }
+}
+
+/// The value of `token=` in a query string.
+fn query_token(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("token="))
+}
+
+/// Middleware: the bearer header anywhere; on the dashboard's routes also the session
+/// cookie (state changes only with an `Origin`), and `GET /?token=…` opens a session.
+/// Otherwise 401 with `WWW-Authenticate: Bearer`.
+pub async fn require_auth(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if auth.token.admits(headers) {
         return next.run(request).await;
     }
-    let why = if request.headers().contains_key(header::AUTHORIZATION) {
+    let path = request.uri().path();
+    let dashboard = path != super::MCP_PATH;
+    if dashboard && auth.cookie_admits(headers) {
+        let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+        if !reads && !headers.contains_key(header::ORIGIN) {
+            tracing::warn!(method = %request.method(), path, "403: session cookie without Origin");
+            return (
+                StatusCode::FORBIDDEN,
+                "Forbidden: a change made with the session cookie must come from the dashboard page (no Origin header)\n",
+            )
+                .into_response();
+        }
+        return next.run(request).await;
+    }
+    if path == "/"
+        && request.method() == Method::GET
+        && query_token(request.uri().query()).is_some_and(|t| auth.token.matches(t))
+    {
+        // Drop the token from the address bar (and the history) at once.
+        return (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (header::SET_COOKIE, auth.session_cookie()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+        )
+            .into_response();
+    }
+    let why = if headers.contains_key(header::AUTHORIZATION) {
         "wrong or malformed bearer token"
+    } else if dashboard {
+        "no Authorization header or session cookie"
     } else {
         "no Authorization header"
     };
-    tracing::info!(method = %request.method(), path = %request.uri().path(), "401: {why}");
+    let page = path == "/" && request.method() == Method::GET;
+    tracing::info!(method = %request.method(), path, "401: {why}");
+    if page {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [
+                (header::WWW_AUTHENTICATE, "Bearer"),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            ],
+            format!("Open this page as /?token=TOKEN once: the token is in {TOKEN_ENV}, or in the `{TOKEN_FILE}` file of the fleet's data directory (the server's log says where).\n"),
+        )
+            .into_response();
+    }
     unauthorized()
 }
 

@@ -4,11 +4,13 @@
 //! This module owns the listener, the axum router and the shutdown sequence. Every
 //! route goes through the same layers, outermost first:
 //! 1. [`guard`]: DNS-rebinding protection (`Host`, `Origin`) → 403;
-//! 2. [`auth`]: `Authorization: Bearer <token>` → 401;
+//! 2. [`auth`]: `Authorization: Bearer <token>` (or, off `/mcp`, the dashboard's
+//!    session cookie) → 401;
 //! 3. [`limits`]: body cap and read timeout → 413 / 408; calls in flight counted.
 //!
-//! Routes: `/mcp` (rmcp's Streamable HTTP service). Further pages (a dashboard at
-//! `/`, `/metrics`) are added in [`router`] and get the same protection.
+//! Routes: `/mcp` (rmcp's Streamable HTTP service), and the dashboard and `/metrics`
+//! ([`crate::dashboard`]) with the same protection. In stdio mode a second listener
+//! (`--dashboard ADDR`) serves the dashboard routes alone.
 //! Connections and their timeouts live in [`conn`].
 //!
 //! Shutdown (SIGTERM/SIGINT): stop accepting; let calls in flight finish (up to
@@ -34,9 +36,10 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::dashboard::Dashboard;
 use crate::registry::Registry;
 use crate::server::{FleetServer, MAX_WAIT_S};
-use auth::Token;
+use auth::{Auth, Token};
 use guard::Guard;
 use limits::Calls;
 
@@ -104,6 +107,11 @@ impl Listener {
         })
     }
 
+    /// The dashboard's address, e.g. `http://127.0.0.1:7777/`.
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -130,24 +138,36 @@ impl Listener {
     }
 
     /// Serve until `shutdown` completes, then drain and close (see the module docs).
+    /// `registry`: serve MCP at `/mcp` too; `None`: the dashboard alone.
     pub async fn serve(
         self,
-        registry: Arc<Registry>,
+        registry: Option<Arc<Registry>>,
+        dashboard: Arc<Dashboard>,
         token: Token,
         shutdown: impl Future<Output = ()>,
     ) {
         let calls = Calls::default();
         let sessions_cancel = CancellationToken::new();
+        let auth = Auth::new(token, self.addr.port());
+        let mcp = registry.is_some();
+        let url = self.dashboard_url();
         let app = router(
             registry,
-            token,
+            &dashboard,
+            url.clone(),
+            auth,
             self.guard,
             calls.clone(),
             sessions_cancel.clone(),
         );
         let conns = conn::Connections::default();
-        tracing::info!("listening on http://{}{MCP_PATH}", self.addr);
+        if mcp {
+            tracing::info!("listening on http://{}{MCP_PATH}", self.addr);
+        }
+        tracing::info!("dashboard at {url} (open it once as {url}?token=<the token>)");
         conn::accept_until(self.listener, app, shutdown, &conns).await;
+        // Live dashboard streams never end by themselves.
+        dashboard.stop.cancel();
 
         tracing::info!(
             calls_in_flight = calls.in_flight(),
@@ -172,16 +192,38 @@ impl Listener {
     }
 }
 
-/// The application: every route behind the guard, the token and the limits.
+/// The application: every route behind the guard, the token and the limits. Without
+/// a registry, the dashboard alone.
 pub fn router(
-    registry: Arc<Registry>,
-    token: Token,
+    registry: Option<Arc<Registry>>,
+    dashboard: &Arc<Dashboard>,
+    dashboard_url: String,
+    auth: Auth,
     guard: Arc<Guard>,
     calls: Calls,
     sessions_cancel: CancellationToken,
 ) -> Router {
+    let mut app = dashboard.routes();
+    if let Some(registry) = registry {
+        app = app.route_service(
+            MCP_PATH,
+            mcp_service(registry, sessions_cancel, dashboard_url),
+        );
+    }
+    app.fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(from_fn_with_state(calls, limits::limit))
+        .layer(from_fn_with_state(auth, auth::require_auth))
+        .layer(from_fn_with_state(guard, guard::check))
+}
+
+/// rmcp's Streamable HTTP service over the fleet.
+fn mcp_service(
+    registry: Arc<Registry>,
+    sessions_cancel: CancellationToken,
+    dashboard_url: String,
+) -> StreamableHttpService<FleetServer, LocalSessionManager> {
     // Built once: a session's server is a clone (an Arc and the tool table).
-    let server = FleetServer::new(registry);
+    let server = FleetServer::new(registry).with_dashboard(dashboard_url);
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(SESSION_IDLE);
     let config = StreamableHttpServerConfig::default()
@@ -189,11 +231,5 @@ pub fn router(
         .disable_allowed_hosts()
         .with_max_request_body_bytes(limits::MAX_BODY_BYTES)
         .with_cancellation_token(sessions_cancel);
-    let mcp = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config);
-    Router::new()
-        .route_service(MCP_PATH, mcp)
-        .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(from_fn_with_state(calls, limits::limit))
-        .layer(from_fn_with_state(token, auth::require_bearer))
-        .layer(from_fn_with_state(guard, guard::check))
+    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config)
 }
