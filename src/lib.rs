@@ -21,6 +21,7 @@
 //!   written off the hot path by one thread, replayed on restart.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`model`]: the provider-neutral conversation types everything above shares.
+//! - [`telemetry`]: OpenTelemetry traces (GenAI conventions) when an OTLP endpoint is set.
 
 pub mod agent;
 pub mod config;
@@ -37,6 +38,7 @@ pub mod sandbox;
 pub mod server;
 pub mod stdio;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod tools;
 pub mod workdirs;
