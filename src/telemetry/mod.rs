@@ -205,7 +205,7 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
                 "traces: cannot export to {} ({e}); spans are dropped until it answers (agents are not slowed)",
                 self.endpoint
             ),
-            Err(_) => {}
+            Err(e) => tracing::debug!(spans, "traces: export failed again: {e}"),
             Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
                 tracing::info!("traces: exporting to {} again", self.endpoint)
             }
