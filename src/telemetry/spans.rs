@@ -67,11 +67,13 @@ impl CommandSpan {
         &OFF
     }
 
-    /// The trace id (32 hex digits), when the command is traced.
+    /// The trace id (32 hex digits), when the command is traced and sampled (so
+    /// exported).
     pub fn trace_id(&self) -> Option<String> {
         let cx = self.cx.as_ref()?;
-        let sc = cx.span().span_context().clone();
-        sc.is_valid().then(|| sc.trace_id().to_string())
+        let span = cx.span();
+        let sc = span.span_context();
+        (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
     }
 
     /// End the span: its status from `outcome`, and what the command cost, if priced.
