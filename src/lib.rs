@@ -22,6 +22,7 @@
 //! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`model`]: the provider-neutral conversation types everything above shares.
+//! - [`telemetry`]: OpenTelemetry traces (GenAI conventions) when an OTLP endpoint is set.
 
 pub mod agent;
 pub mod config;
@@ -39,6 +40,7 @@ pub mod sandbox;
 pub mod server;
 pub mod stdio;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod tools;
 pub mod workdirs;

@@ -115,6 +115,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    // OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; flushed after the agents stop.
+    let traces = flotilla::telemetry::init();
 
     let config = Config::load(cli.config.as_deref())?;
     // Defence in depth: a process of the same user cannot read our memory or
@@ -261,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stdio.finish(Duration::from_secs(1)).await;
     }
     store.close();
+    traces.shutdown(Duration::from_secs(3)).await;
     tracing::info!("all agents stopped; store closed");
     Ok(())
 }

@@ -337,9 +337,15 @@ impl AgentHandle {
         })
     }
 
-    /// The next command and the token that cancels it; waits until there is one (and
-    /// the agent is not paused).
-    async fn next_command(&self) -> (QueuedCommand, CancellationToken) {
+    /// The next command, the token that cancels it and its trace span; waits until
+    /// there is one (and the agent is not paused).
+    async fn next_command(
+        &self,
+    ) -> (
+        QueuedCommand,
+        CancellationToken,
+        crate::telemetry::CommandSpan,
+    ) {
         loop {
             {
                 let mut inbox = lock(&self.inbox);
@@ -348,8 +354,13 @@ impl AgentHandle {
                 } else if let Some(cmd) = inbox.queue.pop_front() {
                     let token = self.cancel.child_token();
                     inbox.current = Some(token.clone());
-                    self.record(Event::Started { index: cmd.index });
-                    return (cmd, token);
+                    let trace =
+                        crate::telemetry::command_span(self.name(), &self.id, cmd.index, &cmd.task);
+                    self.record(Event::Started {
+                        index: cmd.index,
+                        trace_id: trace.trace_id(),
+                    });
+                    return (cmd, token, trace);
                 }
             }
             self.wake.notified().await;

@@ -49,7 +49,9 @@ impl Mark {
     pub fn of(at_ms: i64, event: &Event) -> Self {
         use crate::agent::output::CommandStatus;
         let (ok, label) = match event {
-            Event::Started { index } | Event::Resumed { index } => (true, format!("#{index}")),
+            Event::Started { index, .. } | Event::Resumed { index, .. } => {
+                (true, format!("#{index}"))
+            }
             Event::ToolCall { name, .. } => (true, name.clone()),
             Event::ToolResult { name, is_error, .. } => (!is_error, name.clone()),
             Event::Finished { status, .. } => (
