@@ -116,6 +116,9 @@ pub struct ProviderConfig {
     /// Most model calls in flight to this provider at once, across the fleet
     /// (default: no limit), so a rate-limited account is not hammered.
     pub max_concurrent_requests: Option<usize>,
+    /// Sampling temperature sent with every request. Default: none is sent (current
+    /// Anthropic models reject sampling parameters with a 400).
+    pub temperature: Option<f64>,
 }
 
 /// A provider's wire format.

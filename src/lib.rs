@@ -3,7 +3,9 @@
 //!
 //! A tour, from the outside in:
 //! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
-//!   shapes compact JSON results. [`stdio`] filters malformed JSON-RPC in front of it.
+//!   shapes compact JSON results. [`http`] serves them over Streamable HTTP to many
+//!   clients at once (auth, DNS-rebinding guard, limits); on stdio, [`stdio`] filters
+//!   malformed JSON-RPC in front of it.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
 //!   every task tracked for shutdown.
 //! - [`fleet`]: what every agent shares — store, event bus, budget, run slots,
@@ -19,12 +21,16 @@
 //!   worktree of their own.
 //! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
 //!   written off the hot path by one thread, replayed on restart.
+//! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`model`]: the provider-neutral conversation types everything above shares.
+//! - [`telemetry`]: OpenTelemetry traces (GenAI conventions) when an OTLP endpoint is set.
 
 pub mod agent;
 pub mod config;
+pub mod dashboard;
 pub mod fleet;
+pub mod http;
 pub mod model;
 pub mod plan;
 pub mod pricing;
@@ -36,6 +42,7 @@ pub mod sandbox;
 pub mod server;
 pub mod stdio;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod tools;
 pub mod workdirs;

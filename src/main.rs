@@ -1,6 +1,7 @@
 //! The `flotilla` binary: parse flags, set up logging on stderr (stdout is the MCP
-//! channel), build the registry, serve MCP over stdio, and on stdin EOF, SIGINT or
-//! SIGTERM cancel every agent and wait for them, so no process is left behind.
+//! channel), build the registry, serve MCP over stdio (or, with `--listen`, over
+//! Streamable HTTP: see `flotilla::http`), and on stdin EOF, SIGINT or SIGTERM cancel
+//! every agent and wait for them, so no process is left behind.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use tracing_subscriber::EnvFilter;
 use flotilla::config::{Config, Models};
 use flotilla::fleet::Fleet;
 use flotilla::fleet::limits::GuardRails;
+use flotilla::http::{self, auth::Token};
 use flotilla::prompts::{ORCHESTRATOR, Prompts};
 use flotilla::registry::Registry;
 use flotilla::server::FleetServer;
 use flotilla::store::{Store, location};
 
-/// An MCP server (stdio) that gives an orchestrator LLM a fleet of working sub-agents.
+/// An MCP server (stdio, or Streamable HTTP with --listen) that gives an orchestrator LLM a fleet of working sub-agents.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -60,6 +62,30 @@ struct Cli {
     /// [limits] stall_timeout_s.
     #[arg(long, env = "FLOTILLA_STALL_TIMEOUT_S", value_name = "SECONDS")]
     stall_timeout_s: Option<u64>,
+    /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio, e.g.
+    /// 127.0.0.1:7777 (port 0 picks a free one). Clients need the bearer token:
+    /// FLOTILLA_TOKEN, or the `token` file generated in the data directory.
+    #[arg(long, env = "FLOTILLA_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// In stdio mode: also serve the dashboard (and /metrics) at http://ADDR/, e.g.
+    /// 127.0.0.1:7778, with the same token rules as --listen. With --listen the
+    /// dashboard is on that listener already.
+    #[arg(
+        long,
+        env = "FLOTILLA_DASHBOARD",
+        value_name = "ADDR",
+        conflicts_with = "listen"
+    )]
+    dashboard: Option<String>,
+    /// With --listen or --dashboard: also accept requests whose Origin is ORIGIN
+    /// (scheme://host[:port]); repeatable. The server's own origin is always allowed.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// With --listen or --dashboard: also accept requests whose Host names HOST (e.g.
+    /// the name of a reverse proxy that passes Host through); repeatable. Loopback
+    /// names and the listening IP are always allowed.
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +115,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    // OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; flushed after the agents stop.
+    let traces = flotilla::telemetry::init();
 
     let config = Config::load(cli.config.as_deref())?;
     // Defence in depth: a process of the same user cannot read our memory or
@@ -150,12 +178,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     .over(&config)?;
 
-    let (store, logs, worktrees) = if cli.ephemeral {
-        let worktrees = std::env::temp_dir()
-            .join(format!("flotilla-{}", std::process::id()))
-            .join("worktrees");
-        tracing::info!(worktrees = %worktrees.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
-        (Store::in_memory()?, Vec::new(), worktrees)
+    // HTTP: bind and check the token rules before anything starts, so a busy port or
+    // a missing token fails at once, before restored agents resume. Either the MCP
+    // listener (with the dashboard on it) or, beside stdio, the dashboard's own.
+    let serves_mcp = cli.listen.is_some();
+    let listener = match cli.listen.as_ref().or(cli.dashboard.as_ref()) {
+        None => {
+            if !cli.allow_host.is_empty() || !cli.allow_origin.is_empty() {
+                anyhow::bail!(
+                    "--allow-host and --allow-origin apply to a listener: add --listen ADDR (or --dashboard ADDR)"
+                );
+            }
+            None
+        }
+        Some(addr) => Some(http::Listener::bind(addr, &cli.allow_host, &cli.allow_origin).await?),
+    };
+    let env_token = match &listener {
+        None => None,
+        Some(l) => {
+            let token = Token::from_env()?;
+            l.check_token_rules(token.is_some(), cli.ephemeral)?;
+            token
+        }
+    };
+
+    let (store, logs, data_dir) = if cli.ephemeral {
+        (Store::in_memory()?, Vec::new(), None)
     } else {
         let dir = match cli.data_dir {
             Some(d) => d,
@@ -168,9 +216,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || Store::open(&dir).map(|opened| (opened, dir)))
                 .await
                 .context("the store opener stopped")??;
-        let (opened, dir) = opened;
-        tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = opened.1.len(), "fleet store opened");
-        (opened.0, opened.1, dir.join("worktrees"))
+        let ((store, logs), dir) = opened;
+        tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = logs.len(), "fleet store opened");
+        (store, logs, Some(dir))
+    };
+    let token = match &listener {
+        None => None,
+        Some(_) => Some(Token::choose(env_token, data_dir.as_deref())?),
     };
     let store = Arc::new(store);
     let secrets = models.secret_values();
@@ -187,6 +239,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .unwrap_or(flotilla::sandbox::SandboxMode::WorkspaceWrite),
         network: config.sandbox.network.unwrap_or(false),
     };
+    // Agents' git worktrees live beside the store; an ephemeral fleet's in a temp
+    // directory, removed (branches kept) when it ends.
+    let worktrees = match &data_dir {
+        Some(dir) => dir.join("worktrees"),
+        None => {
+            let dir = std::env::temp_dir()
+                .join(format!("flotilla-{}", std::process::id()))
+                .join("worktrees");
+            tracing::info!(worktrees = %dir.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
+            dir
+        }
+    };
     let registry = Arc::new(
         Registry::new(models, prompts, workdir, fleet)
             .with_workdir_roots(roots)
@@ -194,6 +258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .with_ephemeral_worktrees(cli.ephemeral)
             .with_sandbox_default(sandbox),
     );
+    // Subscribed to the bus before any agent is restored: metrics miss nothing.
+    let dashboard = flotilla::dashboard::Dashboard::start(registry.clone());
     if !logs.is_empty() {
         let report = registry.restore(logs, !cli.no_resume);
         tracing::info!(
@@ -205,43 +271,88 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     registry.start_scheduler();
+    let stdio = match (listener, token) {
+        (Some(listener), Some(token)) if serves_mcp => {
+            let stop = shutdown_signal();
+            listener
+                .serve(Some(registry.clone()), dashboard.clone(), token, stop)
+                .await;
+            None
+        }
+        (Some(listener), Some(token)) => {
+            // stdio, with the dashboard on its own listener until stdio ends.
+            let url = listener.dashboard_url();
+            let stop = tokio_util::sync::CancellationToken::new();
+            let served = tokio::spawn({
+                let (dashboard, stop) = (dashboard.clone(), stop.clone());
+                async move {
+                    listener
+                        .serve(None, dashboard, token, stop.cancelled_owned())
+                        .await
+                }
+            });
+            let stdio = serve_stdio(FleetServer::new(registry.clone()).with_dashboard(url)).await;
+            stop.cancel();
+            if served.await.is_err() {
+                tracing::warn!("the dashboard listener stopped abnormally");
+            }
+            Some(stdio?)
+        }
+        _ => Some(serve_stdio(FleetServer::new(registry.clone())).await?),
+    };
+    registry.shutdown(Duration::from_secs(10)).await;
+    dashboard.shutdown().await;
+    if let Some(stdio) = stdio {
+        stdio.finish(Duration::from_secs(1)).await;
+    }
+    store.close();
+    traces.shutdown(Duration::from_secs(3)).await;
+    tracing::info!("all agents stopped; store closed");
+    Ok(())
+}
+
+/// Serve one client on stdin/stdout until it closes the connection or a signal comes.
+/// Returns the stdio filter's tasks, to finish once the agents are stopped.
+async fn serve_stdio(server: FleetServer) -> anyhow::Result<flotilla::stdio::Tasks> {
+    let stop = shutdown_signal();
     // A line filter in front of rmcp answers malformed JSON-RPC (see flotilla::stdio).
     let (transport, stdio) = flotilla::stdio::filtered();
-    let service = FleetServer::new(registry.clone())
+    let service = server
         .serve(transport)
         .await
         .context("MCP initialisation over stdio failed")?;
     let cancel = service.cancellation_token();
-
     tokio::select! {
         r = service.waiting() => {
             if let Err(e) = r { tracing::warn!("MCP service ended: {e}"); }
             tracing::info!("client closed the connection");
         }
-        _ = shutdown_signal() => {
+        _ = stop => {
             tracing::info!("signal received; shutting down");
             cancel.cancel();
         }
     }
-    registry.shutdown(Duration::from_secs(10)).await;
-    stdio.finish(Duration::from_secs(1)).await;
-    store.close();
-    tracing::info!("all agents stopped; store closed");
-    Ok(())
+    Ok(stdio)
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called,
+/// not when the future is first polled: a signal that comes right after start-up
+/// (e.g. just after the HTTP address is logged) is not lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; relying on stdin EOF");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; relying on stdin EOF");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

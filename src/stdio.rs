@@ -19,6 +19,7 @@
 //! through one writer task, a whole line at a time, so lines never interleave. Every
 //! refusal is logged (warn) with the reason and the start of the line.
 
+use crate::text::json_kind;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
@@ -214,18 +215,6 @@ fn preview(line: &[u8]) -> String {
     format!("{text:?}")
 }
 
-/// What JSON a value is, in words.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Check one line of JSON-RPC from the client.
 pub fn classify(line: &[u8]) -> Verdict {
     if line.iter().all(u8::is_ascii_whitespace) {
@@ -249,7 +238,7 @@ pub fn classify(line: &[u8]) -> Verdict {
         other => {
             return invalid(
                 Value::Null,
-                format!("a message must be a JSON object, not {}", kind(other)),
+                format!("a message must be a JSON object, not {}", json_kind(other)),
             );
         }
     };
@@ -277,7 +266,7 @@ pub fn classify(line: &[u8]) -> Verdict {
     let Some(method) = method.as_str() else {
         return invalid(
             reply_id,
-            format!("`method` must be a string, not {}", kind(method)),
+            format!("`method` must be a string, not {}", json_kind(method)),
         );
     };
     if let Some(id) = id
@@ -289,7 +278,7 @@ pub fn classify(line: &[u8]) -> Verdict {
                 "`id` must be a string or an integer, not {}",
                 match id {
                     Value::Number(_) => "a fraction",
-                    other => kind(other),
+                    other => json_kind(other),
                 }
             ),
         );
@@ -309,7 +298,10 @@ pub fn classify(line: &[u8]) -> Verdict {
     if let Some(p) = params
         && !p.is_object()
     {
-        return bad_params(format!("`params` must be a JSON object, not {}", kind(p)));
+        return bad_params(format!(
+            "`params` must be a JSON object, not {}",
+            json_kind(p)
+        ));
     }
     if method == "tools/call" {
         let Some(p) = params else {
@@ -318,7 +310,7 @@ pub fn classify(line: &[u8]) -> Verdict {
         match p.get("name") {
             Some(Value::String(_)) => {}
             Some(other) => {
-                return bad_params(format!("`name` must be a string, not {}", kind(other)));
+                return bad_params(format!("`name` must be a string, not {}", json_kind(other)));
             }
             None => return bad_params("tools/call needs `params.name`, the tool to call".into()),
         }
@@ -327,7 +319,7 @@ pub fn classify(line: &[u8]) -> Verdict {
         {
             return bad_params(format!(
                 "`arguments` must be a JSON object of the tool's arguments, not {}",
-                kind(args)
+                json_kind(args)
             ));
         }
     }

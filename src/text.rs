@@ -9,6 +9,19 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     }
 }
 
+/// What JSON a value is, in words, for messages: `a string`, `an object`, …
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// The first line of `s`, cut to `max` chars (with `…` when cut).
 pub fn short(s: &str, max: usize) -> String {
     truncate_chars(s.lines().next().unwrap_or(""), max)

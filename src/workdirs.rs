@@ -70,8 +70,8 @@ fn under(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|root| path.starts_with(root))
 }
 
-/// `.` dropped, `..` popped (never above `/`).
-fn normalize(path: &Path) -> PathBuf {
+/// Lexically normalize a path: `.` dropped, `..` popped (never above `/`).
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for comp in path.components() {
         match comp {

@@ -60,3 +60,25 @@ async fn list_agents_pages_in_name_order_with_whole_fleet_totals() {
         assert!(e.contains(needle), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_without_names_shows_at_most_a_page_of_rows_and_counts_the_rest() {
+    let fl = Flotilla::start().await;
+    fl.mock.set_latency(std::time::Duration::from_secs(5));
+    let agents: Vec<serde_json::Value> = (0..101)
+        .map(|i| json!({"name": format!("w{i:03}"), "task": format!("[w{i:03}] go")}))
+        .collect();
+    fl.call("create_agents", json!({ "agents": agents })).await;
+    let waited = fl.call("wait_for_agents", json!({"timeout_s": 0})).await;
+    assert_eq!(waited["timed_out"], true, "{waited}");
+    assert_eq!(waited["agents"].as_array().unwrap().len(), 100);
+    assert_eq!(waited["more_agents"], 1, "{}", waited["more_agents"]);
+    // Named agents are always all shown.
+    let named: Vec<String> = (0..101).map(|i| format!("w{i:03}")).collect();
+    let waited = fl
+        .call("wait_for_agents", json!({"agents": named, "timeout_s": 0}))
+        .await;
+    assert_eq!(waited["agents"].as_array().unwrap().len(), 101);
+    assert!(waited.get("more_agents").is_none());
+    fl.call("delete_all_agents", json!({})).await;
+}

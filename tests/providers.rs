@@ -37,8 +37,33 @@ async fn anthropic_requests_are_well_formed() {
         "every tool is offered by default"
     );
     assert!(!r.system_text().trim().is_empty(), "no system prompt");
+    for sampling in ["temperature", "top_p", "top_k"] {
+        assert!(r.body.get(sampling).is_none(), "{sampling} sent unasked");
+    }
     assert_eq!(fl.output("ant").await["text"], "done");
     fl.mock.assert_no_protocol_problems();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_temperature_is_sent_to_that_provider_only() {
+    let fl = Flotilla::builder()
+        .config("[providers.openai]\ntemperature = 0.25\n")
+        .start()
+        .await;
+    fl.call(
+        "create_agent",
+        json!({"name": "o", "task": "[o] hi", "model": "openai:gpt-5"}),
+    )
+    .await;
+    fl.create("a", "[a] hi").await;
+    fl.wait_all(&["o", "a"]).await;
+    assert_eq!(fl.mock.requests_for("[o]")[0].body["temperature"], 0.25);
+    assert!(
+        fl.mock.requests_for("[a]")[0]
+            .body
+            .get("temperature")
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Scenario 3, control plane: round-trip latency over stdio of the fleet tools, one
 //! call at a time, with a large fleet registered. `ping` (no tool, no registry) is the
-//! floor set by the transport and the two rmcp stacks.
+//! floor set by the transport and the two rmcp stacks. Then `ping` and
+//! `get_agent_status` again over Streamable HTTP (`--listen`), on a fleet as large.
 
 use std::time::{Duration, Instant};
 
@@ -180,6 +181,36 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
     let list_wire = list_wire.get();
     server.stop().await;
 
+    // The same fleet size over Streamable HTTP: one client, one session, a
+    // kept-alive connection (the transport a shared service adds).
+    {
+        let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
+        let server = Server::start_http(&mock.url, write_project).await;
+        populate(&server, 0, fleet).await;
+        results.push(
+            measure(&server, "ping over HTTP", fleet, samples, |_| async {
+                server.ping().await;
+                0
+            })
+            .await,
+        );
+        results.push(
+            measure(&server, "get_agent_status over HTTP", fleet, samples, |i| {
+                let name = names.get(i).cloned().unwrap_or_else(|| "idle-00000".into());
+                let server = &server;
+                async move {
+                    let r = server
+                        .call("get_agent_status", json!({"agent": name}))
+                        .await;
+                    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+                    text_of(&r).len()
+                }
+            })
+            .await,
+        );
+        server.stop().await;
+    }
+
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|m| {
@@ -200,7 +231,7 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
         })
         .collect();
     table(
-        "Control plane: sequential round trips over stdio (client → server → client)",
+        "Control plane: sequential round trips over stdio, then Streamable HTTP (client → server → client)",
         &[
             "call",
             "fleet",

@@ -1,5 +1,5 @@
-//! The server under test: the real release `flotilla` binary, spawned over stdio and
-//! driven by rmcp's client. Its stdout is wrapped to count the bytes it sends (what a
+//! The server under test: the real release `flotilla` binary, spawned over stdio (or,
+//! with [`Server::start_http`], serving Streamable HTTP) and driven by rmcp's client. Its stdout is wrapped to count the bytes it sends (what a
 //! client receives on the wire); `/proc` gives its resident memory and CPU time.
 
 use std::path::{Path, PathBuf};
@@ -85,8 +85,10 @@ pub struct Server {
     pub handler: Handler,
     pub pid: u32,
     child: tokio::process::Child,
-    /// Bytes the server wrote to stdout so far.
+    /// Bytes the server wrote to stdout so far (stdio only).
     pub wire_bytes: Arc<AtomicU64>,
+    /// Serving HTTP: stopped with SIGTERM, not by closing the session.
+    http: bool,
     _dir: tempfile::TempDir,
     pub work: PathBuf,
     /// Where the fleet store lives (`FLOTILLA_DATA_DIR`).
@@ -118,39 +120,10 @@ impl Server {
         mock_url: &str,
         setup: impl FnOnce(&Path),
     ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(&work).expect("work dir");
-        setup(&work);
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, "").expect("config");
-
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.arg("--config")
-            .arg(&config)
-            .args(extra)
-            .current_dir(&work)
-            .env("ANTHROPIC_BASE_URL", mock_url)
-            .env("ANTHROPIC_API_KEY", "bench")
-            .env("FLOTILLA_MODEL", "anthropic:claude-sonnet-4-5")
-            .env("RUST_LOG", "warn")
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("OPENAI_BASE_URL")
-            .env_remove("FLOTILLA_PROMPTS_DIR")
-            .env_remove("FLOTILLA_CONFIG")
-            .env_remove("FLOTILLA_MAX_RUNNING")
-            .envs(env.iter().copied())
+        let (dir, work, mut cmd) = command_in(program, extra, mock_url, setup);
+        cmd.envs(env.iter().copied())
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // The fleet store goes in the temp dir too, never in the user's data dir.
-        if !extra
-            .iter()
-            .any(|a| a == "--ephemeral" || a.starts_with("--data-dir"))
-        {
-            cmd.env("FLOTILLA_DATA_DIR", dir.path().join("data"));
-        }
+            .stdout(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
@@ -183,6 +156,71 @@ impl Server {
             pid,
             child,
             wire_bytes,
+            http: false,
+            data: dir.path().join("data"),
+            _dir: dir,
+            work,
+        }
+    }
+
+    /// Like [`Server::start`], but serving MCP Streamable HTTP on a free loopback port
+    /// (`--listen 127.0.0.1:0`, a bearer token), driven by rmcp's HTTP client.
+    pub async fn start_http(mock_url: &str, setup: impl FnOnce(&Path)) -> Self {
+        const TOKEN: &str = "bench-token-0123456789abcdef";
+        let (program, mut extra) = command();
+        extra.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+        let (dir, work, mut cmd) = command_in(&program, &extra, mock_url, setup);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .env("FLOTILLA_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn,flotilla::http=info");
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let pid = child.id().expect("flotilla pid");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url);
+                    }
+                    continue;
+                }
+                eprintln!("[flotilla {pid}] {line}");
+            }
+        });
+        let url = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("flotilla did not log its address")
+            .expect("flotilla exited before listening");
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url,
+            )
+            .auth_header(TOKEN),
+        );
+        let handler = Handler::default();
+        let client =
+            tokio::time::timeout(Duration::from_secs(30), handler.clone().serve(transport))
+                .await
+                .expect("MCP handshake timed out")
+                .expect("MCP handshake");
+        Self {
+            client,
+            handler,
+            pid,
+            child,
+            wire_bytes: Arc::new(AtomicU64::new(0)),
+            http: true,
             data: dir.path().join("data"),
             _dir: dir,
             work,
@@ -300,6 +338,12 @@ impl Server {
     /// Close the session (stdin EOF) and wait for the process to exit.
     pub async fn stop(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.cancel()).await;
+        if self.http {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .is_err()
@@ -308,6 +352,49 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// A temp directory (with `work/` prepared by `setup` and an empty config) and the
+/// server command for it; stdin and stdout are for the caller to set.
+fn command_in(
+    program: &Path,
+    extra: &[String],
+    mock_url: &str,
+    setup: impl FnOnce(&Path),
+) -> (tempfile::TempDir, PathBuf, tokio::process::Command) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    setup(&work);
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").expect("config");
+
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg("--config")
+        .arg(&config)
+        .args(extra)
+        .current_dir(&work)
+        .env("ANTHROPIC_BASE_URL", mock_url)
+        .env("ANTHROPIC_API_KEY", "bench")
+        .env("FLOTILLA_MODEL", "anthropic:claude-sonnet-4-5")
+        .env("RUST_LOG", "warn")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("FLOTILLA_PROMPTS_DIR")
+        .env_remove("FLOTILLA_CONFIG")
+        .env_remove("FLOTILLA_LISTEN")
+        .env_remove("FLOTILLA_TOKEN")
+        .env_remove("FLOTILLA_MAX_RUNNING")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // The fleet store goes in the temp dir too, never in the user's data dir.
+    if !extra
+        .iter()
+        .any(|a| a == "--ephemeral" || a.starts_with("--data-dir"))
+    {
+        cmd.env("FLOTILLA_DATA_DIR", dir.path().join("data"));
+    }
+    (dir, work, cmd)
 }
 
 /// CPU seconds (utime + stime, USER_HZ = 100) from a `/proc/.../stat` file.

@@ -361,9 +361,15 @@ impl AgentHandle {
         })
     }
 
-    /// The next command and the token that cancels it; waits until there is one (and
-    /// the agent is not paused).
-    async fn next_command(&self) -> (QueuedCommand, CancellationToken) {
+    /// The next command, the token that cancels it and its trace span; waits until
+    /// there is one (and the agent is not paused).
+    async fn next_command(
+        &self,
+    ) -> (
+        QueuedCommand,
+        CancellationToken,
+        crate::telemetry::CommandSpan,
+    ) {
         loop {
             {
                 let mut inbox = lock(&self.inbox);
@@ -372,12 +378,29 @@ impl AgentHandle {
                 } else if let Some(cmd) = inbox.queue.pop_front() {
                     let token = self.cancel.child_token();
                     inbox.current = Some(token.clone());
-                    self.record(Event::Started { index: cmd.index });
-                    return (cmd, token);
+                    let trace =
+                        crate::telemetry::command_span(self.name(), &self.id, cmd.index, &cmd.task);
+                    self.record(Event::Started {
+                        index: cmd.index,
+                        trace_id: trace.trace_id(),
+                    });
+                    return (cmd, token, trace);
                 }
             }
             self.wake.notified().await;
         }
+    }
+
+    /// Cancel the command running now, if any (the dashboard's "interrupt"): it ends
+    /// `cancelled` and the agent goes on with its queue. Returns whether one ran.
+    pub fn interrupt_current(&self) -> bool {
+        let inbox = lock(&self.inbox);
+        inbox.current.as_ref().inspect(|t| t.cancel()).is_some()
+    }
+
+    /// The sequence number of its latest event (0 when it has none).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     fn finish_command(&self) {

@@ -447,6 +447,7 @@ fn build_provider(
                 .idle_timeout_s
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT_S),
         )),
+        temperature: table.temperature,
     };
     // Built even when the key is missing, so bad headers are reported at startup.
     let provider: Arc<dyn Provider> = match kind {

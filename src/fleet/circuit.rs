@@ -60,6 +60,8 @@ pub enum Outcome {
 
 pub struct Gate {
     name: String,
+    /// Latency and failures of the calls through this gate (`/metrics`).
+    pub calls: super::calls::CallStats,
     policy: CircuitPolicy,
     permits: Option<Arc<Semaphore>>,
     state: Mutex<State>,
@@ -107,6 +109,7 @@ impl Gate {
     pub fn new(name: &str, max_in_flight: Option<usize>, policy: CircuitPolicy) -> Self {
         Self {
             name: name.to_string(),
+            calls: Default::default(),
             policy,
             permits: max_in_flight.map(|n| Arc::new(Semaphore::new(n.max(1)))),
             state: Mutex::new(State::Closed { failures: 0 }),

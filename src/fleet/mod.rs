@@ -15,6 +15,7 @@
 
 pub mod budget;
 pub mod bus;
+pub mod calls;
 pub mod circuit;
 pub mod limits;
 pub mod slots;
@@ -126,6 +127,13 @@ impl Fleet {
             .get(provider)
             .unwrap_or(&self.default_gate)
             .clone()
+    }
+
+    /// Every provider gate (the default one last), for `/metrics`.
+    pub fn gates(&self) -> Vec<Arc<Gate>> {
+        let mut all: Vec<Arc<Gate>> = self.gates.values().cloned().collect();
+        all.push(self.default_gate.clone());
+        all
     }
 
     /// Wake every `wait_for_agents` (an agent settled or got work).

@@ -86,7 +86,7 @@ impl Checkpoint {
                 "output_schema must be a JSON Schema object, such as {{\"type\": \"object\", \
                  \"properties\": {{\"summary\": {{\"type\": \"string\"}}}}, \"required\": \
                  [\"summary\"]}}; got {}",
-                kind(schema)
+                crate::text::json_kind(schema)
             ));
         }
         let validator = jsonschema::options()
@@ -261,17 +261,6 @@ fn cap(reason: &str) -> String {
     let mut out: String = reason.chars().take(MAX_REASON_CHARS - 1).collect();
     out.push('…');
     out
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

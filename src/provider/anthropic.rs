@@ -53,7 +53,8 @@ impl Provider for AnthropicProvider {
         request: &'a ModelRequest<'a>,
     ) -> BoxFuture<'a, Result<ModelResponse, ProviderError>> {
         Box::pin(async move {
-            let body = to_wire(request);
+            let mut body = to_wire(request);
+            body.temperature = self.endpoint.temperature;
             let response: WireResponse = self.endpoint.post_json(&self.client, &body).await?;
             from_wire(response).map_err(|message| ProviderError::Fatal {
                 status: Some(200),
@@ -74,6 +75,9 @@ struct WireRequest<'a> {
     messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<WireTool<'a>>,
+    /// Only when the config asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -192,6 +196,7 @@ fn to_wire<'a>(request: &'a ModelRequest<'a>) -> WireRequest<'a> {
         system,
         messages,
         tools: request.tools.iter().map(tool_to_wire).collect(),
+        temperature: None,
     }
 }
 
@@ -258,7 +263,7 @@ fn from_wire(response: WireResponse) -> Result<ModelResponse, String> {
             .unwrap_or_default();
         return Err(format!(
             "the answer is an error: {}",
-            super::http::truncate(&reported, 500)
+            crate::text::truncate_chars(&reported, 500)
         ));
     }
     let Some(blocks) = response.content else {

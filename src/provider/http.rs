@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::ProviderError;
+use crate::text::truncate_chars;
 
 /// How long to wait for a TCP/TLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +46,9 @@ pub struct EndpointConfig {
     /// Longest silence while an answer's body arrives (`[retry] idle_timeout_s`);
     /// `None`: no limit here (the call's deadline still applies).
     pub idle_timeout: Option<Duration>,
+    /// Sampling temperature, sent only when the config sets one (current models reject
+    /// sampling parameters they do not expect).
+    pub temperature: Option<f64>,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -68,6 +72,8 @@ pub(crate) struct Endpoint {
     headers: HeaderMap,
     api_key_env: Option<String>,
     idle_timeout: Option<Duration>,
+    /// Sent as `temperature` when set (config `[providers.NAME] temperature`).
+    pub temperature: Option<f64>,
 }
 
 impl Endpoint {
@@ -104,6 +110,7 @@ impl Endpoint {
             headers,
             api_key_env: config.api_key_env.clone(),
             idle_timeout: config.idle_timeout.filter(|d| !d.is_zero()),
+            temperature: config.temperature,
         })
     }
 
@@ -155,7 +162,7 @@ impl Endpoint {
         serde_json::from_str(&text).map_err(|e| {
             let detail = match extract_error_message(&text) {
                 Some(msg) => format!("it reported an error: {msg}"),
-                None => format!("{e}; body starts: {}", truncate(&text, 200)),
+                None => format!("{e}; body starts: {}", truncate_chars(&text, 200)),
             };
             ProviderError::Fatal {
                 status: Some(status.as_u16()),
@@ -209,8 +216,8 @@ impl Endpoint {
         retry_after: Option<Duration>,
         body: &str,
     ) -> ProviderError {
-        let detail =
-            extract_error_message(body).unwrap_or_else(|| truncate(body.trim(), MAX_ERROR_CHARS));
+        let detail = extract_error_message(body)
+            .unwrap_or_else(|| truncate_chars(body.trim(), MAX_ERROR_CHARS));
         let mut message = format!("{}: HTTP {status}", self.name);
         if !detail.is_empty() {
             message.push_str(": ");
@@ -273,15 +280,7 @@ pub fn extract_error_message(body: &str) -> Option<String> {
         .or_else(|| error.filter(|e| e.is_string()))
         .or_else(|| value.get("message"))?
         .as_str()?;
-    Some(truncate(message.trim(), MAX_ERROR_CHARS))
-}
-
-/// At most `max` characters of `s`, with `…` when cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    }
+    Some(truncate_chars(message.trim(), MAX_ERROR_CHARS))
 }
 
 /// An error and its causes, `: `-joined (reqwest hides the useful part in `source`).

@@ -14,7 +14,7 @@ use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, EndpointConfig, truncate};
+use super::http::{Endpoint, EndpointConfig};
 use super::{BoxFuture, Provider, ProviderError};
 use crate::model::{
     Block, Message, ModelRequest, ModelResponse, Role, StopReason, ToolSpec, Usage,
@@ -86,7 +86,8 @@ impl Provider for OpenAiProvider {
         request: &'a ModelRequest<'a>,
     ) -> BoxFuture<'a, Result<ModelResponse, ProviderError>> {
         Box::pin(async move {
-            let body = to_wire(request, self.max_tokens_field);
+            let mut body = to_wire(request, self.max_tokens_field);
+            body.temperature = self.endpoint.temperature;
             let response: WireResponse = self.endpoint.post_json(&self.client, &body).await?;
             from_wire(response).map_err(|message| ProviderError::Fatal {
                 status: Some(200),
@@ -108,6 +109,9 @@ struct WireRequest<'a> {
     max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    /// Only when the config asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +193,7 @@ fn to_wire<'a>(request: &'a ModelRequest<'a>, field: MaxTokensField) -> WireRequ
         max_completion_tokens: (field == MaxTokensField::MaxCompletionTokens)
             .then_some(request.max_tokens),
         max_tokens: (field == MaxTokensField::MaxTokens).then_some(request.max_tokens),
+        temperature: None,
     }
 }
 
@@ -264,7 +269,7 @@ fn from_wire(response: WireResponse) -> Result<ModelResponse, String> {
         return Err(match reported {
             Some(message) => format!(
                 "the answer has no choices; it reported: {}",
-                truncate(&message, 500)
+                crate::text::truncate_chars(&message, 500)
             ),
             None => "the answer has no choices".to_string(),
         });

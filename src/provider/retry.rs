@@ -133,6 +133,7 @@ pub async fn complete_through_gate(
                 pass = gate.pass(&mut *on_wait) => Some(pass),
             },
         };
+        let started = std::time::Instant::now();
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(RetryError::Cancelled),
@@ -150,6 +151,9 @@ pub async fn complete_through_gate(
                 })
             }
         };
+        if let Some(gate) = gate {
+            gate.calls.observe(started.elapsed(), result.as_ref().err());
+        }
         if let Some(pass) = pass {
             pass.finish(match &result {
                 Err(ProviderError::Retryable { .. }) => Outcome::Failed,

@@ -45,6 +45,8 @@ fn rfc3339_ms(ms: i64) -> String {
 pub struct FleetServer {
     registry: Arc<Registry>,
     tool_router: ToolRouter<Self>,
+    /// The MCP `instructions`: the fixed text, plus where the dashboard is.
+    instructions: Arc<str>,
 }
 
 impl FleetServer {
@@ -52,7 +54,18 @@ impl FleetServer {
         Self {
             registry,
             tool_router: Self::tool_router(),
+            instructions: INSTRUCTIONS.into(),
         }
+    }
+
+    /// Tell the orchestrator where the dashboard is (in the MCP `instructions`), so it
+    /// can point the user there.
+    pub fn with_dashboard(mut self, url: String) -> Self {
+        self.instructions = format!(
+            "{INSTRUCTIONS}\n\nDashboard: the user can watch and steer the fleet live at {url} (opened once as {url}?token=<the flotilla token>, from FLOTILLA_TOKEN or the token file in the fleet's data directory). Tell the user this address when they ask how to see the agents.\n"
+        )
+        .into();
+        self
     }
 
     /// A warning when a dollar cap is set and the agent's model has no price.
@@ -684,6 +697,6 @@ impl ServerHandler for FleetServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("flotilla", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(self.instructions.to_string())
     }
 }

@@ -66,8 +66,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_schema: Option<Value>,
     },
-    /// The worker started on a command: status running.
-    Started { index: u32 },
+    /// The worker started on a command: status running. `trace_id` is the command's
+    /// OpenTelemetry trace when traces are exported.
+    Started {
+        index: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace_id: Option<String>,
+    },
     /// A model call answered.
     Model {
         message: Message,
@@ -103,8 +108,12 @@ pub enum Event {
         status: CommandStatus,
         error: Option<String>,
     },
-    /// After a restart, the worker picked the command up again.
-    Resumed { index: u32 },
+    /// After a restart, the worker picked the command up again (in a new trace).
+    Resumed {
+        index: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace_id: Option<String>,
+    },
     /// A failed attempt was discarded; the command starts again from its task plus
     /// the error (`retries`).
     Evicted {
@@ -218,7 +227,9 @@ impl Event {
                 if *interrupt { " (interrupt)" } else { "" },
                 short(task, CUT)
             ),
-            Self::Started { index } => format!("started command {index}"),
+            Self::Started { index, trace_id } => {
+                format!("started command {index}{}", trace_note(trace_id))
+            }
             Self::Model {
                 message,
                 usage,
@@ -276,9 +287,10 @@ impl Event {
                     None => format!("command {index} {status}"),
                 }
             }
-            Self::Resumed { index } => {
-                format!("resumed command {index} after a restart")
-            }
+            Self::Resumed { index, trace_id } => format!(
+                "resumed command {index} after a restart{}",
+                trace_note(trace_id)
+            ),
             Self::Evicted {
                 index,
                 attempt,
@@ -310,6 +322,14 @@ impl Event {
             Self::Unpaused => "resumed by resume_agents".to_string(),
         }
     }
+}
+
+/// ` (trace <id>)` when the command is traced, for summaries.
+fn trace_note(trace_id: &Option<String>) -> String {
+    trace_id
+        .as_ref()
+        .map(|id| format!(" (trace {id})"))
+        .unwrap_or_default()
 }
 
 /// A reply the output-token limit cut off before it asked for any tool: not a final

@@ -143,7 +143,7 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                     r.queued.push_back(cmd);
                 }
             }
-            Event::Started { index } => {
+            Event::Started { index, .. } => {
                 if let Some(cmd) = r
                     .queued
                     .iter()

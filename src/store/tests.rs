@@ -70,7 +70,10 @@ fn log_events() -> Vec<Event> {
             settings: Box::new(settings()),
         },
         command(1, "one"),
-        Event::Started { index: 1 },
+        Event::Started {
+            index: 1,
+            trace_id: None,
+        },
         Event::Model {
             message: Message {
                 role: Role::Assistant,
@@ -92,7 +95,10 @@ fn log_events() -> Vec<Event> {
         },
         command(2, "two"),
         command(3, "three"),
-        Event::Started { index: 2 },
+        Event::Started {
+            index: 2,
+            trace_id: None,
+        },
         model_calling("t1"),
         Event::ToolCall {
             id: "t1".into(),
@@ -302,7 +308,10 @@ fn an_interrupt_recorded_before_the_crash_is_honoured_by_replay() {
             settings: Box::new(settings()),
         },
         command(1, "long"),
-        Event::Started { index: 1 },
+        Event::Started {
+            index: 1,
+            trace_id: None,
+        },
         model_calling("t1"),
         Event::Command {
             index: 2,
@@ -364,4 +373,29 @@ async fn deleted_agents_spend_stays_with_the_fleet_across_restarts() {
     let retired = store.retired_spend();
     assert!((retired.cost_usd - 0.75).abs() < 1e-9, "{retired:?}");
     assert_eq!(retired.tokens, 1024);
+}
+
+#[test]
+fn started_events_from_before_traces_still_load_and_untraced_ones_stay_as_they_were() {
+    let old: Event = serde_json::from_str(r#"{"kind":"started","index":3}"#).unwrap();
+    assert_eq!(
+        old,
+        Event::Started {
+            index: 3,
+            trace_id: None
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&old).unwrap(),
+        r#"{"kind":"started","index":3}"#
+    );
+    let traced = Event::Started {
+        index: 3,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+    };
+    assert!(
+        traced
+            .summary()
+            .ends_with("(trace 4bf92f3577b34da6a3ce929d0e0e4736)")
+    );
 }

@@ -187,7 +187,7 @@ impl Jail {
         let shown_root = self.root.display().to_string();
         let raw = Path::new(input);
         let below_root: PathBuf = if raw.is_absolute() {
-            match normalize_absolute(raw).strip_prefix(&self.root) {
+            match crate::workdirs::normalize(raw).strip_prefix(&self.root) {
                 Ok(rest) => rest.to_path_buf(),
                 Err(_) => {
                     return Err(JailError::AbsoluteOutside {
@@ -456,7 +456,7 @@ impl<'a> Walk<'a> {
             return Err(unresolvable());
         }
         let below: Vec<OsString> = if target.is_absolute() {
-            let Ok(rest) = normalize_absolute(&target)
+            let Ok(rest) = crate::workdirs::normalize(&target)
                 .strip_prefix(&self.jail.root)
                 .map(Path::to_path_buf)
             else {
@@ -519,21 +519,6 @@ pub fn write_all(fd: &OwnedFd, content: &[u8]) -> std::io::Result<()> {
     file.seek(std::io::SeekFrom::Start(0))?;
     file.write_all(content)?;
     file.flush()
-}
-
-/// Lexically normalize an absolute path: drop `.`, pop on `..` (never above `/`).
-fn normalize_absolute(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for comp in path.components() {
-        match comp {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 /// A name as bytes, for sorting directory entries like `ignore` does.

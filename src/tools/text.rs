@@ -9,15 +9,7 @@ pub fn looks_binary(bytes: &[u8]) -> bool {
     bytes.iter().take(BINARY_PROBE_BYTES).any(|&b| b == 0)
 }
 
-/// `s` cut to at most `max` chars, ending with `…` when cut. Single-line labels only.
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+pub use crate::text::truncate_chars;
 
 /// A line cut to at most `max` chars, with a note of how many were cut.
 pub fn cut_line(line: &str, max: usize) -> String {

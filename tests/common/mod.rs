@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
+pub mod http;
 pub mod mock_model;
 pub mod procs;
 pub mod script;
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 pub use client::{Progress, Recorder};
+pub use http::{HttpServer, TOKEN};
 pub use mock_model::{MockModel, Recorded, Step};
 pub use procs::{kill_quietly, pid_alive, read_pid_file, wait_pid_gone};
 

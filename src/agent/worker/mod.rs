@@ -30,6 +30,7 @@ use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
 use crate::plan::checkpoint::Checkpoint;
 use crate::store::event::Event;
+use crate::telemetry::{self, CommandSpan, Outcome};
 use turn::Turn;
 
 /// How a worker starts.
@@ -75,6 +76,8 @@ struct Job {
     output_schema: Option<Value>,
     base: Option<Conversation>,
     attempt: u32,
+    /// Its `invoke_agent` span (a no-op when traces are off).
+    trace: CommandSpan,
 }
 
 /// Run the agent until it is cancelled. Fires `finished` on the way out.
@@ -85,7 +88,11 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let retries = agent.settings.retries;
     loop {
         let (mut job, queued) = if let Some(r) = resume.take() {
-            agent.record(Event::Resumed { index: r.index });
+            let trace = telemetry::command_span(agent.name(), &agent.id, r.index, &r.task);
+            agent.record(Event::Resumed {
+                index: r.index,
+                trace_id: trace.trace_id(),
+            });
             let job = Job {
                 index: r.index,
                 token: r.token,
@@ -95,10 +102,11 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 output_schema: r.output_schema,
                 base: r.base,
                 attempt: r.attempt,
+                trace,
             };
             (job, false)
         } else {
-            let (cmd, token) = tokio::select! {
+            let (cmd, token, trace) = tokio::select! {
                 biased;
                 _ = agent.cancel.cancelled() => break,
                 next = agent.next_command() => next,
@@ -115,10 +123,12 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 output_schema: cmd.output_schema,
                 base,
                 attempt: 1,
+                trace,
             };
             (job, true)
         };
         begin(&agent, job.index, queued, job.attempt);
+        let cost_before = agent.peek(|s| s.cost_usd);
         let result = loop {
             // A worktree deleted behind flotilla's back: say so, do not run blind.
             if let Some(missing) = agent.settings.workspace_missing() {
@@ -138,7 +148,8 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 job.steps,
                 job.ticket,
                 checkpoint,
-            );
+            )
+            .traced(&job.trace);
             let result = AssertUnwindSafe(Box::pin(turn.run()))
                 .catch_unwind()
                 .await
@@ -168,11 +179,27 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             }
         };
         agent.finish_command();
+        let cost = agent
+            .peek(|s| s.cost_usd)
+            .map(|after| after - cost_before.unwrap_or(0.0));
+        job.trace
+            .end(traced(&result, agent.cancel.is_cancelled()), cost);
         if agent.cancel.is_cancelled() {
             // Deleted or shutting down: leave the log as it is (resumed on restart).
             break;
         }
         end(&agent, job.index, result).await;
+    }
+}
+
+/// How the command's trace span ends; `stopping` when the agent is deleted or the
+/// server stops.
+fn traced(result: &Result<(), Stop>, stopping: bool) -> Outcome<'_> {
+    match result {
+        _ if stopping => Outcome::Stopped,
+        Ok(()) => Outcome::Done,
+        Err(Stop::Cancelled) => Outcome::Cancelled,
+        Err(Stop::Failed(error)) => Outcome::Failed(error),
     }
 }
 

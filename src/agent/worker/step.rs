@@ -30,6 +30,8 @@ impl Turn<'_> {
             tools: &settings.tool_specs,
             max_tokens: settings.max_output_tokens,
         };
+        let provider = settings.model.id.split(':').next().unwrap_or_default();
+        let mut chat = self.trace.chat(provider, &request);
         let journal = |event: Event| {
             if !agent.cancel.is_cancelled() {
                 agent.record(event);
@@ -37,6 +39,7 @@ impl Turn<'_> {
         };
         let mut on_retry = |attempt: u32, err: &ProviderError, wait: Duration| {
             tracing::warn!(agent = %settings.name, attempt, error = %err, ?wait, "model call failed; retrying");
+            chat.retry(attempt, &err.to_string(), wait);
             journal(Event::Retry {
                 attempt,
                 error: err.to_string(),
@@ -62,10 +65,15 @@ impl Turn<'_> {
             &mut on_wait,
         );
         let waiting_on = format!("a model answer from {}", settings.model.id);
-        let response = match self.within_stall(call, &waiting_on).await? {
+        let response = match self
+            .within_stall(call, &waiting_on)
+            .await
+            .inspect_err(|_| chat.failed("stalled", "no answer within the stall timeout"))?
+        {
             Ok(r) => r,
             Err(RetryError::Cancelled) => return Err(Stop::Cancelled),
             Err(RetryError::Failed(e)) => {
+                chat.failed("provider_error", &e.to_string());
                 return Err(Stop::Failed(format!("model call failed: {e}")));
             }
         };
@@ -73,6 +81,13 @@ impl Turn<'_> {
             return Err(Stop::Cancelled);
         }
         self.charge(response.usage);
+        let cost = settings.model.price.map(|p| p.cost(response.usage));
+        chat.answered(
+            &response.message,
+            response.usage,
+            &response.stop_reason,
+            cost,
+        );
         let continues = self.continues;
         let text = response.message.text();
         agent.with_record(self.index, |r| r.take_answer(&text, continues));

@@ -19,6 +19,7 @@ impl Turn<'_> {
     ) -> Result<(), Stop> {
         let agent = self.agent;
         let settings = &agent.settings;
+        self.tool_span = Some(self.trace.tool(&name, &id, &input));
         let held = if self.token.is_cancelled() {
             Err(Stop::Cancelled)
         } else {
@@ -136,6 +137,9 @@ impl Turn<'_> {
 
     /// Journal the result and give it to the model.
     fn answer(&mut self, id: String, name: String, outcome: ToolOutcome) {
+        if let Some(span) = self.tool_span.take() {
+            span.end(&outcome.content, outcome.is_error);
+        }
         self.journal(Event::ToolResult {
             id: id.clone(),
             name,

@@ -15,6 +15,7 @@ use crate::fleet::slots::SlotGuard;
 use crate::model::Role;
 use crate::plan::checkpoint::Checkpoint;
 use crate::store::event::Event;
+use crate::telemetry::{CommandSpan, ToolSpan};
 
 pub(super) struct Turn<'a> {
     pub(super) agent: &'a AgentHandle,
@@ -31,6 +32,10 @@ pub(super) struct Turn<'a> {
     checkpoint: Option<Checkpoint>,
     /// Why the last answer did not validate, for the error if it never does.
     missed: Option<String>,
+    /// The command's trace span, parent of the model and tool call spans.
+    pub(super) trace: &'a CommandSpan,
+    /// The span of the tool call under way, ended by its answer.
+    pub(super) tool_span: Option<ToolSpan>,
 }
 
 impl<'a> Turn<'a> {
@@ -54,7 +59,15 @@ impl<'a> Turn<'a> {
             continues: false,
             checkpoint,
             missed: None,
+            trace: CommandSpan::off(),
+            tool_span: None,
         }
+    }
+
+    /// Trace its model and tool calls under `trace`.
+    pub(super) fn traced(mut self, trace: &'a CommandSpan) -> Self {
+        self.trace = trace;
+        self
     }
 
     pub(super) async fn run(mut self) -> Result<(), Stop> {
