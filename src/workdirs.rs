@@ -86,7 +86,7 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 }
 
 /// The deepest existing ancestor canonicalized (symlinks resolved), plus the rest.
-fn canonical_prefix(path: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn canonical_prefix(path: &Path) -> std::io::Result<PathBuf> {
     let mut existing = path.to_path_buf();
     let mut missing: Vec<OsString> = Vec::new();
     loop {

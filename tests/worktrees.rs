@@ -407,6 +407,9 @@ async fn an_ephemeral_fleet_removes_its_worktrees_at_exit_and_keeps_the_branches
         "the server did not exit"
     );
     assert!(!dir.exists(), "{} is still there", dir.display());
+    // Nor is the temp directory that held it.
+    let tmp_root = dir.parent().and_then(Path::parent).unwrap();
+    assert!(!tmp_root.exists(), "{} is still there", tmp_root.display());
     assert_eq!(git(&work, &["show", "flotilla/eph:e.txt"]), "e\n");
     assert_eq!(git(&work, &["worktree", "list"]).lines().count(), 1);
 }

@@ -152,9 +152,9 @@ impl Registry {
 
     /// Put agents' git worktrees under `root` (`<data dir>/worktrees`); work
     /// directories there are allowed.
+    /// It is created when the first worktree is.
     pub fn with_worktrees_root(mut self, root: PathBuf) -> Self {
-        let _ = std::fs::create_dir_all(&root);
-        let root = root.canonicalize().unwrap_or(root);
+        let root = crate::workdirs::canonical_prefix(&root).unwrap_or(root);
         if !self.workdir_roots.contains(&root) {
             self.workdir_roots.push(root.clone());
         }
@@ -438,6 +438,11 @@ impl Registry {
                         Err(e) => tracing::warn!(agent = %h.name(), "{e}"),
                     }
                 }
+            }
+            // `$TMPDIR/flotilla-<pid>/worktrees` and its parent, if nothing is left there.
+            let _ = std::fs::remove_dir(&self.worktrees_root);
+            if let Some(parent) = self.worktrees_root.parent() {
+                let _ = std::fs::remove_dir(parent);
             }
         }
     }
