@@ -13,7 +13,7 @@
 //! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
 //! passes its path in `CARGO_BIN_EXE_flotilla`.
 //!
-//! Flags: `--scenario scale|memory|control|context|persistence|guards|all` (comma list),
+//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|all` (comma list),
 //! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
 //! scale, memory and guards, default 200), `--steps N` (model calls per scale and guards
 //! agent, default 5), `--idle N,..` (memory, default 1000,10000), `--running N` (memory,
@@ -25,7 +25,8 @@
 //! `--baseline PATH` (persistence: a binary to compare the per-step cost with, e.g. a
 //! build from before the store), `--persist-agents N` (default 1000), `--guard-agents N`
 //! (guards: the fleet run with `--max-running 0` and 16, default 100) and `--guard-runs
-//! N` (guards: end-to-end runs of each, interleaved, default 1).
+//! N` (guards: end-to-end runs of each, interleaved, default 1) and `--sandbox-commands N`
+//! (sandbox: `run_command`s per variant, default 300).
 //!
 //! Scenarios that run many agents at once (scale, memory, persistence) start the server
 //! with `FLOTILLA_MAX_RUNNING=0`: flotilla's default of 16 run slots would queue them.
@@ -44,6 +45,8 @@ mod memory;
 mod mock;
 #[path = "fleet/persistence.rs"]
 mod persistence;
+#[path = "fleet/sandbox.rs"]
+mod sandbox;
 #[path = "fleet/scale.rs"]
 mod scale;
 #[path = "fleet/server.rs"]
@@ -76,15 +79,17 @@ struct Args {
     persist_agents: usize,
     guard_agents: usize,
     guard_runs: usize,
+    sandbox_commands: usize,
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "scale",
     "memory",
     "control",
     "context",
     "persistence",
     "guards",
+    "sandbox",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -107,6 +112,7 @@ fn parse_args() -> Result<Args, String> {
         persist_agents: 1000,
         guard_agents: 100,
         guard_runs: 1,
+        sandbox_commands: 300,
     };
     let mut it = std::env::args().skip(1);
     fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -173,6 +179,7 @@ fn parse_args() -> Result<Args, String> {
             "--persist-agents" => a.persist_agents = num(&value()?)?,
             "--guard-agents" => a.guard_agents = num(&value()?)?,
             "--guard-runs" => a.guard_runs = num(&value()?)?,
+            "--sandbox-commands" => a.sandbox_commands = num(&value()?)?,
             "--help" => {
                 println!(
                     "{}",
@@ -299,6 +306,9 @@ async fn run(args: Args) {
             )
             .await,
         );
+    }
+    if has("sandbox") {
+        out.insert("sandbox".into(), sandbox::run(args.sandbox_commands).await);
     }
     out.insert("load_end".into(), json!(stats::loadavg()));
     out.insert(

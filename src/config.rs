@@ -34,6 +34,11 @@
 //! stall_timeout_s = 600               # a command with no progress this long fails
 //! circuit_failures = 5                # consecutive failed calls that open a circuit
 //! circuit_open_s = 30                 # how long an open circuit holds calls
+//!
+//! [sandbox]                           # what agents' commands may change
+//! mode = "workspace-write"            # or "read-only", "off"
+//! network = false
+//! writable_roots = []                 # also writable by workspace-write commands
 //! ```
 
 mod models;
@@ -76,6 +81,9 @@ pub struct Config {
     /// Guard rails: budgets, run slots, stalls, provider circuits, work directories.
     #[serde(default)]
     pub limits: Limits,
+    /// Defaults for what agents' commands may change (`run_command`'s sandbox).
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
     /// The file this was read from, for error messages (not a config key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -165,6 +173,21 @@ pub struct Limits {
     /// working directory).
     #[serde(default)]
     pub workdir_roots: Vec<PathBuf>,
+}
+
+/// `[sandbox]`: defaults for agents created without `sandbox` / `network` (a role's
+/// front matter comes first).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// `"workspace-write"` (default), `"read-only"` or `"off"`.
+    pub mode: Option<crate::sandbox::SandboxMode>,
+    /// Whether commands may reach the network (default false).
+    pub network: Option<bool>,
+    /// Directories `workspace-write` commands may also write (e.g. a shared build
+    /// cache); relative paths from the server's working directory; each must exist.
+    #[serde(default)]
+    pub writable_roots: Vec<PathBuf>,
 }
 
 /// A config file that cannot be used. Messages name the file and what to change.
@@ -297,6 +320,21 @@ max_backoff_ms = 100
         );
         assert_eq!(config.retry.max_retries, Some(2));
         assert_eq!(config.retry.max_backoff_ms, Some(100));
+    }
+
+    #[test]
+    fn sandbox_section_parses_and_checks_the_mode() {
+        let config =
+            Config::from_toml_str("[sandbox]\nmode = \"read-only\"\nnetwork = true\n").unwrap();
+        assert_eq!(
+            config.sandbox.mode,
+            Some(crate::sandbox::SandboxMode::ReadOnly)
+        );
+        assert_eq!(config.sandbox.network, Some(true));
+        let err = Config::from_toml_str("[sandbox]\nmode = \"strict\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("workspace-write"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //!   one trait, with retries; [`config`] resolves models, aliases and keys;
 //!   [`pricing`] turns tokens into dollars.
 //! - [`tools`]: the sub-agent tools, jailed to the agent's work directory;
-//!   [`sandbox`] starts `run_command` in its own PID and mount namespaces.
+//!   [`sandbox`] starts `run_command` in its own PID and mount namespaces, confined
+//!   by Landlock and a network namespace; [`worktree`] gives isolated agents a git
+//!   worktree of their own.
 //! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
 //!   written off the hot path by one thread, replayed on restart.
 //! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
@@ -44,3 +46,4 @@ pub mod telemetry;
 pub mod text;
 pub mod tools;
 pub mod workdirs;
+pub mod worktree;

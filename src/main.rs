@@ -125,13 +125,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::debug!("cannot mark the process non-dumpable: {e}");
     }
     let launcher = std::env::current_exe().context("cannot find the flotilla binary")?;
-    match flotilla::sandbox::install(launcher, flotilla::sandbox::secret_vars(&config)).await {
+    let writable_roots = flotilla::workdirs::load_roots(
+        &config.sandbox.writable_roots,
+        &match &cli.workdir {
+            Some(w) => w.clone(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("invalid config: [sandbox] {e}"))?;
+    let installed = flotilla::sandbox::install(
+        launcher,
+        flotilla::sandbox::secret_vars(&config),
+        writable_roots,
+    )
+    .await;
+    match installed.isolation {
         flotilla::sandbox::Isolation::Namespaces => {
             tracing::debug!("run_command: PID and mount namespaces with a private /proc")
         }
         flotilla::sandbox::Isolation::Unavailable(why) => tracing::warn!(
             "run_command: process isolation is unavailable ({why}); commands can see other processes through /proc, including their environments, and detached processes may outlive flotilla"
         ),
+    }
+    if let Err(why) = &installed.sandbox {
+        tracing::warn!(
+            "run_command: the sandbox is unavailable ({why}); every agent's commands run as with sandbox \"off\": they can write wherever the user running flotilla can, and reach the network"
+        );
     }
     let models = Models::new(&config, &|k| std::env::var(k).ok())?;
     let prompts = Prompts::load(cli.prompts_dir.as_deref())?;
@@ -183,8 +202,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
-    let (store, logs, data_dir) = if cli.ephemeral {
-        (Store::in_memory()?, Vec::new(), None)
+    let (store, logs, data_dir, worktrees) = if cli.ephemeral {
+        let worktrees = std::env::temp_dir()
+            .join(format!("flotilla-{}", std::process::id()))
+            .join("worktrees");
+        tracing::info!(worktrees = %worktrees.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
+        (Store::in_memory()?, Vec::new(), None, worktrees)
     } else {
         let dir = match cli.data_dir {
             Some(d) => d,
@@ -199,7 +222,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the store opener stopped")??;
         let ((store, logs), dir) = opened;
         tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = logs.len(), "fleet store opened");
-        (store, logs, Some(dir))
+        let worktrees = dir.join("worktrees");
+        (store, logs, Some(dir), worktrees)
     };
     let token = match &listener {
         None => None,
@@ -213,8 +237,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let roots = flotilla::workdirs::load_roots(&config.limits.workdir_roots, &workdir)
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    let registry =
-        Arc::new(Registry::new(models, prompts, workdir, fleet).with_workdir_roots(roots));
+    let sandbox = flotilla::sandbox::Sandbox {
+        mode: config
+            .sandbox
+            .mode
+            .unwrap_or(flotilla::sandbox::SandboxMode::WorkspaceWrite),
+        network: config.sandbox.network.unwrap_or(false),
+    };
+    let registry = Arc::new(
+        Registry::new(models, prompts, workdir, fleet)
+            .with_workdir_roots(roots)
+            .with_worktrees_root(worktrees)
+            .with_ephemeral_worktrees(cli.ephemeral)
+            .with_sandbox_default(sandbox),
+    );
     // Subscribed to the bus before any agent is restored: metrics miss nothing.
     let dashboard = flotilla::dashboard::Dashboard::start(registry.clone());
     if !logs.is_empty() {

@@ -44,7 +44,9 @@ get_agent_status in a loop) and read only the end results (get_agent_output for 
 of a long report). For one-off work: \
 create_agent with `task` -> wait_for_agents -> command_agent to follow up (the agent keeps \
 its conversation) -> delete_agent when done. An agent knows only what you and its \
-dependencies tell it. pause_agents/resume_agents hold and release the fleet; a `note` in \
+dependencies tell it. Parallel builders in one git repository: isolation \"worktree\" \
+(each on its own branch flotilla/<name>; a reviewer with base: the builder's name sees its \
+work; delete_agent keeps the branch). pause_agents/resume_agents hold and release the fleet; a `note` in \
 a result means a budget cap is near.";
 
 /// A role profile: extra instructions plus defaults for tools and steps.
@@ -55,6 +57,10 @@ pub struct Role {
     /// Allowed tools; `None` means all of them.
     pub tools: Option<Vec<String>>,
     pub max_steps: Option<u32>,
+    /// Default `sandbox` of its agents (`workspace-write`, `read-only` or `off`).
+    pub sandbox: Option<crate::sandbox::SandboxMode>,
+    /// Default `network` of its agents.
+    pub network: Option<bool>,
     pub body: String,
 }
 
@@ -175,6 +181,43 @@ impl Prompts {
     }
 }
 
+/// The environment lines for an agent's sandbox and worktree, appended to its system
+/// prompt (at creation and on restore) so the model knows its limits up front.
+pub fn isolation_note(
+    tools: &[String],
+    sandbox: crate::sandbox::Sandbox,
+    worktree: Option<&crate::worktree::Worktree>,
+) -> String {
+    use crate::sandbox::SandboxMode;
+    let mut s = String::new();
+    if let Some(wt) = worktree {
+        s.push_str(&worktree_note(&wt.branch));
+    }
+    let enforced = crate::sandbox::sandbox_status().is_ok();
+    if enforced && sandbox.mode != SandboxMode::Off && tools.iter().any(|t| t == "run_command") {
+        let writes = match sandbox.mode {
+            SandboxMode::ReadOnly => "may not write any file",
+            _ => "may write only in your work directory and the temp directories ($TMPDIR, /tmp)",
+        };
+        let net = if sandbox.network {
+            "may use the network"
+        } else {
+            "have no network (only servers they start on 127.0.0.1)"
+        };
+        s.push_str(&format!(
+            "\nrun_command is sandboxed: commands {writes}, and {net}. Anything else fails with `Permission denied` or a connection error; do not try to work around it."
+        ));
+    }
+    s
+}
+
+/// The environment line of an agent working in a worktree on `branch`.
+pub fn worktree_note(branch: &str) -> String {
+    format!(
+        "\nYour work directory is a git worktree of your own on branch {branch}, apart from the user's checkout; flotilla keeps your changes there, committed or not."
+    )
+}
+
 /// Parse a role profile: optional `---` front matter with `key: value` lines, then body.
 pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptError> {
     let bad = |message: String| PromptError::BadRole {
@@ -186,6 +229,8 @@ pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptEr
         description: String::new(),
         tools: None,
         max_steps: None,
+        sandbox: None,
+        network: None,
         body: text.trim().to_string(),
     };
     let text = text.trim_start();
@@ -224,6 +269,26 @@ pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptEr
                     bad(format!("max_steps must be a whole number, found `{value}`"))
                 })?)
             }
+            "sandbox" => {
+                let mode = value.trim_matches('"');
+                role.sandbox = Some(crate::sandbox::SandboxMode::parse(mode).ok_or_else(|| {
+                    bad(format!(
+                        "sandbox must be one of {}, found `{value}`",
+                        crate::sandbox::SandboxMode::NAMES.join(", ")
+                    ))
+                })?)
+            }
+            "network" => {
+                role.network = Some(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(bad(format!(
+                            "network must be true or false, found `{value}`"
+                        )));
+                    }
+                })
+            }
             // Claude Code style keys that are harmless here.
             "name" | "model" | "color" => {}
             other => return Err(bad(format!("unknown key `{other}`"))),
@@ -259,10 +324,14 @@ mod tests {
     fn front_matter_is_parsed_and_checked() {
         let role = parse_role(
             "x",
-            "---\ndescription: d\ntools: read_file, run_command\nmax_steps: 7\n---\nBody here\n",
+            "---\ndescription: d\ntools: read_file, run_command\nmax_steps: 7\nsandbox: read-only\nnetwork: true\n---\nBody here\n",
             "t",
         )
         .unwrap();
+        assert_eq!(role.sandbox, Some(crate::sandbox::SandboxMode::ReadOnly));
+        assert_eq!(role.network, Some(true));
+        let err = parse_role("x", "---\nsandbox: strict\n---\nb", "t").unwrap_err();
+        assert!(err.to_string().contains("workspace-write"), "{err}");
         assert_eq!(role.description, "d");
         assert_eq!(role.tools.unwrap(), ["read_file", "run_command"]);
         assert_eq!(role.max_steps, Some(7));

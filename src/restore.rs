@@ -81,13 +81,22 @@ impl Registry {
             .price
             .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
         let stored = r.settings.clone();
-        let system_prompt = self.prompts().compose(
+        let mut system_prompt = self.prompts().compose(
             stored.role.as_deref(),
             stored.extra_prompt.as_deref(),
             &stored.name,
             &stored.workdir,
             &stored.tools,
         );
+        let sandbox = stored.sandbox.unwrap_or(crate::sandbox::Sandbox {
+            mode: crate::sandbox::SandboxMode::Off,
+            network: true,
+        });
+        system_prompt.push_str(&crate::prompts::isolation_note(
+            &stored.tools,
+            sandbox,
+            stored.worktree.as_ref(),
+        ));
         let settings = AgentSettings {
             name: stored.name,
             role: stored.role,
@@ -106,7 +115,12 @@ impl Registry {
             },
             depends_on: stored.depends_on,
             retries: stored.retries,
+            sandbox,
+            worktree: stored.worktree,
         };
+        if let Some(missing) = settings.workspace_missing() {
+            tracing::warn!(agent = %settings.name, "{missing}");
+        }
         // Without --no-resume, queued commands run as before; with it, nothing runs by
         // itself after the restart.
         let mut queued = std::mem::take(&mut r.queued);

@@ -7,9 +7,9 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-/// Check `dir` (absolute) against `roots` (canonical), create it and return it
-/// canonical; the error lists the allowed roots. Blocking.
-pub fn prepare(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
+/// Check `dir` (absolute) against `roots` (canonical), create it (with `create`) and
+/// return it canonical; the error lists the allowed roots. Blocking.
+pub fn prepare(dir: &Path, roots: &[PathBuf], create: bool) -> Result<PathBuf, String> {
     let refuse = |shown: &Path| {
         format!(
             "workdir `{}` is outside the directories agents may work in: {}. Use a directory \
@@ -29,8 +29,12 @@ pub fn prepare(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
     if !under(&planned, roots) {
         return Err(refuse(dir));
     }
-    std::fs::create_dir_all(&planned)
-        .and_then(|_| planned.canonicalize())
+    let made = if create {
+        std::fs::create_dir_all(&planned)
+    } else {
+        Ok(())
+    };
+    made.and_then(|_| planned.canonicalize())
         .map_err(|e| {
             format!(
                 "cannot use workdir `{}`: {e}; pass an existing directory or one flotilla may create",
@@ -114,19 +118,19 @@ mod tests {
         let root = base.join("project");
         std::fs::create_dir_all(&root).unwrap();
         let roots = vec![root.clone()];
-        assert_eq!(prepare(&root, &roots).unwrap(), root);
-        let made = prepare(&root.join("a/b"), &roots).unwrap();
+        assert_eq!(prepare(&root, &roots, true).unwrap(), root);
+        let made = prepare(&root.join("a/b"), &roots, true).unwrap();
         assert_eq!(made, root.join("a/b"));
         assert!(made.is_dir());
         for bad in [Path::new("/"), &base, &root.join("../elsewhere")] {
-            let e = prepare(bad, &roots).unwrap_err();
+            let e = prepare(bad, &roots, true).unwrap_err();
             assert!(e.contains(&root.display().to_string()), "{e}");
             assert!(e.contains("workdir_roots"), "{e}");
         }
         assert!(!base.join("elsewhere").exists());
         // A symlink inside a root that leads out does not count as inside.
         std::os::unix::fs::symlink(&base, root.join("up")).unwrap();
-        assert!(prepare(&root.join("up/x"), &roots).is_err());
+        assert!(prepare(&root.join("up/x"), &roots, true).is_err());
         assert!(!base.join("x").exists());
     }
 

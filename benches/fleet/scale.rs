@@ -284,6 +284,7 @@ pub async fn tool_time_ms(work: &std::path::Path) -> f64 {
     let ctx = flotilla::tools::ToolContext {
         root: work.canonicalize().expect("work dir"),
         cancel: CancellationToken::new(),
+        sandbox: Default::default(),
     };
     let mut samples = Vec::with_capacity(300);
     for i in 0..320 {

@@ -57,9 +57,31 @@ pub struct AgentSettings {
     pub depends_on: Vec<String>,
     /// Times a failed command is started again before it is escalated.
     pub retries: u32,
+    /// What its `run_command` may change.
+    pub sandbox: crate::sandbox::Sandbox,
+    /// Its git worktree (`isolation: "worktree"`); `workdir` lies in it.
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 impl AgentSettings {
+    /// Whether it can change files: a file-writing tool, or `run_command` outside a
+    /// read-only sandbox.
+    pub fn can_write(&self) -> bool {
+        self.tools.iter().any(|t| match t.as_str() {
+            "write_file" | "edit_file" => true,
+            "run_command" => self.sandbox.mode != crate::sandbox::SandboxMode::ReadOnly,
+            _ => false,
+        })
+    }
+
+    /// Why it cannot work at all right now: its worktree is gone.
+    pub fn workspace_missing(&self) -> Option<String> {
+        self.worktree
+            .as_ref()
+            .filter(|wt| !wt.path.is_dir())
+            .map(crate::worktree::gone)
+    }
+
     /// What the store keeps of these settings.
     pub fn stored(&self) -> StoredSettings {
         StoredSettings {
@@ -76,6 +98,8 @@ impl AgentSettings {
             deferred_task: None,
             deferred_schema: None,
             retries: self.retries,
+            sandbox: Some(self.sandbox),
+            worktree: self.worktree.clone(),
         }
     }
 }

@@ -19,9 +19,11 @@ use crate::agent::{AgentHandle, AgentSettings, Deferred, Initial, worker};
 use crate::fleet::budget::Caps;
 use crate::plan::checkpoint::Checkpoint;
 use crate::plan::graph;
+use crate::sandbox::{Sandbox, SandboxMode};
 use crate::store::Ack;
 use crate::store::event::Event;
 use crate::tools::ALL_TOOLS;
+use crate::worktree;
 
 /// Most retries of a failed command.
 pub const MAX_RETRIES: u32 = 5;
@@ -31,36 +33,70 @@ pub(crate) struct Prepared {
     settings: AgentSettings,
     task: Option<String>,
     output_schema: Option<Value>,
+    /// With `isolation: "worktree"`: where its worktree goes, made by
+    /// [`Registry::make_worktree`] once every argument is checked.
+    isolate: Option<Isolate>,
+    /// What the orchestrator should know (an unenforceable sandbox, a shared work
+    /// directory).
+    warnings: Vec<String>,
 }
+
+/// A worktree to make: in `repo`, at `path`, from `base`.
+pub(crate) struct Isolate {
+    repo: worktree::Repo,
+    path: PathBuf,
+    base: String,
+}
+
+/// A created agent and what the orchestrator should know about it.
+pub type Created = (Arc<AgentHandle>, Vec<String>);
 
 impl Registry {
     /// Validate, register, save and start an agent. Returns as soon as it is
-    /// running and its creation (and first command) are on disk.
-    pub async fn create(&self, spec: CreateSpec) -> Result<Arc<AgentHandle>, RegistryError> {
+    /// running and its creation (and first command) are on disk, with warnings.
+    pub async fn create(&self, spec: CreateSpec) -> Result<Created, RegistryError> {
         if let Some(missing) = spec.depends_on.iter().find(|d| self.get(d).is_err()) {
             return Err(RegistryError::Invalid(format!(
                 "depends_on names `{missing}`, which is not an agent; create it first, or create the whole plan in one create_agents call"
             )));
         }
-        let workdir = self
-            .workdir(spec.workdir.as_deref())
+        let (workdir, isolate) = self
+            .placement(&spec)
             .await
             .map_err(RegistryError::Invalid)?;
-        let prepared = self.prepare(spec, workdir)?;
-        let (handle, acks) = self.commit(prepared, true)?;
+        let mut prepared = self.prepare(spec, workdir)?;
+        prepared.isolate = isolate;
+        if prepared.isolate.is_none() && prepared.settings.can_write() {
+            let others =
+                self.overlapping_writers(&prepared.settings.workdir, &prepared.settings.name);
+            if !others.is_empty() {
+                prepared.warnings.push(shared_workdir_warning(&others));
+            }
+        }
+        self.make_worktree(&mut prepared, &[])
+            .await
+            .map_err(RegistryError::Invalid)?;
+        let made = made_worktree(&prepared);
+        let warnings = std::mem::take(&mut prepared.warnings);
+        let (handle, acks) = match self.commit(prepared, true) {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some((repo, wt)) = made {
+                    worktree::discard(&repo, &wt).await;
+                }
+                return Err(e);
+            }
+        };
         await_acks(&handle, acks).await?;
         if !handle.settings.depends_on.is_empty() {
             self.fleet().notify_settle();
         }
-        Ok(handle)
+        Ok((handle, warnings))
     }
 
     /// Create a whole plan: every agent is checked (arguments, names, dependencies —
     /// which may name agents of the same plan — and cycles) before any exists.
-    pub async fn create_plan(
-        &self,
-        specs: Vec<CreateSpec>,
-    ) -> Result<Vec<Arc<AgentHandle>>, RegistryError> {
+    pub async fn create_plan(&self, specs: Vec<CreateSpec>) -> Result<Vec<Created>, RegistryError> {
         if specs.is_empty() {
             return Err(RegistryError::Invalid(
                 "`agents` is empty: give at least one agent (the same arguments as create_agent)"
@@ -79,44 +115,177 @@ impl Registry {
             let refuse = |e: String| {
                 RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"))
             };
-            let workdir = self
-                .workdir(spec.workdir.as_deref())
-                .await
-                .map_err(refuse)?;
-            prepared.push(
-                self.prepare(spec, workdir)
-                    .map_err(|e| refuse(e.to_string()))?,
-            );
+            let (workdir, isolate) = self.placement(&spec).await.map_err(refuse)?;
+            let mut p = self
+                .prepare(spec, workdir)
+                .map_err(|e| refuse(e.to_string()))?;
+            p.isolate = isolate;
+            prepared.push(p);
         }
-        let mut created: Vec<Arc<AgentHandle>> = Vec::with_capacity(prepared.len());
+        self.warn_shared_workdirs(&mut prepared);
+        // Worktrees last, once every argument of every agent is known to be good.
+        let plan_names: Vec<String> = prepared.iter().map(|p| p.settings.name.clone()).collect();
+        let mut made = Vec::new();
+        for (i, p) in prepared.iter_mut().enumerate() {
+            if let Err(e) = self.make_worktree(p, &plan_names).await {
+                for (repo, wt) in &made {
+                    worktree::discard(repo, wt).await;
+                }
+                return Err(RegistryError::Invalid(format!(
+                    "agents[{i}] (`{}`): {e}; nothing was created",
+                    p.settings.name
+                )));
+            }
+            made.extend(made_worktree(p));
+        }
+        let mut created: Vec<Created> = Vec::with_capacity(prepared.len());
         let mut acks = Vec::new();
-        for p in prepared {
+        for mut p in prepared {
+            let warnings = std::mem::take(&mut p.warnings);
             match self.commit(p, false) {
                 Ok((handle, a)) => {
-                    created.push(handle);
+                    created.push((handle, warnings));
                     acks.extend(a);
                 }
                 Err(e) => {
                     // Lost a race for a name: undo, so the plan is all or nothing.
-                    for h in &created {
+                    for (h, _) in &created {
                         let _ = self.remove(h).await;
+                    }
+                    for (repo, wt) in &made {
+                        worktree::discard(repo, wt).await;
                     }
                     return Err(RegistryError::Invalid(format!("{e}; nothing was created")));
                 }
             }
         }
+        let created_handles: Vec<&Arc<AgentHandle>> = created.iter().map(|(h, _)| h).collect();
         // Only now, with every agent of the plan in the fleet, may the scheduler look
         // at them (a dependency of the same plan must not look deleted).
-        for h in created.iter().filter(|h| h.deferred().is_some()) {
+        for h in created_handles.iter().filter(|h| h.deferred().is_some()) {
             self.wait_for_dependencies(h);
         }
         self.fleet().notify_settle();
         for ack in acks {
-            if let Some(first) = created.first() {
+            if let Some(first) = created_handles.first() {
                 await_acks(first, vec![ack]).await?;
             }
         }
         Ok(created)
+    }
+
+    /// Warn every writing agent of a plan (without isolation) whose work directory
+    /// overlaps another writer's, in the plan or in the fleet.
+    fn warn_shared_workdirs(&self, prepared: &mut [Prepared]) {
+        let writers: Vec<(String, PathBuf)> = prepared
+            .iter()
+            .filter(|p| p.isolate.is_none() && p.settings.can_write())
+            .map(|p| (p.settings.name.clone(), p.settings.workdir.clone()))
+            .collect();
+        for p in prepared.iter_mut() {
+            if p.isolate.is_some() || !p.settings.can_write() {
+                continue;
+            }
+            let dir = &p.settings.workdir;
+            let mut others = self.overlapping_writers(dir, &p.settings.name);
+            others.extend(
+                writers
+                    .iter()
+                    .filter(|(n, d)| {
+                        *n != p.settings.name && (d.starts_with(dir) || dir.starts_with(d))
+                    })
+                    .map(|(n, _)| n.clone()),
+            );
+            if !others.is_empty() {
+                p.warnings.push(shared_workdir_warning(&others));
+            }
+        }
+    }
+
+    /// The agent's work directory and, with `isolation: "worktree"`, where its
+    /// worktree goes (the work directory is then its copy of the one asked for).
+    async fn placement(&self, spec: &CreateSpec) -> Result<(PathBuf, Option<Isolate>), String> {
+        let isolation = spec.isolation.as_deref();
+        if spec.base.is_some() && isolation.is_none() {
+            return Err("`base` needs isolation: \"worktree\" (it names what the agent's new branch starts from)".into());
+        }
+        match isolation {
+            None => Ok((self.workdir(spec.workdir.as_deref(), true).await?, None)),
+            Some("worktree") => {
+                validate_name(&spec.name)?;
+                let base = spec.base.clone().unwrap_or_else(|| "HEAD".into());
+                if base.trim().is_empty() {
+                    return Err("`base` is empty; omit it to start from HEAD, or give a git ref or an agent's name".into());
+                }
+                let dir = self.workdir(spec.workdir.as_deref(), false).await?;
+                let repo = worktree::repo_of(&dir).await?;
+                let root = self.worktrees_root().to_path_buf();
+                tokio::fs::create_dir_all(&root).await.map_err(|e| {
+                    format!("cannot create `{}` for worktrees: {e}", root.display())
+                })?;
+                let root = tokio::fs::canonicalize(&root).await.unwrap_or(root);
+                let path = root.join(&spec.name);
+                Ok((
+                    within(&path, &repo.prefix),
+                    Some(Isolate { repo, path, base }),
+                ))
+            }
+            Some(other) => Err(format!(
+                "isolation must be \"worktree\" (a git worktree of its own), or left out; got \"{other}\""
+            )),
+        }
+    }
+
+    /// Make the agent's worktree (with isolation): resolve its base — an agent's work,
+    /// committed or not, or a git ref — check its branch is new, and add it.
+    /// `plan`: names of the agents being created with it (not a valid base: they have
+    /// no work yet).
+    pub(crate) async fn make_worktree(
+        &self,
+        p: &mut Prepared,
+        plan: &[String],
+    ) -> Result<(), String> {
+        let Some(iso) = &p.isolate else {
+            return Ok(());
+        };
+        let name = p.settings.name.clone();
+        let commit = if plan.contains(&iso.base) {
+            return Err(format!(
+                "base `{}` is an agent created in this same call, which has no work yet; create `{name}` once `{0}` is done (wait_for_agents), with base \"{0}\"",
+                iso.base
+            ));
+        } else if let Ok(h) = self.get(&iso.base) {
+            let Some(wt) = &h.settings.worktree else {
+                return Err(format!(
+                    "base `{}` is an agent without a worktree of its own (created without isolation \"worktree\"); give a git ref instead (default HEAD)",
+                    iso.base
+                ));
+            };
+            if !worktree::same_repo(wt, &iso.repo) {
+                return Err(format!(
+                    "base `{}` is an agent working in another repository than `{}`",
+                    iso.base,
+                    iso.repo.toplevel.display()
+                ));
+            }
+            worktree::snapshot_commit(wt, h.name()).await?.0
+        } else {
+            worktree::resolve_ref(&iso.repo, &iso.base).await?
+        };
+        let branch = worktree::branch_of(&name);
+        worktree::check_branch_free(&iso.repo, &branch).await?;
+        let wt = worktree::add(&iso.repo, &iso.path, &branch, &commit, &iso.base).await?;
+        let workdir = within(&wt.path, &iso.repo.prefix);
+        if let Err(e) = tokio::fs::create_dir_all(&workdir).await {
+            worktree::discard(&iso.repo, &wt).await;
+            return Err(format!("cannot create `{}`: {e}", workdir.display()));
+        }
+        p.settings
+            .system_prompt
+            .push_str(&crate::prompts::worktree_note(&wt.branch));
+        p.settings.workdir = workdir;
+        p.settings.worktree = Some(wt);
+        Ok(())
     }
 
     /// Check every argument and build the agent's settings; changes nothing.
@@ -128,6 +297,9 @@ impl Registry {
     ) -> Result<Prepared, RegistryError> {
         let invalid = |m: String| RegistryError::Invalid(m);
         validate_name(&spec.name).map_err(invalid)?;
+        if self.names.contains_key(&spec.name) {
+            return Err(RegistryError::DuplicateName(spec.name));
+        }
         let task = match spec.task {
             Some(t) if t.trim().is_empty() => {
                 return Err(invalid(
@@ -221,14 +393,43 @@ impl Registry {
             .models
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
+        let mode = match spec.sandbox.as_deref() {
+            Some(s) => SandboxMode::parse(s).ok_or_else(|| {
+                invalid(format!(
+                    "sandbox must be \"workspace-write\" (write only in the work directory and temp directories), \"read-only\" or \"off\"; got \"{s}\""
+                ))
+            })?,
+            None => role
+                .and_then(|r| r.sandbox)
+                .unwrap_or(self.sandbox_default.mode),
+        };
+        let sandbox = Sandbox {
+            mode,
+            network: spec
+                .network
+                .or(role.and_then(|r| r.network))
+                .unwrap_or(self.sandbox_default.network),
+        };
+        let mut warnings = Vec::new();
+        if mode != SandboxMode::Off
+            && tools.iter().any(|t| t == "run_command")
+            && let Err(why) = crate::sandbox::sandbox_status()
+        {
+            tracing::warn!(agent = %spec.name, "sandbox {} cannot be enforced: {why}", mode.as_str());
+            warnings.push(format!(
+                "sandbox \"{}\" cannot be enforced on this system ({why}): its run_command runs unconfined, as with sandbox \"off\"",
+                mode.as_str()
+            ));
+        }
         let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
-        let system_prompt = self.prompts.compose(
+        let mut system_prompt = self.prompts.compose(
             spec.role.as_deref(),
             extra_prompt.as_deref(),
             &spec.name,
             &workdir,
             &tools,
         );
+        system_prompt.push_str(&crate::prompts::isolation_note(&tools, sandbox, None));
         let tool_specs = self.specs_for(&tools);
         Ok(Prepared {
             settings: AgentSettings {
@@ -246,9 +447,13 @@ impl Registry {
                 caps,
                 depends_on,
                 retries,
+                sandbox,
+                worktree: None,
             },
             task,
             output_schema: spec.output_schema,
+            isolate: None,
+            warnings,
         })
     }
 
@@ -307,6 +512,7 @@ impl Registry {
             settings: Box::new(stored),
         }));
         self.agents.insert(id, handle.clone());
+        self.track_writer(&handle.settings);
         if waiting {
             if schedule {
                 self.wait_for_dependencies(&handle);
@@ -326,9 +532,13 @@ impl Registry {
     }
 
     /// The requested work directory (default: the server's), made absolute, checked
-    /// against the allowed roots, created if missing and canonicalized — off the
-    /// async runtime.
-    pub(crate) async fn workdir(&self, requested: Option<&str>) -> Result<PathBuf, String> {
+    /// against the allowed roots, created if missing (with `create`) and
+    /// canonicalized — off the async runtime.
+    pub(crate) async fn workdir(
+        &self,
+        requested: Option<&str>,
+        create: bool,
+    ) -> Result<PathBuf, String> {
         let dir = match requested {
             None => self.default_workdir.clone(),
             Some(w) if w.trim().is_empty() => {
@@ -339,10 +549,35 @@ impl Registry {
             Some(w) => self.default_workdir.join(w),
         };
         let roots = self.workdir_roots.clone();
-        tokio::task::spawn_blocking(move || crate::workdirs::prepare(&dir, &roots))
+        tokio::task::spawn_blocking(move || crate::workdirs::prepare(&dir, &roots, create))
             .await
             .map_err(|e| format!("cannot prepare the work directory: {e}"))?
     }
+}
+
+/// `dir/prefix`, without the trailing `/` that joining an empty prefix would add.
+fn within(dir: &std::path::Path, prefix: &std::path::Path) -> PathBuf {
+    if prefix.as_os_str().is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(prefix)
+    }
+}
+
+/// The worktree a prepared agent got, to undo it if the creation fails after all.
+fn made_worktree(p: &Prepared) -> Option<(worktree::Repo, worktree::Worktree)> {
+    Some((
+        p.isolate.as_ref()?.repo.clone(),
+        p.settings.worktree.clone()?,
+    ))
+}
+
+fn shared_workdir_warning(others: &[String]) -> String {
+    let names: Vec<String> = others.iter().map(|n| format!("`{n}`")).collect();
+    format!(
+        "{} can also write in this work directory (or one holding or inside it): they may overwrite each other's changes. Give each writer a git worktree of its own with isolation: \"worktree\"",
+        names.join(", ")
+    )
 }
 
 /// Wait for the records of a creation to be on disk.

@@ -69,6 +69,14 @@ pub struct CreateSpec {
     pub retries: Option<u32>,
     /// The task's answer must be JSON that validates against this schema.
     pub output_schema: Option<serde_json::Value>,
+    /// `"worktree"`: work in a git worktree of its own on branch `flotilla/<name>`.
+    pub isolation: Option<String>,
+    /// With isolation: a git ref or an agent's name to start from (default `HEAD`).
+    pub base: Option<String>,
+    /// `"workspace-write"`, `"read-only"` or `"off"`; default: the role's, else config.
+    pub sandbox: Option<String>,
+    /// Whether its commands may reach the network; default: the role's, else config.
+    pub network: Option<bool>,
 }
 
 pub struct Registry {
@@ -83,6 +91,14 @@ pub struct Registry {
     default_workdir: PathBuf,
     /// Directories agents' work directories must lie under.
     workdir_roots: Vec<PathBuf>,
+    /// Where flotilla puts agents' git worktrees (`<root>/<name>`).
+    worktrees_root: PathBuf,
+    /// `--ephemeral`: worktrees are removed (branches kept) at shutdown.
+    ephemeral_worktrees: bool,
+    /// `sandbox` / `network` of agents that set neither (nor their role): config.
+    sandbox_default: crate::sandbox::Sandbox,
+    /// Agents that can write, by work directory: who may overwrite whom.
+    writers: std::sync::Mutex<std::collections::BTreeMap<PathBuf, BTreeSet<String>>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     ids: std::collections::hash_map::RandomState,
@@ -108,6 +124,12 @@ impl Registry {
             models,
             prompts,
             workdir_roots: default_workdir_roots(&default_workdir),
+            worktrees_root: std::env::temp_dir()
+                .join(format!("flotilla-{}", std::process::id()))
+                .join("worktrees"),
+            sandbox_default: crate::sandbox::Sandbox::default(),
+            ephemeral_worktrees: false,
+            writers: Default::default(),
             default_workdir,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -126,6 +148,36 @@ impl Registry {
             }
         }
         self
+    }
+
+    /// Put agents' git worktrees under `root` (`<data dir>/worktrees`); work
+    /// directories there are allowed.
+    pub fn with_worktrees_root(mut self, root: PathBuf) -> Self {
+        let _ = std::fs::create_dir_all(&root);
+        let root = root.canonicalize().unwrap_or(root);
+        if !self.workdir_roots.contains(&root) {
+            self.workdir_roots.push(root.clone());
+        }
+        self.worktrees_root = root;
+        self
+    }
+
+    /// `--ephemeral`: the fleet ends with the process, and so do its agents'
+    /// worktrees (their work is committed to their branches, which stay).
+    pub fn with_ephemeral_worktrees(mut self, ephemeral: bool) -> Self {
+        self.ephemeral_worktrees = ephemeral;
+        self
+    }
+
+    /// The sandbox of agents created without `sandbox` / `network` (and whose role sets
+    /// neither): config `[sandbox]`.
+    pub fn with_sandbox_default(mut self, sandbox: crate::sandbox::Sandbox) -> Self {
+        self.sandbox_default = sandbox;
+        self
+    }
+
+    pub fn worktrees_root(&self) -> &Path {
+        &self.worktrees_root
     }
 
     pub fn prompts(&self) -> &Prompts {
@@ -173,6 +225,7 @@ impl Registry {
             }
         }
         self.agents.insert(handle.id.clone(), handle.clone());
+        self.track_writer(&handle.settings);
         if handle.deferred().is_some() {
             self.wait_for_dependencies(&handle);
         }
@@ -290,11 +343,29 @@ impl Registry {
     }
 
     /// Remove an agent: its name is free at once; its work is cancelled and its
-    /// processes killed before this returns.
-    pub async fn delete(&self, agent: &str) -> Result<Arc<AgentHandle>, RegistryError> {
+    /// processes killed before this returns. An agent in a worktree has its
+    /// uncommitted work committed to its branch and the worktree removed (the
+    /// branch stays): the second value says what happened.
+    pub async fn delete(
+        &self,
+        agent: &str,
+    ) -> Result<
+        (
+            Arc<AgentHandle>,
+            Option<Result<crate::worktree::Removed, String>>,
+        ),
+        RegistryError,
+    > {
         let handle = self.get(agent)?;
         self.remove(&handle).await?;
-        Ok(handle)
+        let worktree = match &handle.settings.worktree {
+            Some(wt) => Some(crate::worktree::remove(wt, handle.name()).await),
+            None => None,
+        };
+        if let Some(Err(e)) = &worktree {
+            tracing::warn!(agent = %handle.name(), "{e}");
+        }
+        Ok((handle, worktree))
     }
 
     /// Delete every agent, in parallel. Returns how many.
@@ -303,6 +374,11 @@ impl Registry {
         let stops = all.iter().map(|h| async move {
             if let Err(e) = self.remove(h).await {
                 tracing::error!(agent = %h.name(), "{e}");
+            }
+            if let Some(wt) = &h.settings.worktree
+                && let Err(e) = crate::worktree::remove(wt, h.name()).await
+            {
+                tracing::warn!(agent = %h.name(), "{e}");
             }
         });
         futures::future::join_all(stops).await;
@@ -320,6 +396,7 @@ impl Registry {
         {
             write(&self.order).remove(handle.name());
         }
+        self.untrack_writer(&handle.settings);
         if !handle.shutdown(STOP_GRACE).await {
             tracing::warn!(agent = %handle.name(), "worker did not stop within {STOP_GRACE:?}");
         }
@@ -350,6 +427,62 @@ impl Registry {
         {
             tracing::warn!("some agents did not stop within {grace:?}");
         }
+        if self.ephemeral_worktrees {
+            // The fleet ends with the process: so do its worktrees; their branches stay.
+            for h in self.unsorted() {
+                if let Some(wt) = &h.settings.worktree {
+                    match crate::worktree::remove(wt, h.name()).await {
+                        Ok(r) => {
+                            tracing::info!(agent = %h.name(), branch = %r.branch, "ephemeral fleet: worktree removed, branch kept")
+                        }
+                        Err(e) => tracing::warn!(agent = %h.name(), "{e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Remember a writing agent's work directory (for [`Registry::overlapping_writers`]).
+    pub(crate) fn track_writer(&self, s: &crate::agent::AgentSettings) {
+        if s.can_write() {
+            crate::agent::lock(&self.writers)
+                .entry(s.workdir.clone())
+                .or_default()
+                .insert(s.name.clone());
+        }
+    }
+
+    fn untrack_writer(&self, s: &crate::agent::AgentSettings) {
+        let mut writers = crate::agent::lock(&self.writers);
+        if let Some(names) = writers.get_mut(&s.workdir) {
+            names.remove(&s.name);
+            if names.is_empty() {
+                writers.remove(&s.workdir);
+            }
+        }
+    }
+
+    /// Writing agents other than `name` whose work directory is `dir`, inside it, or
+    /// holds it: they may overwrite each other's changes.
+    pub(crate) fn overlapping_writers(&self, dir: &Path, name: &str) -> Vec<String> {
+        let writers = crate::agent::lock(&self.writers);
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        // Work directories inside `dir` sort right after it (paths order by component).
+        for (path, names) in writers.range::<Path, _>((Bound::Included(dir), Bound::Unbounded)) {
+            if !path.starts_with(dir) {
+                break;
+            }
+            found.extend(names.iter().cloned());
+        }
+        for ancestor in dir.ancestors().skip(1) {
+            if let Some(names) = writers.get(ancestor) {
+                found.extend(names.iter().cloned());
+            }
+        }
+        found.remove(name);
+        found.into_iter().collect()
     }
 }
 

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use rustix::process::Signal;
 use rustix::thread::CapabilitySet;
 
-use super::{INIT_ARG, LINGERING_NOTE, LaunchSpec, SETUP_FAILED, fail};
+use super::{INIT_ARG, LINGERING_NOTE, LaunchSpec, SETUP_FAILED, confine, fail};
 
 /// How long init lets background processes finish after the shell exits.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
@@ -48,6 +48,12 @@ pub(super) fn exec_main(spec: &LaunchSpec) -> i32 {
         ));
     }
     if !spec.isolate {
+        // No namespaces: Landlock alone (its TCP rules stand in for a network namespace).
+        if let Some(c) = &spec.confine
+            && let Err(e) = confine::apply(c, false)
+        {
+            return fail(&format!("cannot sandbox the command: {e}"));
+        }
         // The parent-death signal survives exec: the shell dies with flotilla.
         let e = Command::new("sh")
             .arg("-c")
@@ -56,7 +62,7 @@ pub(super) fn exec_main(spec: &LaunchSpec) -> i32 {
             .exec();
         return fail(&format!("cannot run sh: {e}"));
     }
-    if let Err(e) = unshare_namespaces() {
+    if let Err(e) = unshare_namespaces(own_network(spec)) {
         return fail(&format!("cannot isolate the command: {e}"));
     }
     let exe = match std::env::current_exe() {
@@ -84,10 +90,18 @@ pub(super) fn exec_main(spec: &LaunchSpec) -> i32 {
     }
 }
 
-/// New PID and mount namespaces; with a user namespace (mapping our uid to root in
-/// it) when we lack the privilege for them directly.
-fn unshare_namespaces() -> Result<(), String> {
-    let base = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+/// Whether the command gets a network namespace of its own (confined, no network).
+fn own_network(spec: &LaunchSpec) -> bool {
+    spec.confine.as_ref().is_some_and(|c| !c.network)
+}
+
+/// New PID and mount namespaces (and network, with `network`); with a user namespace
+/// (mapping our uid to root in it) when we lack the privilege for them directly.
+fn unshare_namespaces(network: bool) -> Result<(), String> {
+    let mut base = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+    if network {
+        base |= CloneFlags::CLONE_NEWNET;
+    }
     match unshare(base) {
         Ok(()) => return Ok(()),
         Err(Errno::EPERM) => {}
@@ -123,8 +137,20 @@ pub(super) fn init_main(spec: &LaunchSpec) -> i32 {
     if let Err(e) = private_proc() {
         return fail(&format!("cannot mount a private /proc: {e}"));
     }
-    if let Err(e) = drop_capabilities() {
+    if own_network(spec)
+        && let Err(e) = confine::loopback_up()
+    {
+        return fail(&format!("cannot isolate the network: {e}"));
+    }
+    if let Err(e) = drop_capabilities(spec.confine.is_some()) {
         return fail(&format!("cannot drop capabilities: {e}"));
+    }
+    // Last, after the mounts (a Landlock domain may not mount): the shell and every
+    // process it starts inherit it.
+    if let Some(c) = &spec.confine
+        && let Err(e) = confine::apply(c, own_network(spec))
+    {
+        return fail(&format!("cannot sandbox the command: {e}"));
     }
     let shell = match Command::new("sh")
         .arg("-c")
@@ -197,14 +223,20 @@ fn private_proc() -> Result<(), String> {
     .map_err(|e| e.desc().to_string())
 }
 
-/// Remove [`DROPPED`] from the bounding set and clear the inheritable and ambient sets,
-/// so the shell (even as root) cannot get them back across `exec`.
-fn drop_capabilities() -> Result<(), String> {
+/// Dropped too when the command is sandboxed: they could rebuild a way to the network
+/// (a veth pair pushed into another namespace) or forge packets.
+const DROPPED_CONFINED: [CapabilitySet; 2] = [CapabilitySet::NET_ADMIN, CapabilitySet::NET_RAW];
+
+/// Remove [`DROPPED`] (and [`DROPPED_CONFINED`] when `confined`) from the bounding set
+/// and clear the inheritable and ambient sets, so the shell (even as root) cannot get
+/// them back across `exec`.
+fn drop_capabilities(confined: bool) -> Result<(), String> {
     use rustix::thread::{
         capabilities, capability_is_in_bounding_set, clear_ambient_capability_set,
         remove_capability_from_bounding_set, set_capabilities,
     };
-    for cap in DROPPED {
+    let extra: &[CapabilitySet] = if confined { &DROPPED_CONFINED } else { &[] };
+    for &cap in DROPPED.iter().chain(extra) {
         // EINVAL: a capability this kernel does not know, so nobody has it.
         if capability_is_in_bounding_set(cap).unwrap_or(false) {
             remove_capability_from_bounding_set(cap).map_err(|e| format!("{cap:?}: {e}"))?;

@@ -30,9 +30,24 @@
 //! a warning is logged. Without [`install`] (unit tests inside the crate, which have no
 //! flotilla binary) commands are spawned directly with the scrubbed environment.
 //!
-//! This is where further confinement (Landlock, a network namespace) belongs: add a
-//! field to [`LaunchSpec`] and apply it in `linux::init_main` before the shell starts.
+//! On top of that, an agent's [`Sandbox`] confines what its commands may change
+//! ([`Confinement`], applied by `confine.rs` before the shell starts, so every child
+//! inherits it):
+//!
+//! - files: a Landlock ruleset — read and execute anywhere, write only beneath the
+//!   agent's work directory, the temp directories and `[sandbox] writable_roots`
+//!   (`workspace-write`), or nowhere (`read-only`); a few devices (`/dev/null`, …) stay
+//!   writable so shells work. Denials are the kernel's `EACCES`: the command prints its
+//!   own `Permission denied`.
+//! - network: a fresh network namespace with only a loopback interface (when namespaces
+//!   work), else Landlock's TCP rules (ABI 4). `network: true` leaves the network alone.
+//! - capabilities: a confined command also loses `CAP_NET_ADMIN` and `CAP_NET_RAW`.
+//!
+//! [`install`] probes Landlock once too; where it is missing, [`sandbox_status`] says
+//! why and agents run as with `sandbox: "off"` (the registry warns).
 
+#[cfg(target_os = "linux")]
+mod confine;
 #[cfg(target_os = "linux")]
 mod linux;
 
@@ -68,6 +83,69 @@ pub struct LaunchSpec {
     pub parent: u32,
     /// Run in fresh PID and mount namespaces with a private `/proc`.
     pub isolate: bool,
+    /// Landlock and network confinement; `None`: none (`sandbox: "off"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confine: Option<Confinement>,
+}
+
+/// What a confined command may change, worked out by flotilla for the launcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confinement {
+    /// Directories it may write beneath (each must exist); empty: read-only.
+    pub writable: Vec<PathBuf>,
+    /// Whether it may reach the network.
+    pub network: bool,
+}
+
+/// `sandbox` of an agent: what its `run_command` may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Read anywhere; write only in the work directory and the temp directories.
+    WorkspaceWrite,
+    /// Read anywhere; write nowhere (except `/dev/null`-like devices).
+    ReadOnly,
+    /// No confinement: the command can do whatever the user running flotilla can.
+    Off,
+}
+
+impl SandboxMode {
+    pub const NAMES: [&'static str; 3] = ["workspace-write", "read-only", "off"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "workspace-write" => Some(Self::WorkspaceWrite),
+            "read-only" => Some(Self::ReadOnly),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WorkspaceWrite => "workspace-write",
+            Self::ReadOnly => "read-only",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// An agent's sandbox: the mode and whether its commands may use the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub mode: SandboxMode,
+    pub network: bool,
+}
+
+impl Default for Sandbox {
+    /// `workspace-write` without network: the default where the kernel supports it.
+    fn default() -> Self {
+        Self {
+            mode: SandboxMode::WorkspaceWrite,
+            network: false,
+        }
+    }
 }
 
 /// How commands are started in this process; set once by [`install`].
@@ -77,6 +155,11 @@ struct Runtime {
     launcher: Option<PathBuf>,
     isolate: bool,
     secret_vars: Vec<String>,
+    /// Whether confinement works here; why not.
+    sandbox: Result<(), String>,
+    /// Written by every `workspace-write` command besides its work directory: the
+    /// temp directories and `[sandbox] writable_roots` (canonical, existing).
+    shared_writable: Vec<PathBuf>,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -105,27 +188,93 @@ pub fn secret_vars(config: &Config) -> Vec<String> {
     vars
 }
 
-/// Start commands through the launcher at `launcher` (flotilla's own binary), with
-/// these variables removed. Probes namespaces once; call before any command runs.
-pub async fn install(launcher: PathBuf, secret_vars: Vec<String>) -> Isolation {
-    let isolation = probe(&launcher, &secret_vars).await;
-    let _ = RUNTIME.set(Runtime {
-        launcher: Some(launcher),
-        isolate: isolation == Isolation::Namespaces,
-        secret_vars,
-    });
-    isolation
+/// What [`install`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub isolation: Isolation,
+    /// Whether `workspace-write` / `read-only` can be enforced; why not.
+    pub sandbox: Result<(), String>,
 }
 
-async fn probe(launcher: &Path, secret_vars: &[String]) -> Isolation {
+/// Start commands through the launcher at `launcher` (flotilla's own binary), with
+/// these variables removed. `writable_roots`: extra directories `workspace-write`
+/// commands may write (config `[sandbox] writable_roots`, canonical). Probes
+/// namespaces and confinement once; call before any command runs.
+pub async fn install(
+    launcher: PathBuf,
+    secret_vars: Vec<String>,
+    writable_roots: Vec<PathBuf>,
+) -> Installed {
+    let isolation = match probe(&launcher, &secret_vars, true, None).await {
+        Ok(()) => Isolation::Namespaces,
+        Err(why) => Isolation::Unavailable(why),
+    };
+    let isolate = isolation == Isolation::Namespaces;
+    let shared_writable = shared_writable(writable_roots);
+    let confine = Confinement {
+        writable: shared_writable.clone(),
+        network: false,
+    };
+    let sandbox = if cfg!(target_os = "linux") {
+        probe(&launcher, &secret_vars, isolate, Some(confine)).await
+    } else {
+        Err("the sandbox is implemented for Linux only".into())
+    };
+    let _ = RUNTIME.set(Runtime {
+        launcher: Some(launcher),
+        isolate,
+        secret_vars,
+        sandbox: sandbox.clone(),
+        shared_writable,
+    });
+    Installed { isolation, sandbox }
+}
+
+/// The temp directories (`/tmp`, `$TMPDIR`, `/dev/shm`, `/var/tmp`) and the
+/// configured roots that exist, canonical, without repeats.
+fn shared_writable(extra: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let temps = [
+        PathBuf::from("/tmp"),
+        std::env::temp_dir(),
+        PathBuf::from("/dev/shm"),
+        PathBuf::from("/var/tmp"),
+    ];
+    for dir in temps.into_iter().chain(extra) {
+        if let Ok(dir) = dir.canonicalize()
+            && !out.contains(&dir)
+        {
+            out.push(dir);
+        }
+    }
+    out
+}
+
+/// Whether the sandbox can be enforced in this process (`Err`: why not). Without
+/// [`install`] (unit tests) it cannot.
+pub fn sandbox_status() -> Result<(), String> {
+    match RUNTIME.get() {
+        Some(r) => r.sandbox.clone(),
+        None => Err("the command launcher is not installed".into()),
+    }
+}
+
+/// Run `exit 0` through the launcher, isolated and confined as asked.
+async fn probe(
+    launcher: &Path,
+    secret_vars: &[String],
+    isolate: bool,
+    confine: Option<Confinement>,
+) -> Result<(), String> {
     if !cfg!(target_os = "linux") {
-        return Isolation::Unavailable("process isolation is implemented for Linux only".into());
+        return Err("process isolation is implemented for Linux only".into());
     }
     let spec = LaunchSpec {
         command: "exit 0".into(),
         cwd: std::env::temp_dir(),
         parent: std::process::id(),
-        isolate: true,
+        isolate,
+        confine,
     };
     let mut cmd = launch_command(launcher, &spec, secret_vars);
     cmd.stdin(std::process::Stdio::null())
@@ -133,15 +282,13 @@ async fn probe(launcher: &Path, secret_vars: &[String]) -> Isolation {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     match tokio::time::timeout(std::time::Duration::from_secs(10), cmd.output()).await {
-        Ok(Ok(out)) if out.status.success() => Isolation::Namespaces,
-        Ok(Ok(out)) => Isolation::Unavailable(
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .trim_start_matches("flotilla: ")
-                .to_string(),
-        ),
-        Ok(Err(e)) => Isolation::Unavailable(format!("cannot start {}: {e}", launcher.display())),
-        Err(_) => Isolation::Unavailable("the probe did not finish within 10s".into()),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .trim_start_matches("flotilla: ")
+            .to_string()),
+        Ok(Err(e)) => Err(format!("cannot start {}: {e}", launcher.display())),
+        Err(_) => Err("the probe did not finish within 10s".into()),
     }
 }
 
@@ -160,21 +307,26 @@ fn launch_command(
     cmd
 }
 
-/// The process that runs `sh -c command` in `cwd`: the launcher when [`install`] was
-/// called, else `sh` itself. The caller sets stdio, the process group and
+/// The process that runs `sh -c command` in `cwd` (the agent's work directory),
+/// confined by `sandbox` where the kernel supports it: the launcher when [`install`]
+/// was called, else `sh` itself. The caller sets stdio, the process group and
 /// `kill_on_drop`.
-pub fn shell_command(command: &str, cwd: &Path) -> tokio::process::Command {
+pub fn shell_command(command: &str, cwd: &Path, sandbox: Sandbox) -> tokio::process::Command {
     match RUNTIME.get() {
-        Some(Runtime {
-            launcher: Some(launcher),
-            isolate,
-            secret_vars,
-        }) => {
+        Some(
+            runtime @ Runtime {
+                launcher: Some(launcher),
+                isolate,
+                secret_vars,
+                ..
+            },
+        ) => {
             let spec = LaunchSpec {
                 command: command.to_string(),
                 cwd: cwd.to_path_buf(),
                 parent: std::process::id(),
                 isolate: *isolate,
+                confine: runtime.confinement(cwd, sandbox),
             };
             launch_command(launcher, &spec, secret_vars)
         }
@@ -187,6 +339,29 @@ pub fn shell_command(command: &str, cwd: &Path) -> tokio::process::Command {
             }
             cmd
         }
+    }
+}
+
+impl Runtime {
+    /// What a command of an agent with `sandbox`, working in `workdir`, may change;
+    /// `None` when it runs unconfined (`off`, or no sandbox on this kernel).
+    fn confinement(&self, workdir: &Path, sandbox: Sandbox) -> Option<Confinement> {
+        if self.sandbox.is_err() {
+            return None;
+        }
+        let writable = match sandbox.mode {
+            SandboxMode::Off => return None,
+            SandboxMode::ReadOnly => Vec::new(),
+            SandboxMode::WorkspaceWrite => {
+                let mut w = vec![workdir.to_path_buf()];
+                w.extend(self.shared_writable.iter().cloned());
+                w
+            }
+        };
+        Some(Confinement {
+            writable,
+            network: sandbox.network,
+        })
     }
 }
 
@@ -266,8 +441,53 @@ mod tests {
             cwd: "/tmp/x y".into(),
             parent: 42,
             isolate: true,
+            confine: Some(Confinement {
+                writable: vec!["/tmp".into(), "/w d".into()],
+                network: false,
+            }),
         };
         let arg = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<LaunchSpec>(&arg).unwrap(), spec);
+    }
+
+    #[test]
+    fn sandbox_modes_parse_and_print_their_names() {
+        for name in SandboxMode::NAMES {
+            assert_eq!(SandboxMode::parse(name).unwrap().as_str(), name);
+            let json = serde_json::to_value(SandboxMode::parse(name).unwrap()).unwrap();
+            assert_eq!(json, name);
+        }
+        assert_eq!(SandboxMode::parse("workspace_write"), None);
+    }
+
+    #[test]
+    fn confinement_follows_the_mode() {
+        let runtime = Runtime {
+            launcher: None,
+            isolate: true,
+            secret_vars: Vec::new(),
+            sandbox: Ok(()),
+            shared_writable: vec!["/tmp".into()],
+        };
+        let work = Path::new("/w");
+        let sb = |mode, network| Sandbox { mode, network };
+        let ww = runtime
+            .confinement(work, sb(SandboxMode::WorkspaceWrite, false))
+            .unwrap();
+        assert_eq!(ww.writable, [PathBuf::from("/w"), PathBuf::from("/tmp")]);
+        assert!(!ww.network);
+        let ro = runtime
+            .confinement(work, sb(SandboxMode::ReadOnly, true))
+            .unwrap();
+        assert!(ro.writable.is_empty() && ro.network);
+        assert_eq!(runtime.confinement(work, sb(SandboxMode::Off, false)), None);
+        let missing = Runtime {
+            sandbox: Err("no Landlock".into()),
+            ..runtime
+        };
+        assert_eq!(
+            missing.confinement(work, sb(SandboxMode::WorkspaceWrite, false)),
+            None
+        );
     }
 }

@@ -155,13 +155,15 @@ impl FleetServer {
                     .into(),
             );
         }
-        let handle = self
+        let (handle, warnings) = self
             .registry
             .create(spec_of(p))
             .await
             .map_err(|e| e.to_string())?;
         let state = handle.state();
-        let warning = self.unpriced_warning(&handle);
+        let warning = join_notes(
+            std::iter::once(self.unpriced_warning(&handle)).chain(warnings.into_iter().map(Some)),
+        );
         Ok(Json(CreateAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
@@ -172,6 +174,7 @@ impl FleetServer {
             },
             model: handle.settings.model.id.clone(),
             workdir: handle.settings.workdir.display().to_string(),
+            branch: handle.settings.worktree.as_ref().map(|w| w.branch.clone()),
             warning,
         }))
     }
@@ -194,14 +197,16 @@ impl FleetServer {
             .map_err(|e| e.to_string())?;
         let warnings = handles
             .iter()
-            .filter_map(|h| {
+            .flat_map(|(h, warnings)| {
                 self.unpriced_warning(h)
+                    .into_iter()
+                    .chain(warnings.iter().cloned())
                     .map(|w| format!("{}: {w}", h.name()))
             })
             .collect();
         let agents = handles
             .iter()
-            .map(|h| {
+            .map(|(h, _)| {
                 let s = h.state();
                 CreatedRow {
                     name: h.name().to_string(),
@@ -212,6 +217,7 @@ impl FleetServer {
                         s.status
                     },
                     waiting_on: s.waiting_on,
+                    branch: h.settings.worktree.as_ref().map(|w| w.branch.clone()),
                 }
             })
             .collect();
@@ -279,7 +285,9 @@ impl FleetServer {
         Parameters(p): Parameters<AgentParams>,
     ) -> Result<Json<AgentStatusRow>, String> {
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
-        Ok(Json(AgentStatusRow::of(&handle)))
+        let mut row = AgentStatusRow::of(&handle);
+        row.isolation = Isolation::of(&handle).await;
+        Ok(Json(row))
     }
 
     /// An agent's final answer to a command (default the latest), in slices of
@@ -297,6 +305,7 @@ impl FleetServer {
         }
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
         let offset = usize::try_from(p.offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        let isolation = Isolation::of(&handle).await;
         handle
             .with_outputs(|outputs| {
                 let count = outputs.len() as u32;
@@ -328,6 +337,7 @@ impl FleetServer {
                     output_json: record.output_json.clone(),
                     files_written: record.files_written.iter().cloned().collect(),
                     files_read: record.files_read.iter().cloned().collect(),
+                    isolation,
                 })
             })
             .map(Json)
@@ -400,14 +410,28 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<AgentParams>,
     ) -> Result<Json<DeleteAgentResult>, String> {
-        let handle = self
+        let (handle, worktree) = self
             .registry
             .delete(&p.agent)
             .await
             .map_err(|e| e.to_string())?;
+        let branch = handle.settings.worktree.as_ref().map(|w| w.branch.clone());
+        let note = worktree.map(|r| match r {
+            Ok(removed) if removed.committed => format!(
+                "its uncommitted work was committed to {}; the worktree was removed, the branch stays",
+                removed.branch
+            ),
+            Ok(removed) => format!(
+                "the worktree was removed; its work stays on {}",
+                removed.branch
+            ),
+            Err(e) => format!("the agent was deleted, but its worktree could not be removed: {e}"),
+        });
         Ok(Json(DeleteAgentResult {
             deleted: handle.name().to_string(),
             agent_id: handle.id.clone(),
+            branch,
+            note,
         }))
     }
 
@@ -637,6 +661,10 @@ fn spec_of(p: CreateAgentParams) -> CreateSpec {
         depends_on: p.depends_on.unwrap_or_default(),
         retries: p.retries,
         output_schema: p.output_schema,
+        isolation: p.isolation,
+        base: p.base,
+        sandbox: p.sandbox,
+        network: p.network,
     }
 }
 

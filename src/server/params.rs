@@ -64,6 +64,24 @@ pub struct CreateAgentParams {
     /// what failed and answers again. The valid value comes back as `output_json`.
     #[serde(default)]
     pub output_schema: Option<serde_json::Value>,
+    /// `worktree`: the agent works in a git worktree of its own on a new branch
+    /// `flotilla/<name>`, outside your checkout, so parallel writers never overwrite
+    /// each other. `workdir` must be in a git repository. delete_agent keeps the branch.
+    #[serde(default)]
+    pub isolation: Option<String>,
+    /// With isolation: what its branch starts from, a git ref (branch, tag, commit) or
+    /// the name of another isolated agent (its work so far). Default HEAD.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// What its run_command may change: `workspace-write` (only its work directory and
+    /// the temp directories), `read-only` (nothing), or `off` (no confinement).
+    /// Default: the role's, else the server's config, else `workspace-write`.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    /// Whether its commands may reach the network. Default: the role's, else the
+    /// server's config, else false.
+    #[serde(default)]
+    pub network: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

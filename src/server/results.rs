@@ -18,8 +18,12 @@ pub struct CreateAgentResult {
     /// Canonical `provider:model`.
     pub model: String,
     pub workdir: String,
+    /// Its branch, with isolation `worktree`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
     /// Something the orchestrator should know, e.g. that a dollar cap cannot see an
-    /// unpriced model's spend.
+    /// unpriced model's spend, that another agent writes in the same directory, or
+    /// that the sandbox cannot be enforced here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
@@ -40,6 +44,9 @@ pub struct CreatedRow {
     pub status: AgentStatus,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<String>,
+    /// Its branch, with isolation `worktree`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -91,6 +98,64 @@ pub struct AgentStatusRow {
     /// Attempt of the current command, for agents with `retries`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// What its run_command may change, as enforced: `workspace-write`, `read-only`
+    /// or `off` (with `+network` when it may use the network); for agents with
+    /// run_command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    #[serde(flatten)]
+    pub isolation: Isolation,
+}
+
+/// Where an isolated agent works, and how much it has changed.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct Isolation {
+    /// Its branch, `flotilla/<name>` (isolation `worktree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Its git worktree's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    /// Its changes against its base, committed or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff_stat: Option<crate::worktree::DiffStat>,
+    /// Why diff_stat is missing (e.g. the worktree was deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree_error: Option<String>,
+}
+
+impl Isolation {
+    /// Branch, worktree and diff stat of an agent (git runs; empty without isolation).
+    pub async fn of(h: &AgentHandle) -> Self {
+        let Some(wt) = &h.settings.worktree else {
+            return Self::default();
+        };
+        let (diff_stat, worktree_error) = match crate::worktree::diff_stat(wt).await {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
+        Self {
+            branch: Some(wt.branch.clone()),
+            worktree: Some(wt.path.display().to_string()),
+            diff_stat,
+            worktree_error,
+        }
+    }
+}
+
+/// The sandbox an agent's commands really get: `off` where it cannot be enforced.
+pub fn sandbox_shown(h: &AgentHandle) -> Option<String> {
+    use crate::sandbox::SandboxMode;
+    if !h.settings.tools.iter().any(|t| t == "run_command") {
+        return None;
+    }
+    let sb = h.settings.sandbox;
+    let enforced = sb.mode != SandboxMode::Off && crate::sandbox::sandbox_status().is_ok();
+    Some(match (enforced, sb.network) {
+        (false, _) => SandboxMode::Off.as_str().to_string(),
+        (true, false) => sb.mode.as_str().to_string(),
+        (true, true) => format!("{}+network", sb.mode.as_str()),
+    })
 }
 
 impl AgentStatusRow {
@@ -116,6 +181,8 @@ impl AgentStatusRow {
             note,
             waiting_on: s.waiting_on,
             attempt: (h.settings.retries > 0).then_some(s.attempt),
+            sandbox: sandbox_shown(h),
+            isolation: Isolation::default(),
         }
     }
 }
@@ -225,6 +292,8 @@ pub struct AgentOutputResult {
     pub output_json: Option<serde_json::Value>,
     pub files_written: Vec<String>,
     pub files_read: Vec<String>,
+    #[serde(flatten)]
+    pub isolation: Isolation,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -232,6 +301,12 @@ pub struct DeleteAgentResult {
     /// The deleted agent's name.
     pub deleted: String,
     pub agent_id: String,
+    /// The branch that keeps its work (isolation `worktree`); the worktree is removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// What happened to its worktree, e.g. that its uncommitted work was committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

@@ -38,6 +38,13 @@ pub struct StoredSettings {
     /// Times a failed command is started again before it is escalated.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// Its sandbox; absent in stores from before sandboxes (restored as `off`, as they
+    /// ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// Its git worktree (`isolation: "worktree"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -29,6 +29,8 @@ fn settings() -> StoredSettings {
         deferred_task: None,
         deferred_schema: None,
         retries: 0,
+        sandbox: None,
+        worktree: None,
     }
 }
 

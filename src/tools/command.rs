@@ -164,7 +164,7 @@ pub async fn run_command(input: RunCommandInput, ctx: &ToolContext) -> ToolResul
         .timeout_s
         .unwrap_or(DEFAULT_TIMEOUT_S)
         .clamp(1, MAX_TIMEOUT_S);
-    let mut child = crate::sandbox::shell_command(&input.command, &ctx.root)
+    let mut child = crate::sandbox::shell_command(&input.command, &ctx.root, ctx.sandbox)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -55,6 +55,8 @@ pub struct ToolContext {
     pub root: PathBuf,
     /// Fires on interrupt, delete or shutdown; a running tool stops promptly.
     pub cancel: CancellationToken,
+    /// What `run_command` may change (see [`crate::sandbox`]).
+    pub sandbox: crate::sandbox::Sandbox,
 }
 
 /// The result of one tool call.

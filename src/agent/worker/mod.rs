@@ -130,6 +130,10 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
         begin(&agent, job.index, queued, job.attempt);
         let cost_before = agent.peek(|s| s.cost_usd);
         let result = loop {
+            // A worktree deleted behind flotilla's back: say so, do not run blind.
+            if let Some(missing) = agent.settings.workspace_missing() {
+                break Err(Stop::Failed(missing));
+            }
             let checkpoint = job
                 .output_schema
                 .as_ref()

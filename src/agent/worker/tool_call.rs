@@ -106,9 +106,13 @@ impl Turn<'_> {
     ) -> Result<ToolOutcome, Stop> {
         let limit = self.agent.fleet.stall_timeout;
         let cancel = self.token.child_token();
+        if let Some(missing) = self.agent.settings.workspace_missing() {
+            return Ok(ToolOutcome::error(missing));
+        }
         let ctx = ToolContext {
             root: self.agent.settings.workdir.clone(),
             cancel: cancel.clone(),
+            sandbox: self.agent.settings.sandbox,
         };
         let run = run_tool(name, input, &ctx);
         tokio::pin!(run);

@@ -28,6 +28,7 @@ impl Fixture {
             ctx: ToolContext {
                 root,
                 cancel: CancellationToken::new(),
+                sandbox: Default::default(),
             },
         }
     }

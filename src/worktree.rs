@@ -1,0 +1,466 @@
+//! Git worktrees for isolated agents (`isolation: "worktree"`): each such agent works
+//! in a worktree of its own on a new branch `flotilla/<name>`, outside the user's
+//! checkout (under the data directory), so parallel builders never overwrite each
+//! other and the user's files stay as they were.
+//!
+//! Everything goes through the `git` CLI, run off the async runtime's threads by
+//! `tokio::process`, with hooks disabled and the `GIT_*` variables of flotilla's own
+//! environment removed. On an existing worktree git is always pointed at its
+//! administrative directory explicitly (`--git-dir`, `--work-tree`), never through
+//! the `.git` file inside it, which the agent's commands can rewrite.
+//!
+//! Agents in a sandbox cannot write the repository's `.git` (hooks, config, other
+//! branches), so they usually leave their work uncommitted. flotilla takes it as it is:
+//! a [`snapshot`] stages the whole work tree (`git add -A`, `.gitignore` honoured) into
+//! a temporary index, never the worktree's own, and writes a tree. [`diff_stat`]
+//! compares that tree with the merge base of the branch and the base commit recorded
+//! at creation; [`remove`] commits it onto the branch before the worktree goes, so no
+//! work is lost; an agent started with `base: "<agent>"` starts from it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Longest a single git command may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Variables of flotilla's environment that would point git elsewhere.
+const GIT_ENV: [&str; 8] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+];
+
+/// An agent's worktree, as stored with its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worktree {
+    /// The worktree's top directory (flotilla-made).
+    pub path: PathBuf,
+    /// `flotilla/<name>`.
+    pub branch: String,
+    /// Its administrative directory (`<repo>/.git/worktrees/<id>`).
+    pub admin_dir: PathBuf,
+    /// The commit the branch started from.
+    pub base_commit: String,
+    /// The base as given: a git ref, or an agent's name.
+    pub base: String,
+}
+
+/// Files changed, lines inserted and deleted: the agent's work against its base,
+/// committed or not (untracked files included, ignored ones not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct DiffStat {
+    pub files: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+/// The repository a work directory belongs to.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// Top of the checkout the directory is in.
+    pub toplevel: PathBuf,
+    /// The common git directory (shared by every worktree).
+    pub common_dir: PathBuf,
+    /// The directory relative to `toplevel` (`""` at the top).
+    pub prefix: PathBuf,
+}
+
+/// The branch of agent `name`.
+pub fn branch_of(name: &str) -> String {
+    format!("flotilla/{name}")
+}
+
+/// Run git; its trimmed stdout, or its stderr as the error.
+async fn git(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(["-c", "core.hooksPath=/dev/null"])
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C");
+    for var in GIT_ENV {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(
+                "git is not installed (isolation: \"worktree\" needs the git CLI on PATH)".into(),
+            );
+        }
+        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "`git {}` took longer than {GIT_TIMEOUT:?}",
+                args.join(" ")
+            ));
+        }
+    };
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err
+            .trim()
+            .trim_start_matches("fatal: ")
+            .trim_start_matches("error: ");
+        Err(if err.is_empty() {
+            format!("`git {}` failed ({})", args.join(" "), out.status)
+        } else {
+            err.to_string()
+        })
+    }
+}
+
+/// Git on an existing worktree, addressed by its administrative directory.
+async fn wt_git(wt: &Worktree, args: &[&str], env: &[(&str, &Path)]) -> Result<String, String> {
+    let git_dir = format!("--git-dir={}", wt.admin_dir.display());
+    let work_tree = format!("--work-tree={}", wt.path.display());
+    let mut all = vec![git_dir.as_str(), work_tree.as_str()];
+    all.extend_from_slice(args);
+    git(&all, &wt.path, env).await
+}
+
+/// The repository `dir` is in, or an error saying how to get one.
+pub async fn repo_of(dir: &Path) -> Result<Repo, String> {
+    let out = git(
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--show-toplevel",
+            "--git-common-dir",
+            "--show-prefix",
+        ],
+        dir,
+        &[],
+    )
+    .await
+    .map_err(|e| {
+        if e.contains("not a git repository") {
+            format!(
+                "isolation \"worktree\" needs a git repository, but workdir `{}` is not in one. Run `git init` and commit there, pass a workdir inside a repository, or leave out `isolation`",
+                dir.display()
+            )
+        } else {
+            format!("cannot use the git repository at `{}`: {e}", dir.display())
+        }
+    })?;
+    let mut lines = out.lines();
+    let (Some(top), Some(common)) = (lines.next(), lines.next()) else {
+        return Err(format!(
+            "`{}` is not inside a git work tree (a bare repository?); isolation \"worktree\" needs a checkout",
+            dir.display()
+        ));
+    };
+    Ok(Repo {
+        toplevel: PathBuf::from(top),
+        common_dir: PathBuf::from(common),
+        prefix: PathBuf::from(lines.next().unwrap_or("")),
+    })
+}
+
+/// The commit a git ref (branch, tag, commit, `HEAD~2`, …) names in `repo`.
+pub async fn resolve_ref(repo: &Repo, base: &str) -> Result<String, String> {
+    let spec = format!("{base}^{{commit}}");
+    match git(
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ],
+        &repo.toplevel,
+        &[],
+    )
+    .await
+    {
+        Ok(commit) if !commit.is_empty() => Ok(commit),
+        _ if base == "HEAD" => Err(format!(
+            "the repository at `{}` has no commit yet: commit something first, then create the agent",
+            repo.toplevel.display()
+        )),
+        _ => Err(format!(
+            "base `{base}` is neither an agent nor a git ref (branch, tag or commit) of the repository at `{}`. Give an existing ref (default HEAD) or the name of an agent created with isolation \"worktree\"",
+            repo.toplevel.display()
+        )),
+    }
+}
+
+/// Refuse a branch that exists already.
+pub async fn check_branch_free(repo: &Repo, branch: &str) -> Result<(), String> {
+    let full = format!("refs/heads/{branch}");
+    if git(
+        &["show-ref", "--verify", "--quiet", &full],
+        &repo.toplevel,
+        &[],
+    )
+    .await
+    .is_ok()
+    {
+        return Err(format!(
+            "branch `{branch}` already exists in the repository at `{}` (left by an earlier agent of this name?). Review and merge it, then delete it (`git branch -D {branch}`), or choose another name",
+            repo.toplevel.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Create the worktree at `path` on a new branch at `commit`.
+pub async fn add(
+    repo: &Repo,
+    path: &Path,
+    branch: &str,
+    commit: &str,
+    base: &str,
+) -> Result<Worktree, String> {
+    if path.exists() {
+        return Err(format!(
+            "`{}` exists already (left from an earlier agent?); remove it (`git worktree remove {0}` or delete the directory), or choose another name",
+            path.display()
+        ));
+    }
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+    }
+    let shown = path.display().to_string();
+    git(
+        &["worktree", "add", "--quiet", "-b", branch, &shown, commit],
+        &repo.toplevel,
+        &[],
+    )
+    .await
+    .map_err(|e| format!("cannot create the worktree: {e}"))?;
+    let admin = git(&["rev-parse", "--absolute-git-dir"], path, &[]).await?;
+    Ok(Worktree {
+        path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
+        branch: branch.to_string(),
+        admin_dir: PathBuf::from(admin),
+        base_commit: commit.to_string(),
+        base: base.to_string(),
+    })
+}
+
+/// Undo [`add`] (a creation that could not be completed): the worktree and the new
+/// branch go; nothing was done in them yet.
+pub async fn discard(repo: &Repo, wt: &Worktree) {
+    let path = wt.path.display().to_string();
+    let removed = git(
+        &["worktree", "remove", "--force", &path],
+        &repo.toplevel,
+        &[],
+    )
+    .await;
+    let deleted = git(&["branch", "-D", &wt.branch], &repo.toplevel, &[]).await;
+    if let Err(e) = removed.and(deleted) {
+        tracing::warn!(worktree = %path, "could not undo a worktree: {e}");
+    }
+}
+
+/// The work tree as git sees it: its tree (what a commit of everything would hold) and
+/// the commit checked out.
+pub struct Snapshot {
+    pub tree: String,
+    pub head: String,
+    /// The tree differs from the head commit's: there is uncommitted work.
+    pub dirty: bool,
+}
+
+static NEXT_INDEX: AtomicU64 = AtomicU64::new(0);
+
+/// Stage everything in a temporary index (the worktree's own is left alone) and
+/// write its tree.
+pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
+    if !wt.path.is_dir() {
+        return Err(gone(wt));
+    }
+    let index = wt.admin_dir.join(format!(
+        "flotilla-index-{}-{}",
+        std::process::id(),
+        NEXT_INDEX.fetch_add(1, Ordering::Relaxed)
+    ));
+    // Starting from the worktree's index lets git skip files whose stat is unchanged.
+    if tokio::fs::copy(wt.admin_dir.join("index"), &index)
+        .await
+        .is_err()
+    {
+        let _ = tokio::fs::remove_file(&index).await;
+    }
+    let env = [("GIT_INDEX_FILE", index.as_path())];
+    let result = async {
+        wt_git(wt, &["add", "--all", "--", "."], &env).await?;
+        let tree = wt_git(wt, &["write-tree"], &env).await?;
+        let head = wt_git(wt, &["rev-parse", "HEAD"], &[]).await?;
+        let head_tree = wt_git(wt, &["rev-parse", "HEAD^{tree}"], &[]).await?;
+        Ok(Snapshot {
+            dirty: tree != head_tree,
+            tree,
+            head,
+        })
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&index).await;
+    result
+}
+
+/// Everything in the worktree as a commit: the head itself when nothing is
+/// uncommitted, else a new commit on top of it (on no branch) holding the work tree.
+pub async fn snapshot_commit(wt: &Worktree, agent: &str) -> Result<(String, Snapshot), String> {
+    let snap = snapshot(wt).await?;
+    if !snap.dirty {
+        return Ok((snap.head.clone(), snap));
+    }
+    let message = format!("flotilla: uncommitted work of agent {agent}");
+    let who = PathBuf::from(format!("flotilla agent {agent}"));
+    let email = PathBuf::from(format!("{agent}@flotilla.invalid"));
+    let env = [
+        ("GIT_AUTHOR_NAME", who.as_path()),
+        ("GIT_AUTHOR_EMAIL", email.as_path()),
+        ("GIT_COMMITTER_NAME", who.as_path()),
+        ("GIT_COMMITTER_EMAIL", email.as_path()),
+    ];
+    let commit = wt_git(
+        wt,
+        &["commit-tree", &snap.tree, "-p", &snap.head, "-m", &message],
+        &env,
+    )
+    .await?;
+    Ok((commit, snap))
+}
+
+/// The agent's work against its base: the snapshot's tree against the merge base of
+/// the head and the base commit (so base commits made since do not count).
+pub async fn diff_stat(wt: &Worktree) -> Result<DiffStat, String> {
+    let snap = snapshot(wt).await?;
+    let base = wt_git(wt, &["merge-base", &wt.base_commit, &snap.head], &[])
+        .await
+        .unwrap_or_else(|_| wt.base_commit.clone());
+    let out = wt_git(wt, &["diff", "--shortstat", &base, &snap.tree], &[]).await?;
+    Ok(parse_shortstat(&out))
+}
+
+/// ` 3 files changed, 10 insertions(+), 2 deletions(-)` (any part may be missing).
+fn parse_shortstat(line: &str) -> DiffStat {
+    let mut stat = DiffStat::default();
+    for part in line.split(',') {
+        let mut words = part.split_whitespace();
+        let (Some(n), Some(what)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        if what.starts_with("file") {
+            stat.files = n;
+        } else if what.starts_with("insertion") {
+            stat.insertions = n;
+        } else if what.starts_with("deletion") {
+            stat.deletions = n;
+        }
+    }
+    stat
+}
+
+/// What [`remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The branch that keeps the work.
+    pub branch: String,
+    /// Uncommitted work was committed onto the branch first.
+    pub committed: bool,
+}
+
+/// Commit uncommitted work onto the branch, then remove the worktree (the branch
+/// stays). A worktree that is already gone is pruned.
+pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
+    let mut committed = false;
+    if wt.path.is_dir() {
+        let (commit, snap) = snapshot_commit(wt, agent).await?;
+        if snap.dirty {
+            let full = format!("refs/heads/{}", wt.branch);
+            let message = "flotilla: agent deleted; its uncommitted work committed";
+            wt_git(
+                wt,
+                &["update-ref", "-m", message, &full, &commit, &snap.head],
+                &[],
+            )
+            .await
+            .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
+            committed = true;
+        }
+        // From the repository, not from inside the directory being removed.
+        let shown = wt.path.display().to_string();
+        let common = common_dir(wt)
+            .ok_or_else(|| format!("cannot find the repository of the worktree `{shown}`"))?;
+        git(&["worktree", "remove", "--force", &shown], &common, &[])
+            .await
+            .map_err(|e| format!("cannot remove the worktree `{shown}`: {e}"))?;
+    } else if let Some(common) = common_dir(wt) {
+        let _ = git(&["worktree", "prune"], &common, &[]).await;
+    }
+    Ok(Removed {
+        branch: wt.branch.clone(),
+        committed,
+    })
+}
+
+/// The repository's common directory, from the worktree's administrative one.
+fn common_dir(wt: &Worktree) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(wt.admin_dir.join("commondir")).ok()?;
+    let common = wt.admin_dir.join(text.trim());
+    common.canonicalize().ok()
+}
+
+/// The repository's common directory of an existing worktree, for comparing repos.
+pub fn same_repo(wt: &Worktree, repo: &Repo) -> bool {
+    common_dir(wt).is_some_and(|c| repo.common_dir.canonicalize().is_ok_and(|r| r == c))
+}
+
+/// The message for a worktree that is no longer there.
+pub fn gone(wt: &Worktree) -> String {
+    format!(
+        "the agent's git worktree `{}` no longer exists (deleted outside flotilla?), so it has nowhere to work. Its committed work is on branch `{}`. Delete this agent; to go on from that branch, create one with isolation \"worktree\" and base \"{1}\"",
+        wt.path.display(),
+        wt.branch
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortstat_lines_parse() {
+        assert_eq!(
+            parse_shortstat(" 3 files changed, 10 insertions(+), 2 deletions(-)"),
+            DiffStat {
+                files: 3,
+                insertions: 10,
+                deletions: 2
+            }
+        );
+        assert_eq!(
+            parse_shortstat(" 1 file changed, 1 deletion(-)"),
+            DiffStat {
+                files: 1,
+                insertions: 0,
+                deletions: 1
+            }
+        );
+        assert_eq!(parse_shortstat(""), DiffStat::default());
+    }
+}
