@@ -202,8 +202,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
-    let (store, logs, data_dir) = if cli.ephemeral {
-        (Store::in_memory()?, Vec::new(), None)
+    let (store, logs, data_dir, worktrees) = if cli.ephemeral {
+        let worktrees = std::env::temp_dir()
+            .join(format!("flotilla-{}", std::process::id()))
+            .join("worktrees");
+        tracing::info!(worktrees = %worktrees.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
+        (Store::in_memory()?, Vec::new(), None, worktrees)
     } else {
         let dir = match cli.data_dir {
             Some(d) => d,
@@ -218,7 +222,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the store opener stopped")??;
         let ((store, logs), dir) = opened;
         tracing::info!(store = %dir.join(flotilla::store::DB_FILE).display(), agents = logs.len(), "fleet store opened");
-        (store, logs, Some(dir))
+        let worktrees = dir.join("worktrees");
+        (store, logs, Some(dir), worktrees)
     };
     let token = match &listener {
         None => None,
@@ -238,18 +243,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .mode
             .unwrap_or(flotilla::sandbox::SandboxMode::WorkspaceWrite),
         network: config.sandbox.network.unwrap_or(false),
-    };
-    // Agents' git worktrees live beside the store; an ephemeral fleet's in a temp
-    // directory, removed (branches kept) when it ends.
-    let worktrees = match &data_dir {
-        Some(dir) => dir.join("worktrees"),
-        None => {
-            let dir = std::env::temp_dir()
-                .join(format!("flotilla-{}", std::process::id()))
-                .join("worktrees");
-            tracing::info!(worktrees = %dir.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
-            dir
-        }
     };
     let registry = Arc::new(
         Registry::new(models, prompts, workdir, fleet)

@@ -66,6 +66,22 @@ impl Raw {
     }
 
     /// Send `line`, then a ping; the messages that came back before the ping's answer.
+    /// Like [`Raw::answers_to`], for a line that must be answered: rmcp handles
+    /// requests concurrently, so the ping's answer may overtake the answer to the line
+    /// before it; then that answer is the next message.
+    async fn answer_to(&mut self, line: &str) -> Vec<Value> {
+        let mut got = self.answers_to(line).await;
+        if got.is_empty() {
+            let next = tokio::time::timeout(CALL_TIMEOUT, self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {line}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("stdout closed before answering {line}"));
+            got.push(serde_json::from_str(&next).unwrap());
+        }
+        got
+    }
+
     async fn answers_to(&mut self, line: &str) -> Vec<Value> {
         self.send(line).await;
         self.next_id += 1;
@@ -136,7 +152,7 @@ async fn malformed_json_rpc_gets_the_errors_the_spec_names() {
         ),
     ];
     for (line, code, id) in cases {
-        let got = raw.answers_to(line).await;
+        let got = raw.answer_to(line).await;
         assert_eq!(got.len(), 1, "{line}: expected one answer, got {got:?}");
         let answer = &got[0];
         assert_eq!(answer["jsonrpc"], "2.0", "{line}: {answer}");
