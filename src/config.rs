@@ -247,6 +247,24 @@ impl Config {
         parse(s, "config")
     }
 
+    /// The variables no command may see: every provider's `api_key_env`, plus
+    /// `ANTHROPIC_API_KEY`, `OPENAI_API_KEY` and `FLOTILLA_TOKEN`.
+    pub fn secret_vars(&self) -> Vec<String> {
+        let mut vars: Vec<String> = crate::sandbox::ALWAYS_SECRET
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        for provider in self.providers.values() {
+            if let Some(var) = provider.api_key_env.as_deref().map(str::trim)
+                && !var.is_empty()
+                && !vars.iter().any(|v| v == var)
+            {
+                vars.push(var.to_string());
+            }
+        }
+        vars
+    }
+
     /// How to name this config in messages: `config file PATH`, or `config`.
     pub(crate) fn origin(&self) -> String {
         self.source.as_ref().map_or_else(
@@ -335,6 +353,24 @@ max_backoff_ms = 100
             .unwrap_err()
             .to_string();
         assert!(err.contains("workspace-write"), "{err}");
+    }
+
+    #[test]
+    fn secret_vars_cover_every_configured_key() {
+        let config = Config::from_toml_str(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://x\"\napi_key_env = \"A_KEY\"\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"http://y\"\napi_key_env = \"OPENAI_API_KEY\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.secret_vars(),
+            [
+                "ANTHROPIC_API_KEY",
+                "OPENAI_API_KEY",
+                "FLOTILLA_TOKEN",
+                "A_KEY"
+            ]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! - [`telemetry`]: OpenTelemetry traces (GenAI conventions) when an OTLP endpoint is set.
 
 pub mod agent;
+pub mod app;
 pub mod config;
 pub mod dashboard;
 pub mod fleet;
@@ -40,6 +41,7 @@ pub mod registry;
 pub mod restore;
 pub mod sandbox;
 pub mod server;
+pub mod settings;
 pub mod stdio;
 pub mod store;
 pub mod telemetry;

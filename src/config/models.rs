@@ -121,90 +121,16 @@ impl Models {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let client =
-            build_client().map_err(|e| invalid(format!("cannot set up the HTTP client: {e}")))?;
-
-        let mut providers = BTreeMap::new();
-        let mut secrets = Vec::new();
-        let names = BUILTIN_PROVIDERS
-            .iter()
-            .map(|b| b.0.to_string())
-            .chain(config.providers.keys().cloned());
-        for name in names {
-            if providers.contains_key(&name) {
-                continue;
-            }
-            let (slot, secret) = build_provider(config, &name, &client, &env).map_err(&invalid)?;
-            secrets.extend(secret);
-            providers.insert(name, slot);
-        }
-
-        let mut aliases: BTreeMap<String, String> = BUILTIN_ALIASES
-            .iter()
-            .map(|(a, t)| (a.to_string(), t.to_string()))
-            .collect();
-        for (alias, target) in &config.aliases {
-            if alias.is_empty() || alias.contains(':') || alias.contains(char::is_whitespace) {
-                return Err(invalid(format!(
-                    "alias {alias:?}: alias names cannot be empty or contain ':' or spaces"
-                )));
-            }
-            let known = target
-                .split_once(':')
-                .is_some_and(|(p, m)| providers.contains_key(p) && !m.is_empty());
-            if !known {
-                return Err(invalid(format!(
-                    "alias {alias} = {target:?}: the target must be \"provider:model\" with a known \
-                     provider ({}); add others under [providers.NAME]",
-                    join(providers.keys())
-                )));
-            }
-            aliases.insert(alias.clone(), target.clone());
-        }
-
-        for (id, price) in &config.prices {
-            if !id.contains(':') {
-                return Err(invalid(format!(
-                    "prices.{id:?}: price keys are \"provider:model\" ids, e.g. \"ollama:qwen3:8b\""
-                )));
-            }
-            if !(price.input.is_finite() && price.output.is_finite())
-                || price.input < 0.0
-                || price.output < 0.0
-            {
-                return Err(invalid(format!(
-                    "prices.{id:?}: input and output must be non-negative USD per million tokens"
-                )));
-            }
-        }
-
+        let (providers, secrets) = build_providers(config, &env).map_err(&invalid)?;
+        let aliases = build_aliases(config, &providers).map_err(&invalid)?;
+        check_prices(config).map_err(&invalid)?;
         let max_output_tokens = config
             .max_output_tokens
             .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
         if max_output_tokens == 0 {
             return Err(invalid("max_output_tokens must be at least 1".to_string()));
         }
-        let defaults = RetryPolicy::default();
-        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
-        let retry = RetryPolicy {
-            max_retries: config.retry.max_retries.unwrap_or(defaults.max_retries),
-            initial_backoff: ms(config.retry.initial_backoff_ms, defaults.initial_backoff),
-            max_backoff: ms(config.retry.max_backoff_ms, defaults.max_backoff),
-            request_timeout: match config.retry.request_timeout_s {
-                Some(0) => {
-                    return Err(invalid(
-                        "[retry] request_timeout_s must be at least 1".into(),
-                    ));
-                }
-                Some(s) => Duration::from_secs(s),
-                None => defaults.request_timeout,
-            },
-            timeout_retries: config
-                .retry
-                .timeout_retries
-                .unwrap_or(defaults.timeout_retries),
-        };
-
+        let retry = retry_policy(config).map_err(&invalid)?;
         let mut models = Models {
             providers,
             aliases,
@@ -221,8 +147,19 @@ impl Models {
                 .target(spec.trim())
                 .map_err(|e| invalid(format!("default_model = {spec:?}: {e}")))?;
         }
-        let key_set = |name: &str| matches!(models.providers.get(name), Some(Slot::Ready(_)));
-        let default_model = if let Some(spec) = env("FLOTILLA_MODEL") {
+        models.default_model = models.choose_default(config, &env);
+        Ok(models)
+    }
+
+    /// `FLOTILLA_MODEL`, else the config's `default_model`, else a model of a provider
+    /// whose key is set; with where the choice came from.
+    fn choose_default(
+        &self,
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<(String, String)> {
+        let key_set = |name: &str| matches!(self.providers.get(name), Some(Slot::Ready(_)));
+        if let Some(spec) = env("FLOTILLA_MODEL") {
             Some((spec, "FLOTILLA_MODEL".to_string()))
         } else if let Some(spec) = config.default_model.as_deref().map(str::trim) {
             Some((
@@ -241,9 +178,7 @@ impl Models {
             ))
         } else {
             None
-        };
-        models.default_model = default_model;
-        Ok(models)
+        }
     }
 
     /// The default model spec: `FLOTILLA_MODEL`, else the config's `default_model`, else
@@ -383,6 +318,100 @@ impl Models {
             aliases.join(", ")
         )
     }
+}
+
+/// The built-in providers and the config's, each ready or waiting for its key; with the
+/// values of the keys that are set (for redaction).
+fn build_providers(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(BTreeMap<String, Slot>, Vec<String>), String> {
+    let client = build_client().map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+    let mut providers = BTreeMap::new();
+    let mut secrets = Vec::new();
+    let names = BUILTIN_PROVIDERS
+        .iter()
+        .map(|b| b.0.to_string())
+        .chain(config.providers.keys().cloned());
+    for name in names {
+        if providers.contains_key(&name) {
+            continue;
+        }
+        let (slot, secret) = build_provider(config, &name, &client, env)?;
+        secrets.extend(secret);
+        providers.insert(name, slot);
+    }
+    Ok((providers, secrets))
+}
+
+/// The built-in aliases with the config's over them; every target names a known provider.
+fn build_aliases(
+    config: &Config,
+    providers: &BTreeMap<String, Slot>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut aliases: BTreeMap<String, String> = BUILTIN_ALIASES
+        .iter()
+        .map(|(a, t)| (a.to_string(), t.to_string()))
+        .collect();
+    for (alias, target) in &config.aliases {
+        if alias.is_empty() || alias.contains(':') || alias.contains(char::is_whitespace) {
+            return Err(format!(
+                "alias {alias:?}: alias names cannot be empty or contain ':' or spaces"
+            ));
+        }
+        let known = target
+            .split_once(':')
+            .is_some_and(|(p, m)| providers.contains_key(p) && !m.is_empty());
+        if !known {
+            return Err(format!(
+                "alias {alias} = {target:?}: the target must be \"provider:model\" with a known \
+                 provider ({}); add others under [providers.NAME]",
+                join(providers.keys())
+            ));
+        }
+        aliases.insert(alias.clone(), target.clone());
+    }
+    Ok(aliases)
+}
+
+/// Every configured price is keyed by `provider:model` and non-negative.
+fn check_prices(config: &Config) -> Result<(), String> {
+    for (id, price) in &config.prices {
+        if !id.contains(':') {
+            return Err(format!(
+                "prices.{id:?}: price keys are \"provider:model\" ids, e.g. \"ollama:qwen3:8b\""
+            ));
+        }
+        if !(price.input.is_finite() && price.output.is_finite())
+            || price.input < 0.0
+            || price.output < 0.0
+        {
+            return Err(format!(
+                "prices.{id:?}: input and output must be non-negative USD per million tokens"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[retry]` over the defaults.
+fn retry_policy(config: &Config) -> Result<RetryPolicy, String> {
+    let defaults = RetryPolicy::default();
+    let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+    Ok(RetryPolicy {
+        max_retries: config.retry.max_retries.unwrap_or(defaults.max_retries),
+        initial_backoff: ms(config.retry.initial_backoff_ms, defaults.initial_backoff),
+        max_backoff: ms(config.retry.max_backoff_ms, defaults.max_backoff),
+        request_timeout: match config.retry.request_timeout_s {
+            Some(0) => return Err("[retry] request_timeout_s must be at least 1".into()),
+            Some(s) => Duration::from_secs(s),
+            None => defaults.request_timeout,
+        },
+        timeout_retries: config
+            .retry
+            .timeout_retries
+            .unwrap_or(defaults.timeout_retries),
+    })
 }
 
 /// One provider slot: built-in defaults, then the `[providers.NAME]` table, then (for

@@ -19,13 +19,17 @@ pub struct GuardRails {
     pub stall_timeout_s: Option<u64>,
 }
 
-/// Settled values.
+/// Settled values: everything the fleet's guard rails need, so the config is read once.
 #[derive(Debug, Clone)]
 pub struct Settled {
     pub caps: Caps,
     pub max_running: usize,
     pub stall_timeout: Duration,
     pub circuit: CircuitPolicy,
+    /// Most characters of each dependency's answer handed to a dependent.
+    pub handoff_max_chars: usize,
+    /// Each provider's `max_concurrent_requests` (`None`: no limit).
+    pub provider_limits: std::collections::BTreeMap<String, Option<usize>>,
 }
 
 impl GuardRails {
@@ -71,7 +75,10 @@ impl GuardRails {
                 "[limits] circuit_failures and circuit_open_s must be at least 1".into(),
             ));
         }
-        if config.handoff_max_chars == Some(0) {
+        let handoff_max_chars = config
+            .handoff_max_chars
+            .unwrap_or(super::DEFAULT_HANDOFF_MAX_CHARS);
+        if handoff_max_chars == 0 {
             return Err(invalid(
                 "handoff_max_chars must be at least 1 (characters of each dependency's answer handed on)".into(),
             ));
@@ -94,23 +101,7 @@ impl GuardRails {
                 .unwrap_or(DEFAULT_MAX_RUNNING),
             stall_timeout: stall,
             circuit,
-        })
-    }
-}
-
-impl Settled {
-    /// The fleet's options; `retired`: what agents deleted earlier had spent;
-    /// `secrets`: the values of the provider keys, redacted wherever text is handed on.
-    pub fn options(&self, config: &Config, retired: Spend, secrets: Vec<String>) -> FleetOptions {
-        FleetOptions {
-            redactor: Redactor::new(secrets),
-            handoff_max_chars: config
-                .handoff_max_chars
-                .unwrap_or(super::DEFAULT_HANDOFF_MAX_CHARS),
-            budget: Budget::new(self.caps, retired),
-            max_running: self.max_running,
-            stall_timeout: self.stall_timeout,
-            circuit: self.circuit,
+            handoff_max_chars,
             provider_limits: ["anthropic", "openai"]
                 .into_iter()
                 .map(|n| (n.to_string(), None))
@@ -121,6 +112,22 @@ impl Settled {
                         .map(|(n, p)| (n.clone(), p.max_concurrent_requests)),
                 )
                 .collect(),
+        })
+    }
+}
+
+impl Settled {
+    /// The fleet's options; `retired`: what agents deleted earlier had spent;
+    /// `secrets`: the values of the provider keys, redacted wherever text is handed on.
+    pub fn options(&self, retired: Spend, secrets: Vec<String>) -> FleetOptions {
+        FleetOptions {
+            redactor: Redactor::new(secrets),
+            handoff_max_chars: self.handoff_max_chars,
+            budget: Budget::new(self.caps, retired),
+            max_running: self.max_running,
+            stall_timeout: self.stall_timeout,
+            circuit: self.circuit,
+            provider_limits: self.provider_limits.clone(),
         }
     }
 }
@@ -146,7 +153,7 @@ mod tests {
         assert_eq!(s.max_running, 0, "the flag wins; 0 is no limit");
         assert_eq!(s.circuit.open_for, Duration::from_secs(5));
         assert_eq!(s.stall_timeout, DEFAULT_STALL_TIMEOUT);
-        let o = s.options(&config, Spend::default(), Vec::new());
+        let o = s.options(Spend::default(), Vec::new());
         assert_eq!(o.provider_limits["anthropic"], Some(3));
         assert_eq!(o.provider_limits["openai"], None);
 

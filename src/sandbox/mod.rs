@@ -56,8 +56,6 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-
 /// `flotilla __exec SPEC`: the launcher (outside the namespaces).
 pub const EXEC_ARG: &str = "__exec";
 /// `flotilla __init SPEC`: the namespace's init (pid 1 inside).
@@ -69,7 +67,8 @@ pub const LINGERING_NOTE: &str =
     "[Background processes were still running after the command exited; they were killed.]";
 
 /// Variables every command loses, whatever the config says.
-const ALWAYS_SECRET: [&str; 3] = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "FLOTILLA_TOKEN"];
+pub(crate) const ALWAYS_SECRET: [&str; 3] =
+    ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "FLOTILLA_TOKEN"];
 
 /// What the launcher runs, passed to it as one JSON argument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,21 +170,6 @@ pub enum Isolation {
     Namespaces,
     /// Not available; the reason.
     Unavailable(String),
-}
-
-/// The provider key variables no command may see: every `api_key_env` in the config
-/// plus `ANTHROPIC_API_KEY`, `OPENAI_API_KEY` and `FLOTILLA_TOKEN`.
-pub fn secret_vars(config: &Config) -> Vec<String> {
-    let mut vars: Vec<String> = ALWAYS_SECRET.iter().map(|v| v.to_string()).collect();
-    for provider in config.providers.values() {
-        if let Some(var) = provider.api_key_env.as_deref().map(str::trim)
-            && !var.is_empty()
-            && !vars.iter().any(|v| v == var)
-        {
-            vars.push(var.to_string());
-        }
-    }
-    vars
 }
 
 /// What [`install`] found.
@@ -415,24 +399,6 @@ fn fail(message: &str) -> i32 {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_vars_cover_every_configured_key() {
-        let config = Config::from_toml_str(
-            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://x\"\napi_key_env = \"A_KEY\"\n\
-             [providers.b]\nkind = \"openai\"\nbase_url = \"http://y\"\napi_key_env = \"OPENAI_API_KEY\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            secret_vars(&config),
-            [
-                "ANTHROPIC_API_KEY",
-                "OPENAI_API_KEY",
-                "FLOTILLA_TOKEN",
-                "A_KEY"
-            ]
-        );
-    }
 
     #[test]
     fn spec_round_trips_as_one_argument() {

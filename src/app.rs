@@ -1,0 +1,251 @@
+//! The server's wiring, from resolved [`Settings`] to a running fleet and back: install
+//! the command launcher, open the store, build the fleet and the registry, restore what
+//! the store holds, serve MCP (stdio, or Streamable HTTP), and on stdin EOF, SIGINT or
+//! SIGTERM cancel every agent and wait for them, so no process is left behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+
+use crate::dashboard::Dashboard;
+use crate::fleet::Fleet;
+use crate::http::{self, auth::Token};
+use crate::registry::Registry;
+use crate::server::FleetServer;
+use crate::settings::{Serve, Settings, Storage};
+use crate::store::{AgentLog, Store};
+
+/// Run the server until its client goes away or a signal comes.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; flushed after the agents stop.
+    let traces = crate::telemetry::init();
+    // Defence in depth: a process of the same user cannot read our memory or
+    // environment through /proc (commands run in their own PID namespace anyway).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::debug!("cannot mark the process non-dumpable: {e}");
+    }
+    install_launcher(&settings).await?;
+    log_start(&settings);
+    // HTTP: bind and check the token rules before anything starts, so a busy port or
+    // a missing token fails at once, before restored agents resume.
+    let bound = bind(&settings).await?;
+    let (store, logs) = open_store(&settings.storage).await?;
+    let (listener, token) = match bound {
+        None => (None, None),
+        Some((l, env_token)) => (
+            Some(l),
+            Some(Token::choose(env_token, data_dir(&settings))?),
+        ),
+    };
+    let resume = settings.resume;
+    let serve = settings.serve.clone();
+    let registry = Arc::new(registry(settings, store.clone()));
+    // Subscribed to the bus before any agent is restored: metrics miss nothing.
+    let dashboard = Dashboard::start(registry.clone());
+    restore(&registry, logs, resume);
+    registry.start_scheduler();
+    let stdio = match (listener, token) {
+        (Some(listener), Some(token)) if matches!(serve, Serve::Http(_)) => {
+            let stop = shutdown_signal();
+            let server = Some(registry.clone());
+            listener.serve(server, dashboard.clone(), token, stop).await;
+            None
+        }
+        (Some(listener), Some(token)) => {
+            Some(stdio_with_dashboard(&registry, &dashboard, listener, token).await?)
+        }
+        _ => Some(serve_stdio(FleetServer::new(registry.clone())).await?),
+    };
+    registry.shutdown(Duration::from_secs(10)).await;
+    dashboard.shutdown().await;
+    if let Some(stdio) = stdio {
+        stdio.finish(Duration::from_secs(1)).await;
+    }
+    store.close();
+    traces.shutdown(Duration::from_secs(3)).await;
+    tracing::info!("all agents stopped; store closed");
+    Ok(())
+}
+
+/// Start `run_command` through flotilla's own binary, and say what confinement holds.
+async fn install_launcher(settings: &Settings) -> anyhow::Result<()> {
+    let launcher = std::env::current_exe().context("cannot find the flotilla binary")?;
+    let installed = crate::sandbox::install(
+        launcher,
+        settings.secret_vars.clone(),
+        settings.writable_roots.clone(),
+    )
+    .await;
+    match installed.isolation {
+        crate::sandbox::Isolation::Namespaces => {
+            tracing::debug!("run_command: PID and mount namespaces with a private /proc")
+        }
+        crate::sandbox::Isolation::Unavailable(why) => tracing::warn!(
+            "run_command: process isolation is unavailable ({why}); commands can see other processes through /proc, including their environments, and detached processes may outlive flotilla"
+        ),
+    }
+    if let Err(why) = &installed.sandbox {
+        tracing::warn!(
+            "run_command: the sandbox is unavailable ({why}); every agent's commands run as with sandbox \"off\": they can write wherever the user running flotilla can, and reach the network"
+        );
+    }
+    Ok(())
+}
+
+fn log_start(settings: &Settings) {
+    let workdir = settings.workdir.display();
+    match settings.models.default_model() {
+        Some(m) => tracing::info!(default_model = %m, workdir = %workdir, "flotilla starting"),
+        None => tracing::warn!(
+            "no default model: set FLOTILLA_MODEL, default_model in the config, or ANTHROPIC_API_KEY / OPENAI_API_KEY; until then create_agent needs `model`"
+        ),
+    }
+}
+
+/// The MCP listener (with the dashboard on it) or, beside stdio, the dashboard's own,
+/// with the token `FLOTILLA_TOKEN` gives, if any.
+async fn bind(settings: &Settings) -> anyhow::Result<Option<(http::Listener, Option<Token>)>> {
+    let addr = match &settings.serve {
+        Serve::Stdio => return Ok(None),
+        Serve::Http(addr) | Serve::StdioWithDashboard(addr) => addr,
+    };
+    let listener =
+        http::Listener::bind(addr, &settings.allow_hosts, &settings.allow_origins).await?;
+    let env_token = Token::from_env()?;
+    listener.check_token_rules(env_token.is_some(), settings.ephemeral())?;
+    Ok(Some((listener, env_token)))
+}
+
+fn data_dir(settings: &Settings) -> Option<&std::path::Path> {
+    match &settings.storage {
+        Storage::Dir(dir) => Some(dir),
+        Storage::Ephemeral { .. } => None,
+    }
+}
+
+/// Open the store (or keep the fleet in memory) and read back every agent's log.
+async fn open_store(storage: &Storage) -> anyhow::Result<(Arc<Store>, Vec<AgentLog>)> {
+    let dir = match storage {
+        Storage::Ephemeral { worktrees } => {
+            tracing::info!(worktrees = %worktrees.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
+            return Ok((Arc::new(Store::in_memory()?), Vec::new()));
+        }
+        Storage::Dir(dir) => dir.clone(),
+    };
+    // Opening may wait (briefly) for a server that is still exiting: off the runtime.
+    let (store, logs) = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || Store::open(&dir)
+    })
+    .await
+    .context("the store opener stopped")??;
+    tracing::info!(store = %dir.join(crate::store::DB_FILE).display(), agents = logs.len(), "fleet store opened");
+    Ok((Arc::new(store), logs))
+}
+
+/// The fleet context and the registry over it.
+fn registry(settings: Settings, store: Arc<Store>) -> Registry {
+    let secrets = settings.models.secret_values();
+    let fleet = Fleet::new(
+        store.clone(),
+        settings.limits.options(store.retired_spend(), secrets),
+    );
+    let worktrees: PathBuf = match &settings.storage {
+        Storage::Ephemeral { worktrees } => worktrees.clone(),
+        Storage::Dir(dir) => dir.join("worktrees"),
+    };
+    let ephemeral = settings.ephemeral();
+    Registry::new(settings.models, settings.prompts, settings.workdir, fleet)
+        .with_workdir_roots(settings.workdir_roots)
+        .with_worktrees_root(worktrees)
+        .with_ephemeral_worktrees(ephemeral)
+        .with_sandbox_default(settings.sandbox)
+}
+
+fn restore(registry: &Registry, logs: Vec<AgentLog>, resume: bool) {
+    if logs.is_empty() {
+        return;
+    }
+    let report = registry.restore(logs, resume);
+    tracing::info!(
+        agents = report.agents,
+        resumed = report.resumed,
+        not_resumed = report.not_resumed,
+        cancelled = report.cancelled,
+        "fleet restored"
+    );
+}
+
+/// MCP on stdio, with the dashboard on its own listener until stdio ends.
+async fn stdio_with_dashboard(
+    registry: &Arc<Registry>,
+    dashboard: &Arc<Dashboard>,
+    listener: http::Listener,
+    token: Token,
+) -> anyhow::Result<crate::stdio::Tasks> {
+    let url = listener.dashboard_url();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn({
+        let (dashboard, stop) = (dashboard.clone(), stop.clone());
+        async move {
+            listener
+                .serve(None, dashboard, token, stop.cancelled_owned())
+                .await
+        }
+    });
+    let stdio = serve_stdio(FleetServer::new(registry.clone()).with_dashboard(url)).await;
+    stop.cancel();
+    if served.await.is_err() {
+        tracing::warn!("the dashboard listener stopped abnormally");
+    }
+    stdio
+}
+
+/// Serve one client on stdin/stdout until it closes the connection or a signal comes.
+/// Returns the stdio filter's tasks, to finish once the agents are stopped.
+async fn serve_stdio(server: FleetServer) -> anyhow::Result<crate::stdio::Tasks> {
+    let stop = shutdown_signal();
+    // A line filter in front of rmcp answers malformed JSON-RPC (see crate::stdio).
+    let (transport, stdio) = crate::stdio::filtered();
+    let service = server
+        .serve(transport)
+        .await
+        .context("MCP initialisation over stdio failed")?;
+    let cancel = service.cancellation_token();
+    tokio::select! {
+        r = service.waiting() => {
+            if let Err(e) = r { tracing::warn!("MCP service ended: {e}"); }
+            tracing::info!("client closed the connection");
+        }
+        _ = stop => {
+            tracing::info!("signal received; shutting down");
+            cancel.cancel();
+        }
+    }
+    Ok(stdio)
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called,
+/// not when the future is first polled: a signal that comes right after start-up
+/// (e.g. just after the HTTP address is logged) is not lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; relying on stdin EOF");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}
