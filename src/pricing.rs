@@ -10,6 +10,13 @@
 
 use serde::Deserialize;
 
+/// What has been spent: dollars over priced calls, and tokens over every call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spend {
+    pub cost_usd: f64,
+    pub tokens: u64,
+}
+
 use crate::model::Usage;
 
 /// A model's price in USD per million tokens.

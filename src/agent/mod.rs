@@ -14,7 +14,9 @@ pub mod worker;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+pub(crate) use crate::sync::lock;
 use std::time::SystemTime;
 
 use tokio::sync::{Notify, watch};
@@ -24,7 +26,6 @@ use crate::config::ResolvedModel;
 use crate::fleet::Fleet;
 use crate::fleet::budget::Caps;
 use crate::fleet::bus::FleetEvent;
-use crate::fleet::totals::Counted;
 use crate::provider::retry::RetryPolicy;
 use crate::store::event::{Event, StoredSettings};
 use crate::store::{Ack, Store};
@@ -192,12 +193,6 @@ pub struct AgentHandle {
     deferred: Mutex<Option<Deferred>>,
 }
 
-/// Lock a std mutex, recovering the data if a panicking thread poisoned it: every
-/// critical section here leaves the data consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl AgentHandle {
     pub fn new(
         id: String,
@@ -210,7 +205,7 @@ impl AgentHandle {
         let priced = settings.model.price.is_some();
         let mut state = initial.state.unwrap_or_else(|| AgentState::new(priced));
         state.paused = initial.paused;
-        fleet.totals.add(Counted::of(&state));
+        fleet.totals.add(state.counted());
         Arc::new(Self {
             id,
             settings,
@@ -285,10 +280,10 @@ impl AgentHandle {
         let mut settle_changed = false;
         let mut counted = None;
         self.state.send_modify(|s| {
-            let before = (s.settled(), Counted::of(s));
+            let before = (s.settled(), s.counted());
             f(s);
             s.last_activity_at = SystemTime::now();
-            let after = Counted::of(s);
+            let after = s.counted();
             settle_changed = before.0 != s.settled();
             if before.1 != after {
                 counted = Some((before.1, after));

@@ -4,21 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// How one command stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CommandStatus {
-    /// Waiting behind another command.
-    Queued,
-    Running,
-    /// Finished with a final answer.
-    Done,
-    Failed,
-    Cancelled,
-}
+pub use crate::status::CommandStatus;
 
 /// One command and what came of it.
 #[derive(Debug, Clone)]

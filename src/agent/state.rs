@@ -10,63 +10,17 @@ use serde::Serialize;
 
 use crate::model::Usage;
 
-/// Where an agent is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentStatus {
-    /// Working on a command (calling the model or a tool).
-    Running,
-    /// Has a command to run, waiting for a run slot (`max_running`).
-    Queued,
-    /// Created with `depends_on`: its task starts when its dependencies are done.
-    Waiting,
-    /// Held by `pause_agents`; resumes where it stopped.
-    Paused,
-    /// Its last command finished; ready for the next.
-    Idle,
-    /// Its last command ended in an error (`last_error` says which).
-    Failed,
-    /// Its last command was interrupted.
-    Cancelled,
-}
+pub use crate::status::AgentStatus;
 
-impl AgentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Queued => "queued",
-            Self::Waiting => "waiting",
-            Self::Paused => "paused",
-            Self::Idle => "idle",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Running,
-            Self::Queued,
-            Self::Waiting,
-            Self::Paused,
-            Self::Idle,
-            Self::Failed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-impl From<crate::agent::output::CommandStatus> for AgentStatus {
-    /// The agent's status once a command has ended (or while it runs).
-    fn from(c: crate::agent::output::CommandStatus) -> Self {
-        use crate::agent::output::CommandStatus as C;
-        match c {
-            C::Queued | C::Running => Self::Running,
-            C::Done => Self::Idle,
-            C::Failed => Self::Failed,
-            C::Cancelled => Self::Cancelled,
+impl AgentState {
+    /// The fields the fleet's totals count.
+    pub fn counted(&self) -> crate::fleet::totals::Counted {
+        crate::fleet::totals::Counted {
+            status: self.status,
+            input: self.tokens.input_tokens,
+            output: self.tokens.output_tokens,
+            cost_usd: self.cost_usd,
+            live: !self.deleted,
         }
     }
 }

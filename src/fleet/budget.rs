@@ -9,14 +9,9 @@
 
 use std::sync::Mutex;
 
-use crate::agent::lock;
+use crate::sync::lock;
 
-/// What has been spent.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Spend {
-    pub cost_usd: f64,
-    pub tokens: u64,
-}
+pub use crate::pricing::Spend;
 
 /// Spend caps; `None` is no cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -15,8 +15,8 @@
 
 pub mod budget;
 pub mod bus;
-pub mod calls;
-pub mod circuit;
+pub use crate::provider::calls;
+pub use crate::provider::circuit;
 pub mod limits;
 pub mod slots;
 pub mod totals;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::agent::lock;
+use crate::sync::lock;
 
 pub struct RunSlots {
     /// 0: no limit.

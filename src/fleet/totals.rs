@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::agent::lock;
-use crate::agent::state::{AgentState, AgentStatus};
+use crate::status::AgentStatus;
+use crate::sync::lock;
 
 /// The fields of one agent that totals count.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,18 +18,6 @@ pub struct Counted {
     /// `None`: unpriced.
     pub cost_usd: Option<f64>,
     pub live: bool,
-}
-
-impl Counted {
-    pub fn of(s: &AgentState) -> Self {
-        Self {
-            status: s.status,
-            input: s.tokens.input_tokens,
-            output: s.tokens.output_tokens,
-            cost_usd: s.cost_usd,
-            live: !s.deleted,
-        }
-    }
 }
 
 /// What the totals say now.

@@ -7,6 +7,8 @@
 //! holds the shared client and the HTTP status → [`ProviderError`] mapping.
 
 pub mod anthropic;
+pub mod calls;
+pub mod circuit;
 pub mod http;
 pub mod openai;
 pub mod retry;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::circuit::{Gate, Outcome};
 use super::{Provider, ProviderError};
-use crate::fleet::circuit::{Gate, Outcome};
 use crate::model::{ModelRequest, ModelResponse};
 
 /// How hard to try. Config: `[retry] max_retries, initial_backoff_ms, max_backoff_ms,

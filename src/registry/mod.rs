@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -24,6 +24,7 @@ use crate::fleet::Fleet;
 use crate::model::ToolSpec;
 use crate::prompts::Prompts;
 use crate::store::Store;
+use crate::sync::{read, write};
 use crate::tools::tool_specs;
 
 mod create;
@@ -452,7 +453,7 @@ impl Registry {
     /// Remember a writing agent's work directory (for [`Registry::overlapping_writers`]).
     pub(crate) fn track_writer(&self, s: &crate::agent::AgentSettings) {
         if s.can_write() {
-            crate::agent::lock(&self.writers)
+            crate::sync::lock(&self.writers)
                 .entry(s.workdir.clone())
                 .or_default()
                 .insert(s.name.clone());
@@ -460,7 +461,7 @@ impl Registry {
     }
 
     fn untrack_writer(&self, s: &crate::agent::AgentSettings) {
-        let mut writers = crate::agent::lock(&self.writers);
+        let mut writers = crate::sync::lock(&self.writers);
         if let Some(names) = writers.get_mut(&s.workdir) {
             names.remove(&s.name);
             if names.is_empty() {
@@ -472,7 +473,7 @@ impl Registry {
     /// Writing agents other than `name` whose work directory is `dir`, inside it, or
     /// holds it: they may overwrite each other's changes.
     pub(crate) fn overlapping_writers(&self, dir: &Path, name: &str) -> Vec<String> {
-        let writers = crate::agent::lock(&self.writers);
+        let writers = crate::sync::lock(&self.writers);
         let mut found: BTreeSet<String> = BTreeSet::new();
         // Work directories inside `dir` sort right after it (paths order by component).
         for (path, names) in writers.range::<Path, _>((Bound::Included(dir), Bound::Unbounded)) {
@@ -509,12 +510,4 @@ pub fn parse_status_filter(s: &str) -> Result<AgentStatus, RegistryError> {
             "unknown status `{s}`; use one of running, queued, waiting, paused, idle, failed, cancelled"
         ))
     })
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::agent::output::CommandStatus;
 use crate::model::{Message, StopReason, Usage};
+use crate::status::CommandStatus;
 use crate::text::short;
 
 /// What an agent was created with. The model is kept as its canonical id and

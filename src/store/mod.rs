@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::fleet::budget::Spend;
+use crate::pricing::Spend;
 use event::Event;
 use writer::Msg;
 

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::event::Event;
 use super::{AgentLog, EventPage, StoredEvent};
-use crate::fleet::budget::Spend;
+use crate::pricing::Spend;
 
 const RETIRED_COST: &str = "retired_cost_usd";
 const RETIRED_TOKENS: &str = "retired_tokens";

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::agent::lock;
-use crate::provider::ProviderError;
+use super::ProviderError;
+use crate::sync::lock;
 
 /// Upper bounds of the latency buckets, in seconds (`+Inf` is implied).
 pub const BUCKETS_S: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];

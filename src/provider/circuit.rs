@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::agent::lock;
+use crate::sync::lock;
 
 /// `[limits] circuit_failures`, `circuit_open_s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
