@@ -1,11 +1,7 @@
 //! Budgets: a fleet cap stops a looping agent at the cap, an agent cap stops one
 //! agent while the others go on, the spend survives a SIGKILL and a delete.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The default mock model (`claude-sonnet-4-5`) costs $3 / $15 per million tokens,

@@ -1,13 +1,9 @@
 //! Plans: dependencies, handoffs, checked outputs, retries and escalation, end to end
 //! through the real binary against the scripted mock model.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);

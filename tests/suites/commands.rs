@@ -1,13 +1,9 @@
 //! Commands: a second command continues the conversation, tool calls round-trip,
 //! commands queue behind a running one, and `interrupt` cancels it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,10 @@
 //! and the protections: bearer token (401), Host/Origin (403), body cap (413), the
 //! token file, the start-up refusals, and SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use serde_json::json;

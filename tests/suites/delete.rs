@@ -1,13 +1,9 @@
 //! Deleting agents: while a model call is in flight, while a long `run_command` runs
 //! (its process and its background children die), `delete_all_agents`, and shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const PROMPT: Duration = Duration::from_secs(10);

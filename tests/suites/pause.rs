@@ -2,13 +2,9 @@
 //! call starts while paused, even across a SIGKILL and restart; queued commands stay
 //! queued; resume finishes the work.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(60);

@@ -3,13 +3,9 @@
 //! outage into a bounded number of requests; fatal errors are not retried; a reply
 //! cut off by the output limit is continued; stalled model calls and tools end.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

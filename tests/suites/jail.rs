@@ -2,14 +2,10 @@
 //! absolute, symlinks) are refused with a tool error the model can read, and nothing
 //! outside is read or written.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::PathBuf;
 
-use common::wire::ToolResult;
-use common::*;
+use crate::common::wire::ToolResult;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const SECRET: &str = "TOP-SECRET-5521";

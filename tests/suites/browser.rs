@@ -8,15 +8,11 @@
 //! Without `chromium` and `chromedriver` the tests say why and pass, unless `CI` is
 //! set. `FLOTILLA_SCREENSHOT=path.png` saves a screenshot of the page.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::http::{HttpServer, TOKEN};
-use common::*;
+use crate::common::http::{HttpServer, TOKEN};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const CHROMIUM: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];

@@ -3,15 +3,11 @@
 //! branch, worktrees across a restart and after they vanish, the clear errors, and the
 //! warning for writers sharing a directory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// Run git in `dir`; its stdout. Panics on failure.

@@ -3,16 +3,12 @@
 //! server, the jail under a symlink-swap race, FIFOs, and work directories outside the
 //! allowed roots.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const KEY: &str = "sk-ant-PROBE-7f3a91c4";

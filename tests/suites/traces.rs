@@ -4,10 +4,6 @@
 //! parents and attributes. Without an endpoint nothing is exported; with a dead one
 //! the agents are not slowed and the log warns once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +19,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use prost::Message;
 use serde_json::{Value, json};
 
-use common::{Flotilla, Step};
+use crate::common::{Flotilla, Step};
 
 /// One span as the receiver got it, flattened.
 #[derive(Debug, Clone)]

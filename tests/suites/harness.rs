@@ -1,13 +1,9 @@
 //! Self-tests of the harness itself (no flotilla involved): the mock model rejects
 //! malformed requests, counts abandoned calls, and the pid helpers see processes die.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

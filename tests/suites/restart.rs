@@ -2,13 +2,9 @@
 //! shut down) mid-command and a new server on the same store must bring back every
 //! agent, conversation, output and counter, and finish the interrupted commands.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);

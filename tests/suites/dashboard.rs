@@ -4,15 +4,11 @@
 //! live feed (SSE) delivering a status change, and the stdio-mode `--dashboard`
 //! listener with its URL in the MCP instructions.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::http::{HttpServer, TOKEN};
-use common::*;
+use crate::common::http::{HttpServer, TOKEN};
+use crate::common::*;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use serde_json::{Value, json};
