@@ -52,7 +52,8 @@ pub async fn eventually<C: Check>(what: &str, check: impl AsyncFnMut() -> C) -> 
 }
 
 /// Re-checks `check` until it holds or `limit` passes: what it held with, or what the
-/// last check saw. For the few waits whose time limit is itself what a test asserts.
+/// last check saw. The loop behind [`eventually`], for the few waits whose time limit
+/// is itself what a test asserts, or that say more than [`eventually`] when they fail.
 pub async fn poll<C: Check>(
     limit: Duration,
     mut check: impl AsyncFnMut() -> C,

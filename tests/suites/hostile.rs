@@ -110,8 +110,8 @@ async fn sigkill_of_the_server_kills_its_commands_and_detached_grandchildren() {
     );
     let created = fl.create("victim", "[kill9] sleep").await;
     let dir = fl.agent_dir(&created);
-    let shell = read_pid_file(&dir.join("shell.txt"), Duration::from_secs(30)).await;
-    let detached = read_pid_file(&dir.join("detached.txt"), Duration::from_secs(30)).await;
+    let shell = read_pid_file(&dir.join("shell.txt")).await;
+    let detached = read_pid_file(&dir.join("detached.txt")).await;
     assert!(pid_alive(shell) && pid_alive(detached));
 
     let _ = fl.kill().await;
