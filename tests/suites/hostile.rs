@@ -277,8 +277,12 @@ async fn fifos_and_devices_are_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workdirs_must_lie_under_the_allowed_roots() {
-    let extra = std::path::PathBuf::from(format!("/var/tmp/flotilla-roots-{}", std::process::id()));
-    std::fs::create_dir_all(&extra).unwrap();
+    // Outside the default roots; named for this test alone (the suites share a process).
+    let extra_dir = tempfile::Builder::new()
+        .prefix("flotilla-roots-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let extra = extra_dir.path().to_path_buf();
     let fl = Flotilla::start().await;
     let tmp = std::env::temp_dir().canonicalize().unwrap();
     for (name, workdir) in [
@@ -328,5 +332,4 @@ async fn workdirs_must_lie_under_the_allowed_roots() {
         )
         .await;
     assert_eq!(created["workdir"], extra.join("new").to_str().unwrap());
-    let _ = std::fs::remove_dir_all(&extra);
 }

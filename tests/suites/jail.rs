@@ -83,7 +83,12 @@ async fn writes_outside_the_workdir_are_refused() {
     let fl = Flotilla::start().await;
     let (dir, secret) = jailed_agent(&fl, "writer").await;
     let outside = dir.parent().unwrap().join("escaped.txt");
-    let abs = std::env::temp_dir().join(format!("flotilla-escape-{}.txt", std::process::id()));
+    // Named for this test alone (the suites share a process).
+    let abs_dir = tempfile::Builder::new()
+        .prefix("flotilla-escape-")
+        .tempdir()
+        .unwrap();
+    let abs = abs_dir.path().join("escaped.txt");
     let calls: Vec<(&str, Value)> = vec![
         (
             "write_file",
