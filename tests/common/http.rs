@@ -126,10 +126,13 @@ impl HttpServer {
         let transport = StreamableHttpClientTransport::from_config(
             StreamableHttpClientTransportConfig::with_uri(self.url.clone()).auth_header(TOKEN),
         );
-        let client = tokio::time::timeout(CALL_TIMEOUT, recorder.clone().serve(transport))
-            .await
-            .expect("MCP handshake over HTTP timed out")
-            .expect("MCP handshake over HTTP");
+        let client = tokio::time::timeout(
+            CALL_TIMEOUT,
+            recorder.clone().serve(recorder.counting(transport)),
+        )
+        .await
+        .expect("MCP handshake over HTTP timed out")
+        .expect("MCP handshake over HTTP");
         Flotilla {
             client,
             recorder,
@@ -138,6 +141,8 @@ impl HttpServer {
             work: self.root.path().join("work"),
             pid: self.pid,
             log: self.log.clone(),
+            settings: None,
+            requests_at_start: 0,
         }
     }
 

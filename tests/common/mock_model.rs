@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-pub use super::script::{Action, DEFAULT_USAGE, Step};
+pub use super::script::{Action, Step};
 use super::wire;
 
 /// Which wire format a request used.
@@ -51,8 +51,6 @@ pub struct Recorded {
     pub body: Value,
     /// The script key the request was routed to, if any.
     pub key: Option<String>,
-    /// False when the mock answered the fallback `"done"` (no script step left).
-    pub scripted: bool,
     pub received_at: Instant,
     /// Protocol violations found in the request (the mock answered 400).
     pub problems: Vec<String>,
@@ -178,12 +176,6 @@ impl MockModel {
         scripts.remove(key);
     }
 
-    /// Steps not yet consumed for `key`.
-    pub fn remaining(&self, key: &str) -> usize {
-        let scripts = self.inner.scripts.lock().expect("scripts lock");
-        scripts.get(key).map_or(0, VecDeque::len)
-    }
-
     /// Answer every request with `status` (e.g. 500) until called with `None`; the
     /// scripts are not consumed meanwhile.
     pub fn set_outage(&self, status: Option<u16>) {
@@ -222,6 +214,20 @@ impl MockModel {
     /// Requests whose reply was fully produced (not abandoned by the client).
     pub fn completed(&self) -> usize {
         self.inner.completed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request is in flight or `within` has passed, woken by each
+    /// request's start and end. (How soon a call is abandoned is what the callers
+    /// assert, so they check [`MockModel::in_flight`] afterwards.)
+    pub async fn wait_no_request_in_flight(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Registered before looking: an end between the look and the wait counts.
+            let changed = self.inner.changed.notified();
+            if self.in_flight() == 0 || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Waits until `pred` holds over the recorded requests, or panics after `timeout`.
@@ -349,7 +355,6 @@ async fn handle(
     } else {
         (None, None)
     };
-    let scripted = step.is_some() && outage.is_none();
     let step = step.unwrap_or_else(|| Step::text("done"));
     let n = inner.ids.fetch_add(1, Ordering::SeqCst);
     let issued_ids = match &step.action {
@@ -368,7 +373,6 @@ async fn handle(
             headers: header_map,
             body: body.clone(),
             key,
-            scripted,
             received_at: Instant::now(),
             problems: problems.clone(),
             issued_ids,

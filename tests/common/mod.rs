@@ -11,20 +11,26 @@
 //!
 //! `<root>` itself is outside the server's directory, so jail tests can put a secret
 //! there and prove it is never read.
-
-#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+//!
+//! Tests wait for events, never for a fixed time: [`eventually`] for state seen only
+//! by looking again, the mock's own waits for model requests, the [`Recorder`]'s for
+//! progress notifications. [`Flotilla::restart`] kills a server and starts it again
+//! on the same store; [`Flotilla::event_kinds`] reads what happened to an agent.
 
 pub mod client;
 pub mod http;
 pub mod mock_model;
 pub mod procs;
 pub mod script;
+pub mod wait;
 pub mod wire;
 
+use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientRequest, Request, ServerResult, Tool,
@@ -39,6 +45,7 @@ pub use client::{Progress, Recorder};
 pub use http::{HttpServer, TOKEN};
 pub use mock_model::{MockModel, Recorded, Step};
 pub use procs::{kill_quietly, pid_alive, read_pid_file, wait_pid_gone};
+pub use wait::eventually;
 
 /// How long a non-blocking tool call may take before the test calls it a hang.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,6 +57,7 @@ pub const DEFAULT_CONFIG: &str =
     "[retry]\nmax_retries = 3\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n";
 
 /// How to start a server.
+#[derive(Clone)]
 pub struct Builder {
     mock: Option<MockModel>,
     model: Option<String>,
@@ -172,6 +180,7 @@ impl Builder {
         };
         let (cmd, root) = self.command(&mock);
         let work = root.path().join("work");
+        let requests_at_start = mock.requests().len();
         let (transport, stderr) = TokioChildProcess::builder(cmd)
             .stderr(Stdio::piped())
             .spawn()
@@ -193,10 +202,13 @@ impl Builder {
             });
         }
         let recorder = Recorder::default();
-        let client = tokio::time::timeout(CALL_TIMEOUT, recorder.clone().serve(transport))
-            .await
-            .expect("flotilla did not finish the MCP handshake in time")
-            .expect("MCP handshake with flotilla");
+        let client = tokio::time::timeout(
+            CALL_TIMEOUT,
+            recorder.clone().serve(recorder.counting(transport)),
+        )
+        .await
+        .expect("flotilla did not finish the MCP handshake in time")
+        .expect("MCP handshake with flotilla");
         Flotilla {
             client,
             recorder,
@@ -205,6 +217,8 @@ impl Builder {
             work,
             pid,
             log,
+            settings: Some(self),
+            requests_at_start,
         }
     }
 }
@@ -219,6 +233,10 @@ pub struct Flotilla {
     /// The server process id.
     pub pid: u32,
     log: Arc<Mutex<Vec<String>>>,
+    /// How it was started (to start it again); `None` for an HTTP client.
+    settings: Option<Builder>,
+    /// How many requests the mock had seen when this server started.
+    requests_at_start: usize,
 }
 
 impl Flotilla {
@@ -320,8 +338,8 @@ impl Flotilla {
             panic!("{tool}: unexpected response {response:?}");
         };
         assert_ne!(result.is_error, Some(true), "{tool}: {}", text_of(&result));
-        // Notifications sent just before the response may still be in dispatch.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Notifications sent just before the response may still be in their handlers.
+        self.recorder.caught_up().await;
         (json_of(&result), self.recorder.progress_for(&token))
     }
 
@@ -394,26 +412,44 @@ impl Flotilla {
         result
     }
 
-    /// Polls `get_agent_status` until `pred` holds, or panics after `timeout`.
+    /// `get_agent_status` once `pred` holds for it ([`eventually`]).
     pub async fn status_until(
         &self,
         agent: &str,
         what: &str,
-        timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(&format!("{agent}: {what}"), async || {
             let status = self.status(agent).await;
             if pred(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(format!("status {status}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{agent}: {what} did not happen within {timeout:?}; last status {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await
+    }
+
+    /// The kinds of `agent`'s events, oldest first (up to 500); only those in `only`
+    /// unless it is empty.
+    pub async fn event_kinds(&self, agent: &str, only: &[&str]) -> Vec<String> {
+        let mut args = json!({"agent": agent, "limit": 500});
+        if !only.is_empty() {
+            args["kinds"] = json!(only);
         }
+        let page = self.call("get_agent_events", args).await;
+        kinds(&page).into_iter().map(str::to_string).collect()
+    }
+
+    /// The mock's requests routed to `key` since this server started: for a
+    /// restarted server, none of the previous one's.
+    pub fn requests_since_start(&self, key: &str) -> Vec<Recorded> {
+        self.mock
+            .requests()
+            .into_iter()
+            .skip(self.requests_at_start)
+            .filter(|r| r.key.as_deref() == Some(key))
+            .collect()
     }
 
     /// A handle on the root directories, to start another server on them.
@@ -432,11 +468,77 @@ impl Flotilla {
         (self.root, self.mock)
     }
 
+    /// Kill the server with SIGKILL and start it again on the same data directory and
+    /// mock, with the same settings; see [`Restart`] for the variations.
+    pub fn restart(self) -> Restart {
+        let next = self
+            .settings
+            .clone()
+            .expect("restart() is for stdio servers; an HTTP server restarts itself");
+        Restart {
+            old: self,
+            next,
+            close_within: None,
+        }
+    }
+
     /// Closes the MCP session (stdin) and waits for the server process to exit.
     pub async fn shutdown(self, timeout: Duration) -> bool {
         let pid = self.pid as i32;
         let _ = tokio::time::timeout(timeout, self.client.cancel()).await;
         wait_pid_gone(pid, timeout).await
+    }
+}
+
+/// A restart on the same data directory and mock model, awaited to get the new
+/// server: `fl.restart().await`. By default the old server is SIGKILLed (no chance
+/// to clean up) and the new one starts with the same settings.
+#[must_use = "nothing restarts until the restart is awaited"]
+pub struct Restart {
+    old: Flotilla,
+    next: Builder,
+    close_within: Option<Duration>,
+}
+
+impl Restart {
+    /// An extra command-line argument for the new server.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.next = self.next.arg(arg);
+        self
+    }
+
+    /// End the old server by closing its MCP session instead, and require it to exit
+    /// by itself within `within`.
+    pub fn after_closing(mut self, within: Duration) -> Self {
+        self.close_within = Some(within);
+        self
+    }
+}
+
+impl IntoFuture for Restart {
+    type Output = Flotilla;
+    type IntoFuture = Pin<Box<dyn Future<Output = Flotilla>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let Restart {
+                old,
+                next,
+                close_within,
+            } = self;
+            let (root, mock) = match close_within {
+                None => old.kill().await,
+                Some(within) => {
+                    let kept = (old.root.clone(), old.mock.clone());
+                    assert!(
+                        old.shutdown(within).await,
+                        "flotilla did not exit within {within:?} of its session closing"
+                    );
+                    kept
+                }
+            };
+            next.root(root).mock(mock).start().await
+        })
     }
 }
 
@@ -499,16 +601,25 @@ pub fn names(rows: &Value) -> Vec<String> {
     names
 }
 
+/// The kinds in an event list (`get_agent_events`, or the dashboard's agent detail).
+pub fn kinds(page: &Value) -> Vec<&str> {
+    page["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a list of events, got {page}"))
+        .iter()
+        .map(|e| {
+            e["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("an event without a kind: {e}"))
+        })
+        .collect()
+}
+
 /// The row for `name` in a row list.
 pub fn row<'a>(rows: &'a Value, name: &str) -> &'a Value {
     rows.as_array()
         .and_then(|rs| rs.iter().find(|r| r["name"] == name))
         .unwrap_or_else(|| panic!("no row for {name} in {rows}"))
-}
-
-/// Seconds since `t`, for timing assertions in messages.
-pub fn secs(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
 }
 
 /// Whether a `files_written`/`files_read` list names `rel` (relative or absolute form).

@@ -2,7 +2,9 @@
 //! wait for it to go, read a pid a shell command wrote to a file.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::wait::{eventually, poll};
 
 /// True while `pid` names a live process (a zombie counts as gone: it has exited and
 /// only waits to be reaped).
@@ -18,42 +20,29 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
-/// Waits up to `timeout` for `pid` to be gone; returns whether it went.
+/// Waits up to `timeout` for `pid` to be gone; returns whether it went. (How soon is
+/// what the callers assert, so the limit is theirs.)
 pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !pid_alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    !pid_alive(pid)
+    poll(timeout, async || !pid_alive(pid)).await.is_ok()
 }
 
 /// Waits for `path` to hold a pid (one line, written by e.g. `echo $$ > pid.txt`) and
 /// returns it as this test sees it. flotilla runs commands in their own PID namespace,
 /// where `$$` is a small number: the process is found by its namespace pid (the last
 /// `NSpid` entry) and its working directory, the directory of `path`.
-pub async fn read_pid_file(path: &Path, timeout: Duration) -> i32 {
-    let deadline = Instant::now() + timeout;
+pub async fn read_pid_file(path: &Path) -> i32 {
     let cwd = path
         .parent()
         .and_then(|d| std::fs::canonicalize(d).ok())
         .expect("pid file directory");
-    loop {
+    let what = format!("a running process's pid in {}", path.display());
+    eventually(&what, async || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Ok(pid) = text.trim().parse::<i32>()
-            && let Some(host) = host_pid(pid, &cwd)
-        {
-            return host;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no pid appeared in {} within {timeout:?}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let pid = text.trim().parse::<i32>().ok();
+        pid.and_then(|pid| host_pid(pid, &cwd))
+            .ok_or_else(|| format!("{text:?}"))
+    })
+    .await
 }
 
 /// Kills `pid` if a test leaves it behind (cleanup only, never part of an assertion).

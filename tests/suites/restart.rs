@@ -2,34 +2,20 @@
 //! shut down) mid-command and a new server on the same store must bring back every
 //! agent, conversation, output and counter, and finish the interrupted commands.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// Polls `get_agent_events` until an event of `kind` shows up (events are read after
-/// every earlier write, so a hit means it is committed).
+/// Waits until `agent` has an event of `kind` (events are read after every earlier
+/// write, so a hit means it is committed).
 async fn wait_event(fl: &Flotilla, agent: &str, kind: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let page = fl
-            .call("get_agent_events", json!({"agent": agent, "kinds": [kind]}))
-            .await;
-        if !page["events"].as_array().unwrap().is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {kind} event for {agent}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("a {kind} event for {agent}"), async || {
+        !fl.event_kinds(agent, &[kind]).await.is_empty()
+    })
+    .await;
 }
 
 fn ids(list: &Value) -> Vec<(String, String)> {
@@ -98,19 +84,10 @@ async fn sigkill_mid_command_loses_nothing_and_interrupted_commands_complete() {
     m.wait_requests("[c]", 1, LONG).await;
     wait_event(&fl, "cmd-d", "tool_call").await;
     let runs = fl.work().join("runs.txt");
-    let deadline = std::time::Instant::now() + LONG;
-    while !runs.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the command never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the command started (runs.txt)", async || runs.exists()).await;
     let before = fl.call("list_agents", json!({})).await;
 
-    let (root, mock) = fl.kill().await;
-    let requests_before_restart = mock.requests().len();
-    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    let fl = fl.restart().await;
 
     // Every agent is back under the same id.
     let after = fl.call("list_agents", json!({})).await;
@@ -165,7 +142,7 @@ async fn sigkill_mid_command_loses_nothing_and_interrupted_commands_complete() {
         .await;
     assert_eq!(resumed["events"].as_array().unwrap().len(), 1, "{resumed}");
     // The model call made again carries the conversation so far.
-    let redo = mock_requests_after(&fl, "[a]", requests_before_restart);
+    let redo = fl.requests_since_start("[a]");
     assert_eq!(redo.len(), 1);
     assert!(
         redo[0]
@@ -185,7 +162,7 @@ async fn sigkill_mid_command_loses_nothing_and_interrupted_commands_complete() {
         1,
         "run_command must not be re-run: {runs:?}"
     );
-    let redo = mock_requests_after(&fl, "[d]", requests_before_restart);
+    let redo = fl.requests_since_start("[d]");
     let results = redo[0].tool_results();
     assert!(
         results
@@ -202,15 +179,6 @@ async fn sigkill_mid_command_loses_nothing_and_interrupted_commands_complete() {
     fl.mock.assert_no_protocol_problems();
 }
 
-fn mock_requests_after(fl: &Flotilla, key: &str, after: usize) -> Vec<Recorded> {
-    fl.mock
-        .requests()
-        .into_iter()
-        .skip(after)
-        .filter(|r| r.key.as_deref() == Some(key))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_resume_marks_the_running_command_failed_and_cancels_the_queue() {
     let fl = Flotilla::start().await;
@@ -224,14 +192,7 @@ async fn no_resume_marks_the_running_command_failed_and_cancels_the_queue() {
     fl.create("nr", "[n] first").await;
     fl.command("nr", "[n] second").await;
     fl.mock.wait_requests("[n]", 1, LONG).await;
-    let (root, mock) = fl.kill().await;
-
-    let fl = Flotilla::builder()
-        .mock(mock)
-        .root(root)
-        .arg("--no-resume")
-        .start()
-        .await;
+    let fl = fl.restart().arg("--no-resume").await;
     let s = fl.status("nr").await;
     assert_eq!(s["status"], "failed", "{s}");
     assert!(
@@ -241,7 +202,6 @@ async fn no_resume_marks_the_running_command_failed_and_cancels_the_queue() {
     assert_eq!(s["pending"], 0, "{s}");
     let second = fl.output_of("nr", 2).await;
     assert_eq!(second["command_status"], "cancelled", "{second}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         fl.mock.requests_for("[n]").len(),
         1,
@@ -252,6 +212,12 @@ async fn no_resume_marks_the_running_command_failed_and_cancels_the_queue() {
     fl.command("nr", "go on").await;
     fl.wait_all(&["nr"]).await;
     assert_eq!(fl.output("nr").await["text"], "after the restart");
+    // Settled: had the restart resumed anything, that call would be counted by now.
+    assert_eq!(
+        fl.mock.requests_for("[n]").len(),
+        2,
+        "no model call after --no-resume but the one commanded"
+    );
     fl.mock.assert_no_protocol_problems();
 }
 
@@ -267,14 +233,7 @@ async fn a_closed_session_mid_command_resumes_on_the_next_start() {
     );
     fl.create("g", "[g] work").await;
     fl.mock.wait_requests("[g]", 1, LONG).await;
-    let root = fl.root_handle();
-    let mock = fl.mock.clone();
-    assert!(
-        fl.shutdown(Duration::from_secs(15)).await,
-        "server did not exit"
-    );
-
-    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    let fl = fl.restart().after_closing(Duration::from_secs(15)).await;
     fl.wait_all(&["g"]).await;
     let out = fl.output("g").await;
     assert_eq!(out["text"], "finished later", "{out}");
@@ -334,14 +293,8 @@ async fn events_page_by_cursor_and_kind_and_delete_forgets_the_agent() {
     let all = fl
         .call("get_agent_events", json!({"agent": "ev", "limit": 500}))
         .await;
-    let kinds: Vec<&str> = all["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&all),
         [
             "created",
             "command",
@@ -401,8 +354,7 @@ async fn events_page_by_cursor_and_kind_and_delete_forgets_the_agent() {
     assert!(bad.contains("tool_result"), "{bad}");
 
     fl.call("delete_agent", json!({"agent": "ev"})).await;
-    let (root, mock) = fl.kill().await;
-    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    let fl = fl.restart().await;
     let list = fl.call("list_agents", json!({})).await;
     assert_eq!(
         list["agents"],
@@ -429,14 +381,7 @@ async fn calls_left_unanswered_by_no_resume_are_never_run_later() {
     );
     fl.create("u", "[u] two calls").await;
     wait_event(&fl, "u", "tool_call").await;
-    let (root, mock) = fl.kill().await;
-
-    let fl = Flotilla::builder()
-        .mock(mock)
-        .root(root)
-        .arg("--no-resume")
-        .start()
-        .await;
+    let fl = fl.restart().arg("--no-resume").await;
     fl.command("u", "start over").await;
     fl.wait_all(&["u"]).await;
     let out = fl.output("u").await;
@@ -481,17 +426,14 @@ async fn an_acknowledged_interrupt_survives_a_crash() {
         .await;
     assert_eq!(ack["command"], 2, "{ack}");
     // Killed at once: the worker may not have recorded the cancellation yet.
-    let (root, mock) = fl.kill().await;
-    let before_restart = mock.requests().len();
-
-    let fl = Flotilla::builder().mock(mock).root(root).start().await;
+    let fl = fl.restart().await;
     fl.wait_all(&["i"]).await;
     let first = fl.output_of("i", 1).await;
     assert_eq!(first["command_status"], "cancelled", "{first}");
     let second = fl.output_of("i", 2).await;
     assert_eq!(second["text"], "redirected", "{second}");
     // (When the old server got as far as finishing command 2, nothing is left to do.)
-    for r in mock_requests_after(&fl, "[i]", before_restart) {
+    for r in fl.requests_since_start("[i]") {
         assert!(
             r.body_text().contains("stop that, do this"),
             "the interrupted command was resumed: {}",

@@ -1,13 +1,9 @@
 //! Plans: dependencies, handoffs, checked outputs, retries and escalation, end to end
 //! through the real binary against the scripted mock model.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -325,8 +321,7 @@ async fn a_plan_killed_while_agents_wait_finishes_in_order_after_restart() {
     )
     .await;
     fl.mock.wait_requests("[one]", 1, LONG).await;
-    let (root, mock) = fl.kill().await;
-    let fl = Flotilla::builder().root(root).mock(mock).start().await;
+    let fl = fl.restart().await;
     let s = fl.status("three").await;
     assert_eq!(s["status"], "waiting", "{s}");
     fl.wait_all(&["one", "two", "three"]).await;

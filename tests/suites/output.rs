@@ -1,11 +1,7 @@
 //! `get_agent_output`: slicing long answers with `offset`/`max_chars`/`next_offset`, and
 //! the files each command wrote and read.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn page(v: &Value) -> (String, u64, Option<u64>) {

@@ -2,14 +2,10 @@
 //! absolute, symlinks) are refused with a tool error the model can read, and nothing
 //! outside is read or written.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::PathBuf;
 
-use common::wire::ToolResult;
-use common::*;
+use crate::common::wire::ToolResult;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const SECRET: &str = "TOP-SECRET-5521";
@@ -87,7 +83,12 @@ async fn writes_outside_the_workdir_are_refused() {
     let fl = Flotilla::start().await;
     let (dir, secret) = jailed_agent(&fl, "writer").await;
     let outside = dir.parent().unwrap().join("escaped.txt");
-    let abs = std::env::temp_dir().join(format!("flotilla-escape-{}.txt", std::process::id()));
+    // Named for this test alone (the suites share a process).
+    let abs_dir = tempfile::Builder::new()
+        .prefix("flotilla-escape-")
+        .tempdir()
+        .unwrap();
+    let abs = abs_dir.path().join("escaped.txt");
     let calls: Vec<(&str, Value)> = vec![
         (
             "write_file",

@@ -1,13 +1,9 @@
 //! Commands: a second command continues the conversation, tool calls round-trip,
 //! commands queue behind a running one, and `interrupt` cancels it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,10 +220,9 @@ async fn interrupt_cancels_the_running_command() {
     assert_eq!(reqs.len(), 2);
     assert!(reqs[1].body_text().contains("urgent"));
     // The cancelled model call was abandoned, not left to finish in the background.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fl.mock.in_flight() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fl.mock
+        .wait_no_request_in_flight(Duration::from_secs(10))
+        .await;
     assert_eq!(
         fl.mock.in_flight(),
         0,

@@ -1,13 +1,9 @@
 //! Self-tests of the harness itself (no flotilla involved): the mock model rejects
 //! malformed requests, counts abandoned calls, and the pid helpers see processes die.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::time::Duration;
 
-mod common;
-
-use std::time::{Duration, Instant};
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]
@@ -44,10 +40,7 @@ async fn mock_rejects_bad_protocol() {
     assert_eq!(mock.in_flight(), 1);
     h.abort();
     drop(h);
-    let t = Instant::now();
-    while mock.in_flight() > 0 && t.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    mock.wait_no_request_in_flight(Duration::from_secs(5)).await;
     assert_eq!(mock.in_flight(), 0, "abandoned request still counted");
     assert_eq!(
         mock.completed(),

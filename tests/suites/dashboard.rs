@@ -4,15 +4,11 @@
 //! live feed (SSE) delivering a status change, and the stdio-mode `--dashboard`
 //! listener with its URL in the MCP instructions.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::http::{HttpServer, TOKEN};
-use common::*;
+use crate::common::http::{HttpServer, TOKEN};
+use crate::common::*;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use serde_json::{Value, json};
@@ -333,8 +329,8 @@ async fn metrics_parse_and_match_the_fleet() {
     assert_eq!((steps, tools), (4, 2), "{s1}\n{s2}");
 
     let url = format!("http://{}/metrics", server.addr);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let m = loop {
+    // The observer reads the bus on its own task: let it catch up.
+    let m = eventually("/metrics counts both commands done", async || {
         let r = reqwest::Client::new()
             .get(&url)
             .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
@@ -348,14 +344,14 @@ async fn metrics_parse_and_match_the_fleet() {
                 .starts_with("text/plain; version=0.0.4")
         );
         let m = parse_prometheus(&r.text().await.unwrap());
-        // The observer reads the bus on its own task: let it catch up.
-        if m["flotilla_commands_finished_total{status=\"done\"}"] == 2.0
-            || Instant::now() > deadline
-        {
-            break m;
+        let done = m["flotilla_commands_finished_total{status=\"done\"}"];
+        if done == 2.0 {
+            Ok(m)
+        } else {
+            Err(format!("{done} done"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let n = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no series {k}"));
     assert_eq!(n("flotilla_agents{status=\"idle\"}"), 2.0);
     assert_eq!(n("flotilla_agents{status=\"running\"}"), 0.0);
@@ -490,12 +486,7 @@ async fn the_live_feed_delivers_a_status_change() {
         .json()
         .await
         .unwrap();
-    let kinds: Vec<&str> = detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = kinds(&detail);
     assert!(
         kinds.starts_with(&["created", "command", "started", "model", "finished"]),
         "{kinds:?}"

@@ -2,11 +2,7 @@
 //! specification names instead of silence, and tool calls with unknown, mistyped or
 //! empty arguments are refused in plain words without touching the fleet.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -3,15 +3,11 @@
 //! branch, worktrees across a restart and after they vanish, the clear errors, and the
 //! warning for writers sharing a directory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// Run git in `dir`; its stdout. Panics on failure.
@@ -338,9 +334,7 @@ async fn worktrees_survive_a_restart_and_a_vanished_one_is_a_clear_error() {
         .await;
     let dir = fl.agent_dir(&created);
     fl.wait_all(&["keeper"]).await;
-    let (root, mock) = fl.kill().await;
-
-    let fl = Flotilla::builder().root(root).mock(mock).start().await;
+    let fl = fl.restart().await;
     let status = fl.status("keeper").await;
     assert_eq!(status["branch"], "flotilla/keeper", "{status}");
     assert_eq!(status["diff_stat"], diff(1, 1, 0), "{status}");
@@ -353,12 +347,7 @@ async fn worktrees_survive_a_restart_and_a_vanished_one_is_a_clear_error() {
     std::fs::remove_dir_all(&dir).unwrap();
     fl.command("keeper", "[gone] go on").await;
     let status = fl
-        .status_until(
-            "keeper",
-            "the command fails",
-            Duration::from_secs(30),
-            |s| s["status"] == "failed",
-        )
+        .status_until("keeper", "the command fails", |s| s["status"] == "failed")
         .await;
     assert_mentions(
         status["last_error"].as_str().unwrap(),

@@ -1,13 +1,9 @@
 //! `wait_for_agents`: until all / any, timeouts, the default agent set, and progress
 //! notifications while it blocks.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

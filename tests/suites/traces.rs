@@ -4,10 +4,6 @@
 //! parents and attributes. Without an endpoint nothing is exported; with a dead one
 //! the agents are not slowed and the log warns once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +18,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use prost::Message;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
-use common::{Flotilla, Step};
+use crate::common::{Flotilla, Step, eventually};
 
 /// One span as the receiver got it, flattened.
 #[derive(Debug, Clone)]
@@ -80,16 +77,23 @@ impl Got {
 }
 
 /// An OTLP/HTTP trace receiver: `POST /v1/traces` with protobuf bodies.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Receiver {
     spans: Arc<Mutex<Vec<Got>>>,
+    /// How many spans are in, for waiters.
+    count: Arc<watch::Sender<usize>>,
     requests: Arc<Mutex<usize>>,
     addr: Option<std::net::SocketAddr>,
 }
 
 impl Receiver {
     async fn start() -> Self {
-        let mut receiver = Receiver::default();
+        let mut receiver = Receiver {
+            spans: Arc::default(),
+            count: Arc::new(watch::Sender::new(0)),
+            requests: Arc::default(),
+            addr: None,
+        };
         let app = Router::new()
             .route("/v1/traces", post(receive))
             .with_state(receiver.clone());
@@ -116,20 +120,19 @@ impl Receiver {
 
     /// Waits until `n` spans are in, or panics.
     async fn wait_spans(&self, n: usize, timeout: Duration) -> Vec<Got> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let mut count = self.count.subscribe();
+        if tokio::time::timeout(timeout, count.wait_for(|c| *c >= n))
+            .await
+            .is_err()
+        {
             let spans = self.spans();
-            if spans.len() >= n {
-                return spans;
-            }
-            assert!(
-                Instant::now() < deadline,
+            panic!(
                 "the receiver got {} spans, not {n}: {:#?}",
                 spans.len(),
                 spans.iter().map(|s| &s.name).collect::<Vec<_>>()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.spans()
     }
 }
 
@@ -166,7 +169,9 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
             }
         }
     }
-    r.spans.lock().unwrap().extend(got);
+    let mut spans = r.spans.lock().unwrap();
+    spans.extend(got);
+    r.count.send_replace(spans.len());
     StatusCode::OK
 }
 
@@ -438,8 +443,8 @@ async fn no_endpoint_exports_nothing_and_a_dead_one_slows_nothing() {
     );
     let without = timed_run(&off, AGENTS, STEPS).await;
     assert_eq!(started_trace_ids(&off, "a0").await, vec![None]);
+    // Gone (and never told the receiver's address): nothing more can arrive.
     assert!(off.shutdown(Duration::from_secs(20)).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.requests(), 0);
 
     // A closed port: every export fails, at once and all along the run.
@@ -455,9 +460,12 @@ async fn no_endpoint_exports_nothing_and_a_dead_one_slows_nothing() {
     let with_dead = timed_run(&fl, AGENTS, STEPS).await;
     // The command still records its trace id (the span exists, its export fails).
     assert!(started_trace_ids(&fl, "a0").await[0].is_some());
-    // Let a few more exports fail, then count the warnings.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = fl.log_tail(400);
+    // Let more exports fail, then count the warnings.
+    let log = eventually("another failed export in the log", async || {
+        let log = fl.log_tail(400);
+        log.contains("traces: export failed again").then_some(log)
+    })
+    .await;
     let warnings = log
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("traces: cannot export"))

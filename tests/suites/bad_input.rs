@@ -2,11 +2,7 @@
 //! message saying what was wrong (never a protocol error, a panic or a hang), and a
 //! rejected call changes nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

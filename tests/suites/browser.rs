@@ -8,15 +8,12 @@
 //! Without `chromium` and `chromedriver` the tests say why and pass, unless `CI` is
 //! set. `FLOTILLA_SCREENSHOT=path.png` saves a screenshot of the page.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::http::{HttpServer, TOKEN};
-use common::*;
+use crate::common::http::{HttpServer, TOKEN};
+use crate::common::wait::{EVENTUALLY, poll};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const CHROMIUM: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
@@ -63,11 +60,10 @@ impl Browser {
             .expect("start chromedriver");
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually("chromedriver answers", async || {
+            http.get(format!("{base}/status")).send().await
+        })
+        .await;
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless",
@@ -139,19 +135,15 @@ impl Browser {
 
     /// Wait until `expr` is truthy in the page.
     async fn until(&self, what: &str, expr: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self.js(&format!("return !!({expr});")).await;
-            if v == json!(true) {
-                return;
-            }
-            if Instant::now() > deadline {
-                let body = self
-                    .js("return document.body.innerText.slice(0, 2000);")
-                    .await;
-                panic!("the page never showed {what} ({expr})\n{body}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let look = format!("return !!({expr});");
+        if poll(EVENTUALLY, async || self.js(&look).await == json!(true))
+            .await
+            .is_err()
+        {
+            let body = self
+                .js("return document.body.innerText.slice(0, 2000);")
+                .await;
+            panic!("the page never showed {what} ({expr}) within {EVENTUALLY:?}\n{body}");
         }
     }
 

@@ -1,11 +1,7 @@
 //! The MCP surface: `tools/list` pinned as a snapshot (executable documentation), the
 //! fixed argument names checked independently of it, and the server's instructions.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The tools DESIGN.md fixes (the server may offer more).

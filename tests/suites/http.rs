@@ -3,14 +3,10 @@
 //! and the protections: bearer token (401), Host/Origin (403), body cap (413), the
 //! token file, the start-up refusals, and SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use serde_json::json;
@@ -149,11 +145,7 @@ async fn a_client_that_drops_mid_wait_costs_nothing() {
             .await
     });
     // The wait is in flight once its first heartbeat arrives; then the client dies.
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    while recorder.all_progress().is_empty() {
-        assert!(Instant::now() < deadline, "no progress from the wait");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    recorder.progress_arrived().await;
     waiting.abort();
     let _ = waiting.await;
 
@@ -355,8 +347,8 @@ async fn sigterm_during_a_wait_exits_cleanly_and_leaves_no_process() {
     );
     let created = client.create("termed", "[term] sleep").await;
     let dir = client.agent_dir(&created);
-    let pid = read_pid_file(&dir.join("pid.txt"), Duration::from_secs(30)).await;
-    let bg = read_pid_file(&dir.join("bg.txt"), Duration::from_secs(30)).await;
+    let pid = read_pid_file(&dir.join("pid.txt")).await;
+    let bg = read_pid_file(&dir.join("bg.txt")).await;
 
     let recorder = Recorder::default();
     let waiter = server.client_with(recorder.clone()).await;
@@ -369,11 +361,7 @@ async fn sigterm_during_a_wait_exits_cleanly_and_leaves_no_process() {
             .await
     });
     // The wait is in flight once its first heartbeat arrives.
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    while recorder.all_progress().is_empty() {
-        assert!(Instant::now() < deadline, "no progress from the wait");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    recorder.progress_arrived().await;
 
     let started = Instant::now();
     let log = server.log.clone();

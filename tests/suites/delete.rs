@@ -1,13 +1,9 @@
 //! Deleting agents: while a model call is in flight, while a long `run_command` runs
 //! (its process and its background children die), `delete_all_agents`, and shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const PROMPT: Duration = Duration::from_secs(10);
@@ -45,10 +41,7 @@ async fn delete_during_a_model_call() {
     assert_mentions(&err, &["victim"]);
 
     // The model call was abandoned, so the scripted tool call never runs.
-    let deadline = Instant::now() + PROMPT;
-    while fl.mock.in_flight() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fl.mock.wait_no_request_in_flight(PROMPT).await;
     assert_eq!(
         fl.mock.in_flight(),
         0,
@@ -74,8 +67,8 @@ async fn delete_kills_a_running_command_and_its_children() {
     );
     let created = fl.create("sleeper", "[del-cmd] sleep").await;
     let dir = fl.agent_dir(&created);
-    let pid = read_pid_file(&dir.join("pid.txt"), Duration::from_secs(30)).await;
-    let bg = read_pid_file(&dir.join("bg.txt"), Duration::from_secs(30)).await;
+    let pid = read_pid_file(&dir.join("pid.txt")).await;
+    let bg = read_pid_file(&dir.join("bg.txt")).await;
     assert!(
         pid_alive(pid) && pid_alive(bg),
         "the command is not running"
@@ -121,11 +114,7 @@ async fn run_command_timeout_kills_the_process_group() {
         ],
     );
     let created = fl.create("impatient", "[cmd-timeout] wait").await;
-    let bg = read_pid_file(
-        &fl.agent_dir(&created).join("bg.txt"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let bg = read_pid_file(&fl.agent_dir(&created).join("bg.txt")).await;
     fl.wait_all(&["impatient"]).await;
     let result = &fl.mock.requests_for("[cmd-timeout]")[1].tool_results()[0];
     let gone = wait_pid_gone(bg, PROMPT).await;
@@ -178,8 +167,8 @@ async fn closing_the_session_stops_the_server_and_its_processes() {
     );
     let created = fl.create("orphan", "[shutdown] sleep").await;
     let dir = fl.agent_dir(&created);
-    let pid = read_pid_file(&dir.join("pid.txt"), Duration::from_secs(30)).await;
-    let bg = read_pid_file(&dir.join("bg.txt"), Duration::from_secs(30)).await;
+    let pid = read_pid_file(&dir.join("pid.txt")).await;
+    let bg = read_pid_file(&dir.join("bg.txt")).await;
     let server_gone = fl.shutdown(Duration::from_secs(15)).await;
     let child_gone = wait_pid_gone(pid, PROMPT).await;
     let bg_gone = wait_pid_gone(bg, PROMPT).await;
@@ -203,8 +192,8 @@ async fn sigterm_stops_the_server_and_its_processes() {
     );
     let created = fl.create("termed", "[term] sleep").await;
     let dir = fl.agent_dir(&created);
-    let pid = read_pid_file(&dir.join("pid.txt"), Duration::from_secs(30)).await;
-    let bg = read_pid_file(&dir.join("bg.txt"), Duration::from_secs(30)).await;
+    let pid = read_pid_file(&dir.join("pid.txt")).await;
+    let bg = read_pid_file(&dir.join("bg.txt")).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(fl.pid as i32),
         nix::sys::signal::Signal::SIGTERM,

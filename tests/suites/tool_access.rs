@@ -1,11 +1,7 @@
 //! Which sub-agent tools an agent gets: the `tools` allow-list and the read-only
 //! `scout` role, both in what is offered to the model and in what a call may do.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WRITE_TOOLS: [&str; 3] = ["edit_file", "run_command", "write_file"];

@@ -2,13 +2,9 @@
 //! `retry-after` and then succeed, persistent 5xx fails the command with the provider's
 //! message, other errors are not retried.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const ALL_TOOLS: [&str; 6] = [

@@ -2,16 +2,8 @@
 //! call starts while paused, even across a SIGKILL and restart; queued commands stay
 //! queued; resume finishes the work.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use std::time::Duration;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
-
-const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_mid_command_holds_across_a_restart_and_resume_finishes() {
@@ -28,7 +20,7 @@ async fn pause_mid_command_holds_across_a_restart_and_resume_finishes() {
     );
     let created = fl.create("p", "[p] do the steps").await;
     let dir = fl.agent_dir(&created);
-    fl.status_until("p", "its tool runs", LONG, |s| {
+    fl.status_until("p", "its tool runs", |s| {
         s["activity"]
             .as_str()
             .is_some_and(|a| a.starts_with("run_command"))
@@ -64,10 +56,9 @@ async fn pause_mid_command_holds_across_a_restart_and_resume_finishes() {
     assert_eq!(again["unchanged"], json!(["p"]), "{again}");
 
     // SIGKILL while paused: after the restart it is still held, nothing lost.
-    let (root, mock) = fl.kill().await;
-    let fl = Flotilla::builder().root(root).mock(mock).start().await;
+    let fl = fl.restart().await;
     let status = fl
-        .status_until("p", "held again", LONG, |s| s["status"] == "paused")
+        .status_until("p", "held again", |s| s["status"] == "paused")
         .await;
     assert_eq!(status["pending"], 1, "{status}");
     let waited = fl

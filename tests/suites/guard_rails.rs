@@ -3,14 +3,10 @@
 //! outage into a bounded number of requests; fatal errors are not retried; a reply
 //! cut off by the output limit is continued; stalled model calls and tools end.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
-use serde_json::json;
+use crate::common::*;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_running_two_runs_six_agents_two_at_a_time_in_order_of_creation() {
@@ -35,7 +31,7 @@ async fn max_running_two_runs_six_agents_two_at_a_time_in_order_of_creation() {
     }
     // The last ones wait for a slot: status queued, activity says why.
     let queued = fl
-        .status_until("r6", "queued", Duration::from_secs(30), |s| {
+        .status_until("r6", "queued", |s| {
             s["status"] == "queued" || s["status"] == "running"
         })
         .await;
@@ -96,19 +92,26 @@ async fn an_outage_costs_a_bounded_number_of_requests_and_the_fleet_recovers() {
         fl.create(n, &format!("[{n}] go")).await;
     }
     let outage_started = Instant::now();
-    fl.status_until(
-        "c1",
-        "waiting on the open circuit",
-        Duration::from_secs(30),
-        |s| {
-            s["activity"]
-                .as_str()
-                .is_some_and(|a| a.contains("anthropic unavailable"))
-        },
-    )
+    fl.status_until("c1", "waiting on the open circuit", |s| {
+        s["activity"]
+            .as_str()
+            .is_some_and(|a| a.contains("anthropic unavailable"))
+    })
     .await;
-    // Keep the provider down for three circuit intervals.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Keep the provider down for three circuit intervals: until the server says an
+    // agent has been held for 3 s.
+    eventually("an agent held 3 s by the open circuit", async || {
+        let list = fl.call("list_agents", json!({})).await;
+        let held = list["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|row| held_s(&row["activity"]))
+            .max();
+        held.filter(|s| *s >= 3)
+            .ok_or_else(|| format!("held at most {held:?} s"))
+    })
+    .await;
     let during = fl.mock.requests().len();
     let outage_s = outage_started.elapsed().as_secs_f64();
     fl.mock.set_outage(None);
@@ -128,6 +131,12 @@ async fn an_outage_costs_a_bounded_number_of_requests_and_the_fleet_recovers() {
         assert_eq!(s["status"], "idle", "{s}");
         assert_eq!(fl.output(n).await["text"], format!("{n} ok"));
     }
+}
+
+/// Seconds an activity `waiting: anthropic unavailable (3s)` says the agent has waited.
+fn held_s(activity: &Value) -> Option<u64> {
+    let (_, rest) = activity.as_str()?.split_once("anthropic unavailable (")?;
+    rest.split_once("s)")?.0.parse().ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,11 +221,7 @@ async fn a_hung_model_call_and_a_hung_tool_end_as_stalled_with_no_process_left()
     let tool = fl.create("hang-tool", "[hang-tool] run it").await;
     fl.create("hang-model", "[hang-model] answer").await;
     // Read while it runs (commands may run in their own PID namespace).
-    let pid = read_pid_file(
-        &fl.agent_dir(&tool).join("pid.txt"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let pid = read_pid_file(&fl.agent_dir(&tool).join("pid.txt")).await;
     fl.wait_all(&["hang-model", "hang-tool"]).await;
     assert!(
         started.elapsed() < Duration::from_secs(30),

@@ -1,11 +1,7 @@
 //! Budgets: a fleet cap stops a looping agent at the cap, an agent cap stops one
 //! agent while the others go on, the spend survives a SIGKILL and a delete.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The default mock model (`claude-sonnet-4-5`) costs $3 / $15 per million tokens,
@@ -71,15 +67,8 @@ async fn a_fleet_cap_stops_a_looping_agent_and_its_spend_survives_restart_and_de
     // Creating without a task is fine (it spends nothing).
     fl.call("create_agent", json!({"name": "idle-one"})).await;
 
-    // SIGKILL and restart: the spend is what it was.
-    let (root, mock) = fl.kill().await;
-    let fl = Flotilla::builder()
-        .root(root)
-        .mock(mock)
-        .arg("--max-cost-usd")
-        .arg("0.1")
-        .start()
-        .await;
+    // SIGKILL and restart (with the same cap): the spend is what it was.
+    let fl = fl.restart().await;
     let list = fl.call("list_agents", json!({})).await;
     assert_eq!(budget(&list)["cost_usd"], 0.135, "{list}");
     assert_eq!(fl.status("looper").await["cost_usd"], 0.135);
@@ -92,14 +81,7 @@ async fn a_fleet_cap_stops_a_looping_agent_and_its_spend_survives_restart_and_de
         list["totals"]["cost_usd"], 0.0,
         "live agents spent nothing: {list}"
     );
-    let (root, mock) = fl.kill().await;
-    let fl = Flotilla::builder()
-        .root(root)
-        .mock(mock)
-        .arg("--max-cost-usd")
-        .arg("0.1")
-        .start()
-        .await;
+    let fl = fl.restart().await;
     let list = fl.call("list_agents", json!({})).await;
     assert_eq!(budget(&list)["cost_usd"], 0.135, "{list}");
     let e = fl

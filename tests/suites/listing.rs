@@ -1,11 +1,7 @@
 //! `list_agents` pages: rows in name order, `limit` and the `after` cursor, totals
 //! over the whole fleet on every page.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,9 @@
 //! The fleet as a whole: agents run in parallel, status rows and totals add up, the
 //! system prompt carries the role and extra instructions.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

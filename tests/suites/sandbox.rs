@@ -9,15 +9,11 @@
 //! (every sandboxed command may write the temp directories). Each test skips, saying
 //! why, only when the kernel cannot enforce the sandbox (no Landlock).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// A root outside the temp directories, with `home/`, `tmpdir/` and `outside/`.

@@ -3,13 +3,9 @@
 //! forever hits the call's deadline and one that stalls hits the idle timeout, each
 //! retried a bounded number of times.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,40 @@
+//! The one integration-test binary: every suite drives the real `flotilla` binary
+//! through one shared harness ([`common`]), compiled once.
+//!
+//! Suites run in one process, two or more at a time: a test never changes
+//! process-wide state (environment variables, the current directory, global
+//! counters); what differs between tests goes to the server it starts
+//! ([`common::Builder::env`]) or into its own temp directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod suites {
+    mod bad_input;
+    mod browser;
+    mod budget;
+    mod commands;
+    mod dashboard;
+    mod delete;
+    mod faults;
+    mod fleet;
+    mod guard_rails;
+    mod harness;
+    mod hostile;
+    mod http;
+    mod jail;
+    mod listing;
+    mod output;
+    mod pause;
+    mod plans;
+    mod providers;
+    mod restart;
+    mod sandbox;
+    mod tool_access;
+    mod tools_list;
+    mod traces;
+    mod wait;
+    mod wire;
+    mod worktrees;
+}
