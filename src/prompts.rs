@@ -16,7 +16,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::tools::ALL_TOOLS;
+use crate::sandbox::SandboxMode;
+use crate::tools::Tool;
 
 const WORKER: &str = include_str!("../prompts/worker.md");
 /// The orchestrator sub-agent definition (Claude Code `.claude/agents/` format).
@@ -55,10 +56,10 @@ pub struct Role {
     pub name: String,
     pub description: String,
     /// Allowed tools; `None` means all of them.
-    pub tools: Option<Vec<String>>,
+    pub tools: Option<Vec<Tool>>,
     pub max_steps: Option<u32>,
     /// Default `sandbox` of its agents (`workspace-write`, `read-only` or `off`).
-    pub sandbox: Option<crate::sandbox::SandboxMode>,
+    pub sandbox: Option<SandboxMode>,
     /// Default `network` of its agents.
     pub network: Option<bool>,
     pub body: String,
@@ -153,7 +154,7 @@ impl Prompts {
         extra: Option<&str>,
         name: &str,
         workdir: &Path,
-        tools: &[String],
+        tools: &[Tool],
     ) -> String {
         let mut s = self.worker.trim().to_string();
         if let Some(role) = role {
@@ -175,7 +176,7 @@ impl Prompts {
         s.push_str(&format!(
             "\n\n# Environment\n\nYour name: {name}\nYour work directory: {}\nYour tools: {}",
             workdir.display(),
-            tools.join(", ")
+            Tool::join(tools)
         ));
         s
     }
@@ -184,17 +185,16 @@ impl Prompts {
 /// The environment lines for an agent's sandbox and worktree, appended to its system
 /// prompt (at creation and on restore) so the model knows its limits up front.
 pub fn isolation_note(
-    tools: &[String],
+    tools: &[Tool],
     sandbox: crate::sandbox::Sandbox,
     worktree: Option<&crate::worktree::Worktree>,
 ) -> String {
-    use crate::sandbox::SandboxMode;
     let mut s = String::new();
     if let Some(wt) = worktree {
         s.push_str(&worktree_note(&wt.branch));
     }
     let enforced = crate::sandbox::sandbox_status().is_ok();
-    if enforced && sandbox.mode != SandboxMode::Off && tools.iter().any(|t| t == "run_command") {
+    if enforced && sandbox.mode != SandboxMode::Off && tools.contains(&Tool::RunCommand) {
         let writes = match sandbox.mode {
             SandboxMode::ReadOnly => "may not write any file",
             _ => "may write only in your work directory and the temp directories ($TMPDIR, /tmp)",
@@ -250,18 +250,20 @@ pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptEr
         match key.trim() {
             "description" => role.description = value.to_string(),
             "tools" => {
-                let tools: Vec<String> = value
+                let tools = value
                     .trim_matches(|c| c == '[' || c == ']')
                     .split(',')
-                    .map(|t| t.trim().trim_matches('"').to_string())
+                    .map(|t| t.trim().trim_matches('"'))
                     .filter(|t| !t.is_empty())
-                    .collect();
-                if let Some(unknown) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
-                    return Err(bad(format!(
-                        "unknown tool `{unknown}`; known tools: {}",
-                        ALL_TOOLS.join(", ")
-                    )));
-                }
+                    .map(str::parse::<Tool>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|unknown| {
+                        bad(format!(
+                            "unknown tool `{}`; known tools: {}",
+                            unknown.0,
+                            Tool::all_names()
+                        ))
+                    })?;
                 role.tools = Some(tools);
             }
             "max_steps" => {
@@ -271,10 +273,10 @@ pub fn parse_role(name: &str, text: &str, origin: &str) -> Result<Role, PromptEr
             }
             "sandbox" => {
                 let mode = value.trim_matches('"');
-                role.sandbox = Some(crate::sandbox::SandboxMode::parse(mode).ok_or_else(|| {
+                role.sandbox = Some(SandboxMode::parse(mode).ok_or_else(|| {
                     bad(format!(
                         "sandbox must be one of {}, found `{value}`",
-                        crate::sandbox::SandboxMode::NAMES.join(", ")
+                        SandboxMode::NAMES.join(", ")
                     ))
                 })?)
             }
@@ -311,11 +313,7 @@ mod tests {
         );
         let scout = prompts.role("scout").unwrap();
         let tools = scout.tools.clone().unwrap();
-        assert!(
-            tools
-                .iter()
-                .all(|t| crate::tools::READ_ONLY_TOOLS.contains(&t.as_str()))
-        );
+        assert!(tools.iter().all(|t| t.is_read_only()), "{tools:?}");
         assert!(!scout.description.is_empty());
         assert!(!prompts.worker().is_empty());
     }
@@ -328,12 +326,12 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(role.sandbox, Some(crate::sandbox::SandboxMode::ReadOnly));
+        assert_eq!(role.sandbox, Some(SandboxMode::ReadOnly));
         assert_eq!(role.network, Some(true));
         let err = parse_role("x", "---\nsandbox: strict\n---\nb", "t").unwrap_err();
         assert!(err.to_string().contains("workspace-write"), "{err}");
         assert_eq!(role.description, "d");
-        assert_eq!(role.tools.unwrap(), ["read_file", "run_command"]);
+        assert_eq!(role.tools.unwrap(), [Tool::ReadFile, Tool::RunCommand]);
         assert_eq!(role.max_steps, Some(7));
         assert_eq!(role.body, "Body here");
         let err = parse_role("x", "---\ntools: rm_rf\n---\nb", "t").unwrap_err();
@@ -345,7 +343,7 @@ mod tests {
     #[test]
     fn compose_puts_worker_role_extra_and_environment_in_order() {
         let prompts = Prompts::load(None).unwrap();
-        let tools = vec!["read_file".to_string()];
+        let tools = vec![Tool::ReadFile];
         let s = prompts.compose(
             Some("scout"),
             Some("Only look at src/."),

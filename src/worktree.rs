@@ -38,6 +38,27 @@ const GIT_ENV: [&str; 8] = [
     "GIT_CEILING_DIRECTORIES",
 ];
 
+/// `isolation` of `create_agent`: how an agent is kept apart from other writers.
+/// `worktree`: a git worktree of its own on branch `flotilla/<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+pub enum Isolation {
+    Worktree,
+}
+
+/// By name; anything else is refused with what the one choice does.
+impl<'de> Deserialize<'de> for Isolation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match String::deserialize(deserializer)?.as_str() {
+            "worktree" => Ok(Self::Worktree),
+            other => Err(serde::de::Error::custom(format!(
+                "isolation must be \"worktree\" (a git worktree of its own), or left out; got \"{other}\""
+            ))),
+        }
+    }
+}
+
 /// An agent's worktree, as stored with its settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Worktree {

@@ -1,6 +1,6 @@
 //! Scenario 7, sandbox: what confining `run_command` costs per command.
 //!
-//! In process, through flotilla's own tool code (`run_tool("run_command")`, the path
+//! In process, through flotilla's own tool code (`Tool::RunCommand.run`, the path
 //! an agent's tool call takes: launcher, namespaces, pipes, process group), with the
 //! launcher installed from the release binary. The same command (`true`) runs with
 //! `sandbox: off` (PID + mount namespaces only, as before), `workspace-write` (plus a
@@ -49,20 +49,18 @@ pub async fn run(commands: usize) -> Value {
     // Warm-up: page cache, first namespace set-up.
     for (_, mode, network) in VARIANTS {
         for _ in 0..5 {
-            flotilla::tools::run_tool(
-                "run_command",
-                json!({"command": "true"}),
-                &ctx(mode, network),
-            )
-            .await;
+            flotilla::tools::Tool::RunCommand
+                .run(json!({"command": "true"}), &ctx(mode, network))
+                .await;
         }
     }
     for _ in 0..commands {
         for (i, (_, mode, network)) in VARIANTS.iter().enumerate() {
             let c = ctx(*mode, *network);
             let t = Instant::now();
-            let out =
-                flotilla::tools::run_tool("run_command", json!({"command": "true"}), &c).await;
+            let out = flotilla::tools::Tool::RunCommand
+                .run(json!({"command": "true"}), &c)
+                .await;
             samples[i].push(t.elapsed().as_secs_f64() * 1e6);
             assert!(!out.is_error, "run_command failed: {}", out.content);
         }

@@ -289,7 +289,9 @@ pub async fn tool_time_ms(work: &std::path::Path) -> f64 {
     let mut samples = Vec::with_capacity(300);
     for i in 0..320 {
         let t = Instant::now();
-        let out = flotilla::tools::run_tool("read_file", json!({"path": "data.txt"}), &ctx).await;
+        let out = flotilla::tools::Tool::ReadFile
+            .run(json!({"path": "data.txt"}), &ctx)
+            .await;
         if i >= 20 {
             samples.push(t.elapsed());
         }

@@ -43,7 +43,7 @@ pub struct AgentSettings {
     /// The orchestrator's extra instructions (`system_prompt` of `create_agent`).
     pub extra_prompt: Option<String>,
     /// The sub-agent tools it may call.
-    pub tools: Vec<String>,
+    pub tools: Vec<crate::tools::Tool>,
     /// Their specs as sent to the model; shared by every agent with the same tools.
     pub tool_specs: Arc<[crate::model::ToolSpec]>,
     /// Canonical absolute work directory.
@@ -68,11 +68,7 @@ impl AgentSettings {
     /// Whether it can change files: a file-writing tool, or `run_command` outside a
     /// read-only sandbox.
     pub fn can_write(&self) -> bool {
-        self.tools.iter().any(|t| match t.as_str() {
-            "write_file" | "edit_file" => true,
-            "run_command" => self.sandbox.mode != crate::sandbox::SandboxMode::ReadOnly,
-            _ => false,
-        })
+        self.tools.iter().any(|t| t.writes(self.sandbox))
     }
 
     /// Why it cannot work at all right now: its worktree is gone.

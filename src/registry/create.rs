@@ -22,7 +22,7 @@ use crate::plan::graph;
 use crate::sandbox::{Sandbox, SandboxMode};
 use crate::store::Ack;
 use crate::store::event::Event;
-use crate::tools::ALL_TOOLS;
+use crate::tools::Tool;
 use crate::worktree;
 
 /// Most retries of a failed command.
@@ -205,13 +205,12 @@ impl Registry {
     /// The agent's work directory and, with `isolation: "worktree"`, where its
     /// worktree goes (the work directory is then its copy of the one asked for).
     async fn placement(&self, spec: &CreateSpec) -> Result<(PathBuf, Option<Isolate>), String> {
-        let isolation = spec.isolation.as_deref();
-        if spec.base.is_some() && isolation.is_none() {
+        if spec.base.is_some() && spec.isolation.is_none() {
             return Err("`base` needs isolation: \"worktree\" (it names what the agent's new branch starts from)".into());
         }
-        match isolation {
+        match spec.isolation {
             None => Ok((self.workdir(spec.workdir.as_deref(), true).await?, None)),
-            Some("worktree") => {
+            Some(worktree::Isolation::Worktree) => {
                 validate_name(&spec.name)?;
                 let base = spec.base.clone().unwrap_or_else(|| "HEAD".into());
                 if base.trim().is_empty() {
@@ -230,9 +229,6 @@ impl Registry {
                     Some(Isolate { repo, path, base }),
                 ))
             }
-            Some(other) => Err(format!(
-                "isolation must be \"worktree\" (a git worktree of its own), or left out; got \"{other}\""
-            )),
         }
     }
 
@@ -367,18 +363,10 @@ impl Registry {
                 ))
             })?),
         };
-        let tools: Vec<String> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
-            (Some(tools), _) => {
-                if let Some(bad) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
-                    return Err(invalid(format!(
-                        "unknown tool `{bad}` in `tools`; the sub-agent tools are: {}",
-                        ALL_TOOLS.join(", ")
-                    )));
-                }
-                dedup(tools)
-            }
+        let tools: Vec<Tool> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
+            (Some(tools), _) => dedup(tools),
             (None, Some(role_tools)) => role_tools.clone(),
-            (None, None) => ALL_TOOLS.iter().map(|t| t.to_string()).collect(),
+            (None, None) => Tool::ALL.to_vec(),
         };
         let max_steps = spec
             .max_steps
@@ -393,16 +381,10 @@ impl Registry {
             .models
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
-        let mode = match spec.sandbox.as_deref() {
-            Some(s) => SandboxMode::parse(s).ok_or_else(|| {
-                invalid(format!(
-                    "sandbox must be \"workspace-write\" (write only in the work directory and temp directories), \"read-only\" or \"off\"; got \"{s}\""
-                ))
-            })?,
-            None => role
-                .and_then(|r| r.sandbox)
-                .unwrap_or(self.sandbox_default.mode),
-        };
+        let mode = spec
+            .sandbox
+            .or(role.and_then(|r| r.sandbox))
+            .unwrap_or(self.sandbox_default.mode);
         let sandbox = Sandbox {
             mode,
             network: spec
@@ -412,7 +394,7 @@ impl Registry {
         };
         let mut warnings = Vec::new();
         if mode != SandboxMode::Off
-            && tools.iter().any(|t| t == "run_command")
+            && tools.contains(&Tool::RunCommand)
             && let Err(why) = crate::sandbox::sandbox_status()
         {
             tracing::warn!(agent = %spec.name, "sandbox {} cannot be enforced: {why}", mode.as_str());
@@ -602,8 +584,8 @@ async fn await_acks(handle: &AgentHandle, acks: Vec<Ack>) -> Result<(), Registry
 }
 
 /// The items in their first order, without repeats.
-fn dedup(items: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
+fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
     for t in items {
         if !out.contains(t) {
             out.push(t.clone());

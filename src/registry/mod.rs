@@ -25,7 +25,7 @@ use crate::model::ToolSpec;
 use crate::prompts::Prompts;
 use crate::store::Store;
 use crate::sync::{read, write};
-use crate::tools::tool_specs;
+use crate::tools::{Tool, tool_specs};
 
 mod create;
 mod schedule;
@@ -58,7 +58,7 @@ pub struct CreateSpec {
     pub system_prompt: Option<String>,
     pub role: Option<String>,
     pub model: Option<String>,
-    pub tools: Option<Vec<String>>,
+    pub tools: Option<Vec<Tool>>,
     pub workdir: Option<String>,
     pub max_steps: Option<u32>,
     /// This agent's own caps, over all its commands.
@@ -70,12 +70,12 @@ pub struct CreateSpec {
     pub retries: Option<u32>,
     /// The task's answer must be JSON that validates against this schema.
     pub output_schema: Option<serde_json::Value>,
-    /// `"worktree"`: work in a git worktree of its own on branch `flotilla/<name>`.
-    pub isolation: Option<String>,
+    /// `worktree`: work in a git worktree of its own on branch `flotilla/<name>`.
+    pub isolation: Option<crate::worktree::Isolation>,
     /// With isolation: a git ref or an agent's name to start from (default `HEAD`).
     pub base: Option<String>,
-    /// `"workspace-write"`, `"read-only"` or `"off"`; default: the role's, else config.
-    pub sandbox: Option<String>,
+    /// Default: the role's, else config.
+    pub sandbox: Option<crate::sandbox::SandboxMode>,
     /// Whether its commands may reach the network; default: the role's, else config.
     pub network: Option<bool>,
 }
@@ -105,7 +105,7 @@ pub struct Registry {
     ids: std::collections::hash_map::RandomState,
     next: std::sync::atomic::AtomicU64,
     /// Tool specs by allow-list, built once and shared.
-    specs: DashMap<Vec<String>, Arc<[ToolSpec]>>,
+    specs: DashMap<Vec<Tool>, Arc<[ToolSpec]>>,
     fleet: Arc<Fleet>,
 }
 
@@ -233,7 +233,7 @@ impl Registry {
         self.tracker.spawn(worker::run(handle, start));
     }
 
-    pub(crate) fn specs_for(&self, tools: &[String]) -> Arc<[ToolSpec]> {
+    pub(crate) fn specs_for(&self, tools: &[Tool]) -> Arc<[ToolSpec]> {
         if let Some(specs) = self.specs.get(tools) {
             return specs.clone();
         }

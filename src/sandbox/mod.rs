@@ -97,16 +97,31 @@ pub struct Confinement {
     pub network: bool,
 }
 
-/// `sandbox` of an agent: what its `run_command` may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `sandbox` of an agent: what its `run_command` may change. `workspace-write`: read
+/// anywhere, write only in the work directory and the temp directories; `read-only`:
+/// write nowhere (except `/dev/null`-like devices); `off`: no confinement, the command
+/// can do whatever the user running flotilla can. (Described here, not per variant, so
+/// its JSON Schema stays a plain string `enum`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(inline)]
 pub enum SandboxMode {
-    /// Read anywhere; write only in the work directory and the temp directories.
     WorkspaceWrite,
-    /// Read anywhere; write nowhere (except `/dev/null`-like devices).
     ReadOnly,
-    /// No confinement: the command can do whatever the user running flotilla can.
     Off,
+}
+
+/// By name; anything else is refused with what each mode does (serde's own message
+/// would only say "unknown variant").
+impl<'de> Deserialize<'de> for SandboxMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "sandbox must be \"workspace-write\" (write only in the work directory and temp directories), \"read-only\" or \"off\"; got \"{name}\""
+            ))
+        })
+    }
 }
 
 impl SandboxMode {
@@ -424,6 +439,11 @@ mod tests {
             assert_eq!(json, name);
         }
         assert_eq!(SandboxMode::parse("workspace_write"), None);
+        let e = serde_json::from_value::<SandboxMode>(serde_json::json!("strict")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sandbox must be \"workspace-write\" (write only in the work directory and temp directories), \"read-only\" or \"off\"; got \"strict\""
+        );
     }
 
     #[test]

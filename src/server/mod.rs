@@ -671,27 +671,46 @@ fn spec_of(p: CreateAgentParams) -> CreateSpec {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FleetServer {
     /// Arguments are checked against the tool's schema first ([`check_arguments`]), so
-    /// unknown or mistyped arguments get a plain-words `isError` result.
+    /// unknown or mistyped arguments get a plain-words `isError` result. A value the
+    /// schema allows but the typed parameters refuse (an unknown tool in `tools`, a
+    /// `sandbox` or `isolation` that is no choice) is an `isError` result too, with the
+    /// parameter type's own message.
     async fn call_tool(
         &self,
         request: rmcp::model::CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
-        if let Some(tool) = self.tool_router.get(&request.name)
-            && let Err(message) = check_arguments(
-                &request.name,
-                &tool.input_schema,
-                request.arguments.as_ref(),
-            )
-        {
-            tracing::debug!(tool = %request.name, "refused arguments: {message}");
-            return Ok(
+        let refused = |tool: &str, message: String| {
+            tracing::debug!(tool, "refused arguments: {message}");
+            Ok(
                 rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)])
                     .into(),
-            );
+            )
+        };
+        let Some(tool) = self.tool_router.get(&request.name) else {
+            let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+            return self.tool_router.call(tcc).await;
+        };
+        if let Err(message) = check_arguments(
+            &request.name,
+            &tool.input_schema,
+            request.arguments.as_ref(),
+        ) {
+            return refused(&request.name, message);
         }
+        let name = request.name.clone();
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        self.tool_router.call(tcc).await
+        match self.tool_router.call(tcc).await {
+            // rmcp's `Parameters` reports a deserialization failure as invalid params.
+            Err(e) if e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+                let message = e.message.as_ref();
+                let message = message
+                    .strip_prefix("failed to deserialize parameters: ")
+                    .unwrap_or(message);
+                refused(&name, message.to_string())
+            }
+            answer => answer,
+        }
     }
 
     fn get_info(&self) -> ServerConfig {

@@ -31,7 +31,7 @@ pub struct CreateAgentParams {
     /// Allow-list of sub-agent tools: read_file, write_file, edit_file, list_files,
     /// search_files, run_command. Default: the role's tools, else all six.
     #[serde(default)]
-    pub tools: Option<Vec<String>>,
+    pub tools: Option<Vec<crate::tools::Tool>>,
     /// Directory the agent works in (created if missing; relative paths are relative to
     /// the server's working directory). It must lie under the server's working
     /// directory, the temp directory or a configured root. Default: the server's
@@ -68,7 +68,7 @@ pub struct CreateAgentParams {
     /// `flotilla/<name>`, outside your checkout, so parallel writers never overwrite
     /// each other. `workdir` must be in a git repository. delete_agent keeps the branch.
     #[serde(default)]
-    pub isolation: Option<String>,
+    pub isolation: Option<crate::worktree::Isolation>,
     /// With isolation: what its branch starts from, a git ref (branch, tag, commit) or
     /// the name of another isolated agent (its work so far). Default HEAD.
     #[serde(default)]
@@ -77,7 +77,7 @@ pub struct CreateAgentParams {
     /// the temp directories), `read-only` (nothing), or `off` (no confinement).
     /// Default: the role's, else the server's config, else `workspace-write`.
     #[serde(default)]
-    pub sandbox: Option<String>,
+    pub sandbox: Option<crate::sandbox::SandboxMode>,
     /// Whether its commands may reach the network. Default: the role's, else the
     /// server's config, else false.
     #[serde(default)]
@@ -90,7 +90,28 @@ pub struct CreateAgentsParams {
     /// The whole plan: each element takes every create_agent argument; `depends_on`
     /// may name agents of the same call. All or nothing: an unknown dependency, a
     /// duplicate name or a cycle refuses the plan before any agent exists.
+    #[serde(deserialize_with = "plan_agents")]
     pub agents: Vec<CreateAgentParams>,
+}
+
+/// The agents of a plan, each refused as the registry refuses one
+/// (`agents[1] (`b`): …; nothing was created`) when a value does not parse.
+fn plan_agents<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<CreateAgentParams>, D::Error> {
+    Vec::<Value>::deserialize(deserializer)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, agent)| {
+            let name = agent.get("name").and_then(Value::as_str).unwrap_or("");
+            let name = name.to_string();
+            serde_json::from_value(agent).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "agents[{i}] (`{name}`): {e}; nothing was created"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -413,6 +434,51 @@ mod tests {
             let e = check::<CreateAgentParams>(bad).unwrap_err();
             assert!(!e.contains("u32") && !e.contains("f64"), "{e}");
         }
+    }
+
+    /// Values the schema lists but serde would refuse in its own words keep the
+    /// registry's messages, for one agent and for an agent of a plan.
+    #[test]
+    fn bad_choices_are_refused_in_plain_words() {
+        let e = serde_json::from_value::<CreateAgentParams>(
+            json!({"name": "t", "tools": ["read_file", "teleport"]}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "unknown tool `teleport` in `tools`; the sub-agent tools are: read_file,"
+            ),
+            "{e}"
+        );
+        let e = serde_json::from_value::<CreateAgentParams>(
+            json!({"name": "x", "isolation": "branch"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "isolation must be \"worktree\" (a git worktree of its own), or left out; got \"branch\""
+        );
+        let e = serde_json::from_value::<CreateAgentsParams>(
+            json!({"agents": [{"name": "a"}, {"name": "b", "sandbox": "strict"}]}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("agents[1] (`b`): sandbox must be \"workspace-write\""),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .ends_with("got \"strict\"; nothing was created"),
+            "{e}"
+        );
+        let ok = serde_json::from_value::<CreateAgentParams>(
+            json!({"name": "a", "tools": ["run_command"], "sandbox": "read-only", "isolation": "worktree"}),
+        )
+        .unwrap();
+        assert_eq!(ok.tools, Some(vec![crate::tools::Tool::RunCommand]));
+        assert_eq!(ok.sandbox, Some(crate::sandbox::SandboxMode::ReadOnly));
+        assert_eq!(ok.isolation, Some(crate::worktree::Isolation::Worktree));
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Isolation {
 /// The sandbox an agent's commands really get: `off` where it cannot be enforced.
 pub fn sandbox_shown(h: &AgentHandle) -> Option<String> {
     use crate::sandbox::SandboxMode;
-    if !h.settings.tools.iter().any(|t| t == "run_command") {
+    if !h.settings.tools.contains(&crate::tools::Tool::RunCommand) {
         return None;
     }
     let sb = h.settings.sandbox;

@@ -19,7 +19,7 @@ pub struct StoredSettings {
     pub role: Option<String>,
     pub model: String,
     pub extra_prompt: Option<String>,
-    pub tools: Vec<String>,
+    pub tools: Vec<crate::tools::Tool>,
     pub workdir: PathBuf,
     pub max_steps: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,7 +214,12 @@ impl Event {
                 "created: model {}, role {}, tools {}, workdir {}",
                 settings.model,
                 settings.role.as_deref().unwrap_or("-"),
-                settings.tools.join(","),
+                settings
+                    .tools
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 settings.workdir.display()
             ),
             Self::Command {

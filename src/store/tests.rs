@@ -20,7 +20,7 @@ fn settings() -> StoredSettings {
         role: None,
         model: "anthropic:claude-sonnet-4-5".into(),
         extra_prompt: Some("extra".into()),
-        tools: vec!["read_file".into()],
+        tools: vec![crate::tools::Tool::ReadFile],
         workdir: PathBuf::from("/tmp"),
         max_steps: 5,
         max_cost_usd: None,

@@ -1,11 +1,10 @@
 //! The sub-agent tools: what an agent's model calls to read, write, edit, list and
 //! search files and to run commands, all jailed to the agent's work directory.
 //!
-//! The worker calls three functions:
-//! - [`tool_specs`] — name, description and input JSON Schema of the tools an agent may use;
-//! - [`run_tool`] — run one tool call and get a [`ToolOutcome`] (never panics, never hangs
-//!   past cancellation);
-//! - [`describe_call`] — a one-line label for status display.
+//! Every tool is a variant of [`Tool`] (`tool.rs`), which knows its spec, whether it
+//! writes, its activity label and how it runs ([`Tool::run`]: never panics, never hangs
+//! past cancellation, gives a [`ToolOutcome`]). [`tool_specs`] gives the specs of an
+//! allow-list; [`describe_call`] labels a journaled call known only by name.
 //!
 //! Layout: `jail` opens every path the model gives from a handle on the work directory,
 //! one component at a time (race-free), and refuses anything outside it; `fs` holds
@@ -13,7 +12,7 @@
 //! handles (`walk`: gitignore-aware, never following symlinks); `command` runs `sh -c`
 //! through [`crate::sandbox`] in its own process group and kills the whole group on
 //! timeout or cancel; `text` has the output-capping helpers they share. Tests drive the
-//! tools through [`run_tool`].
+//! tools through [`Tool::run`].
 
 mod command;
 mod fs;
@@ -21,6 +20,7 @@ mod jail;
 mod list;
 mod search;
 mod text;
+mod tool;
 mod walk;
 
 use std::path::PathBuf;
@@ -31,19 +31,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::ToolSpec;
-
-/// Every tool name, in the order specs are returned.
-pub const ALL_TOOLS: [&str; 6] = [
-    "read_file",
-    "write_file",
-    "edit_file",
-    "list_files",
-    "search_files",
-    "run_command",
-];
-
-/// The tools that never change anything.
-pub const READ_ONLY_TOOLS: [&str; 3] = ["read_file", "list_files", "search_files"];
+pub use tool::{Tool, UnknownTool};
 
 /// Maximum characters of any tool output given back to the model.
 pub const MAX_OUTPUT_CHARS: usize = 30_000;
@@ -119,29 +107,13 @@ impl ToolError {
 
 type ToolResult = Result<ToolOutcome, ToolError>;
 
-/// Specs for the given tool names, in [`ALL_TOOLS`] order; unknown names are skipped.
-pub fn tool_specs(names: &[String]) -> Vec<ToolSpec> {
-    ALL_TOOLS
-        .iter()
-        .filter(|t| names.iter().any(|n| n == *t))
-        .map(|t| spec(t))
+/// Specs of the given tools, in [`Tool::ALL`] order.
+pub fn tool_specs(tools: &[Tool]) -> Vec<ToolSpec> {
+    Tool::ALL
+        .into_iter()
+        .filter(|t| tools.contains(t))
+        .map(Tool::spec)
         .collect()
-}
-
-fn spec(name: &str) -> ToolSpec {
-    let (description, input_schema) = match name {
-        "read_file" => (fs::READ_DESCRIPTION, schema::<fs::ReadFileInput>()),
-        "write_file" => (fs::WRITE_DESCRIPTION, schema::<fs::WriteFileInput>()),
-        "edit_file" => (fs::EDIT_DESCRIPTION, schema::<fs::EditFileInput>()),
-        "list_files" => (list::DESCRIPTION, schema::<list::ListFilesInput>()),
-        "search_files" => (search::DESCRIPTION, schema::<search::SearchFilesInput>()),
-        _ => (command::DESCRIPTION, schema::<command::RunCommandInput>()),
-    };
-    ToolSpec {
-        name: name.to_string(),
-        description: description.to_string(),
-        input_schema,
-    }
 }
 
 /// The JSON Schema of an input struct, as the model should read it: no `$schema`,
@@ -178,48 +150,6 @@ fn schema<T: JsonSchema>() -> Value {
         }
     }
     value
-}
-
-/// Run one tool call. Unknown tools, bad input and failures come back as `is_error`
-/// outcomes the model can act on; cancellation returns promptly.
-pub async fn run_tool(name: &str, input: Value, ctx: &ToolContext) -> ToolOutcome {
-    if ctx.cancel.is_cancelled() {
-        return cancelled(name);
-    }
-    let result = match name {
-        "read_file" => match parse(name, input) {
-            Ok(i) => guard(name, ctx, fs::read_file(i, ctx)).await,
-            Err(e) => Err(e),
-        },
-        "write_file" => match parse(name, input) {
-            Ok(i) => guard(name, ctx, fs::write_file(i, ctx)).await,
-            Err(e) => Err(e),
-        },
-        "edit_file" => match parse(name, input) {
-            Ok(i) => guard(name, ctx, fs::edit_file(i, ctx)).await,
-            Err(e) => Err(e),
-        },
-        "list_files" => match parse(name, input) {
-            Ok(i) => guard(name, ctx, list::list_files(i, ctx)).await,
-            Err(e) => Err(e),
-        },
-        "search_files" => match parse(name, input) {
-            Ok(i) => guard(name, ctx, search::search_files(i, ctx)).await,
-            Err(e) => Err(e),
-        },
-        // run_command watches the token itself: it must kill its process group first.
-        "run_command" => match parse(name, input) {
-            Ok(i) => command::run_command(i, ctx).await,
-            Err(e) => Err(e),
-        },
-        _ => Err(ToolError::Model(format!(
-            "unknown tool `{name}`; the available tools are: {}",
-            ALL_TOOLS.join(", ")
-        ))),
-    };
-    let mut outcome = result.unwrap_or_else(|e| ToolOutcome::error(e.to_string()));
-    outcome.content = text::cap_middle(&outcome.content, MAX_OUTPUT_CHARS);
-    outcome
 }
 
 /// Run `fut` unless the call is cancelled first.
@@ -274,22 +204,13 @@ fn expected_args(schema: &Value) -> String {
         .join(", ")
 }
 
-/// A short one-line label for status display, e.g. `run_command: cargo test`.
+/// The activity label of a call known only by its name (a journaled call): the
+/// tool's [`Tool::label`], or the name itself on one short line.
 pub fn describe_call(name: &str, input: &Value) -> String {
-    let key = match name {
-        "run_command" => "command",
-        "search_files" => "pattern",
-        _ => "path",
-    };
-    let arg = input.get(key).and_then(Value::as_str).map(|s| {
-        // One line: collapse all whitespace runs (newlines included) into single spaces.
-        s.split_whitespace().collect::<Vec<_>>().join(" ")
-    });
-    let label = match arg {
-        Some(a) if !a.is_empty() => format!("{name}: {a}"),
-        _ => name.split_whitespace().collect::<Vec<_>>().join(" "),
-    };
-    text::truncate_chars(&label, 80)
+    match name.parse::<Tool>() {
+        Ok(tool) => tool.label(input),
+        Err(_) => text::truncate_chars(&tool::one_line(name), 80),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::Stop;
 use super::turn::{Turn, stalled};
 use crate::agent::state::Activity;
 use crate::store::event::Event;
-use crate::tools::{ToolContext, ToolOutcome, describe_call, run_tool};
+use crate::tools::{Tool, ToolContext, ToolOutcome};
 
 impl Turn<'_> {
     pub(super) async fn tool_call(
@@ -25,6 +25,11 @@ impl Turn<'_> {
         } else {
             self.between_steps().await
         };
+        // The model names the tool: parsed once here; unknown and not allowed are one case.
+        let allowed = name
+            .parse::<Tool>()
+            .ok()
+            .filter(|t| settings.tools.contains(t));
         let outcome = if let Err(stop) = held {
             if agent.cancel.is_cancelled() {
                 return Err(stop);
@@ -36,23 +41,14 @@ impl Turn<'_> {
                 is_error: true,
                 ..Default::default()
             }
-        } else if !settings.tools.contains(&name) {
-            ToolOutcome {
-                content: format!(
-                    "Error: tool `{name}` is not available to this agent. Available tools: {}.",
-                    settings.tools.join(", ")
-                ),
-                is_error: true,
-                ..Default::default()
-            }
-        } else {
-            let label = describe_call(&name, &input);
+        } else if let Some(tool) = allowed {
+            let label = tool.label(&input);
             agent.update(|s| {
                 s.tool_calls += 1;
                 s.activity = Some(Activity::now(label));
             });
             self.journal_call(&id, &name, &input).await?;
-            let outcome = self.run_within_stall(&id, &name, input).await?;
+            let outcome = self.run_within_stall(&id, tool, input).await?;
             if !outcome.files_read.is_empty() || !outcome.files_written.is_empty() {
                 agent.with_record(self.index, |r| {
                     r.files_read.extend(outcome.files_read.iter().cloned());
@@ -61,6 +57,15 @@ impl Turn<'_> {
                 });
             }
             outcome
+        } else {
+            ToolOutcome {
+                content: format!(
+                    "Error: tool `{name}` is not available to this agent. Available tools: {}.",
+                    Tool::join(&settings.tools)
+                ),
+                is_error: true,
+                ..Default::default()
+            }
         };
         if agent.cancel.is_cancelled() {
             return Err(Stop::Cancelled);
@@ -101,9 +106,10 @@ impl Turn<'_> {
     async fn run_within_stall(
         &mut self,
         id: &str,
-        name: &str,
+        tool: Tool,
         input: Value,
     ) -> Result<ToolOutcome, Stop> {
+        let name = tool.name();
         let limit = self.agent.fleet.stall_timeout;
         let cancel = self.token.child_token();
         if let Some(missing) = self.agent.settings.workspace_missing() {
@@ -114,7 +120,7 @@ impl Turn<'_> {
             cancel: cancel.clone(),
             sandbox: self.agent.settings.sandbox,
         };
-        let run = run_tool(name, input, &ctx);
+        let run = tool.run(input, &ctx);
         tokio::pin!(run);
         tokio::select! {
             outcome = &mut run => Ok(outcome),

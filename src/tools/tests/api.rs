@@ -3,27 +3,66 @@
 use serde_json::json;
 
 use super::Fixture;
-use crate::tools::{ALL_TOOLS, READ_ONLY_TOOLS, describe_call, tool_specs};
+use crate::sandbox::{Sandbox, SandboxMode};
+use crate::tools::{Tool, describe_call, tool_specs};
 
-fn names(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+#[test]
+fn specs_follow_all_tools_order() {
+    let specs = tool_specs(&[Tool::RunCommand, Tool::ReadFile]);
+    let got: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(got, ["read_file", "run_command"]);
+    assert_eq!(tool_specs(&Tool::ALL).len(), 6);
+    let read_only: Vec<Tool> = Tool::ALL.into_iter().filter(|t| t.is_read_only()).collect();
+    assert_eq!(
+        Tool::join(&read_only),
+        "read_file, list_files, search_files"
+    );
+    assert!(tool_specs(&[]).is_empty());
 }
 
 #[test]
-fn specs_follow_all_tools_order_and_skip_unknown_names() {
-    let specs = tool_specs(&names(&["run_command", "bogus", "read_file"]));
-    let got: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(got, ["read_file", "run_command"]);
-    assert_eq!(tool_specs(&names(&ALL_TOOLS)).len(), 6);
-    assert_eq!(tool_specs(&names(&READ_ONLY_TOOLS)).len(), 3);
-    assert!(tool_specs(&[]).is_empty());
+fn names_parse_and_unknown_names_list_the_tools() {
+    for tool in Tool::ALL {
+        assert_eq!(tool.name().parse::<Tool>(), Ok(tool));
+        assert_eq!(serde_json::to_value(tool).unwrap(), tool.name());
+        assert_eq!(
+            serde_json::from_value::<Tool>(json!(tool.name())).unwrap(),
+            tool
+        );
+    }
+    let e = serde_json::from_value::<Vec<Tool>>(json!(["read_file", "teleport"])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown tool `teleport` in `tools`; the sub-agent tools are: read_file, write_file, edit_file, list_files, search_files, run_command"
+    );
+    assert!("Read_File".parse::<Tool>().is_err());
+}
+
+#[test]
+fn what_writes_depends_on_the_tool_and_the_sandbox() {
+    let mode = |mode| Sandbox {
+        mode,
+        network: false,
+    };
+    for tool in Tool::ALL {
+        let always = matches!(tool, Tool::WriteFile | Tool::EditFile);
+        assert_eq!(tool.writes(mode(SandboxMode::ReadOnly)), always, "{tool}");
+        let writes = always || tool == Tool::RunCommand;
+        assert_eq!(
+            tool.writes(mode(SandboxMode::WorkspaceWrite)),
+            writes,
+            "{tool}"
+        );
+        assert_eq!(tool.writes(mode(SandboxMode::Off)), writes, "{tool}");
+        assert_eq!(tool.is_read_only(), !writes, "{tool}");
+    }
 }
 
 /// Executable documentation: the argument names, required lists and types of every
 /// tool's schema, pinned.
 #[test]
 fn schemas_are_clean_and_pinned() {
-    let specs = tool_specs(&names(&ALL_TOOLS));
+    let specs = tool_specs(&Tool::ALL);
     let expected = [
         (
             "read_file",

@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::Fixture;
-use crate::tools::run_tool;
+use crate::tools::Tool;
 
 /// A command that starts a grandchild which records its pid in `name` and sleeps.
 fn grandchild(name: &str) -> String {
@@ -181,7 +181,7 @@ async fn cancel_returns_promptly_and_kills_the_group() {
     let ctx = f.ctx.clone();
     let cmd = grandchild("gc.pid");
     let task =
-        tokio::spawn(async move { run_tool("run_command", json!({"command": cmd}), &ctx).await });
+        tokio::spawn(async move { Tool::RunCommand.run(json!({"command": cmd}), &ctx).await });
     let pid = read_pid(&f, "gc.pid").await;
     let start = Instant::now();
     f.ctx.cancel.cancel();
@@ -200,7 +200,7 @@ async fn cancel_returns_promptly_and_kills_the_group() {
 async fn dropping_the_call_kills_the_group() {
     let f = Fixture::new();
     let input = json!({"command": grandchild("gc.pid")});
-    let fut = run_tool("run_command", input, &f.ctx);
+    let fut = Tool::RunCommand.run(input, &f.ctx);
     assert!(
         tokio::time::timeout(Duration::from_millis(800), fut)
             .await

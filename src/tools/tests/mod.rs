@@ -1,4 +1,4 @@
-//! Tool tests through the real seam, [`run_tool`]: each tool's happy path, caps, the
+//! Tool tests through the real seam, [`Tool::run`]: each tool's happy path, caps, the
 //! jail, gitignore handling, and process-group cleanup for `run_command`.
 
 mod api;
@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{ToolContext, ToolOutcome, run_tool};
+use super::{Tool, ToolContext, ToolOutcome};
 
 /// A temporary work directory (canonical) and a context for it.
 pub(super) struct Fixture {
@@ -47,8 +47,13 @@ impl Fixture {
         std::fs::read_to_string(self.root().join(rel)).unwrap()
     }
 
+    /// Run the tool named `name`, as the worker does: parsed once, then run; a name
+    /// that is no tool is an error outcome.
     pub async fn run(&self, name: &str, input: Value) -> ToolOutcome {
-        run_tool(name, input, &self.ctx).await
+        match name.parse::<Tool>() {
+            Ok(tool) => tool.run(input, &self.ctx).await,
+            Err(unknown) => ToolOutcome::error(unknown.to_string()),
+        }
     }
 
     /// Run and assert success.
