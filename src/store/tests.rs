@@ -92,6 +92,7 @@ fn log_events() -> Vec<Event> {
             index: 1,
             status: CommandStatus::Done,
             error: None,
+            failure: None,
         },
         command(2, "two"),
         command(3, "three"),

@@ -28,6 +28,7 @@ use super::AgentHandle;
 use super::conversation::{Conversation, retry_instruction};
 use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
+use crate::failure::Failure;
 use crate::plan::checkpoint::Checkpoint;
 use crate::store::event::Event;
 use crate::telemetry::{self, CommandSpan, Outcome};
@@ -63,7 +64,7 @@ pub struct Resume {
 /// How a command ended, when it did not end with a final answer.
 pub(crate) enum Stop {
     Cancelled,
-    Failed(String),
+    Failed(Failure),
 }
 
 /// One command as the worker runs it, attempt after attempt.
@@ -132,7 +133,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
         let result = loop {
             // A worktree deleted behind flotilla's back: say so, do not run blind.
             if let Some(missing) = agent.settings.workspace_missing() {
-                break Err(Stop::Failed(missing));
+                break Err(Stop::Failed(Failure::WorkspaceMissing(missing)));
             }
             let checkpoint = job
                 .output_schema
@@ -153,25 +154,21 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             let result = AssertUnwindSafe(Box::pin(turn.run()))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| {
-                    Err(Stop::Failed(
-                        "internal error: the agent's worker panicked (see the server log)".into(),
-                    ))
-                });
+                .unwrap_or(Err(Stop::Failed(Failure::Panicked)));
             match result {
                 Err(Stop::Failed(error))
-                    if retries > 0 && !agent.cancel.is_cancelled() && worth_retrying(&error) =>
+                    if retries > 0 && !agent.cancel.is_cancelled() && error.retryable() =>
                 {
                     if job.attempt > retries {
                         agent.record(Event::Escalated {
                             index: job.index,
                             attempts: job.attempt,
-                            error: error.clone(),
+                            error: error.to_string(),
                         });
-                        break Err(Stop::Failed(format!(
-                            "escalated after {} attempts: {error}",
-                            job.attempt
-                        )));
+                        break Err(Stop::Failed(Failure::Escalated {
+                            attempts: job.attempt,
+                            last: Box::new(error),
+                        }));
                     }
                     evict(&agent, &mut conversation, &mut job, &error);
                 }
@@ -203,24 +200,20 @@ fn traced(result: &Result<(), Stop>, stopping: bool) -> Outcome<'_> {
     }
 }
 
-/// A budget stop or a store that cannot save would fail again the same way.
-fn worth_retrying(error: &str) -> bool {
-    !(error.starts_with("budget:") || error.starts_with("the tool call"))
-}
-
 /// Discard a failed attempt: back to the conversation before the command, then its
 /// task again with the error in hand.
-fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, error: &str) {
+fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, error: &Failure) {
+    let error = error.to_string();
     tracing::info!(agent = %agent.name(), command = job.index, attempt = job.attempt, "attempt failed; starting again: {error}");
     agent.record(Event::Evicted {
         index: job.index,
         attempt: job.attempt,
-        error: error.to_string(),
+        error: error.clone(),
     });
     if let Some(base) = &job.base {
         *conversation = base.clone();
     }
-    conversation.push_instruction(retry_instruction(&job.task, error));
+    conversation.push_instruction(retry_instruction(&job.task, &error));
     job.attempt += 1;
     job.steps = 0;
     agent.with_record(job.index, |r| {
@@ -253,17 +246,19 @@ fn begin(agent: &AgentHandle, index: u32, queued: bool, attempt: u32) {
 
 /// A command is over: its end is saved before anyone is told.
 async fn end(agent: &AgentHandle, index: u32, result: Result<(), Stop>) {
-    let (cmd_status, error) = match result {
+    let (cmd_status, failure) = match result {
         Ok(()) => (CommandStatus::Done, None),
         Err(Stop::Cancelled) => (CommandStatus::Cancelled, None),
-        Err(Stop::Failed(e)) => (CommandStatus::Failed, Some(e)),
+        Err(Stop::Failed(f)) => (CommandStatus::Failed, Some(f)),
     };
+    let error = failure.as_ref().map(Failure::to_string);
     let status = AgentStatus::from(cmd_status);
     tracing::info!(agent = %agent.name(), command = index, status = status.as_str(), error = ?error, "command ended");
     let ack = agent.record(Event::Finished {
         index,
         status: cmd_status,
         error: error.clone(),
+        failure: failure.as_ref().map(Failure::kind),
     });
     if let Some(ack) = ack {
         match ack.await {
