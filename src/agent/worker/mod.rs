@@ -86,26 +86,9 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let _finished = agent.finished.clone().drop_guard();
     let mut conversation = start.conversation;
     let mut resume = start.resume;
-    let retries = agent.settings.retries;
     loop {
         let (mut job, queued) = if let Some(r) = resume.take() {
-            let trace = telemetry::command_span(agent.name(), &agent.id, r.index, &r.task);
-            agent.record(Event::Resumed {
-                index: r.index,
-                trace_id: trace.trace_id(),
-            });
-            let job = Job {
-                index: r.index,
-                token: r.token,
-                ticket: r.ticket,
-                steps: r.steps,
-                task: r.task,
-                output_schema: r.output_schema,
-                base: r.base,
-                attempt: r.attempt,
-                trace,
-            };
-            (job, false)
+            (Job::resumed(&agent, r), false)
         } else {
             let (cmd, token, trace) = tokio::select! {
                 biased;
@@ -113,7 +96,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 next = agent.next_command() => next,
             };
             // Kept only when a failed attempt may be discarded.
-            let base = (retries > 0).then(|| conversation.clone());
+            let base = (agent.settings.retries > 0).then(|| conversation.clone());
             conversation.push_instruction(cmd.task.clone());
             let job = Job {
                 index: cmd.index,
@@ -130,51 +113,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
         };
         begin(&agent, job.index, queued, job.attempt);
         let cost_before = agent.peek(|s| s.cost_usd);
-        let result = loop {
-            // A worktree deleted behind flotilla's back: say so, do not run blind.
-            if let Some(missing) = agent.settings.workspace_missing() {
-                break Err(Stop::Failed(Failure::WorkspaceMissing(missing)));
-            }
-            let checkpoint = job
-                .output_schema
-                .as_ref()
-                .and_then(|s| Checkpoint::new(s).ok());
-            // Boxed so an idle agent's task stays small: the model call and tool
-            // futures live on the heap only while a command runs.
-            let turn = Turn::new(
-                &agent,
-                &mut conversation,
-                job.index,
-                &job.token,
-                job.steps,
-                job.ticket,
-                checkpoint,
-            )
-            .traced(&job.trace);
-            let result = AssertUnwindSafe(Box::pin(turn.run()))
-                .catch_unwind()
-                .await
-                .unwrap_or(Err(Stop::Failed(Failure::Panicked)));
-            match result {
-                Err(Stop::Failed(error))
-                    if retries > 0 && !agent.cancel.is_cancelled() && error.retryable() =>
-                {
-                    if job.attempt > retries {
-                        agent.record(Event::Escalated {
-                            index: job.index,
-                            attempts: job.attempt,
-                            error: error.to_string(),
-                        });
-                        break Err(Stop::Failed(Failure::Escalated {
-                            attempts: job.attempt,
-                            last: Box::new(error),
-                        }));
-                    }
-                    evict(&agent, &mut conversation, &mut job, &error);
-                }
-                other => break other,
-            }
-        };
+        let result = attempts(&agent, &mut conversation, &mut job).await;
         agent.finish_command();
         let cost = agent
             .peek(|s| s.cost_usd)
@@ -186,6 +125,84 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             break;
         }
         end(&agent, job.index, result).await;
+    }
+}
+
+impl Job {
+    /// A command that was running when the server stopped, picked up again in a new
+    /// trace.
+    fn resumed(agent: &AgentHandle, r: Resume) -> Self {
+        let trace = telemetry::command_span(agent.name(), &agent.id, r.index, &r.task);
+        agent.record(Event::Resumed {
+            index: r.index,
+            trace_id: trace.trace_id(),
+        });
+        Job {
+            index: r.index,
+            token: r.token,
+            ticket: r.ticket,
+            steps: r.steps,
+            task: r.task,
+            output_schema: r.output_schema,
+            base: r.base,
+            attempt: r.attempt,
+            trace,
+        }
+    }
+}
+
+/// Run the command's attempts: one, or with `retries` until one succeeds, a failure
+/// is not worth retrying, or the retries are spent (escalated).
+async fn attempts(
+    agent: &AgentHandle,
+    conversation: &mut Conversation,
+    job: &mut Job,
+) -> Result<(), Stop> {
+    let retries = agent.settings.retries;
+    loop {
+        // A worktree deleted behind flotilla's back: say so, do not run blind.
+        if let Some(missing) = agent.settings.workspace_missing() {
+            return Err(Stop::Failed(Failure::WorkspaceMissing(missing)));
+        }
+        let checkpoint = job
+            .output_schema
+            .as_ref()
+            .and_then(|s| Checkpoint::new(s).ok());
+        // Boxed so an idle agent's task stays small: the model call and tool
+        // futures live on the heap only while a command runs.
+        let turn = Turn::new(
+            agent,
+            conversation,
+            job.index,
+            &job.token,
+            job.steps,
+            job.ticket,
+            checkpoint,
+        )
+        .traced(&job.trace);
+        let result = AssertUnwindSafe(Box::pin(turn.run()))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(Stop::Failed(Failure::Panicked)));
+        match result {
+            Err(Stop::Failed(error))
+                if retries > 0 && !agent.cancel.is_cancelled() && error.retryable() =>
+            {
+                if job.attempt > retries {
+                    agent.record(Event::Escalated {
+                        index: job.index,
+                        attempts: job.attempt,
+                        error: error.to_string(),
+                    });
+                    return Err(Stop::Failed(Failure::Escalated {
+                        attempts: job.attempt,
+                        last: Box::new(error),
+                    }));
+                }
+                evict(agent, conversation, job, &error);
+            }
+            other => return other,
+        }
     }
 }
 
