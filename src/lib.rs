@@ -23,6 +23,8 @@
 //!   written off the hot path by one thread, replayed on restart.
 //! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
+//! - [`failure`]: why a command failed — one type that says whether it is worth
+//!   retrying and what kind it is (traces, metrics), and displays the message.
 //! - [`model`]: the provider-neutral conversation types everything above shares.
 //! - [`telemetry`]: OpenTelemetry traces (GenAI conventions) when an OTLP endpoint is set.
 
@@ -30,6 +32,7 @@ pub mod agent;
 pub mod app;
 pub mod config;
 pub mod dashboard;
+pub mod failure;
 pub mod fleet;
 pub mod http;
 pub mod model;

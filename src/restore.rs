@@ -266,6 +266,7 @@ fn end_command(handle: &AgentHandle, index: u32, status: CommandStatus, error: O
         index,
         status,
         error: error.clone(),
+        failure: None,
     });
     handle.with_record(index, |r| {
         r.status = status;

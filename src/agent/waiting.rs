@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::output::{CommandRecord, CommandStatus};
 use super::state::AgentStatus;
 use super::{AgentHandle, Deferred, lock};
+use crate::failure::Failure;
 use crate::store::Ack;
 use crate::store::event::Event;
 
@@ -42,8 +43,9 @@ impl AgentHandle {
     }
 
     /// A dependency failed for good: the held task never runs. It is recorded as
-    /// command 1, cancelled, with `error` naming the dependency.
-    pub fn cancel_deferred(&self, error: String) -> Option<Ack> {
+    /// command 1, cancelled, with `why` (naming the dependency) as its error.
+    pub fn cancel_deferred(&self, why: &Failure) -> Option<Ack> {
+        let error = why.to_string();
         let deferred = lock(&self.deferred).take()?;
         let _inbox = lock(&self.inbox);
         let mut index = 0;
@@ -61,6 +63,7 @@ impl AgentHandle {
             index,
             status: CommandStatus::Cancelled,
             error: Some(error.clone()),
+            failure: Some(why.kind()),
         });
         let mut record = CommandRecord::queued(deferred.task);
         record.status = CommandStatus::Cancelled;

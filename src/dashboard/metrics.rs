@@ -1,9 +1,9 @@
 //! `GET /metrics`: the fleet in the Prometheus text format (version 0.0.4).
 //!
-//! Counters come from the observer (events on the bus since the process started);
-//! gauges from the fleet's totals and run slots; the model-call latency histogram and
-//! provider errors from each provider gate ([`crate::fleet::calls`]). Every series
-//! is prefixed `flotilla_`.
+//! Counters come from the observer (events on the bus since the process started;
+//! failed commands by [`crate::failure::FailureKind`]); gauges from the fleet's totals
+//! and run slots; the model-call latency histogram and provider errors from each
+//! provider gate ([`crate::fleet::calls`]). Every series is prefixed `flotilla_`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -52,6 +52,12 @@ fn line(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Displa
     }
 }
 
+/// A family of one series without labels.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    line(out, name, "", value);
+}
+
 /// A label value, escaped as the format wants.
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -60,26 +66,40 @@ fn esc(v: &str) -> String {
 }
 
 pub fn render(d: &Dashboard) -> String {
-    let fleet = d.registry.fleet();
-    let totals = fleet.totals.snapshot();
+    let mut out = String::with_capacity(4096);
+    agents_and_commands(&mut out, d);
+    calls_and_spend(&mut out, d);
+    run_slots(&mut out, d);
+    provider_gates(&mut out, d);
+    single(
+        &mut out,
+        "observer_missed_events_total",
+        "counter",
+        "Bus events the metrics observer missed by falling behind.",
+        d.seen.get(&d.seen.counters.missed_events),
+    );
+    out
+}
+
+/// Agents by status; commands given, ended by how, and failed by kind of failure.
+fn agents_and_commands(out: &mut String, d: &Dashboard) {
+    let totals = d.registry.fleet().totals.snapshot();
     let c = &d.seen.counters;
     let get = |n| d.seen.get(n);
-    let mut out = String::with_capacity(4096);
-
-    family(&mut out, "agents", "gauge", "Agents by status.");
+    family(out, "agents", "gauge", "Agents by status.");
     for s in STATUSES {
         let n = totals.by_status.get(s.as_str()).copied().unwrap_or(0);
-        line(&mut out, "agents", &format!("status=\"{}\"", s.as_str()), n);
+        line(out, "agents", &format!("status=\"{}\"", s.as_str()), n);
     }
-    family(
-        &mut out,
+    single(
+        out,
         "commands_total",
         "counter",
         "Commands given to agents.",
+        get(&c.commands),
     );
-    line(&mut out, "commands_total", "", get(&c.commands));
     family(
-        &mut out,
+        out,
         "commands_finished_total",
         "counter",
         "Commands ended, by how.",
@@ -90,108 +110,144 @@ pub fn render(d: &Dashboard) -> String {
         ("cancelled", &c.commands_cancelled),
     ] {
         line(
-            &mut out,
+            out,
             "commands_finished_total",
             &format!("status=\"{status}\""),
             get(n),
         );
     }
     family(
-        &mut out,
+        out,
+        "command_failures_total",
+        "counter",
+        "Commands ended failed, by kind of failure (budget, stalled, max_steps, output_schema, model_call_failed, escalated, …).",
+    );
+    for (kind, n) in c.failures() {
+        line(
+            out,
+            "command_failures_total",
+            &format!("kind=\"{}\"", kind.as_str()),
+            n,
+        );
+    }
+}
+
+/// Model calls, retries, tool calls and errors, tokens and known spend.
+fn calls_and_spend(out: &mut String, d: &Dashboard) {
+    let c = &d.seen.counters;
+    let get = |n| d.seen.get(n);
+    single(
+        out,
         "model_calls_total",
         "counter",
         "Model calls answered.",
+        get(&c.model_calls),
     );
-    line(&mut out, "model_calls_total", "", get(&c.model_calls));
-    family(
-        &mut out,
+    single(
+        out,
         "model_retries_total",
         "counter",
         "Model calls retried after a retryable error.",
+        get(&c.model_retries),
     );
-    line(&mut out, "model_retries_total", "", get(&c.model_retries));
-    family(
-        &mut out,
+    single(
+        out,
         "tool_calls_total",
         "counter",
         "Tool calls started.",
+        get(&c.tool_calls),
     );
-    line(&mut out, "tool_calls_total", "", get(&c.tool_calls));
-    family(
-        &mut out,
+    single(
+        out,
         "tool_errors_total",
         "counter",
         "Tool calls that returned an error.",
+        get(&c.tool_errors),
     );
-    line(&mut out, "tool_errors_total", "", get(&c.tool_errors));
     family(
-        &mut out,
+        out,
         "tokens_total",
         "counter",
         "Tokens of answered model calls.",
     );
     line(
-        &mut out,
+        out,
         "tokens_total",
         "direction=\"input\"",
         get(&c.input_tokens),
     );
     line(
-        &mut out,
+        out,
         "tokens_total",
         "direction=\"output\"",
         get(&c.output_tokens),
     );
-    family(
-        &mut out,
+    single(
+        out,
         "cost_usd_total",
         "counter",
         "Known spend in USD, deleted agents included (unpriced models add nothing).",
+        d.registry.fleet().budget.spent().cost_usd,
     );
-    line(
-        &mut out,
-        "cost_usd_total",
-        "",
-        fleet.budget.spent().cost_usd,
-    );
-    family(
-        &mut out,
+}
+
+/// Run slots: agents holding one, the limit, agents in line, commands not started.
+fn run_slots(out: &mut String, d: &Dashboard) {
+    let fleet = d.registry.fleet();
+    single(
+        out,
         "running_agents",
         "gauge",
         "Agents holding a run slot.",
+        fleet.slots.running(),
     );
-    line(&mut out, "running_agents", "", fleet.slots.running());
-    family(&mut out, "max_running", "gauge", "Run slots (0: no limit).");
-    line(&mut out, "max_running", "", fleet.slots.max());
-    family(
-        &mut out,
+    single(
+        out,
+        "max_running",
+        "gauge",
+        "Run slots (0: no limit).",
+        fleet.slots.max(),
+    );
+    let queued = fleet
+        .totals
+        .snapshot()
+        .by_status
+        .get("queued")
+        .copied()
+        .unwrap_or(0);
+    single(
+        out,
         "queued_agents",
         "gauge",
         "Agents waiting for a run slot.",
+        queued,
     );
-    let queued = totals.by_status.get("queued").copied().unwrap_or(0);
-    line(&mut out, "queued_agents", "", queued);
     let pending: u64 = d
         .registry
         .unsorted()
         .iter()
         .map(|h| h.peek(|s| u64::from(s.pending)))
         .sum();
-    family(
-        &mut out,
+    single(
+        out,
         "pending_commands",
         "gauge",
         "Commands given and not yet started.",
+        pending,
     );
-    line(&mut out, "pending_commands", "", pending);
+}
 
-    let gates: Vec<_> = fleet
+/// Per provider gate: the model-call latency histogram and failed attempts by kind.
+fn provider_gates(out: &mut String, d: &Dashboard) {
+    let gates: Vec<_> = d
+        .registry
+        .fleet()
         .gates()
         .into_iter()
         .map(|g| (esc(g.name()), g.calls.snapshot()))
         .collect();
     family(
-        &mut out,
+        out,
         "model_call_duration_seconds",
         "histogram",
         "Duration of each model call attempt (answered or failed), by provider gate.",
@@ -202,28 +258,23 @@ pub fn render(d: &Dashboard) -> String {
                 .get(i)
                 .map_or("+Inf".to_string(), |b| b.to_string());
             line(
-                &mut out,
+                out,
                 "model_call_duration_seconds_bucket",
                 &format!("provider=\"{name}\",le=\"{le}\""),
                 n,
             );
         }
         let labels = format!("provider=\"{name}\"");
+        line(out, "model_call_duration_seconds_sum", &labels, snap.sum_s);
         line(
-            &mut out,
-            "model_call_duration_seconds_sum",
-            &labels,
-            snap.sum_s,
-        );
-        line(
-            &mut out,
+            out,
             "model_call_duration_seconds_count",
             &labels,
             snap.count,
         );
     }
     family(
-        &mut out,
+        out,
         "provider_errors_total",
         "counter",
         "Failed model call attempts by kind (rate_limited, overloaded, server_error, connection_or_timeout, auth, bad_request, …).",
@@ -231,24 +282,11 @@ pub fn render(d: &Dashboard) -> String {
     for (name, snap) in &gates {
         for ((kind, retryable), n) in &snap.errors {
             line(
-                &mut out,
+                out,
                 "provider_errors_total",
                 &format!("provider=\"{name}\",kind=\"{kind}\",retryable=\"{retryable}\""),
                 n,
             );
         }
     }
-    family(
-        &mut out,
-        "observer_missed_events_total",
-        "counter",
-        "Bus events the metrics observer missed by falling behind.",
-    );
-    line(
-        &mut out,
-        "observer_missed_events_total",
-        "",
-        get(&c.missed_events),
-    );
-    out
 }

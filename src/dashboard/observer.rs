@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::lock;
+use crate::failure::FailureKind;
 use crate::fleet::bus::FleetEvent;
 use crate::store::event::Event;
 
@@ -37,6 +38,15 @@ pub struct Counters {
     pub output_tokens: AtomicU64,
     /// Events the observer missed because it fell behind the bus.
     pub missed_events: AtomicU64,
+    /// Failed commands by kind of failure (`_OTHER` for one recorded without a kind).
+    failures: Mutex<BTreeMap<FailureKind, u64>>,
+}
+
+impl Counters {
+    /// Failed commands by kind, in a stable order.
+    pub fn failures(&self) -> Vec<(FailureKind, u64)> {
+        lock(&self.failures).iter().map(|(k, n)| (*k, *n)).collect()
+    }
 }
 
 /// One event on an agent's timeline: `[at_ms, kind, ok, label]` on the wire.
@@ -105,13 +115,19 @@ impl Seen {
             Event::ToolResult { is_error: true, .. } => {
                 one(&c.tool_errors);
             }
-            Event::Finished { status, .. } => {
+            Event::Finished {
+                status, failure, ..
+            } => {
                 use crate::agent::output::CommandStatus as S;
                 one(match status {
                     S::Done => &c.commands_done,
                     S::Failed => &c.commands_failed,
                     _ => &c.commands_cancelled,
                 });
+                if *status == S::Failed {
+                    let kind = failure.unwrap_or(FailureKind::Other);
+                    *lock(&c.failures).entry(kind).or_default() += 1;
+                }
             }
             _ => {}
         }
@@ -167,5 +183,54 @@ pub async fn run(
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::agent::output::CommandStatus;
+
+    fn finished(status: CommandStatus, failure: Option<FailureKind>) -> FleetEvent {
+        FleetEvent {
+            agent_id: Arc::from("id"),
+            name: Arc::from("a"),
+            seq: 1,
+            at_ms: 0,
+            event: Arc::new(Event::Finished {
+                index: 1,
+                status,
+                error: failure.map(|k| k.as_str().to_string()),
+                failure,
+            }),
+        }
+    }
+
+    #[test]
+    fn failed_commands_are_counted_by_kind() {
+        let seen = Seen::default();
+        seen.take(&finished(CommandStatus::Failed, Some(FailureKind::Budget)));
+        seen.take(&finished(CommandStatus::Failed, Some(FailureKind::Budget)));
+        seen.take(&finished(CommandStatus::Failed, Some(FailureKind::Stalled)));
+        // Written before failures had kinds (or by a restore that gives none).
+        seen.take(&finished(CommandStatus::Failed, None));
+        // A dependency's failure cancels its dependent: not a failed command.
+        seen.take(&finished(
+            CommandStatus::Cancelled,
+            Some(FailureKind::Dependency),
+        ));
+        seen.take(&finished(CommandStatus::Done, None));
+        assert_eq!(
+            seen.counters.failures(),
+            vec![
+                (FailureKind::Budget, 2),
+                (FailureKind::Stalled, 1),
+                (FailureKind::Other, 1)
+            ]
+        );
+        assert_eq!(seen.get(&seen.counters.commands_failed), 4);
+        assert_eq!(seen.get(&seen.counters.commands_cancelled), 1);
     }
 }

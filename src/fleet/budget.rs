@@ -9,6 +9,7 @@
 
 use std::sync::Mutex;
 
+use crate::failure::{BudgetExhausted, Cap, Spender};
 use crate::sync::lock;
 
 pub use crate::pricing::Spend;
@@ -36,30 +37,29 @@ pub enum Owner<'a> {
     Agent(&'a str),
 }
 
-/// `Some("budget: …")` when `spent` has reached one of `caps`.
-pub fn exhausted(owner: Owner<'_>, caps: &Caps, spent: Spend) -> Option<String> {
-    if let Some(cap) = caps.max_cost_usd
+/// The cap `spent` has reached, if any (the dollar cap first).
+pub fn exhausted(owner: Owner<'_>, caps: &Caps, spent: Spend) -> Option<BudgetExhausted> {
+    let cap = if let Some(cap) = caps.max_cost_usd
         && spent.cost_usd >= cap
     {
-        return Some(format!(
-            "budget: {} max_cost_usd cap of ${} is reached (${:.4} spent). {}",
-            who(owner),
+        Cap::CostUsd {
             cap,
-            spent.cost_usd,
-            how_to_raise(owner, "max_cost_usd")
-        ));
-    }
-    if let Some(cap) = caps.max_tokens
+            spent: spent.cost_usd,
+        }
+    } else if let Some(cap) = caps.max_tokens
         && spent.tokens >= cap
     {
-        return Some(format!(
-            "budget: {} max_tokens cap of {cap} tokens is reached ({} input + output tokens used). {}",
-            who(owner),
-            spent.tokens,
-            how_to_raise(owner, "max_tokens")
-        ));
-    }
-    None
+        Cap::Tokens {
+            cap,
+            spent: spent.tokens,
+        }
+    } else {
+        return None;
+    };
+    Some(BudgetExhausted {
+        owner: owner.into(),
+        cap,
+    })
 }
 
 /// The note for crossing [`NOTE_AT`] of a cap between `before` and `after`, if any.
@@ -97,23 +97,12 @@ fn subject(owner: Owner<'_>) -> String {
     }
 }
 
-fn who(owner: Owner<'_>) -> String {
-    match owner {
-        Owner::Fleet => "the fleet's".to_string(),
-        Owner::Agent(name) => format!("agent `{name}`'s"),
-    }
-}
-
-fn how_to_raise(owner: Owner<'_>, key: &str) -> String {
-    match owner {
-        Owner::Fleet => format!(
-            "Raise it with --{} / FLOTILLA_{} / [limits] {key} and restart the server (spend so far is kept), or wait for a person to do so.",
-            key.replace('_', "-"),
-            key.to_ascii_uppercase()
-        ),
-        Owner::Agent(_) => format!(
-            "An agent's caps are fixed when it is created: to go on, create a new agent with a higher {key} (this agent's files stay)."
-        ),
+impl From<Owner<'_>> for Spender {
+    fn from(owner: Owner<'_>) -> Self {
+        match owner {
+            Owner::Fleet => Spender::Fleet,
+            Owner::Agent(name) => Spender::Agent(name.to_string()),
+        }
     }
 }
 
@@ -158,8 +147,8 @@ impl Budget {
         }
     }
 
-    /// `Err("budget: …")` when the fleet has no budget left.
-    pub fn check(&self) -> Result<(), String> {
+    /// The fleet's cap that is reached, if any: no model call may start.
+    pub fn check(&self) -> Result<(), BudgetExhausted> {
         match exhausted(Owner::Fleet, &self.caps, self.spent()) {
             Some(e) => Err(e),
             None => Ok(()),
@@ -197,7 +186,7 @@ mod tests {
         assert!(b.take_note().is_none(), "crossed once only");
         assert!(b.check().is_ok());
         b.charge(Some(0.06), 10);
-        let e = b.check().unwrap_err();
+        let e = b.check().unwrap_err().to_string();
         assert!(
             e.starts_with("budget: the fleet's max_cost_usd cap of $1"),
             "{e}"
@@ -221,7 +210,7 @@ mod tests {
         assert!(b.check().is_ok());
         assert_eq!(b.spent().cost_usd, 0.0);
         b.charge(None, 1);
-        let e = b.check().unwrap_err();
+        let e = b.check().unwrap_err().to_string();
         assert!(e.contains("max_tokens cap of 1000 tokens"), "{e}");
     }
 
@@ -235,7 +224,9 @@ mod tests {
             cost_usd: 0.0,
             tokens: 120,
         };
-        let e = exhausted(Owner::Agent("a"), &caps, spent).unwrap();
+        let e = exhausted(Owner::Agent("a"), &caps, spent)
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("budget: agent `a`'s max_tokens cap"), "{e}");
         assert!(
             e.contains("create a new agent with a higher max_tokens"),

@@ -305,7 +305,10 @@ impl Registry {
             t => t,
         };
         if task.is_some() {
-            self.fleet().budget.check().map_err(invalid)?;
+            self.fleet()
+                .budget
+                .check()
+                .map_err(|e| invalid(e.to_string()))?;
         }
         let caps = Caps {
             max_cost_usd: spec.max_cost_usd,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::agent::output::CommandStatus;
 use crate::agent::state::AgentStatus;
 use crate::agent::{AgentHandle, lock};
+use crate::failure::{DependencyFate, Failure};
 use crate::plan::handoff::{self, DepAnswer};
 use crate::store::event::Event;
 
@@ -21,8 +22,8 @@ use super::Registry;
 enum Readiness {
     /// Every dependency is done: their answers, in `depends_on` order.
     Ready(Vec<(String, Arc<AgentHandle>)>),
-    /// A dependency failed for good (the message names it).
-    Blocked(String),
+    /// A dependency failed for good (the failure names it).
+    Blocked(Failure),
     /// Still waiting on these.
     Waiting(Vec<String>),
 }
@@ -74,7 +75,7 @@ impl Registry {
                     Readiness::Waiting(names) => agent.set_waiting_on(names),
                     Readiness::Blocked(why) => {
                         tracing::info!(agent = %agent.name(), "{why}");
-                        agent.cancel_deferred(why);
+                        agent.cancel_deferred(&why);
                         done.push(id.clone());
                     }
                     Readiness::Ready(deps) => {
@@ -95,24 +96,25 @@ impl Registry {
         let mut pending = Vec::new();
         for dep in &agent.settings.depends_on {
             let Ok(h) = self.get(dep) else {
-                return Readiness::Blocked(format!(
-                    "cancelled before it started: its dependency `{dep}` was deleted"
-                ));
+                return Readiness::Blocked(Failure::Dependency {
+                    name: dep.clone(),
+                    fate: DependencyFate::Deleted,
+                });
             };
             let (status, settled, error) =
                 h.peek(|s| (s.status, s.settled(), s.last_error.clone()));
             let latest = h.with_outputs(|o| o.last().map(|r| r.status));
             match (status, latest) {
                 (AgentStatus::Failed, _) | (AgentStatus::Cancelled, _) if settled => {
-                    let what = if status == AgentStatus::Failed {
-                        "failed"
+                    let fate = if status == AgentStatus::Failed {
+                        DependencyFate::Failed(error)
                     } else {
-                        "was cancelled"
+                        DependencyFate::Cancelled(error)
                     };
-                    let error = error.map(|e| format!(": {e}")).unwrap_or_default();
-                    return Readiness::Blocked(format!(
-                        "cancelled before it started: its dependency `{dep}` {what}{error}"
-                    ));
+                    return Readiness::Blocked(Failure::Dependency {
+                        name: dep.clone(),
+                        fate,
+                    });
                 }
                 (AgentStatus::Idle, Some(CommandStatus::Done)) if settled => {
                     ready.push((dep.clone(), h));

@@ -235,13 +235,17 @@ impl FleetServer {
             return Err("`task` is empty: say what the agent should do next".into());
         }
         let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
-        self.registry.fleet().budget.check()?;
+        self.registry
+            .fleet()
+            .budget
+            .check()
+            .map_err(|e| e.to_string())?;
         if let Some(e) = crate::fleet::budget::exhausted(
             crate::fleet::budget::Owner::Agent(handle.name()),
             &handle.settings.caps,
             handle.peek(|s| s.spent()),
         ) {
-            return Err(e);
+            return Err(e.to_string());
         }
         if let Some(schema) = &p.output_schema {
             crate::plan::checkpoint::Checkpoint::new(schema)?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::failure::FailureKind;
 use crate::model::{Message, StopReason, Usage};
 use crate::status::CommandStatus;
 use crate::text::short;
@@ -107,6 +108,9 @@ pub enum Event {
         index: u32,
         status: CommandStatus,
         error: Option<String>,
+        /// What kind of failure `error` is (logs written before it have none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<FailureKind>,
     },
     /// After a restart, the worker picked the command up again (in a new trace).
     Resumed {
@@ -282,6 +286,7 @@ impl Event {
                 index,
                 status,
                 error,
+                ..
             } => {
                 let status = serde_json::to_value(status)
                     .ok()

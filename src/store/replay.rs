@@ -210,6 +210,7 @@ pub fn replay(log: AgentLog) -> Option<Restored> {
                 index,
                 status,
                 error,
+                ..
             } => {
                 if let Some(rec) = record(&mut r.outputs, index) {
                     rec.status = status;

@@ -92,6 +92,7 @@ fn log_events() -> Vec<Event> {
             index: 1,
             status: CommandStatus::Done,
             error: None,
+            failure: None,
         },
         command(2, "two"),
         command(3, "three"),
@@ -398,4 +399,30 @@ fn started_events_from_before_traces_still_load_and_untraced_ones_stay_as_they_w
             .summary()
             .ends_with("(trace 4bf92f3577b34da6a3ce929d0e0e4736)")
     );
+}
+
+#[test]
+fn finished_events_from_before_failure_kinds_still_load() {
+    let old: Event = serde_json::from_str(
+        r#"{"kind":"finished","index":2,"status":"failed","error":"budget: spent"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        old,
+        Event::Finished {
+            index: 2,
+            status: CommandStatus::Failed,
+            error: Some("budget: spent".into()),
+            failure: None,
+        }
+    );
+    let typed = Event::Finished {
+        index: 2,
+        status: CommandStatus::Failed,
+        error: Some("stalled: no progress".into()),
+        failure: Some(crate::failure::FailureKind::Stalled),
+    };
+    let line = serde_json::to_string(&typed).unwrap();
+    assert!(line.ends_with(r#""failure":"stalled"}"#), "{line}");
+    assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), typed);
 }

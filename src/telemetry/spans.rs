@@ -11,13 +11,14 @@ use opentelemetry_sdk::trace::Span;
 use serde_json::Value as Json;
 
 use super::{content, tracing};
+use crate::failure::Failure;
 use crate::model::{Message, ModelRequest, StopReason, Usage};
 
 /// How a command ended, for its span's status.
 pub enum Outcome<'a> {
     Done,
     Cancelled,
-    Failed(&'a str),
+    Failed(&'a Failure),
     /// The agent was deleted or the server is stopping: the command is left as it is.
     Stopped,
 }
@@ -90,7 +91,7 @@ impl CommandSpan {
             Outcome::Cancelled => "cancelled",
             Outcome::Stopped => "stopped",
             Outcome::Failed(error) => {
-                span.set_attribute(KeyValue::new("error.type", error_type(error)));
+                span.set_attribute(KeyValue::new("error.type", error.kind().as_str()));
                 span.set_status(Status::error(error.to_string()));
                 "failed"
             }
@@ -277,37 +278,10 @@ fn finish_reason(stop: &StopReason) -> String {
     }
 }
 
-/// A low-cardinality `error.type` for a command's error, from the worker's wording.
-fn error_type(error: &str) -> &'static str {
-    const KINDS: [(&str, &str); 8] = [
-        ("budget:", "budget"),
-        ("stalled:", "stalled"),
-        ("escalated", "escalated"),
-        ("model call failed", "model_call_failed"),
-        ("stopped after max_steps", "max_steps"),
-        ("the answer never satisfied", "output_schema"),
-        ("the tool call", "store"),
-        ("internal error", "internal"),
-    ];
-    KINDS
-        .iter()
-        .find(|(prefix, _)| error.starts_with(prefix))
-        .map_or("_OTHER", |(_, kind)| kind)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_types_are_short_words() {
-        assert_eq!(error_type("budget: fleet spent"), "budget");
-        assert_eq!(error_type("stalled: no progress"), "stalled");
-        assert_eq!(error_type("escalated after 3 attempts: x"), "escalated");
-        assert_eq!(error_type("model call failed: 400"), "model_call_failed");
-        assert_eq!(error_type("something new"), "_OTHER");
-    }
 
     #[test]
     fn untraced_spans_do_nothing() {
@@ -317,6 +291,6 @@ mod tests {
         chat.retry(1, "x", Duration::from_millis(1));
         chat.failed("x", "y");
         cmd.tool("read_file", "id", &Json::Null).end("ok", false);
-        cmd.end(Outcome::Failed("boom"), Some(1.0));
+        cmd.end(Outcome::Failed(&Failure::Panicked), Some(1.0));
     }
 }

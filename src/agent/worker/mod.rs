@@ -28,6 +28,7 @@ use super::AgentHandle;
 use super::conversation::{Conversation, retry_instruction};
 use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
+use crate::failure::Failure;
 use crate::plan::checkpoint::Checkpoint;
 use crate::store::event::Event;
 use crate::telemetry::{self, CommandSpan, Outcome};
@@ -63,7 +64,7 @@ pub struct Resume {
 /// How a command ended, when it did not end with a final answer.
 pub(crate) enum Stop {
     Cancelled,
-    Failed(String),
+    Failed(Failure),
 }
 
 /// One command as the worker runs it, attempt after attempt.
@@ -85,26 +86,9 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let _finished = agent.finished.clone().drop_guard();
     let mut conversation = start.conversation;
     let mut resume = start.resume;
-    let retries = agent.settings.retries;
     loop {
         let (mut job, queued) = if let Some(r) = resume.take() {
-            let trace = telemetry::command_span(agent.name(), &agent.id, r.index, &r.task);
-            agent.record(Event::Resumed {
-                index: r.index,
-                trace_id: trace.trace_id(),
-            });
-            let job = Job {
-                index: r.index,
-                token: r.token,
-                ticket: r.ticket,
-                steps: r.steps,
-                task: r.task,
-                output_schema: r.output_schema,
-                base: r.base,
-                attempt: r.attempt,
-                trace,
-            };
-            (job, false)
+            (Job::resumed(&agent, r), false)
         } else {
             let (cmd, token, trace) = tokio::select! {
                 biased;
@@ -112,7 +96,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 next = agent.next_command() => next,
             };
             // Kept only when a failed attempt may be discarded.
-            let base = (retries > 0).then(|| conversation.clone());
+            let base = (agent.settings.retries > 0).then(|| conversation.clone());
             conversation.push_instruction(cmd.task.clone());
             let job = Job {
                 index: cmd.index,
@@ -129,55 +113,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
         };
         begin(&agent, job.index, queued, job.attempt);
         let cost_before = agent.peek(|s| s.cost_usd);
-        let result = loop {
-            // A worktree deleted behind flotilla's back: say so, do not run blind.
-            if let Some(missing) = agent.settings.workspace_missing() {
-                break Err(Stop::Failed(missing));
-            }
-            let checkpoint = job
-                .output_schema
-                .as_ref()
-                .and_then(|s| Checkpoint::new(s).ok());
-            // Boxed so an idle agent's task stays small: the model call and tool
-            // futures live on the heap only while a command runs.
-            let turn = Turn::new(
-                &agent,
-                &mut conversation,
-                job.index,
-                &job.token,
-                job.steps,
-                job.ticket,
-                checkpoint,
-            )
-            .traced(&job.trace);
-            let result = AssertUnwindSafe(Box::pin(turn.run()))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Stop::Failed(
-                        "internal error: the agent's worker panicked (see the server log)".into(),
-                    ))
-                });
-            match result {
-                Err(Stop::Failed(error))
-                    if retries > 0 && !agent.cancel.is_cancelled() && worth_retrying(&error) =>
-                {
-                    if job.attempt > retries {
-                        agent.record(Event::Escalated {
-                            index: job.index,
-                            attempts: job.attempt,
-                            error: error.clone(),
-                        });
-                        break Err(Stop::Failed(format!(
-                            "escalated after {} attempts: {error}",
-                            job.attempt
-                        )));
-                    }
-                    evict(&agent, &mut conversation, &mut job, &error);
-                }
-                other => break other,
-            }
-        };
+        let result = attempts(&agent, &mut conversation, &mut job).await;
         agent.finish_command();
         let cost = agent
             .peek(|s| s.cost_usd)
@@ -192,6 +128,84 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     }
 }
 
+impl Job {
+    /// A command that was running when the server stopped, picked up again in a new
+    /// trace.
+    fn resumed(agent: &AgentHandle, r: Resume) -> Self {
+        let trace = telemetry::command_span(agent.name(), &agent.id, r.index, &r.task);
+        agent.record(Event::Resumed {
+            index: r.index,
+            trace_id: trace.trace_id(),
+        });
+        Job {
+            index: r.index,
+            token: r.token,
+            ticket: r.ticket,
+            steps: r.steps,
+            task: r.task,
+            output_schema: r.output_schema,
+            base: r.base,
+            attempt: r.attempt,
+            trace,
+        }
+    }
+}
+
+/// Run the command's attempts: one, or with `retries` until one succeeds, a failure
+/// is not worth retrying, or the retries are spent (escalated).
+async fn attempts(
+    agent: &AgentHandle,
+    conversation: &mut Conversation,
+    job: &mut Job,
+) -> Result<(), Stop> {
+    let retries = agent.settings.retries;
+    loop {
+        // A worktree deleted behind flotilla's back: say so, do not run blind.
+        if let Some(missing) = agent.settings.workspace_missing() {
+            return Err(Stop::Failed(Failure::WorkspaceMissing(missing)));
+        }
+        let checkpoint = job
+            .output_schema
+            .as_ref()
+            .and_then(|s| Checkpoint::new(s).ok());
+        // Boxed so an idle agent's task stays small: the model call and tool
+        // futures live on the heap only while a command runs.
+        let turn = Turn::new(
+            agent,
+            conversation,
+            job.index,
+            &job.token,
+            job.steps,
+            job.ticket,
+            checkpoint,
+        )
+        .traced(&job.trace);
+        let result = AssertUnwindSafe(Box::pin(turn.run()))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(Stop::Failed(Failure::Panicked)));
+        match result {
+            Err(Stop::Failed(error))
+                if retries > 0 && !agent.cancel.is_cancelled() && error.retryable() =>
+            {
+                if job.attempt > retries {
+                    agent.record(Event::Escalated {
+                        index: job.index,
+                        attempts: job.attempt,
+                        error: error.to_string(),
+                    });
+                    return Err(Stop::Failed(Failure::Escalated {
+                        attempts: job.attempt,
+                        last: Box::new(error),
+                    }));
+                }
+                evict(agent, conversation, job, &error);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How the command's trace span ends; `stopping` when the agent is deleted or the
 /// server stops.
 fn traced(result: &Result<(), Stop>, stopping: bool) -> Outcome<'_> {
@@ -203,24 +217,20 @@ fn traced(result: &Result<(), Stop>, stopping: bool) -> Outcome<'_> {
     }
 }
 
-/// A budget stop or a store that cannot save would fail again the same way.
-fn worth_retrying(error: &str) -> bool {
-    !(error.starts_with("budget:") || error.starts_with("the tool call"))
-}
-
 /// Discard a failed attempt: back to the conversation before the command, then its
 /// task again with the error in hand.
-fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, error: &str) {
+fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, error: &Failure) {
+    let error = error.to_string();
     tracing::info!(agent = %agent.name(), command = job.index, attempt = job.attempt, "attempt failed; starting again: {error}");
     agent.record(Event::Evicted {
         index: job.index,
         attempt: job.attempt,
-        error: error.to_string(),
+        error: error.clone(),
     });
     if let Some(base) = &job.base {
         *conversation = base.clone();
     }
-    conversation.push_instruction(retry_instruction(&job.task, error));
+    conversation.push_instruction(retry_instruction(&job.task, &error));
     job.attempt += 1;
     job.steps = 0;
     agent.with_record(job.index, |r| {
@@ -253,17 +263,19 @@ fn begin(agent: &AgentHandle, index: u32, queued: bool, attempt: u32) {
 
 /// A command is over: its end is saved before anyone is told.
 async fn end(agent: &AgentHandle, index: u32, result: Result<(), Stop>) {
-    let (cmd_status, error) = match result {
+    let (cmd_status, failure) = match result {
         Ok(()) => (CommandStatus::Done, None),
         Err(Stop::Cancelled) => (CommandStatus::Cancelled, None),
-        Err(Stop::Failed(e)) => (CommandStatus::Failed, Some(e)),
+        Err(Stop::Failed(f)) => (CommandStatus::Failed, Some(f)),
     };
+    let error = failure.as_ref().map(Failure::to_string);
     let status = AgentStatus::from(cmd_status);
     tracing::info!(agent = %agent.name(), command = index, status = status.as_str(), error = ?error, "command ended");
     let ack = agent.record(Event::Finished {
         index,
         status: cmd_status,
         error: error.clone(),
+        failure: failure.as_ref().map(Failure::kind),
     });
     if let Some(ack) = ack {
         match ack.await {

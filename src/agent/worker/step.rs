@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::Stop;
 use super::turn::Turn;
 use crate::agent::state::Activity;
+use crate::failure::Failure;
 use crate::fleet::budget::{self, Owner};
 use crate::model::ModelRequest;
 use crate::provider::ProviderError;
@@ -74,7 +75,7 @@ impl Turn<'_> {
             Err(RetryError::Cancelled) => return Err(Stop::Cancelled),
             Err(RetryError::Failed(e)) => {
                 chat.failed("provider_error", &e.to_string());
-                return Err(Stop::Failed(format!("model call failed: {e}")));
+                return Err(Stop::Failed(Failure::ModelCall(e.to_string())));
             }
         };
         if agent.cancel.is_cancelled() {
@@ -106,15 +107,19 @@ impl Turn<'_> {
         Ok(())
     }
 
-    /// `budget: …` when this agent or the fleet has no budget left.
+    /// Fails when this agent or the fleet has no budget left.
     fn check_budget(&self) -> Result<(), Stop> {
         let agent = self.agent;
         let spent = agent.peek(|s| s.spent());
         if let Some(e) = budget::exhausted(Owner::Agent(agent.name()), &agent.settings.caps, spent)
         {
-            return Err(Stop::Failed(e));
+            return Err(Stop::Failed(e.into()));
         }
-        agent.fleet.budget.check().map_err(Stop::Failed)
+        agent
+            .fleet
+            .budget
+            .check()
+            .map_err(|e| Stop::Failed(e.into()))
     }
 
     /// Count one call's tokens and cost against the agent and the fleet.

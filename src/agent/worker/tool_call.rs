@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::Stop;
 use super::turn::{Turn, stalled};
 use crate::agent::state::Activity;
+use crate::failure::Failure;
 use crate::store::event::Event;
 use crate::tools::{Tool, ToolContext, ToolOutcome};
 
@@ -95,9 +96,10 @@ impl Turn<'_> {
         };
         saved.map_err(|e| {
             tracing::error!(agent = %agent.name(), "could not save a tool call: {e}");
-            Stop::Failed(format!(
-                "the tool call {name} was not run because it could not be saved ({e}); the server may be stopping"
-            ))
+            Stop::Failed(Failure::Store {
+                tool: name.to_string(),
+                error: e.to_string(),
+            })
         })
     }
 
@@ -136,7 +138,7 @@ impl Turn<'_> {
                     is_error: true,
                     ..Default::default()
                 });
-                Err(stalled(limit, &format!("the tool {name}")))
+                Err(Stop::Failed(stalled(limit, &format!("the tool {name}"))))
             }
         }
     }

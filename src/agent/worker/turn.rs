@@ -11,6 +11,7 @@ use super::Stop;
 use crate::agent::AgentHandle;
 use crate::agent::conversation::Conversation;
 use crate::agent::state::{Activity, AgentStatus};
+use crate::failure::Failure;
 use crate::fleet::slots::SlotGuard;
 use crate::model::Role;
 use crate::plan::checkpoint::Checkpoint;
@@ -97,13 +98,9 @@ impl<'a> Turn<'a> {
             }
             let max_steps = self.agent.settings.max_steps;
             if self.steps >= max_steps {
-                return Err(Stop::Failed(match &self.missed {
-                    Some(why) => format!(
-                        "the answer never satisfied the output_schema within max_steps ({max_steps}) model calls; last problem: {why}"
-                    ),
-                    None => format!(
-                        "stopped after max_steps ({max_steps}) model calls without a final answer; command the agent to continue, or create it with a higher max_steps"
-                    ),
+                return Err(Stop::Failed(match self.missed.take() {
+                    Some(last) => Failure::OutputSchema { max_steps, last },
+                    None => Failure::MaxSteps { max_steps },
                 }));
             }
             self.between_steps().await?;
@@ -215,15 +212,15 @@ impl<'a> Turn<'a> {
         let limit = self.agent.fleet.stall_timeout;
         tokio::select! {
             out = work => Ok(out),
-            _ = tokio::time::sleep(limit) => Err(stalled(limit, waiting_on)),
+            _ = tokio::time::sleep(limit) => Err(Stop::Failed(stalled(limit, waiting_on))),
         }
     }
 }
 
-/// The `last_error` of a stalled command.
-pub(super) fn stalled(limit: Duration, waiting_on: &str) -> Stop {
-    Stop::Failed(format!(
-        "stalled: no progress for {}s while waiting on {waiting_on}; it was stopped (and its processes killed). Command the agent again to retry, or raise --stall-timeout-s / [limits] stall_timeout_s",
-        limit.as_secs()
-    ))
+/// A command stalled for `limit` waiting on `waiting_on`.
+pub(super) fn stalled(limit: Duration, waiting_on: &str) -> Failure {
+    Failure::Stalled {
+        limit_s: limit.as_secs(),
+        waiting_on: waiting_on.to_string(),
+    }
 }
