@@ -48,6 +48,20 @@ pub struct StoredSettings {
     pub worktree: Option<crate::worktree::Worktree>,
 }
 
+impl StoredSettings {
+    /// The `created` event in one line.
+    fn summary(&self) -> String {
+        let tools: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+        format!(
+            "created: model {}, role {}, tools {}, workdir {}",
+            self.model,
+            self.role.as_deref().unwrap_or("-"),
+            tools.join(","),
+            self.workdir.display()
+        )
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -214,18 +228,7 @@ impl Event {
     pub fn summary(&self) -> String {
         const CUT: usize = 160;
         match self {
-            Self::Created { settings } => format!(
-                "created: model {}, role {}, tools {}, workdir {}",
-                settings.model,
-                settings.role.as_deref().unwrap_or("-"),
-                settings
-                    .tools
-                    .iter()
-                    .map(|t| t.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                settings.workdir.display()
-            ),
+            Self::Created { settings } => settings.summary(),
             Self::Command {
                 index,
                 task,
@@ -243,24 +246,7 @@ impl Event {
                 message,
                 usage,
                 stop_reason,
-            } => {
-                let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
-                let text = message.text();
-                let mut s = format!(
-                    "model ({} in / {} out tokens)",
-                    usage.input_tokens, usage.output_tokens
-                );
-                if !calls.is_empty() {
-                    s.push_str(&format!(": calls {}", calls.join(", ")));
-                }
-                if !text.is_empty() {
-                    s.push_str(&format!(": {}", short(&text, CUT)));
-                }
-                if is_cut_off(message, stop_reason) {
-                    s.push_str(" [cut off by the output limit (max_tokens); asked to continue]");
-                }
-                s
-            }
+            } => model_summary(message, usage, stop_reason, CUT),
             Self::Retry {
                 attempt,
                 error,
@@ -288,10 +274,7 @@ impl Event {
                 error,
                 ..
             } => {
-                let status = serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let status = status.as_str();
                 match error {
                     Some(e) => format!("command {index} {status}: {}", short(e, CUT)),
                     None => format!("command {index} {status}"),
@@ -332,6 +315,26 @@ impl Event {
             Self::Unpaused => "resumed by resume_agents".to_string(),
         }
     }
+}
+
+/// A model turn in one line: tokens, the tools it called, its text, whether it was cut off.
+fn model_summary(message: &Message, usage: &Usage, stop_reason: &StopReason, cut: usize) -> String {
+    let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
+    let text = message.text();
+    let mut s = format!(
+        "model ({} in / {} out tokens)",
+        usage.input_tokens, usage.output_tokens
+    );
+    if !calls.is_empty() {
+        s.push_str(&format!(": calls {}", calls.join(", ")));
+    }
+    if !text.is_empty() {
+        s.push_str(&format!(": {}", short(&text, cut)));
+    }
+    if is_cut_off(message, stop_reason) {
+        s.push_str(" [cut off by the output limit (max_tokens); asked to continue]");
+    }
+    s
 }
 
 /// ` (trace <id>)` when the command is traced, for summaries.
