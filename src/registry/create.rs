@@ -13,15 +13,15 @@ use std::time::SystemTime;
 use dashmap::mapref::entry::Entry;
 use serde_json::Value;
 
+use super::policy::check_output_schema;
 use super::{CreateSpec, DEFAULT_MAX_STEPS, MAX_MAX_STEPS, Registry, RegistryError, write};
 use crate::agent::state::AgentStatus;
 use crate::agent::{AgentHandle, AgentSettings, Deferred, Initial, worker};
 use crate::fleet::budget::Caps;
-use crate::plan::checkpoint::Checkpoint;
 use crate::plan::graph;
 use crate::sandbox::{Sandbox, SandboxMode};
 use crate::store::Ack;
-use crate::store::event::Event;
+use crate::store::event::{Event, StoredSettings};
 use crate::tools::ALL_TOOLS;
 use crate::worktree;
 
@@ -55,6 +55,13 @@ impl Registry {
     /// Validate, register, save and start an agent. Returns as soon as it is
     /// running and its creation (and first command) are on disk, with warnings.
     pub async fn create(&self, spec: CreateSpec) -> Result<Created, RegistryError> {
+        if spec.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(RegistryError::Invalid(
+                "`model` is empty; omit it to use the default model, or give \
+                        `provider:model` or an alias such as \"sonnet\""
+                    .into(),
+            ));
+        }
         if let Some(missing) = spec.depends_on.iter().find(|d| self.get(d).is_err()) {
             return Err(RegistryError::Invalid(format!(
                 "depends_on names `{missing}`, which is not an agent; create it first, or create the whole plan in one create_agents call"
@@ -280,11 +287,11 @@ impl Registry {
             worktree::discard(&iso.repo, &wt).await;
             return Err(format!("cannot create `{}`: {e}", workdir.display()));
         }
-        p.settings
-            .system_prompt
-            .push_str(&crate::prompts::worktree_note(&wt.branch));
-        p.settings.workdir = workdir;
-        p.settings.worktree = Some(wt);
+        // The spec now names its worktree: resolve it again (prompt, work directory).
+        let mut spec = p.settings.stored();
+        spec.workdir = workdir;
+        spec.worktree = Some(wt);
+        p.settings = self.resolve(spec, p.settings.model.clone());
         Ok(())
     }
 
@@ -300,86 +307,29 @@ impl Registry {
         if self.names.contains_key(&spec.name) {
             return Err(RegistryError::DuplicateName(spec.name));
         }
-        let task = match spec.task {
-            Some(t) if t.trim().is_empty() => {
-                return Err(invalid(
-                    "`task` is empty: give the agent its first instruction, or omit `task` and use command_agent later".into(),
-                ));
-            }
-            t => t,
-        };
+        let task = checked_task(spec.task)?;
         if task.is_some() {
-            self.fleet().budget.check().map_err(invalid)?;
+            self.fleet_may_start()?;
         }
-        let caps = Caps {
-            max_cost_usd: spec.max_cost_usd,
-            max_tokens: spec.max_tokens,
-        };
-        if let Some(c) = caps.max_cost_usd
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(invalid(format!(
-                "max_cost_usd must be a positive number of US dollars, e.g. 0.5; got {c}"
-            )));
-        }
-        if caps.max_tokens == Some(0) {
-            return Err(invalid(
-                "max_tokens must be at least 1 (input + output tokens over all the agent's commands); omit it for no cap".into(),
-            ));
-        }
+        let caps = checked_caps(spec.max_cost_usd, spec.max_tokens).map_err(invalid)?;
         let retries = spec.retries.unwrap_or(0);
         if retries > MAX_RETRIES {
             return Err(invalid(format!(
                 "retries must be between 0 and {MAX_RETRIES}; got {retries}"
             )));
         }
-        let depends_on = dedup(&spec.depends_on);
-        if let Some(bad) = depends_on.iter().find(|d| d.trim().is_empty()) {
-            return Err(invalid(format!(
-                "depends_on has an empty name ({bad:?}); list agent names"
-            )));
-        }
-        if depends_on.contains(&spec.name) {
-            return Err(invalid(format!(
-                "agent `{}` depends on itself; remove it from its depends_on",
-                spec.name
-            )));
-        }
-        if !depends_on.is_empty() && task.is_none() {
-            return Err(invalid(
-                "depends_on needs a `task`: the task starts when the dependencies are done".into(),
-            ));
-        }
+        let depends_on =
+            checked_depends_on(&spec.name, &spec.depends_on, task.is_some()).map_err(invalid)?;
         if let Some(schema) = &spec.output_schema {
-            Checkpoint::new(schema).map_err(invalid)?;
+            check_output_schema(schema)?;
             if task.is_none() {
                 return Err(invalid(
                     "output_schema checks the answer to `task`, but no task was given; pass output_schema with command_agent instead".into(),
                 ));
             }
         }
-        let role = match spec.role.as_deref() {
-            None => None,
-            Some(r) => Some(self.prompts.role(r).ok_or_else(|| {
-                invalid(format!(
-                    "unknown role `{r}`; known roles: {}",
-                    self.prompts.role_names().join(", ")
-                ))
-            })?),
-        };
-        let tools: Vec<String> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
-            (Some(tools), _) => {
-                if let Some(bad) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
-                    return Err(invalid(format!(
-                        "unknown tool `{bad}` in `tools`; the sub-agent tools are: {}",
-                        ALL_TOOLS.join(", ")
-                    )));
-                }
-                dedup(tools)
-            }
-            (None, Some(role_tools)) => role_tools.clone(),
-            (None, None) => ALL_TOOLS.iter().map(|t| t.to_string()).collect(),
-        };
+        let role = self.role(spec.role.as_deref()).map_err(invalid)?;
+        let tools = tools_of(spec.tools.as_deref(), role).map_err(invalid)?;
         let max_steps = spec
             .max_steps
             .or(role.and_then(|r| r.max_steps))
@@ -393,67 +343,73 @@ impl Registry {
             .models
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
-        let mode = match spec.sandbox.as_deref() {
+        let sandbox = self
+            .sandbox_of(spec.sandbox.as_deref(), spec.network, role)
+            .map_err(invalid)?;
+        let warnings = unenforced_sandbox(&spec.name, sandbox, &tools)
+            .into_iter()
+            .collect();
+        let stored = StoredSettings {
+            name: spec.name,
+            role: spec.role,
+            model: model.id.clone(),
+            extra_prompt: spec.system_prompt.filter(|e| !e.trim().is_empty()),
+            tools,
+            workdir,
+            max_steps,
+            max_cost_usd: caps.max_cost_usd,
+            max_tokens: caps.max_tokens,
+            depends_on,
+            deferred_task: None,
+            deferred_schema: None,
+            retries,
+            sandbox: Some(sandbox),
+            worktree: None,
+        };
+        Ok(Prepared {
+            settings: self.resolve(stored, model),
+            task,
+            output_schema: spec.output_schema,
+            isolate: None,
+            warnings,
+        })
+    }
+
+    /// The role profile named, if any.
+    fn role(&self, name: Option<&str>) -> Result<Option<&crate::prompts::Role>, String> {
+        let Some(r) = name else {
+            return Ok(None);
+        };
+        self.prompts.role(r).map(Some).ok_or_else(|| {
+            format!(
+                "unknown role `{r}`; known roles: {}",
+                self.prompts.role_names().join(", ")
+            )
+        })
+    }
+
+    /// The sandbox asked for, else the role's, else the fleet's default.
+    fn sandbox_of(
+        &self,
+        mode: Option<&str>,
+        network: Option<bool>,
+        role: Option<&crate::prompts::Role>,
+    ) -> Result<Sandbox, String> {
+        let mode = match mode {
             Some(s) => SandboxMode::parse(s).ok_or_else(|| {
-                invalid(format!(
+                format!(
                     "sandbox must be \"workspace-write\" (write only in the work directory and temp directories), \"read-only\" or \"off\"; got \"{s}\""
-                ))
+                )
             })?,
             None => role
                 .and_then(|r| r.sandbox)
                 .unwrap_or(self.sandbox_default.mode),
         };
-        let sandbox = Sandbox {
+        Ok(Sandbox {
             mode,
-            network: spec
-                .network
+            network: network
                 .or(role.and_then(|r| r.network))
                 .unwrap_or(self.sandbox_default.network),
-        };
-        let mut warnings = Vec::new();
-        if mode != SandboxMode::Off
-            && tools.iter().any(|t| t == "run_command")
-            && let Err(why) = crate::sandbox::sandbox_status()
-        {
-            tracing::warn!(agent = %spec.name, "sandbox {} cannot be enforced: {why}", mode.as_str());
-            warnings.push(format!(
-                "sandbox \"{}\" cannot be enforced on this system ({why}): its run_command runs unconfined, as with sandbox \"off\"",
-                mode.as_str()
-            ));
-        }
-        let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
-        let mut system_prompt = self.prompts.compose(
-            spec.role.as_deref(),
-            extra_prompt.as_deref(),
-            &spec.name,
-            &workdir,
-            &tools,
-        );
-        system_prompt.push_str(&crate::prompts::isolation_note(&tools, sandbox, None));
-        let tool_specs = self.specs_for(&tools);
-        Ok(Prepared {
-            settings: AgentSettings {
-                name: spec.name,
-                role: spec.role,
-                model,
-                system_prompt,
-                extra_prompt,
-                tools,
-                tool_specs,
-                workdir,
-                max_steps,
-                max_output_tokens: self.models.max_output_tokens(),
-                retry: self.models.retry_policy().clone(),
-                caps,
-                depends_on,
-                retries,
-                sandbox,
-                worktree: None,
-            },
-            task,
-            output_schema: spec.output_schema,
-            isolate: None,
-            warnings,
         })
     }
 
@@ -599,6 +555,94 @@ async fn await_acks(handle: &AgentHandle, acks: Vec<Ack>) -> Result<(), Registry
         }
     }
     Ok(())
+}
+
+/// `task`, refused when given but empty.
+fn checked_task(task: Option<String>) -> Result<Option<String>, RegistryError> {
+    match task {
+        Some(t) if t.trim().is_empty() => Err(RegistryError::Invalid(
+            "`task` is empty: give the agent its first instruction, or omit `task` and use command_agent later".into(),
+        )),
+        t => Ok(t),
+    }
+}
+
+/// An agent's own caps, each positive when set.
+fn checked_caps(max_cost_usd: Option<f64>, max_tokens: Option<u64>) -> Result<Caps, String> {
+    if let Some(c) = max_cost_usd
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(format!(
+            "max_cost_usd must be a positive number of US dollars, e.g. 0.5; got {c}"
+        ));
+    }
+    if max_tokens == Some(0) {
+        return Err(
+            "max_tokens must be at least 1 (input + output tokens over all the agent's commands); omit it for no cap".into(),
+        );
+    }
+    Ok(Caps {
+        max_cost_usd,
+        max_tokens,
+    })
+}
+
+/// `depends_on` without repeats: names, not itself, and only with a task to hold.
+fn checked_depends_on(
+    name: &str,
+    depends_on: &[String],
+    has_task: bool,
+) -> Result<Vec<String>, String> {
+    let depends_on = dedup(depends_on);
+    if let Some(bad) = depends_on.iter().find(|d| d.trim().is_empty()) {
+        return Err(format!(
+            "depends_on has an empty name ({bad:?}); list agent names"
+        ));
+    }
+    if depends_on.iter().any(|d| d == name) {
+        return Err(format!(
+            "agent `{name}` depends on itself; remove it from its depends_on"
+        ));
+    }
+    if !depends_on.is_empty() && !has_task {
+        return Err(
+            "depends_on needs a `task`: the task starts when the dependencies are done".into(),
+        );
+    }
+    Ok(depends_on)
+}
+
+/// The tools asked for (each known, without repeats), else the role's, else all.
+fn tools_of(
+    tools: Option<&[String]>,
+    role: Option<&crate::prompts::Role>,
+) -> Result<Vec<String>, String> {
+    match (tools, role.and_then(|r| r.tools.as_ref())) {
+        (Some(tools), _) => {
+            if let Some(bad) = tools.iter().find(|t| !ALL_TOOLS.contains(&t.as_str())) {
+                return Err(format!(
+                    "unknown tool `{bad}` in `tools`; the sub-agent tools are: {}",
+                    ALL_TOOLS.join(", ")
+                ));
+            }
+            Ok(dedup(tools))
+        }
+        (None, Some(role_tools)) => Ok(role_tools.clone()),
+        (None, None) => Ok(ALL_TOOLS.iter().map(|t| t.to_string()).collect()),
+    }
+}
+
+/// A warning when the agent's sandbox cannot be enforced on this system.
+fn unenforced_sandbox(name: &str, sandbox: Sandbox, tools: &[String]) -> Option<String> {
+    if sandbox.mode == SandboxMode::Off || !tools.iter().any(|t| t == "run_command") {
+        return None;
+    }
+    let why = crate::sandbox::sandbox_status().err()?;
+    let mode = sandbox.mode.as_str();
+    tracing::warn!(agent = %name, "sandbox {mode} cannot be enforced: {why}");
+    Some(format!(
+        "sandbox \"{mode}\" cannot be enforced on this system ({why}): its run_command runs unconfined, as with sandbox \"off\""
+    ))
 }
 
 /// The items in their first order, without repeats.

@@ -234,24 +234,7 @@ impl Event {
                 message,
                 usage,
                 stop_reason,
-            } => {
-                let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
-                let text = message.text();
-                let mut s = format!(
-                    "model ({} in / {} out tokens)",
-                    usage.input_tokens, usage.output_tokens
-                );
-                if !calls.is_empty() {
-                    s.push_str(&format!(": calls {}", calls.join(", ")));
-                }
-                if !text.is_empty() {
-                    s.push_str(&format!(": {}", short(&text, CUT)));
-                }
-                if is_cut_off(message, stop_reason) {
-                    s.push_str(" [cut off by the output limit (max_tokens); asked to continue]");
-                }
-                s
-            }
+            } => model_summary(message, usage, stop_reason, CUT),
             Self::Retry {
                 attempt,
                 error,
@@ -330,6 +313,27 @@ fn trace_note(trace_id: &Option<String>) -> String {
         .as_ref()
         .map(|id| format!(" (trace {id})"))
         .unwrap_or_default()
+}
+
+/// The summary of a model call: its tokens, the tools it calls, the start of its
+/// text (`cut` characters), and whether the output limit cut it off.
+fn model_summary(message: &Message, usage: &Usage, stop_reason: &StopReason, cut: usize) -> String {
+    let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
+    let text = message.text();
+    let mut s = format!(
+        "model ({} in / {} out tokens)",
+        usage.input_tokens, usage.output_tokens
+    );
+    if !calls.is_empty() {
+        s.push_str(&format!(": calls {}", calls.join(", ")));
+    }
+    if !text.is_empty() {
+        s.push_str(&format!(": {}", short(&text, cut)));
+    }
+    if is_cut_off(message, stop_reason) {
+        s.push_str(" [cut off by the output limit (max_tokens); asked to continue]");
+    }
+    s
 }
 
 /// A reply the output-token limit cut off before it asked for any tool: not a final
