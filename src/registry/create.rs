@@ -30,7 +30,7 @@ pub const MAX_RETRIES: u32 = 5;
 
 /// An agent checked and ready to register.
 pub(crate) struct Prepared {
-    settings: AgentSettings,
+    pub(super) settings: AgentSettings,
     task: Option<String>,
     output_schema: Option<Value>,
     /// With `isolation: "worktree"`: where its worktree goes, made by

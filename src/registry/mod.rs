@@ -36,6 +36,8 @@ pub(crate) mod replay;
 mod restore;
 mod schedule;
 mod spec;
+#[cfg(test)]
+mod tests;
 
 pub use create::{MAX_RETRIES, validate_name};
 pub use policy::{BudgetRow, Commanded, Held};
