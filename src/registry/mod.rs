@@ -1,9 +1,9 @@
 //! The fleet: every live agent by id, names resolved to ids, and the task tracker
 //! that lets the server shut down with nothing left behind.
 //!
-//! It owns agents from spec to deletion: creating them ([`create`], from a
-//! [`CreateSpec`] resolved by [`spec`]), bringing them back after a restart
-//! ([`replay`], [`restore`]), and every policy the transports share ([`policy`]).
+//! It owns agents from spec to deletion: creating them (`create`, from a
+//! [`CreateSpec`] resolved by `spec`), bringing them back after a restart
+//! (`replay`, `restore`), and every policy the transports share (`policy`).
 //!
 //! DashMap guards are never held across an `.await`: look-ups clone the `Arc` out
 //! and drop the guard at once.

@@ -1,7 +1,8 @@
 //! An agent's spec: what `create_agent` asks for ([`CreateSpec`]), and what is kept
 //! of it once checked ([`StoredSettings`], the one description of an agent, saved in
 //! its `created` event). [`Registry::resolve`] is the one way a spec becomes running
-//! [`AgentSettings`]: at creation and when a restart brings the agent back.
+//! [`AgentSettings`]: at creation and when a restart brings the agent back;
+//! [`AgentSettings::stored`] is its inverse.
 
 use crate::agent::AgentSettings;
 use crate::config::ResolvedModel;
@@ -12,7 +13,7 @@ use crate::store::event::StoredSettings;
 
 use super::Registry;
 
-/// What `create_agent` asks for, already type-checked; [`Registry::prepare`] checks
+/// What `create_agent` asks for, already type-checked; `Registry::prepare` checks
 /// it and fills in the defaults (role, config) to make an agent's spec.
 #[derive(Debug, Default, Clone)]
 pub struct CreateSpec {
@@ -88,6 +89,29 @@ impl Registry {
             retries: spec.retries,
             sandbox,
             worktree: spec.worktree,
+        }
+    }
+}
+
+impl AgentSettings {
+    /// What the store keeps of these settings.
+    pub fn stored(&self) -> StoredSettings {
+        StoredSettings {
+            name: self.name.clone(),
+            role: self.role.clone(),
+            model: self.model.id.clone(),
+            extra_prompt: self.extra_prompt.clone(),
+            tools: self.tools.clone(),
+            workdir: self.workdir.clone(),
+            max_steps: self.max_steps,
+            max_cost_usd: self.caps.max_cost_usd,
+            max_tokens: self.caps.max_tokens,
+            depends_on: self.depends_on.clone(),
+            deferred_task: None,
+            deferred_schema: None,
+            retries: self.retries,
+            sandbox: Some(self.sandbox),
+            worktree: self.worktree.clone(),
         }
     }
 }

@@ -10,9 +10,13 @@ use crate::agent::output::CommandStatus;
 use crate::model::{Message, StopReason, Usage};
 use crate::text::short;
 
-/// What an agent was created with. The model is kept as its canonical id and
-/// resolved again on restart (with the keys of the new process); the system prompt is
-/// rebuilt from the current prompts, so only the orchestrator's part is kept.
+/// An agent's spec: the one description of an agent, what `create_agent` asked for
+/// once checked and completed with its defaults (role, config). Saved in its
+/// `created` event; the registry resolves it into running settings both at creation
+/// and on restart. The model is kept as its canonical id and resolved again on
+/// restart (with the keys of the new process); the system prompt is rebuilt from the
+/// current prompts, so only the orchestrator's part is kept. Old stores must keep
+/// loading: fields are only ever added, optional, with defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredSettings {
     pub name: String,
