@@ -39,10 +39,10 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use create::{MAX_RETRIES, validate_name};
 pub use policy::{BudgetRow, Commanded, Held};
 pub use restore::RestoreReport;
 pub use spec::CreateSpec;
+pub use spec::{MAX_RETRIES, validate_name};
 
 /// How long `delete_agent` waits for a worker to stop before giving up on it.
 const STOP_GRACE: Duration = Duration::from_secs(10);
