@@ -282,7 +282,7 @@ pub async fn fleet_control(
         .hold(None, pause)
         .await
         .map(|held| held.changed.len());
-    tracing::info!(action, "dashboard fleet control");
+    tracing::info!(action, changed = ?changed.as_ref().ok(), "dashboard fleet control");
     answer(changed.map(|changed| json!({ "action": action, "changed": changed })))
 }
 
