@@ -38,7 +38,7 @@ pub struct Held {
     pub unchanged: Vec<String>,
 }
 
-/// The fleet's caps and what it has spent against them (deleted agents included).
+/// `list_agents` totals: the fleet's caps and what it has spent against them.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct BudgetRow {
     pub max_cost_usd: Option<f64>,

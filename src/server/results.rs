@@ -10,7 +10,6 @@ use crate::agent::AgentHandle;
 use crate::agent::output::CommandStatus;
 use crate::agent::state::{AgentStatus, Tokens, rfc3339};
 pub use crate::pricing::round_cost;
-/// `list_agents` totals: the fleet's caps and what it has spent against them.
 pub use crate::registry::BudgetRow;
 
 #[derive(Debug, Serialize, JsonSchema)]
