@@ -2,12 +2,14 @@
 //! sub-agents.
 //!
 //! A tour, from the outside in:
-//! - [`server`]: the MCP tools (rmcp router). Owns no state; checks arguments and
-//!   shapes compact JSON results. [`http`] serves them over Streamable HTTP to many
+//! - [`server`]: the MCP tools (rmcp router). Owns no state; an adapter that calls
+//!   the registry and shapes compact JSON results. [`http`] serves them over Streamable HTTP to many
 //!   clients at once (auth, DNS-rebinding guard, limits); on stdio, [`stdio`] filters
 //!   malformed JSON-RPC in front of it.
 //! - [`registry`]: the fleet — agents by id in a `DashMap`, names resolved to ids,
-//!   every task tracked for shutdown.
+//!   every task tracked for shutdown. It owns every policy (may this work start,
+//!   pause and resume, totals) and turns an agent's spec into running settings, at
+//!   creation and when a restart replays the store.
 //! - [`fleet`]: what every agent shares — store, event bus, budget, run slots,
 //!   provider gates (in-flight caps, circuit breakers), stall timeout.
 //! - [`agent`]: one agent — a handle with an inbox and a `watch`ed state, and the
@@ -20,7 +22,7 @@
 //!   by Landlock and a network namespace; [`worktree`] gives isolated agents a git
 //!   worktree of their own.
 //! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
-//!   written off the hot path by one thread, replayed on restart.
+//!   written off the hot path by one thread; the [`registry`] replays it on restart.
 //! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`failure`]: why a command failed — one type that says whether it is worth
@@ -41,7 +43,6 @@ pub mod pricing;
 pub mod prompts;
 pub mod provider;
 pub mod registry;
-pub mod restore;
 pub mod sandbox;
 pub mod server;
 pub mod settings;

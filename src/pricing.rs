@@ -17,6 +17,11 @@ pub struct Spend {
     pub tokens: u64,
 }
 
+/// Costs to a tenth of a cent's hundredth: enough precision, fewer bytes.
+pub fn round_cost(c: f64) -> f64 {
+    (c * 100_000.0).round() / 100_000.0
+}
+
 use crate::model::Usage;
 
 /// A model's price in USD per million tokens.

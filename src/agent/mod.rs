@@ -27,12 +27,13 @@ use crate::fleet::Fleet;
 use crate::fleet::budget::Caps;
 use crate::fleet::bus::FleetEvent;
 use crate::provider::retry::RetryPolicy;
-use crate::store::event::{Event, StoredSettings};
+use crate::store::event::Event;
 use crate::store::{Ack, Store};
 use output::{CommandRecord, CommandStatus};
 use state::AgentState;
 
-/// Everything fixed when an agent is created.
+/// Everything fixed when an agent is created: its spec resolved for running
+/// (`Registry::resolve` builds it; [`AgentSettings::stored`] gives the spec back).
 #[derive(Clone)]
 pub struct AgentSettings {
     pub name: String,
@@ -77,27 +78,6 @@ impl AgentSettings {
             .as_ref()
             .filter(|wt| !wt.path.is_dir())
             .map(crate::worktree::gone)
-    }
-
-    /// What the store keeps of these settings.
-    pub fn stored(&self) -> StoredSettings {
-        StoredSettings {
-            name: self.name.clone(),
-            role: self.role.clone(),
-            model: self.model.id.clone(),
-            extra_prompt: self.extra_prompt.clone(),
-            tools: self.tools.clone(),
-            workdir: self.workdir.clone(),
-            max_steps: self.max_steps,
-            max_cost_usd: self.caps.max_cost_usd,
-            max_tokens: self.caps.max_tokens,
-            depends_on: self.depends_on.clone(),
-            deferred_task: None,
-            deferred_schema: None,
-            retries: self.retries,
-            sandbox: Some(self.sandbox),
-            worktree: self.worktree.clone(),
-        }
     }
 }
 

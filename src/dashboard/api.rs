@@ -20,7 +20,9 @@ use super::Dashboard;
 use super::observer::Mark;
 use crate::agent::AgentHandle;
 use crate::agent::state::rfc3339;
-use crate::server::results::{redact, round_cost};
+use crate::pricing::round_cost;
+use crate::registry::{BudgetRow, RegistryError};
+use crate::server::results::redact;
 use crate::store::event::Event;
 use crate::text::truncate_chars;
 
@@ -111,7 +113,7 @@ pub struct Header {
     pub cost_usd: f64,
     pub unpriced_agents: usize,
     /// Spend against the fleet's caps (deleted agents included); null without caps.
-    pub budget: Option<Value>,
+    pub budget: Option<BudgetRow>,
     pub running: usize,
     /// 0: no limit.
     pub max_running: usize,
@@ -128,7 +130,6 @@ impl Header {
         let (context_tokens, pending_commands) = agents.iter().fold((0, 0), |(c, p), h| {
             h.peek(|s| (c + s.context_tokens, p + u64::from(s.pending)))
         });
-        let budget = &fleet.budget;
         Self {
             agents: t.agents,
             queued: t.by_status.get("queued").copied().unwrap_or(0),
@@ -138,15 +139,7 @@ impl Header {
             context_tokens,
             cost_usd: round_cost(t.cost_usd),
             unpriced_agents: t.unpriced_agents,
-            budget: budget.caps().is_set().then(|| {
-                let spent = budget.spent();
-                json!({
-                    "max_cost_usd": budget.caps().max_cost_usd,
-                    "cost_usd": round_cost(spent.cost_usd),
-                    "max_tokens": budget.caps().max_tokens,
-                    "tokens": spent.tokens,
-                })
-            }),
+            budget: d.registry.budget_row(),
             running: fleet.slots.running(),
             max_running: fleet.slots.max(),
             pending_commands,
@@ -256,16 +249,14 @@ pub async fn control(
         Err(e) => return unknown(e),
     };
     let changed = match action.as_str() {
-        "pause" => settle(h.pause()).await,
-        "resume" => settle(h.resume()).await,
+        "pause" | "resume" => d
+            .registry
+            .hold(Some(std::slice::from_ref(&h.id)), action == "pause")
+            .await
+            .map(|held| !held.changed.is_empty()),
         // Cancel the command in hand; the agent keeps its conversation and its queue.
         "interrupt" => Ok(h.interrupt_current()),
-        "delete" => d
-            .registry
-            .delete(&name)
-            .await
-            .map(|_| true)
-            .map_err(|e| e.to_string()),
+        "delete" => d.registry.delete(&h.id).await.map(|_| true),
         other => {
             return unknown(format!(
                 "no control `{other}`; use pause, resume, interrupt or delete"
@@ -286,38 +277,21 @@ pub async fn fleet_control(
         "resume" => false,
         other => return unknown(format!("no fleet control `{other}`; use pause or resume")),
     };
-    let mut changed = 0;
-    for h in d.registry.all() {
-        let moved = if pause { h.pause() } else { h.resume() };
-        if let Ok(true) = settle(moved).await {
-            changed += 1;
-        }
-    }
-    tracing::info!(action, changed, "dashboard fleet control");
-    answer(Ok(json!({ "action": action, "changed": changed })))
+    let changed = d
+        .registry
+        .hold(None, pause)
+        .await
+        .map(|held| held.changed.len());
+    tracing::info!(action, changed = ?changed.as_ref().ok(), "dashboard fleet control");
+    answer(changed.map(|changed| json!({ "action": action, "changed": changed })))
 }
 
-/// Wait until a pause or resume is on disk; `Ok(false)` when nothing changed.
-async fn settle(moved: Option<Option<crate::store::Ack>>) -> Result<bool, String> {
-    match moved {
-        None => Ok(false),
-        Some(None) => Ok(true),
-        Some(Some(ack)) => match ack.await {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(e)) => Err(format!(
-                "the change is in effect but could not be saved: {e}"
-            )),
-            Err(_) => Err("the server is stopping".into()),
-        },
-    }
-}
-
-fn answer(result: Result<Value, String>) -> Response {
+fn answer(result: Result<Value, RegistryError>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "error": e })),
+            Json(json!({ "error": e.to_string() })),
         )
             .into_response(),
     }

@@ -1,9 +1,9 @@
 //! Creating agents: one (`create_agent`) or a whole plan at once (`create_agents`).
 //!
-//! Creation is two-phase so a plan is all or nothing: [`Registry::prepare`] checks
-//! every argument and resolves the model, role, tools and work directory without
-//! touching the fleet; [`Registry::commit`] then claims the name, saves the agent and
-//! starts its worker. A plan is checked whole (names, dependencies, cycles) before the
+//! Creation is two-phase so a plan is all or nothing: `Registry::prepare` (in
+//! `spec`) checks every argument and resolves the model, role, tools and work
+//! directory without touching the fleet; [`Registry::commit`] then claims the name,
+//! saves the agent and starts its worker. A plan is checked whole (names, dependencies, cycles) before the
 //! first agent is committed.
 
 use std::path::PathBuf;
@@ -13,32 +13,26 @@ use std::time::SystemTime;
 use dashmap::mapref::entry::Entry;
 use serde_json::Value;
 
-use super::{CreateSpec, DEFAULT_MAX_STEPS, MAX_MAX_STEPS, Registry, RegistryError, write};
+use super::spec::validate_name;
+use super::{CreateSpec, Registry, RegistryError, write};
 use crate::agent::state::AgentStatus;
 use crate::agent::{AgentHandle, AgentSettings, Deferred, Initial, worker};
-use crate::fleet::budget::Caps;
-use crate::plan::checkpoint::Checkpoint;
 use crate::plan::graph;
-use crate::sandbox::{Sandbox, SandboxMode};
 use crate::store::Ack;
 use crate::store::event::Event;
-use crate::tools::Tool;
 use crate::worktree;
-
-/// Most retries of a failed command.
-pub const MAX_RETRIES: u32 = 5;
 
 /// An agent checked and ready to register.
 pub(crate) struct Prepared {
-    settings: AgentSettings,
-    task: Option<String>,
-    output_schema: Option<Value>,
+    pub(super) settings: AgentSettings,
+    pub(super) task: Option<String>,
+    pub(super) output_schema: Option<Value>,
     /// With `isolation: "worktree"`: where its worktree goes, made by
     /// [`Registry::make_worktree`] once every argument is checked.
-    isolate: Option<Isolate>,
+    pub(super) isolate: Option<Isolate>,
     /// What the orchestrator should know (an unenforceable sandbox, a shared work
     /// directory).
-    warnings: Vec<String>,
+    pub(super) warnings: Vec<String>,
 }
 
 /// A worktree to make: in `repo`, at `path`, from `base`.
@@ -55,6 +49,13 @@ impl Registry {
     /// Validate, register, save and start an agent. Returns as soon as it is
     /// running and its creation (and first command) are on disk, with warnings.
     pub async fn create(&self, spec: CreateSpec) -> Result<Created, RegistryError> {
+        if spec.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(RegistryError::Invalid(
+                "`model` is empty; omit it to use the default model, or give \
+                        `provider:model` or an alias such as \"sonnet\""
+                    .into(),
+            ));
+        }
         if let Some(missing) = spec.depends_on.iter().find(|d| self.get(d).is_err()) {
             return Err(RegistryError::Invalid(format!(
                 "depends_on names `{missing}`, which is not an agent; create it first, or create the whole plan in one create_agents call"
@@ -276,170 +277,12 @@ impl Registry {
             worktree::discard(&iso.repo, &wt).await;
             return Err(format!("cannot create `{}`: {e}", workdir.display()));
         }
-        p.settings
-            .system_prompt
-            .push_str(&crate::prompts::worktree_note(&wt.branch));
-        p.settings.workdir = workdir;
-        p.settings.worktree = Some(wt);
+        // The spec now names its worktree: resolve it again (prompt, work directory).
+        let mut spec = p.settings.stored();
+        spec.workdir = workdir;
+        spec.worktree = Some(wt);
+        p.settings = self.resolve(spec, p.settings.model.clone());
         Ok(())
-    }
-
-    /// Check every argument and build the agent's settings; changes nothing.
-    /// `workdir`: the agent's work directory, resolved with [`Registry::workdir`].
-    pub(crate) fn prepare(
-        &self,
-        spec: CreateSpec,
-        workdir: PathBuf,
-    ) -> Result<Prepared, RegistryError> {
-        let invalid = |m: String| RegistryError::Invalid(m);
-        validate_name(&spec.name).map_err(invalid)?;
-        if self.names.contains_key(&spec.name) {
-            return Err(RegistryError::DuplicateName(spec.name));
-        }
-        let task = match spec.task {
-            Some(t) if t.trim().is_empty() => {
-                return Err(invalid(
-                    "`task` is empty: give the agent its first instruction, or omit `task` and use command_agent later".into(),
-                ));
-            }
-            t => t,
-        };
-        if task.is_some() {
-            self.fleet()
-                .budget
-                .check()
-                .map_err(|e| invalid(e.to_string()))?;
-        }
-        let caps = Caps {
-            max_cost_usd: spec.max_cost_usd,
-            max_tokens: spec.max_tokens,
-        };
-        if let Some(c) = caps.max_cost_usd
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(invalid(format!(
-                "max_cost_usd must be a positive number of US dollars, e.g. 0.5; got {c}"
-            )));
-        }
-        if caps.max_tokens == Some(0) {
-            return Err(invalid(
-                "max_tokens must be at least 1 (input + output tokens over all the agent's commands); omit it for no cap".into(),
-            ));
-        }
-        let retries = spec.retries.unwrap_or(0);
-        if retries > MAX_RETRIES {
-            return Err(invalid(format!(
-                "retries must be between 0 and {MAX_RETRIES}; got {retries}"
-            )));
-        }
-        let depends_on = dedup(&spec.depends_on);
-        if let Some(bad) = depends_on.iter().find(|d| d.trim().is_empty()) {
-            return Err(invalid(format!(
-                "depends_on has an empty name ({bad:?}); list agent names"
-            )));
-        }
-        if depends_on.contains(&spec.name) {
-            return Err(invalid(format!(
-                "agent `{}` depends on itself; remove it from its depends_on",
-                spec.name
-            )));
-        }
-        if !depends_on.is_empty() && task.is_none() {
-            return Err(invalid(
-                "depends_on needs a `task`: the task starts when the dependencies are done".into(),
-            ));
-        }
-        if let Some(schema) = &spec.output_schema {
-            Checkpoint::new(schema).map_err(invalid)?;
-            if task.is_none() {
-                return Err(invalid(
-                    "output_schema checks the answer to `task`, but no task was given; pass output_schema with command_agent instead".into(),
-                ));
-            }
-        }
-        let role = match spec.role.as_deref() {
-            None => None,
-            Some(r) => Some(self.prompts.role(r).ok_or_else(|| {
-                invalid(format!(
-                    "unknown role `{r}`; known roles: {}",
-                    self.prompts.role_names().join(", ")
-                ))
-            })?),
-        };
-        let tools: Vec<Tool> = match (&spec.tools, role.and_then(|r| r.tools.as_ref())) {
-            (Some(tools), _) => dedup(tools),
-            (None, Some(role_tools)) => role_tools.clone(),
-            (None, None) => Tool::ALL.to_vec(),
-        };
-        let max_steps = spec
-            .max_steps
-            .or(role.and_then(|r| r.max_steps))
-            .unwrap_or(DEFAULT_MAX_STEPS);
-        if !(1..=MAX_MAX_STEPS).contains(&max_steps) {
-            return Err(invalid(format!(
-                "max_steps must be between 1 and {MAX_MAX_STEPS} (model calls per command); got {max_steps}"
-            )));
-        }
-        let model = self
-            .models
-            .resolve(spec.model.as_deref())
-            .map_err(|e| invalid(e.to_string()))?;
-        let mode = spec
-            .sandbox
-            .or(role.and_then(|r| r.sandbox))
-            .unwrap_or(self.sandbox_default.mode);
-        let sandbox = Sandbox {
-            mode,
-            network: spec
-                .network
-                .or(role.and_then(|r| r.network))
-                .unwrap_or(self.sandbox_default.network),
-        };
-        let mut warnings = Vec::new();
-        if mode != SandboxMode::Off
-            && tools.contains(&Tool::RunCommand)
-            && let Err(why) = crate::sandbox::sandbox_status()
-        {
-            tracing::warn!(agent = %spec.name, "sandbox {} cannot be enforced: {why}", mode.as_str());
-            warnings.push(format!(
-                "sandbox \"{}\" cannot be enforced on this system ({why}): its run_command runs unconfined, as with sandbox \"off\"",
-                mode.as_str()
-            ));
-        }
-        let extra_prompt = spec.system_prompt.filter(|e| !e.trim().is_empty());
-        let mut system_prompt = self.prompts.compose(
-            spec.role.as_deref(),
-            extra_prompt.as_deref(),
-            &spec.name,
-            &workdir,
-            &tools,
-        );
-        system_prompt.push_str(&crate::prompts::isolation_note(&tools, sandbox, None));
-        let tool_specs = self.specs_for(&tools);
-        Ok(Prepared {
-            settings: AgentSettings {
-                name: spec.name,
-                role: spec.role,
-                model,
-                system_prompt,
-                extra_prompt,
-                tools,
-                tool_specs,
-                workdir,
-                max_steps,
-                max_output_tokens: self.models.max_output_tokens(),
-                retry: self.models.retry_policy().clone(),
-                caps,
-                depends_on,
-                retries,
-                sandbox,
-                worktree: None,
-            },
-            task,
-            output_schema: spec.output_schema,
-            isolate: None,
-            warnings,
-        })
     }
 
     /// Claim the name, save the agent (and its first command) and start its worker.
@@ -584,44 +427,4 @@ async fn await_acks(handle: &AgentHandle, acks: Vec<Ack>) -> Result<(), Registry
         }
     }
     Ok(())
-}
-
-/// The items in their first order, without repeats.
-fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(items.len());
-    for t in items {
-        if !out.contains(t) {
-            out.push(t.clone());
-        }
-    }
-    out
-}
-
-/// `[A-Za-z0-9_-]`, 1–64 characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!(
-            "`name` must be 1–64 characters of letters, digits, `_` or `-`; got {} characters",
-            name.chars().count()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(format!(
-            "`name` may contain only letters, digits, `_` and `-`; `{name}` contains {c:?}. Try e.g. `scout-1`"
-        ));
-    }
-    if looks_like_id(name) {
-        return Err(format!(
-            "`name` `{name}` has the form of an agent id (`ag-` and 10 hex digits), which would shadow ids; choose another name"
-        ));
-    }
-    Ok(())
-}
-
-fn looks_like_id(s: &str) -> bool {
-    s.strip_prefix("ag-")
-        .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -1,6 +1,10 @@
 //! The fleet: every live agent by id, names resolved to ids, and the task tracker
 //! that lets the server shut down with nothing left behind.
 //!
+//! It owns agents from spec to deletion: creating them (`create`, from a
+//! [`CreateSpec`] resolved by `spec`), bringing them back after a restart
+//! (`replay`, `restore`), and every policy the transports share (`policy`).
+//!
 //! DashMap guards are never held across an `.await`: look-ups clone the `Arc` out
 //! and drop the guard at once.
 
@@ -28,9 +32,18 @@ use crate::sync::{read, write};
 use crate::tools::{Tool, tool_specs};
 
 mod create;
+mod policy;
+pub(crate) mod replay;
+mod restore;
 mod schedule;
+mod spec;
+#[cfg(test)]
+mod tests;
 
-pub use create::{MAX_RETRIES, validate_name};
+pub use policy::{BudgetRow, Commanded, Held};
+pub use restore::RestoreReport;
+pub use spec::CreateSpec;
+pub use spec::{MAX_RETRIES, validate_name};
 
 /// How long `delete_agent` waits for a worker to stop before giving up on it.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -50,34 +63,10 @@ pub enum RegistryError {
     Store(String),
 }
 
-/// What `create_agent` asks for, already type-checked.
-#[derive(Debug, Default, Clone)]
-pub struct CreateSpec {
-    pub name: String,
-    pub task: Option<String>,
-    pub system_prompt: Option<String>,
-    pub role: Option<String>,
-    pub model: Option<String>,
-    pub tools: Option<Vec<Tool>>,
-    pub workdir: Option<String>,
-    pub max_steps: Option<u32>,
-    /// This agent's own caps, over all its commands.
-    pub max_cost_usd: Option<f64>,
-    pub max_tokens: Option<u64>,
-    /// Names of agents whose work must be done before its task starts.
-    pub depends_on: Vec<String>,
-    /// Times a failed command starts again before it is escalated (0-5).
-    pub retries: Option<u32>,
-    /// The task's answer must be JSON that validates against this schema.
-    pub output_schema: Option<serde_json::Value>,
-    /// `worktree`: work in a git worktree of its own on branch `flotilla/<name>`.
-    pub isolation: Option<crate::worktree::Isolation>,
-    /// With isolation: a git ref or an agent's name to start from (default `HEAD`).
-    pub base: Option<String>,
-    /// Default: the role's, else config.
-    pub sandbox: Option<crate::sandbox::SandboxMode>,
-    /// Whether its commands may reach the network; default: the role's, else config.
-    pub network: Option<bool>,
+impl From<crate::store::StoreError> for RegistryError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Store(e.to_string())
+    }
 }
 
 pub struct Registry {

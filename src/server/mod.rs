@@ -17,9 +17,8 @@ use rmcp::service::RequestContext;
 use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::agent::output::slice_chars;
-use crate::agent::state::AgentStatus;
 use crate::prompts::INSTRUCTIONS;
-use crate::registry::{CreateSpec, Registry, parse_status_filter};
+use crate::registry::{CreateSpec, Held, Registry, RegistryError, parse_status_filter};
 use crate::store::event::KINDS;
 use params::*;
 use results::*;
@@ -68,74 +67,62 @@ impl FleetServer {
         self
     }
 
-    /// A warning when a dollar cap is set and the agent's model has no price.
-    fn unpriced_warning(&self, h: &crate::agent::AgentHandle) -> Option<String> {
-        let dollar_cap = h.settings.caps.max_cost_usd.is_some()
-            || self.registry.fleet().budget.caps().max_cost_usd.is_some();
-        (dollar_cap && h.settings.model.price.is_none()).then(|| {
-            format!(
-                "model {} has no known price: a max_cost_usd cap cannot see its spend (only max_tokens can); add its price under [prices] in the config",
-                h.settings.model.id
-            )
+    /// The agents `wait_for_agents` waits on: those named, or every agent with work
+    /// pending (with a note when there is none).
+    fn wait_targets(
+        &self,
+        names: Option<&[String]>,
+    ) -> Result<(Vec<Arc<crate::agent::AgentHandle>>, Option<String>), String> {
+        match names {
+            Some([]) => Err(
+                "`agents` is an empty list; omit it to wait for every agent with work pending"
+                    .into(),
+            ),
+            Some(names) => {
+                let mut handles = Vec::with_capacity(names.len());
+                for n in names {
+                    let h = self.registry.get(n)?;
+                    if !handles.iter().any(|x: &Arc<_>| Arc::ptr_eq(x, &h)) {
+                        handles.push(h);
+                    }
+                }
+                Ok((handles, None))
+            }
+            None => {
+                let busy: Vec<_> = self
+                    .registry
+                    .all()
+                    .into_iter()
+                    .filter(|h| !h.state().settled())
+                    .collect();
+                let note = busy
+                    .is_empty()
+                    .then(|| "no agent has work running or queued".to_string());
+                Ok((busy, note))
+            }
+        }
+    }
+}
+
+/// Sends `wait_for_agents`' progress to the client, when it asked for progress.
+fn progress_notifier(
+    ctx: &RequestContext<RoleServer>,
+) -> impl Fn(Progress) -> crate::provider::BoxFuture<'static, ()> + use<> {
+    let token = ctx.meta.get_progress_token();
+    let peer = ctx.peer.clone();
+    move |p: Progress| -> crate::provider::BoxFuture<'static, ()> {
+        let token = token.clone();
+        let peer = peer.clone();
+        Box::pin(async move {
+            if let Some(token) = token {
+                let param = ProgressNotificationParam::new(token, p.elapsed_s)
+                    .with_total(p.timeout_s)
+                    .with_message(p.message);
+                if let Err(e) = peer.notify_progress(param).await {
+                    tracing::debug!("progress notification failed: {e}");
+                }
+            }
         })
-    }
-
-    /// The status of an agent that has just been given work: `paused` when held,
-    /// `queued` when it must wait for a run slot, else `running`.
-    fn start_status(&self, h: &crate::agent::AgentHandle) -> AgentStatus {
-        let status = h.peek(|s| s.status);
-        let slots = &self.registry.fleet().slots;
-        if h.is_paused() {
-            AgentStatus::Paused
-        } else if status == AgentStatus::Queued
-            || (status != AgentStatus::Running && slots.max() > 0 && slots.running() >= slots.max())
-        {
-            AgentStatus::Queued
-        } else {
-            AgentStatus::Running
-        }
-    }
-
-    /// Pause or let go the agents named (default: the whole fleet), each saved
-    /// before this returns.
-    async fn hold(&self, agents: Option<Vec<String>>, pause: bool) -> Result<PauseResult, String> {
-        let handles = self
-            .registry
-            .select(agents.as_deref())
-            .map_err(|e| e.to_string())?;
-        let mut result = PauseResult {
-            changed: Vec::new(),
-            unchanged: Vec::new(),
-        };
-        let mut acks = Vec::new();
-        for h in &handles {
-            let moved = if pause { h.pause() } else { h.resume() };
-            match moved {
-                Some(ack) => {
-                    result.changed.push(h.name().to_string());
-                    acks.extend(ack);
-                }
-                None => result.unchanged.push(h.name().to_string()),
-            }
-        }
-        for ack in acks {
-            match ack.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "the change is in effect but could not be saved: {e}"
-                    ));
-                }
-                Err(_) => return Err("the server is stopping".into()),
-            }
-        }
-        tracing::info!(
-            pause,
-            changed = result.changed.len(),
-            "agents {}",
-            if pause { "paused" } else { "resumed" }
-        );
-        Ok(result)
     }
 }
 
@@ -148,27 +135,17 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<CreateAgentParams>,
     ) -> Result<Json<CreateAgentResult>, String> {
-        if p.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
-            return Err(
-                "`model` is empty; omit it to use the default model, or give \
-                        `provider:model` or an alias such as \"sonnet\""
-                    .into(),
-            );
-        }
-        let (handle, warnings) = self
-            .registry
-            .create(spec_of(p))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (handle, warnings) = self.registry.create(p.into()).await?;
         let state = handle.state();
         let warning = join_notes(
-            std::iter::once(self.unpriced_warning(&handle)).chain(warnings.into_iter().map(Some)),
+            std::iter::once(self.registry.unpriced_warning(&handle))
+                .chain(warnings.into_iter().map(Some)),
         );
         Ok(Json(CreateAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
             status: if state.pending > 0 {
-                self.start_status(&handle)
+                self.registry.start_status(&handle)
             } else {
                 state.status
             },
@@ -189,16 +166,13 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<CreateAgentsParams>,
     ) -> Result<Json<CreateAgentsResult>, String> {
-        let specs = p.agents.into_iter().map(spec_of).collect();
-        let handles = self
-            .registry
-            .create_plan(specs)
-            .await
-            .map_err(|e| e.to_string())?;
+        let specs = p.agents.into_iter().map(CreateSpec::from).collect();
+        let handles = self.registry.create_plan(specs).await?;
         let warnings = handles
             .iter()
             .flat_map(|(h, warnings)| {
-                self.unpriced_warning(h)
+                self.registry
+                    .unpriced_warning(h)
                     .into_iter()
                     .chain(warnings.iter().cloned())
                     .map(|w| format!("{}: {w}", h.name()))
@@ -212,7 +186,7 @@ impl FleetServer {
                     name: h.name().to_string(),
                     agent_id: h.id.clone(),
                     status: if s.pending > 0 {
-                        self.start_status(h)
+                        self.registry.start_status(h)
                     } else {
                         s.status
                     },
@@ -231,53 +205,23 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<CommandAgentParams>,
     ) -> Result<Json<CommandAgentResult>, String> {
-        if p.task.trim().is_empty() {
-            return Err("`task` is empty: say what the agent should do next".into());
-        }
-        let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
-        self.registry
-            .fleet()
-            .budget
-            .check()
-            .map_err(|e| e.to_string())?;
-        if let Some(e) = crate::fleet::budget::exhausted(
-            crate::fleet::budget::Owner::Agent(handle.name()),
-            &handle.settings.caps,
-            handle.peek(|s| s.spent()),
-        ) {
-            return Err(e.to_string());
-        }
-        if let Some(schema) = &p.output_schema {
-            crate::plan::checkpoint::Checkpoint::new(schema)?;
-        }
-        if handle.deferred().is_some() {
-            return Err(format!(
-                "agent `{}` is waiting for its dependencies ({}); its task starts when they are done. Command it after that, or delete it",
-                handle.name(),
-                handle.settings.depends_on.join(", ")
-            ));
-        }
-        let queued = handle.enqueue(p.task, p.interrupt.unwrap_or(false), p.output_schema)?;
-        // Acknowledge only what is on disk: a command is never lost to a crash. If the
-        // store fails the command still runs (it is queued): say so, but do not
-        // report an error an orchestrator would answer by sending it again.
-        let warning = match queued.ack {
-            None => None,
-            Some(ack) => match ack.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!(
-                    "the command is queued and will run, but could not be saved ({e}); it would be lost if the server restarted"
-                )),
-                Err(_) => Some("the server is stopping; the command may not run".into()),
-            },
-        };
+        let commanded = self
+            .registry
+            .command(
+                &p.agent,
+                p.task,
+                p.interrupt.unwrap_or(false),
+                p.output_schema,
+            )
+            .await?;
+        let handle = &commanded.handle;
         Ok(Json(CommandAgentResult {
             agent_id: handle.id.clone(),
             name: handle.name().to_string(),
-            command: queued.index,
-            status: self.start_status(&handle),
-            pending: queued.waiting,
-            warning,
+            command: commanded.index,
+            status: self.registry.start_status(handle),
+            pending: commanded.waiting,
+            warning: commanded.warning,
         }))
     }
 
@@ -288,7 +232,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<AgentParams>,
     ) -> Result<Json<AgentStatusRow>, String> {
-        let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
+        let handle = self.registry.get(&p.agent)?;
         let mut row = AgentStatusRow::of(&handle);
         row.isolation = Isolation::of(&handle).await;
         Ok(Json(row))
@@ -307,7 +251,7 @@ impl FleetServer {
                 "max_chars must be between 1 and {MAX_MAX_CHARS}; got {max_chars}"
             ));
         }
-        let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
+        let handle = self.registry.get(&p.agent)?;
         let offset = usize::try_from(p.offset.unwrap_or(0)).unwrap_or(usize::MAX);
         let isolation = Isolation::of(&handle).await;
         handle
@@ -378,12 +322,12 @@ impl FleetServer {
                 KINDS.join(", ")
             ));
         }
-        let handle = self.registry.get(&p.agent).map_err(|e| e.to_string())?;
+        let handle = self.registry.get(&p.agent)?;
         let page = handle
             .store()
             .events(&handle.id, p.after.unwrap_or(0), limit as usize, p.kinds)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(RegistryError::from)?;
         let next_after = if page.more {
             page.events.last().map(|e| e.seq)
         } else {
@@ -414,11 +358,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<AgentParams>,
     ) -> Result<Json<DeleteAgentResult>, String> {
-        let (handle, worktree) = self
-            .registry
-            .delete(&p.agent)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (handle, worktree) = self.registry.delete(&p.agent).await?;
         let branch = handle.settings.worktree.as_ref().map(|w| w.branch.clone());
         let note = worktree.map(|r| match r {
             Ok(removed) if removed.committed => format!(
@@ -447,12 +387,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<ListAgentsParams>,
     ) -> Result<Json<ListAgentsResult>, String> {
-        let filter = p
-            .status
-            .as_deref()
-            .map(parse_status_filter)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let filter = p.status.as_deref().map(parse_status_filter).transpose()?;
         let limit = p.limit.unwrap_or(DEFAULT_LIST);
         if !(1..=MAX_LIST).contains(&limit) {
             return Err(format!(
@@ -481,7 +416,6 @@ impl FleetServer {
     fn totals(&self) -> FleetTotals {
         let fleet = self.registry.fleet();
         let t = fleet.totals.snapshot();
-        let budget = &fleet.budget;
         FleetTotals {
             agents: t.agents,
             by_status: t.by_status,
@@ -491,15 +425,7 @@ impl FleetServer {
             },
             cost_usd: round_cost(t.cost_usd),
             unpriced_agents: t.unpriced_agents,
-            budget: budget.caps().is_set().then(|| {
-                let spent = budget.spent();
-                BudgetRow {
-                    max_cost_usd: budget.caps().max_cost_usd,
-                    cost_usd: round_cost(spent.cost_usd),
-                    max_tokens: budget.caps().max_tokens,
-                    tokens: spent.tokens,
-                }
-            }),
+            budget: self.registry.budget_row(),
         }
     }
 
@@ -512,7 +438,8 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<AgentsParams>,
     ) -> Result<Json<PauseResult>, String> {
-        self.hold(p.agents, true).await.map(Json)
+        let held = self.registry.hold(p.agents.as_deref(), true).await?;
+        Ok(Json(PauseResult::from(held)))
     }
 
     /// Resume paused agents (default: the whole fleet): each continues exactly where
@@ -522,7 +449,8 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<AgentsParams>,
     ) -> Result<Json<PauseResult>, String> {
-        self.hold(p.agents, false).await.map(Json)
+        let held = self.registry.hold(p.agents.as_deref(), false).await?;
+        Ok(Json(PauseResult::from(held)))
     }
 
     /// Delete every agent (cancelling all work and killing their processes). Returns
@@ -566,53 +494,9 @@ impl FleetServer {
                 "timeout_s must be between 0 and {MAX_WAIT_S} seconds; got {timeout_s}. For longer waits, call again when it returns timed_out"
             ));
         }
-        let (agents, note) = match &p.agents {
-            Some(names) if names.is_empty() => {
-                return Err(
-                    "`agents` is an empty list; omit it to wait for every agent with work pending"
-                        .into(),
-                );
-            }
-            Some(names) => {
-                let mut handles = Vec::with_capacity(names.len());
-                for n in names {
-                    let h = self.registry.get(n).map_err(|e| e.to_string())?;
-                    if !handles.iter().any(|x: &Arc<_>| Arc::ptr_eq(x, &h)) {
-                        handles.push(h);
-                    }
-                }
-                (handles, None)
-            }
-            None => {
-                let busy: Vec<_> = self
-                    .registry
-                    .all()
-                    .into_iter()
-                    .filter(|h| !h.state().settled())
-                    .collect();
-                let note = busy
-                    .is_empty()
-                    .then(|| "no agent has work running or queued".to_string());
-                (busy, note)
-            }
-        };
+        let (agents, note) = self.wait_targets(p.agents.as_deref())?;
         let started = Instant::now();
-        let token = ctx.meta.get_progress_token();
-        let peer = ctx.peer.clone();
-        let progress = move |p: Progress| -> crate::provider::BoxFuture<'static, ()> {
-            let token = token.clone();
-            let peer = peer.clone();
-            Box::pin(async move {
-                if let Some(token) = token {
-                    let param = ProgressNotificationParam::new(token, p.elapsed_s)
-                        .with_total(p.timeout_s)
-                        .with_message(p.message);
-                    if let Err(e) = peer.notify_progress(param).await {
-                        tracing::debug!("progress notification failed: {e}");
-                    }
-                }
-            })
-        };
+        let progress = progress_notifier(&ctx);
         let timed_out = wait::wait(
             &agents,
             until,
@@ -649,26 +533,20 @@ impl FleetServer {
     }
 }
 
-/// A create_agent call's arguments, as the registry takes them.
-fn spec_of(p: CreateAgentParams) -> CreateSpec {
-    CreateSpec {
-        name: p.name,
-        task: p.task,
-        system_prompt: p.system_prompt,
-        role: p.role,
-        model: p.model,
-        tools: p.tools,
-        workdir: p.workdir,
-        max_steps: p.max_steps,
-        max_cost_usd: p.max_cost_usd,
-        max_tokens: p.max_tokens,
-        depends_on: p.depends_on.unwrap_or_default(),
-        retries: p.retries,
-        output_schema: p.output_schema,
-        isolation: p.isolation,
-        base: p.base,
-        sandbox: p.sandbox,
-        network: p.network,
+/// A mistake the orchestrator can fix, as the tool's `isError` result: the registry's
+/// message, word for word.
+impl From<RegistryError> for String {
+    fn from(e: RegistryError) -> Self {
+        e.to_string()
+    }
+}
+
+impl From<Held> for PauseResult {
+    fn from(held: Held) -> Self {
+        Self {
+            changed: held.changed,
+            unchanged: held.unchanged,
+        }
     }
 }
 

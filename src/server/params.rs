@@ -7,6 +7,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::registry::CreateSpec;
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentParams {
@@ -82,6 +84,32 @@ pub struct CreateAgentParams {
     /// server's config, else false.
     #[serde(default)]
     pub network: Option<bool>,
+}
+
+/// A create_agent call's arguments, as the registry takes them: the one place they
+/// become a [`CreateSpec`].
+impl From<CreateAgentParams> for CreateSpec {
+    fn from(p: CreateAgentParams) -> Self {
+        Self {
+            name: p.name,
+            task: p.task,
+            system_prompt: p.system_prompt,
+            role: p.role,
+            model: p.model,
+            tools: p.tools,
+            workdir: p.workdir,
+            max_steps: p.max_steps,
+            max_cost_usd: p.max_cost_usd,
+            max_tokens: p.max_tokens,
+            depends_on: p.depends_on.unwrap_or_default(),
+            retries: p.retries,
+            output_schema: p.output_schema,
+            isolation: p.isolation,
+            base: p.base,
+            sandbox: p.sandbox,
+            network: p.network,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -9,6 +9,8 @@ use serde::Serialize;
 use crate::agent::AgentHandle;
 use crate::agent::output::CommandStatus;
 use crate::agent::state::{AgentStatus, Tokens, rfc3339};
+pub use crate::pricing::round_cost;
+pub use crate::registry::BudgetRow;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CreateAgentResult {
@@ -326,16 +328,6 @@ pub struct FleetTotals {
     pub budget: Option<BudgetRow>,
 }
 
-/// `list_agents` totals: the fleet's caps and what it has spent against them.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct BudgetRow {
-    pub max_cost_usd: Option<f64>,
-    pub cost_usd: f64,
-    pub max_tokens: Option<u64>,
-    /// Input + output tokens.
-    pub tokens: u64,
-}
-
 /// `pause_agents` / `resume_agents`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PauseResult {
@@ -381,11 +373,6 @@ fn is_zero(n: &usize) -> bool {
 
 fn is_zero_u32(n: &u32) -> bool {
     *n == 0
-}
-
-/// Costs to a tenth of a cent's hundredth: enough precision, fewer bytes.
-pub fn round_cost(c: f64) -> f64 {
-    (c * 100_000.0).round() / 100_000.0
 }
 
 /// One event of an agent's log, summarised.

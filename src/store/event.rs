@@ -11,9 +11,13 @@ use crate::model::{Message, StopReason, Usage};
 use crate::status::CommandStatus;
 use crate::text::short;
 
-/// What an agent was created with. The model is kept as its canonical id and
-/// resolved again on restart (with the keys of the new process); the system prompt is
-/// rebuilt from the current prompts, so only the orchestrator's part is kept.
+/// An agent's spec: the one description of an agent, what `create_agent` asked for
+/// once checked and completed with its defaults (role, config). Saved in its
+/// `created` event; the registry resolves it into running settings both at creation
+/// and on restart. The model is kept as its canonical id and resolved again on
+/// restart (with the keys of the new process); the system prompt is rebuilt from the
+/// current prompts, so only the orchestrator's part is kept. Old stores must keep
+/// loading: fields are only ever added, optional, with defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredSettings {
     pub name: String,
@@ -317,7 +321,16 @@ impl Event {
     }
 }
 
-/// A model turn in one line: tokens, the tools it called, its text, whether it was cut off.
+/// ` (trace <id>)` when the command is traced, for summaries.
+fn trace_note(trace_id: &Option<String>) -> String {
+    trace_id
+        .as_ref()
+        .map(|id| format!(" (trace {id})"))
+        .unwrap_or_default()
+}
+
+/// The summary of a model call: its tokens, the tools it calls, the start of its
+/// text (`cut` characters), and whether the output limit cut it off.
 fn model_summary(message: &Message, usage: &Usage, stop_reason: &StopReason, cut: usize) -> String {
     let calls: Vec<&str> = message.tool_uses().map(|(_, n, _)| n).collect();
     let text = message.text();
@@ -335,14 +348,6 @@ fn model_summary(message: &Message, usage: &Usage, stop_reason: &StopReason, cut
         s.push_str(" [cut off by the output limit (max_tokens); asked to continue]");
     }
     s
-}
-
-/// ` (trace <id>)` when the command is traced, for summaries.
-fn trace_note(trace_id: &Option<String>) -> String {
-    trace_id
-        .as_ref()
-        .map(|id| format!(" (trace {id})"))
-        .unwrap_or_default()
 }
 
 /// A reply the output-token limit cut off before it asked for any tool: not a final

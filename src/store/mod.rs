@@ -3,7 +3,7 @@
 //!
 //! - [`Store::open`] takes an exclusive lock on the store directory (a second server
 //!   gets a clear error, never a second writer), checks the database, and loads every
-//!   agent's log for [`replay`].
+//!   agent's log, which the registry replays into live agents.
 //! - Appends go through a channel to the writer thread, which commits them in batches
 //!   (group commit). Events the caller must not lose — creation, commands, finished
 //!   commands — come with an acknowledgement that resolves once committed.
@@ -12,7 +12,6 @@
 
 pub mod event;
 pub mod location;
-pub mod replay;
 mod writer;
 
 use std::fs::File;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::event::{Event, StoredSettings};
-use super::replay::replay;
 use super::{AgentLog, Store, StoreError};
 use crate::agent::output::CommandStatus;
 use crate::agent::state::AgentStatus;
 use crate::model::{Block, Message, Role, StopReason, Usage};
+use crate::registry::replay::replay;
 
 fn settings() -> StoredSettings {
     StoredSettings {
