@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use self::models::{ModelError, Models, ResolvedModel};
+pub use self::models::{Models, ResolvedModel};
 use crate::pricing::Price;
 use crate::provider::openai::MaxTokensField;
 

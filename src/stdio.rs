@@ -303,27 +303,35 @@ pub fn classify(line: &[u8]) -> Verdict {
             json_kind(p)
         ));
     }
-    if method == "tools/call" {
-        let Some(p) = params else {
-            return bad_params("tools/call needs `params` with the tool's `name`".into());
-        };
-        match p.get("name") {
-            Some(Value::String(_)) => {}
-            Some(other) => {
-                return bad_params(format!("`name` must be a string, not {}", json_kind(other)));
-            }
-            None => return bad_params("tools/call needs `params.name`, the tool to call".into()),
-        }
-        if let Some(args) = p.get("arguments")
-            && !(args.is_object() || args.is_null())
-        {
-            return bad_params(format!(
-                "`arguments` must be a JSON object of the tool's arguments, not {}",
-                json_kind(args)
-            ));
-        }
+    if method == "tools/call"
+        && let Err(why) = check_tool_call(params)
+    {
+        return bad_params(why);
     }
     Verdict::Forward
+}
+
+/// The `params` of a `tools/call`: a string `name`, and `arguments` an object if given.
+fn check_tool_call(params: Option<&Value>) -> Result<(), String> {
+    let Some(p) = params else {
+        return Err("tools/call needs `params` with the tool's `name`".into());
+    };
+    match p.get("name") {
+        Some(Value::String(_)) => {}
+        Some(other) => {
+            return Err(format!("`name` must be a string, not {}", json_kind(other)));
+        }
+        None => return Err("tools/call needs `params.name`, the tool to call".into()),
+    }
+    if let Some(args) = p.get("arguments")
+        && !(args.is_object() || args.is_null())
+    {
+        return Err(format!(
+            "`arguments` must be a JSON object of the tool's arguments, not {}",
+            json_kind(args)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -151,7 +151,6 @@ struct Inbox {
 pub struct AgentHandle {
     pub id: String,
     pub settings: AgentSettings,
-    pub created_at: SystemTime,
     state: watch::Sender<AgentState>,
     inbox: Mutex<Inbox>,
     wake: Notify,
@@ -173,7 +172,6 @@ impl AgentHandle {
     pub fn new(
         id: String,
         settings: AgentSettings,
-        created_at: SystemTime,
         parent: &CancellationToken,
         fleet: Arc<Fleet>,
         initial: Initial,
@@ -185,7 +183,6 @@ impl AgentHandle {
         Arc::new(Self {
             id,
             settings,
-            created_at,
             state: watch::Sender::new(state),
             inbox: Mutex::new(Inbox {
                 queue: initial.queue,
@@ -245,11 +242,6 @@ impl AgentHandle {
     /// Look at the state in place, without copying it (no await inside `f`).
     pub fn peek<R>(&self, f: impl FnOnce(&AgentState) -> R) -> R {
         f(&self.state.borrow())
-    }
-
-    /// A receiver that wakes on every state change.
-    pub fn subscribe(&self) -> watch::Receiver<AgentState> {
-        self.state.subscribe()
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut AgentState)) {

@@ -112,11 +112,6 @@ impl Listener {
         format!("http://{}/", self.addr)
     }
 
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Check the token rules before anything starts: a non-loopback listener needs
     /// `FLOTILLA_TOKEN`, and so does an ephemeral fleet (no data directory to keep a
     /// generated token in).

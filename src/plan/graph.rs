@@ -1,17 +1,14 @@
-//! Plan graphs: checking a `create_agents` call before anything is created, and finding
-//! who to cancel when a dependency fails for good.
+//! Plan graphs: checking a `create_agents` call before anything is created.
 //!
 //! - [`validate`] takes the call's agents as `(name, depends_on)` in order and refuses
 //!   the whole plan on a duplicate name, a name already taken, an unknown or self
 //!   dependency, or a cycle (spelled out, `a -> b -> a`); otherwise it returns the order
 //!   to create them in: dependencies first, input order kept wherever the graph allows.
-//! - [`dependents_closure`] walks the live fleet's `name -> depends_on` map backwards
-//!   from a failed agent and returns every transitive dependent.
 //!
 //! Every error says what was wrong and what to change, for the orchestrator to read.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 
 use thiserror::Error;
 
@@ -227,46 +224,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     d[a.len() * width + b.len()]
-}
-
-/// Every agent that depends on `failed`, directly or through others: the agents to cancel
-/// when `failed` fails for good, is cancelled or is deleted. `fleet` is the live fleet's
-/// `name -> depends_on`; pass `&HashMap<String, Vec<String>>` (or a `BTreeMap`, or any
-/// iterator of name/list reference pairs) as it is.
-///
-/// Nearest first: direct dependents, then theirs, …, each level sorted by name. `failed`
-/// itself is never included; cycles in `fleet` are harmless.
-pub fn dependents_closure<'a, N, D>(
-    fleet: impl IntoIterator<Item = (&'a N, &'a D)>,
-    failed: &str,
-) -> Vec<String>
-where
-    N: AsRef<str> + ?Sized + 'a,
-    D: AsRef<[String]> + ?Sized + 'a,
-{
-    let mut dependents_of: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, depends_on) in fleet {
-        for dep in depends_on.as_ref() {
-            dependents_of
-                .entry(dep.as_str())
-                .or_default()
-                .push(name.as_ref());
-        }
-    }
-    let mut seen: HashSet<&str> = HashSet::from([failed]);
-    let mut out = Vec::new();
-    let mut level = vec![failed];
-    while !level.is_empty() {
-        let mut next: Vec<&str> = level
-            .iter()
-            .flat_map(|n| dependents_of.get(n).into_iter().flatten().copied())
-            .filter(|n| seen.insert(*n))
-            .collect();
-        next.sort_unstable();
-        out.extend(next.iter().map(|n| n.to_string()));
-        level = next;
-    }
-    out
 }
 
 #[cfg(test)]

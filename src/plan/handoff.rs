@@ -21,9 +21,6 @@ use regex::Regex;
 
 use super::redact::Redactor;
 
-/// Default for the `handoff_max_chars` config setting.
-pub const DEFAULT_MAX_CHARS: usize = 8000;
-
 /// Heads the section of a dependent's instruction that holds its dependencies' answers.
 pub const DEPS_HEADER: &str = "## Results from the agents this task depends on";
 

@@ -8,9 +8,8 @@
 //!   characters out, secrets redacted, capped to `handoff_max_chars`, injection-like text
 //!   flagged); [`compose`] writes a dependent's first instruction: its task plus the
 //!   answers, fenced and marked as untrusted data.
-//! - [`graph`]: [`validate`] checks a `create_agents` plan (duplicates, taken names,
-//!   unknown or self dependencies, cycles) and orders it; [`dependents_closure`] finds
-//!   the agents to cancel when a dependency fails for good.
+//! - [`graph`]: `validate` checks a `create_agents` plan (duplicates, taken names,
+//!   unknown or self dependencies, cycles) and orders it.
 //! - [`checkpoint`]: [`Checkpoint`] compiles an `output_schema` and checks a final answer
 //!   against it; a [`CheckFailure`] says what failed, for events and for the model.
 
@@ -18,8 +17,3 @@ pub mod checkpoint;
 pub mod graph;
 pub mod handoff;
 pub mod redact;
-
-pub use checkpoint::{CheckFailure, Checkpoint};
-pub use graph::{PlanError, dependents_closure, validate};
-pub use handoff::{DepAnswer, Sanitized, compose, sanitize};
-pub use redact::Redactor;

@@ -90,6 +90,8 @@ pub enum RetryError {
 ///
 /// `on_retry(retry, &error, wait)` runs before each wait; `retry` counts from 1 up to
 /// `policy.max_retries`, so a caller can show "retrying after HTTP 429 (2/5) in 4s".
+/// The fleet always calls through a gate; tests call this gate-less form.
+#[cfg(test)]
 pub async fn complete_with_retry(
     provider: &dyn Provider,
     request: &ModelRequest<'_>,

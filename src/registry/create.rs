@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use dashmap::mapref::entry::Entry;
 use serde_json::Value;
@@ -325,7 +324,6 @@ impl Registry {
         let handle = AgentHandle::new(
             id.clone(),
             p.settings,
-            SystemTime::now(),
             &self.cancel,
             self.fleet.clone(),
             initial,

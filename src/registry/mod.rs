@@ -40,10 +40,8 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{BudgetRow, Commanded, Held};
-pub use restore::RestoreReport;
+pub use policy::{BudgetRow, Held};
 pub use spec::CreateSpec;
-pub use spec::{MAX_RETRIES, validate_name};
 
 /// How long `delete_agent` waits for a worker to stop before giving up on it.
 const STOP_GRACE: Duration = Duration::from_secs(10);

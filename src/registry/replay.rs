@@ -22,7 +22,6 @@ use crate::store::{AgentLog, StoredEvent};
 pub(crate) struct Restored {
     pub agent_id: String,
     pub settings: StoredSettings,
-    pub created_at: SystemTime,
     pub conversation: Conversation,
     pub status: AgentStatus,
     pub last_error: Option<String>,
@@ -106,7 +105,6 @@ impl Replay {
         let r = Restored {
             agent_id,
             settings,
-            created_at: time(at_ms),
             conversation: Conversation::default(),
             status,
             last_error: None,

@@ -91,7 +91,6 @@ impl Registry {
         let handle = AgentHandle::new(
             r.agent_id.clone(),
             settings,
-            r.created_at,
             self.cancel_token(),
             self.fleet().clone(),
             Initial {

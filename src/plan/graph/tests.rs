@@ -1,8 +1,6 @@
-//! Tests for [`super`]: plan validation, cycle reports and dependents.
+//! Tests for [`super`]: plan validation and cycle reports.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::collections::{BTreeMap, HashMap};
 
 use super::*;
 
@@ -159,36 +157,6 @@ fn close_names_are_case_insensitive_bounded_and_sorted() {
     assert_eq!(close_names("plannr", names), ["planner"]);
     assert!(close_names("x", ["y", "abc"]).len() == 1);
     assert!(close_names("reviewer", names).is_empty());
-}
-
-#[test]
-fn dependents_closure_walks_backwards_nearest_first() {
-    let fleet: HashMap<String, Vec<String>> = plan(&[
-        ("a", ""),
-        ("b", "a"),
-        ("c", "b x"),
-        ("d", "a"),
-        ("e", "c d"),
-        ("x", ""),
-        ("y", "x"),
-    ])
-    .into_iter()
-    .collect();
-    assert_eq!(dependents_closure(&fleet, "a"), ["b", "d", "c", "e"]);
-    assert_eq!(dependents_closure(&fleet, "x"), ["c", "y", "e"]);
-    assert!(dependents_closure(&fleet, "e").is_empty());
-    assert!(dependents_closure(&fleet, "gone").is_empty());
-
-    // Other map shapes work as they are; a loop in the fleet does not hang or repeat.
-    let looped: BTreeMap<String, Vec<String>> = plan(&[("p", "q"), ("q", "p"), ("r", "q")])
-        .into_iter()
-        .collect();
-    assert_eq!(dependents_closure(&looped, "p"), ["q", "r"]);
-    let pairs = plan(&[("m", ""), ("n", "m")]);
-    assert_eq!(
-        dependents_closure(pairs.iter().map(|(n, d)| (n, d)), "m"),
-        ["n"]
-    );
 }
 
 #[test]
