@@ -5,6 +5,7 @@
 
 pub mod params;
 pub mod results;
+mod schema;
 pub mod wait;
 
 use std::sync::Arc;
@@ -52,9 +53,39 @@ impl FleetServer {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
-            tool_router: Self::tool_router(),
+            tool_router: Self::lean_router(),
             instructions: INSTRUCTIONS.into(),
         }
+    }
+
+    /// The tool router with lean, portable schemas ([`schema::lean`]), built once per
+    /// process: every HTTP session clones it.
+    fn lean_router() -> ToolRouter<Self> {
+        static ROUTER: std::sync::OnceLock<ToolRouter<FleetServer>> = std::sync::OnceLock::new();
+        ROUTER
+            .get_or_init(|| {
+                let mut router = Self::tool_router();
+                for route in router.map.values_mut() {
+                    let tool = &mut route.attr;
+                    let mut input = (*tool.input_schema).clone();
+                    schema::lean(&mut input, schema::Nulls::Drop);
+                    if tool.name == "create_agents" {
+                        schema::items_by_reference(
+                            &mut input,
+                            "agents",
+                            "One agent: an object of create_agent's arguments",
+                        );
+                    }
+                    tool.input_schema = Arc::new(input);
+                    if let Some(output) = &tool.output_schema {
+                        let mut output = (**output).clone();
+                        schema::lean(&mut output, schema::Nulls::Keep);
+                        tool.output_schema = Some(Arc::new(output));
+                    }
+                }
+                router
+            })
+            .clone()
     }
 
     /// Tell the orchestrator where the dashboard is (in the MCP `instructions`), so it

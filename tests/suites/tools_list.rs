@@ -154,3 +154,64 @@ async fn instructions_teach_the_pattern() {
         );
     }
 }
+
+/// Every `type` array and `format` in a schema, with where it is.
+fn portability_issues(v: &Value, at: &str, inputs: bool, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(f)) = m.get("format")
+                && !["date-time", "uri", "email", "uuid"].contains(&f.as_str())
+            {
+                out.push(format!("{at}: format {f}"));
+            }
+            if inputs && let Some(Value::Array(types)) = m.get("type") {
+                out.push(format!("{at}: nullable type {types:?}"));
+            }
+            if inputs && m.get("default").is_some_and(Value::is_null) {
+                out.push(format!("{at}: default null"));
+            }
+            for (k, child) in m {
+                portability_issues(child, &format!("{at}/{k}"), inputs, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                portability_issues(child, &format!("{at}/{i}"), inputs, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The schemas are portable (no nullable type arrays or `default: null` in inputs, no
+/// Rust `format`s anywhere), and `create_agents` does not repeat `create_agent`'s schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_are_lean_and_portable() {
+    let fl = Flotilla::start().await;
+    let tools = fl.tools().await;
+    let mut issues = Vec::new();
+    let mut model_visible = 0;
+    for t in &tools {
+        let input = Value::Object((*t.input_schema).clone());
+        portability_issues(&input, &format!("{}/input", t.name), true, &mut issues);
+        if let Some(output) = &t.output_schema {
+            let output = Value::Object((**output).clone());
+            portability_issues(&output, &format!("{}/output", t.name), false, &mut issues);
+        }
+        let visible = json!({"name": t.name, "description": t.description, "inputSchema": input});
+        model_visible += serde_json::to_string(&visible).unwrap().len();
+    }
+    assert!(issues.is_empty(), "portability issues: {issues:#?}");
+    let plan = tools.iter().find(|t| t.name == "create_agents").unwrap();
+    let single = tools.iter().find(|t| t.name == "create_agent").unwrap();
+    let plan_bytes = serde_json::to_string(&*plan.input_schema).unwrap().len();
+    let single_bytes = serde_json::to_string(&*single.input_schema).unwrap().len();
+    assert!(
+        plan_bytes * 3 < single_bytes,
+        "create_agents' schema ({plan_bytes} B) repeats create_agent's ({single_bytes} B)"
+    );
+    eprintln!(
+        "model-visible tool definitions: {model_visible} bytes over {} tools",
+        tools.len()
+    );
+}
