@@ -6,6 +6,7 @@
 //! saves the agent and starts its worker. A plan is checked whole (names, dependencies, cycles) before the
 //! first agent is committed.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use dashmap::mapref::entry::Entry;
 use serde_json::Value;
 
 use super::spec::validate_name;
-use super::{CreateSpec, Registry, RegistryError, write};
+use super::{CreateSpec, Overlap, Registry, RegistryError, write};
 use crate::agent::state::AgentStatus;
 use crate::agent::{AgentHandle, AgentSettings, Deferred, Initial, worker};
 use crate::plan::graph;
@@ -177,25 +178,16 @@ impl Registry {
     /// Warn every writing agent of a plan (without isolation) whose work directory
     /// overlaps another writer's, in the plan or in the fleet.
     fn warn_shared_workdirs(&self, prepared: &mut [Prepared]) {
-        let writers: Vec<(String, PathBuf)> = prepared
-            .iter()
-            .filter(|p| p.isolate.is_none() && p.settings.can_write())
-            .map(|p| (p.settings.name.clone(), p.settings.workdir.clone()))
-            .collect();
-        for p in prepared.iter_mut() {
-            if p.isolate.is_some() || !p.settings.can_write() {
-                continue;
-            }
-            let dir = &p.settings.workdir;
-            let mut others = self.overlapping_writers(dir, &p.settings.name);
-            others.extend(
-                writers
-                    .iter()
-                    .filter(|(n, d)| {
-                        *n != p.settings.name && (d.starts_with(dir) || dir.starts_with(d))
-                    })
-                    .map(|(n, _)| n.clone()),
-            );
+        let shared = |p: &Prepared| p.isolate.is_none() && p.settings.can_write();
+        let mut plan: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
+        for p in prepared.iter().filter(|p| shared(p)) {
+            let names = plan.entry(p.settings.workdir.clone()).or_default();
+            names.insert(p.settings.name.clone());
+        }
+        for p in prepared.iter_mut().filter(|p| shared(p)) {
+            let (dir, name) = (&p.settings.workdir, &p.settings.name);
+            let mut others = self.overlapping_writers(dir, name);
+            others.add(&plan, dir, name);
             if !others.is_empty() {
                 p.warnings.push(shared_workdir_warning(&others));
             }
@@ -398,11 +390,18 @@ fn made_worktree(p: &Prepared) -> Option<(worktree::Repo, worktree::Worktree)> {
     ))
 }
 
-fn shared_workdir_warning(others: &[String]) -> String {
-    let names: Vec<String> = others.iter().map(|n| format!("`{n}`")).collect();
+fn shared_workdir_warning(others: &Overlap) -> String {
+    let mut who: Vec<String> = others.names.iter().map(|n| format!("`{n}`")).collect();
+    let rest = others.count.saturating_sub(others.names.len());
+    if rest > 0 {
+        who.push(format!(
+            "{rest} other agent{}",
+            if rest == 1 { "" } else { "s" }
+        ));
+    }
     format!(
         "{} can also write in this work directory (or one holding or inside it): they may overwrite each other's changes. Give each writer a git worktree of its own with isolation: \"worktree\"",
-        names.join(", ")
+        who.join(", ")
     )
 }
 

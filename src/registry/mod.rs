@@ -8,7 +8,7 @@
 //! DashMap guards are never held across an `.await`: look-ups clone the `Arc` out
 //! and drop the guard at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ pub struct Registry {
     /// `sandbox` / `network` of agents that set neither (nor their role): config.
     sandbox_default: crate::sandbox::Sandbox,
     /// Agents that can write, by work directory: who may overwrite whom.
-    writers: std::sync::Mutex<std::collections::BTreeMap<PathBuf, BTreeSet<String>>>,
+    writers: std::sync::Mutex<BTreeMap<PathBuf, BTreeSet<String>>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     ids: std::collections::hash_map::RandomState,
@@ -458,24 +458,50 @@ impl Registry {
     }
 
     /// Writing agents other than `name` whose work directory is `dir`, inside it, or
-    /// holds it: they may overwrite each other's changes.
-    pub(crate) fn overlapping_writers(&self, dir: &Path, name: &str) -> Vec<String> {
-        let writers = crate::sync::lock(&self.writers);
-        let mut found: BTreeSet<String> = BTreeSet::new();
+    /// holds it: they may overwrite each other's changes. O(log n + directories that
+    /// overlap): names are kept to [`Overlap::SHOWN`], the rest are counted.
+    pub(crate) fn overlapping_writers(&self, dir: &Path, name: &str) -> Overlap {
+        let mut overlap = Overlap::default();
+        overlap.add(&crate::sync::lock(&self.writers), dir, name);
+        overlap
+    }
+}
+
+/// Agents writing where another will: a few names and how many in all.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Overlap {
+    /// The first [`Overlap::SHOWN`] of them, by name within each directory.
+    pub names: Vec<String>,
+    /// All of them.
+    pub count: usize,
+}
+
+impl Overlap {
+    /// Names a warning shows; the rest are counted.
+    pub const SHOWN: usize = 3;
+
+    /// Add the writers in `writers` (work directory → names) whose directory is `dir`,
+    /// inside it or holds it, other than `name`.
+    pub fn add(&mut self, writers: &BTreeMap<PathBuf, BTreeSet<String>>, dir: &Path, name: &str) {
         // Work directories inside `dir` sort right after it (paths order by component).
-        for (path, names) in writers.range::<Path, _>((Bound::Included(dir), Bound::Unbounded)) {
-            if !path.starts_with(dir) {
-                break;
-            }
-            found.extend(names.iter().cloned());
+        let inside = writers
+            .range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
+            .take_while(|(path, _)| path.starts_with(dir));
+        let holding = dir
+            .ancestors()
+            .skip(1)
+            .filter_map(|a| writers.get_key_value(a));
+        for (_, names) in inside.chain(holding) {
+            let me = usize::from(names.contains(name));
+            self.count += names.len() - me;
+            let room = Self::SHOWN.saturating_sub(self.names.len());
+            self.names
+                .extend(names.iter().filter(|n| *n != name).take(room).cloned());
         }
-        for ancestor in dir.ancestors().skip(1) {
-            if let Some(names) = writers.get(ancestor) {
-                found.extend(names.iter().cloned());
-            }
-        }
-        found.remove(name);
-        found.into_iter().collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 

@@ -402,3 +402,50 @@ async fn an_ephemeral_fleet_removes_its_worktrees_at_exit_and_keeps_the_branches
     assert_eq!(git(&work, &["show", "flotilla/eph:e.txt"]), "e\n");
     assert_eq!(git(&work, &["worktree", "list"]).lines().count(), 1);
 }
+
+/// With 1,000 writers in one work directory, the shared-directory warning names at most
+/// three of them and counts the rest, so `create_agent`'s result stays small (it once
+/// named every other writer: O(n) bytes per create, O(n²) per fleet). A plan's own
+/// writers are counted the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_directory_warning_stays_small_in_a_big_fleet() {
+    let fl = Flotilla::start().await;
+    let agents: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("w{i:04}"), "tools": ["write_file"]}))
+        .collect();
+    let plan = fl.call("create_agents", json!({"agents": agents})).await;
+    let last = plan["warnings"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("`, 996 other agents can also write"),
+        "{last}"
+    );
+    assert!(last.len() < 1024, "a plan warning of {} bytes", last.len());
+
+    let one = fl_create_writer(&fl, "late").await;
+    let bytes = one.to_string().len();
+    assert!(
+        bytes <= 1024,
+        "create_agent's result is {bytes} bytes: {one}"
+    );
+    let warning = one["warning"].as_str().unwrap();
+    let named = warning.matches('`').count() / 2;
+    assert_eq!(named, 3, "names three co-writers: {warning}");
+    assert!(
+        warning.contains("and 997 other agents") || warning.contains("997 other agents"),
+        "{warning}"
+    );
+    assert!(warning.contains("isolation: \"worktree\""), "{warning}");
+}
+
+async fn fl_create_writer(fl: &Flotilla, name: &str) -> Value {
+    fl.call(
+        "create_agent",
+        json!({"name": name, "tools": ["write_file", "read_file"]}),
+    )
+    .await
+}
