@@ -179,7 +179,7 @@ impl AgentHandle {
         let priced = settings.model.price.is_some();
         let mut state = initial.state.unwrap_or_else(|| AgentState::new(priced));
         state.paused = initial.paused;
-        fleet.totals.add(state.counted());
+        fleet.totals.add(&settings.name, state.counted());
         Arc::new(Self {
             id,
             settings,
@@ -258,7 +258,9 @@ impl AgentHandle {
             }
         });
         if let Some((before, after)) = counted {
-            self.fleet.totals.apply(Some(before), Some(after));
+            self.fleet
+                .totals
+                .apply(&self.settings.name, Some(before), Some(after));
         }
         if settle_changed {
             self.fleet.notify_settle();

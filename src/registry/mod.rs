@@ -292,14 +292,9 @@ impl Registry {
         all
     }
 
-    /// One page of agents in name order: those after `after` (a name) for which
-    /// `keep` holds, at most `limit`, and whether more follow.
-    pub fn page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        keep: impl Fn(&AgentHandle) -> bool,
-    ) -> (Vec<Arc<AgentHandle>>, bool) {
+    /// One page of agents in name order: those after `after` (a name), at most
+    /// `limit`, and whether more follow.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<Arc<AgentHandle>>, bool) {
         let order = read(&self.order);
         let start = match after {
             Some(a) => Bound::Excluded(a),
@@ -314,15 +309,31 @@ impl Registry {
             else {
                 continue;
             };
-            if !keep(&handle) {
-                continue;
-            }
             if page.len() == limit {
                 return (page, true);
             }
             page.push(handle);
         }
         (page, false)
+    }
+
+    /// A page of the agents in `status`, read through the fleet's status index (only
+    /// matching rows are touched); with the cursor for the next page, if any.
+    pub fn page_in(
+        &self,
+        status: AgentStatus,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Arc<AgentHandle>>, Option<String>) {
+        let (names, more) = self.fleet().totals.names_in(status, after, limit);
+        let next_after = more.then(|| names.last().cloned()).flatten();
+        let page = names
+            .iter()
+            .filter_map(|n| self.get(n).ok())
+            // The index and an agent's state change under different locks: recheck.
+            .filter(|h| h.peek(|s| s.status) == status)
+            .collect();
+        (page, next_after)
     }
 
     /// Every agent, in no particular order.

@@ -428,12 +428,16 @@ impl FleetServer {
         if p.after.as_deref().is_some_and(|a| a.trim().is_empty()) {
             return Err("`after` is empty: pass the `next_after` of the previous page, or omit it for the first page".into());
         }
-        let (page, more) = self.registry.page(p.after.as_deref(), limit as usize, |h| {
-            filter.is_none_or(|f| h.peek(|s| s.status) == f)
-        });
-        let next_after = more
-            .then(|| page.last().map(|h| h.name().to_string()))
-            .flatten();
+        let (page, next_after) = match filter {
+            Some(status) => self
+                .registry
+                .page_in(status, p.after.as_deref(), limit as usize),
+            None => {
+                let (page, more) = self.registry.page(p.after.as_deref(), limit as usize);
+                let next = more.then(|| page.last().map(|h| h.name().to_string()));
+                (page, next.flatten())
+            }
+        };
         let agents = page.iter().map(|h| AgentRow::of(h, true, 0)).collect();
         let totals = self.totals();
         Ok(Json(ListAgentsResult {
