@@ -26,13 +26,17 @@
 //! build from before the store), `--persist-agents N` (default 1000), `--guard-agents N`
 //! (guards: the fleet run with `--max-running 0` and 16, default 100) and `--guard-runs
 //! N` (guards: end-to-end runs of each, interleaved, default 1) and `--sandbox-commands N`
-//! (sandbox: `run_command`s per variant, default 300).
+//! (sandbox: `run_command`s per variant, default 300), `--compare PATH` (print every
+//! figure beside the same figure in a saved `--json` file of an earlier run, with the
+//! ratio; keep a baseline with `--json target/baseline.json` and compare later runs to it).
 //!
 //! Scenarios that run many agents at once (scale, memory, persistence) start the server
 //! with `FLOTILLA_MAX_RUNNING=0`: flotilla's default of 16 run slots would queue them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "fleet/compare.rs"]
+mod compare;
 #[path = "fleet/context.rs"]
 mod context;
 #[path = "fleet/control.rs"]
@@ -73,6 +77,7 @@ struct Args {
     poll_s: f64,
     step_s: f64,
     json: Option<PathBuf>,
+    compare: Option<PathBuf>,
     server: Option<PathBuf>,
     server_args: Vec<String>,
     baseline: Option<PathBuf>,
@@ -106,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
         poll_s: 15.0,
         step_s: 8.0,
         json: None,
+        compare: None,
         server: None,
         server_args: Vec::new(),
         baseline: None,
@@ -173,6 +179,7 @@ fn parse_args() -> Result<Args, String> {
             "--poll-s" => a.poll_s = num(&value()?)?,
             "--step-s" => a.step_s = num(&value()?)?,
             "--json" => a.json = Some(PathBuf::from(value()?)),
+            "--compare" => a.compare = Some(PathBuf::from(value()?)),
             "--server" => a.server = Some(PathBuf::from(value()?)),
             "--server-arg" => a.server_args.push(value()?),
             "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
@@ -320,8 +327,12 @@ async fn run(args: Args) {
         started.elapsed().as_secs_f64(),
         stats::loadavg()
     );
+    let out = Value::Object(out);
+    if let Some(saved) = &args.compare {
+        compare::print(&out, saved);
+    }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&Value::Object(out)).expect("json");
+        let text = serde_json::to_string_pretty(&out).expect("json");
         std::fs::write(path, text + "\n")
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         println!("wrote {}", path.display());
