@@ -17,6 +17,9 @@
 //! at creation; [`remove`] commits it onto the branch before the worktree goes, so no
 //! work is lost; an agent started with `base: "<agent>"` starts from it.
 
+mod git;
+mod keep;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,19 +27,26 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Longest a single git command may take.
-const GIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Variables of flotilla's environment that would point git elsewhere.
-const GIT_ENV: [&str; 8] = [
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_CEILING_DIRECTORIES",
-];
+use self::git::{Shadow, git, git_within};
+pub use self::keep::Kept;
+
+/// Longest counting an agent's changes for its status may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Files larger than this are neither counted in `diff_stat` nor committed on delete
+/// (`[worktrees] max_file_mib`, default 10 MiB).
+static MAX_FILE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FILE_MIB << 20);
+/// The default of `[worktrees] max_file_mib`.
+pub const DEFAULT_MAX_FILE_MIB: u64 = 10;
+
+/// Set the largest file counted and committed (from `[worktrees] max_file_mib`).
+pub fn set_max_file_mib(mib: u64) {
+    MAX_FILE_BYTES.store(mib.saturating_mul(1 << 20), Ordering::Relaxed);
+}
+
+fn max_file_bytes() -> u64 {
+    MAX_FILE_BYTES.load(Ordering::Relaxed)
+}
 
 /// `isolation` of `create_agent`: how an agent is kept apart from other writers.
 /// `worktree`: a git worktree of its own on branch `flotilla/<name>`.
@@ -99,60 +109,47 @@ pub fn branch_of(name: &str) -> String {
     format!("flotilla/{name}")
 }
 
-/// Run git; its trimmed stdout, or its stderr as the error.
-async fn git(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> Result<String, String> {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args(["-c", "core.hooksPath=/dev/null"])
-        .args(args)
-        .current_dir(cwd)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C");
-    for var in GIT_ENV {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(
-                "git is not installed (isolation: \"worktree\" needs the git CLI on PATH)".into(),
-            );
-        }
-        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "`git {}` took longer than {GIT_TIMEOUT:?}",
-                args.join(" ")
-            ));
-        }
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err
-            .trim()
-            .trim_start_matches("fatal: ")
-            .trim_start_matches("error: ");
-        Err(if err.is_empty() {
-            format!("`git {}` failed ({})", args.join(" "), out.status)
-        } else {
-            err.to_string()
-        })
-    }
+/// Git on an existing worktree, addressed by its administrative directory, against a
+/// [`Shadow`] of its repository: none of the repository's config, attributes or hooks
+/// apply (see `git.rs`).
+struct WtGit<'a> {
+    wt: &'a Worktree,
+    shadow: Shadow,
 }
 
-/// Git on an existing worktree, addressed by its administrative directory.
-async fn wt_git(wt: &Worktree, args: &[&str], env: &[(&str, &Path)]) -> Result<String, String> {
-    let git_dir = format!("--git-dir={}", wt.admin_dir.display());
-    let work_tree = format!("--work-tree={}", wt.path.display());
-    let mut all = vec![git_dir.as_str(), work_tree.as_str()];
-    all.extend_from_slice(args);
-    git(&all, &wt.path, env).await
+impl<'a> WtGit<'a> {
+    async fn new(wt: &'a Worktree) -> Result<WtGit<'a>, String> {
+        let common = common_dir(wt).ok_or_else(|| {
+            format!(
+                "cannot find the repository of the worktree `{}`",
+                wt.path.display()
+            )
+        })?;
+        let under = wt.path.parent().unwrap_or(&wt.path);
+        Ok(WtGit {
+            wt,
+            shadow: Shadow::new(&common, under).await?,
+        })
+    }
+
+    async fn run(&self, args: &[&str], env: &[(&str, &Path)]) -> Result<String, String> {
+        self.run_within(git::GIT_TIMEOUT, args, env).await
+    }
+
+    async fn run_within(
+        &self,
+        limit: Duration,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<String, String> {
+        let git_dir = format!("--git-dir={}", self.wt.admin_dir.display());
+        let work_tree = format!("--work-tree={}", self.wt.path.display());
+        let mut all = vec![git_dir.as_str(), work_tree.as_str()];
+        all.extend_from_slice(args);
+        let mut env = env.to_vec();
+        env.push(("GIT_COMMON_DIR", self.shadow.path()));
+        git_within(limit, &all, &self.wt.path, &env).await
+    }
 }
 
 /// The repository `dir` is in, or an error saying how to get one.
@@ -260,21 +257,43 @@ pub async fn add(
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
     let shown = path.display().to_string();
+    // No checkout by the repository's git: its filters would run. The files are
+    // checked out below, against a shadow of the repository.
     git(
-        &["worktree", "add", "--quiet", "-b", branch, &shown, commit],
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "--no-checkout",
+            "-b",
+            branch,
+            &shown,
+            commit,
+        ],
         &repo.toplevel,
         &[],
     )
     .await
     .map_err(|e| format!("cannot create the worktree: {e}"))?;
     let admin = git(&["rev-parse", "--absolute-git-dir"], path, &[]).await?;
-    Ok(Worktree {
+    let wt = Worktree {
         path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
         branch: branch.to_string(),
         admin_dir: PathBuf::from(admin),
         base_commit: commit.to_string(),
         base: base.to_string(),
-    })
+    };
+    let checkout = async {
+        WtGit::new(&wt)
+            .await?
+            .run(&["read-tree", "--reset", "-u", "HEAD"], &[])
+            .await
+    };
+    if let Err(e) = checkout.await {
+        discard(repo, &wt).await;
+        return Err(format!("cannot check out the worktree: {e}"));
+    }
+    Ok(wt)
 }
 
 /// Undo [`add`] (a creation that could not be completed): the worktree and the new
@@ -300,13 +319,17 @@ pub struct Snapshot {
     pub head: String,
     /// The tree differs from the head commit's: there is uncommitted work.
     pub dirty: bool,
+    /// Paths left out of the tree (relative to the worktree): files over the size
+    /// limit, and nested repositories (git would keep only a link to their commit).
+    pub left_out: Vec<String>,
 }
 
 static NEXT_INDEX: AtomicU64 = AtomicU64::new(0);
 
 /// Stage everything in a temporary index (the worktree's own is left alone) and
-/// write its tree.
-pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
+/// write its tree. Files over the size limit and nested repositories are left out.
+async fn snapshot_within(g: &WtGit<'_>, limit: Duration) -> Result<Snapshot, String> {
+    let wt = g.wt;
     if !wt.path.is_dir() {
         return Err(gone(wt));
     }
@@ -324,14 +347,35 @@ pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
     }
     let env = [("GIT_INDEX_FILE", index.as_path())];
     let result = async {
-        wt_git(wt, &["add", "--all", "--", "."], &env).await?;
-        let tree = wt_git(wt, &["write-tree"], &env).await?;
-        let head = wt_git(wt, &["rev-parse", "HEAD"], &[]).await?;
-        let head_tree = wt_git(wt, &["rev-parse", "HEAD^{tree}"], &[]).await?;
+        let listed = g
+            .run_within(
+                limit,
+                &[
+                    "ls-files",
+                    "-z",
+                    "--cached",
+                    "--others",
+                    "--exclude-standard",
+                ],
+                &env,
+            )
+            .await?;
+        let left_out = keep::left_out(&wt.path, &listed, max_file_bytes()).await;
+        let mut args = vec!["add", "--all", "--", "."];
+        let excluded: Vec<String> = left_out
+            .iter()
+            .map(|p| format!(":(exclude,literal){p}"))
+            .collect();
+        args.extend(excluded.iter().map(String::as_str));
+        g.run_within(limit, &args, &env).await?;
+        let tree = g.run(&["write-tree"], &env).await?;
+        let head = g.run(&["rev-parse", "HEAD"], &[]).await?;
+        let head_tree = g.run(&["rev-parse", "HEAD^{tree}"], &[]).await?;
         Ok(Snapshot {
             dirty: tree != head_tree,
             tree,
             head,
+            left_out,
         })
     }
     .await;
@@ -342,7 +386,11 @@ pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
 /// Everything in the worktree as a commit: the head itself when nothing is
 /// uncommitted, else a new commit on top of it (on no branch) holding the work tree.
 pub async fn snapshot_commit(wt: &Worktree, agent: &str) -> Result<(String, Snapshot), String> {
-    let snap = snapshot(wt).await?;
+    commit_snapshot(&WtGit::new(wt).await?, agent).await
+}
+
+async fn commit_snapshot(g: &WtGit<'_>, agent: &str) -> Result<(String, Snapshot), String> {
+    let snap = snapshot_within(g, git::GIT_TIMEOUT).await?;
     if !snap.dirty {
         return Ok((snap.head.clone(), snap));
     }
@@ -355,23 +403,52 @@ pub async fn snapshot_commit(wt: &Worktree, agent: &str) -> Result<(String, Snap
         ("GIT_COMMITTER_NAME", who.as_path()),
         ("GIT_COMMITTER_EMAIL", email.as_path()),
     ];
-    let commit = wt_git(
-        wt,
-        &["commit-tree", &snap.tree, "-p", &snap.head, "-m", &message],
-        &env,
-    )
-    .await?;
+    let commit = g
+        .run(
+            &[
+                "commit-tree",
+                "--no-gpg-sign",
+                &snap.tree,
+                "-p",
+                &snap.head,
+                "-m",
+                &message,
+            ],
+            &env,
+        )
+        .await?;
     Ok((commit, snap))
 }
 
 /// The agent's work against its base: the snapshot's tree against the merge base of
-/// the head and the base commit (so base commits made since do not count).
+/// the head and the base commit (so base commits made since do not count). Bounded:
+/// files over the size limit are not counted, and counting that takes longer than
+/// [`STATUS_TIMEOUT`] is given up with an error saying so.
 pub async fn diff_stat(wt: &Worktree) -> Result<DiffStat, String> {
-    let snap = snapshot(wt).await?;
-    let base = wt_git(wt, &["merge-base", &wt.base_commit, &snap.head], &[])
+    let g = WtGit::new(wt).await?;
+    let snap = snapshot_within(&g, STATUS_TIMEOUT).await?;
+    let base = g
+        .run_within(
+            STATUS_TIMEOUT,
+            &["merge-base", &wt.base_commit, &snap.head],
+            &[],
+        )
         .await
         .unwrap_or_else(|_| wt.base_commit.clone());
-    let out = wt_git(wt, &["diff", "--shortstat", &base, &snap.tree], &[]).await?;
+    let out = g
+        .run_within(
+            STATUS_TIMEOUT,
+            &[
+                "diff",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--shortstat",
+                &base,
+                &snap.tree,
+            ],
+            &[],
+        )
+        .await?;
     Ok(parse_shortstat(&out))
 }
 
@@ -402,40 +479,133 @@ pub struct Removed {
     pub branch: String,
     /// Uncommitted work was committed onto the branch first.
     pub committed: bool,
+    /// What the commit left out, moved out of the worktree before it went.
+    pub kept: Kept,
+    /// The worktree could not be removed by git (e.g. the agent rewrote its `.git`
+    /// file): flotilla deleted the directory itself and pruned it from the repository.
+    pub forced: bool,
 }
 
-/// Commit uncommitted work onto the branch, then remove the worktree (the branch
-/// stays). A worktree that is already gone is pruned.
-pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
-    let mut committed = false;
-    if wt.path.is_dir() {
-        let (commit, snap) = snapshot_commit(wt, agent).await?;
-        if snap.dirty {
-            let full = format!("refs/heads/{}", wt.branch);
-            let message = "flotilla: agent deleted; its uncommitted work committed";
-            wt_git(
-                wt,
-                &["update-ref", "-m", message, &full, &commit, &snap.head],
-                &[],
+impl Removed {
+    /// What happened, for the delete result.
+    pub fn describe(&self) -> String {
+        let mut s = if self.committed {
+            format!(
+                "its uncommitted work was committed to {}; the worktree was removed, the branch stays",
+                self.branch
             )
-            .await
-            .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
-            committed = true;
+        } else {
+            format!(
+                "the worktree was removed; its work stays on {}",
+                self.branch
+            )
+        };
+        if self.forced {
+            s.push_str(" (git refused to remove it, its `.git` file was changed: flotilla deleted the directory and pruned it)");
         }
-        // From the repository, not from inside the directory being removed.
-        let shown = wt.path.display().to_string();
-        let common = common_dir(wt)
-            .ok_or_else(|| format!("cannot find the repository of the worktree `{shown}`"))?;
-        git(&["worktree", "remove", "--force", &shown], &common, &[])
-            .await
-            .map_err(|e| format!("cannot remove the worktree `{shown}`: {e}"))?;
-    } else if let Some(common) = common_dir(wt) {
-        let _ = git(&["worktree", "prune"], &common, &[]).await;
+        if let Some(kept) = self.kept.describe() {
+            s.push_str("; ");
+            s.push_str(&kept);
+        }
+        s
     }
-    Ok(Removed {
+}
+
+/// Commit uncommitted work onto the branch, move what the commit leaves out (ignored
+/// files, files over the size limit, nested repositories) into a kept directory, then
+/// remove the worktree (the branch stays). A worktree that is already gone is pruned.
+pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
+    let common = common_dir(wt).ok_or_else(|| {
+        format!(
+            "cannot find the repository of the worktree `{}`",
+            wt.path.display()
+        )
+    })?;
+    let git_dir = format!("--git-dir={}", common.display());
+    let mut removed = Removed {
         branch: wt.branch.clone(),
-        committed,
-    })
+        committed: false,
+        kept: Kept::default(),
+        forced: false,
+    };
+    if !wt.path.is_dir() {
+        let _ = git(&[&git_dir, "worktree", "prune"], &common, &[]).await;
+        return Ok(removed);
+    }
+    let g = WtGit::new(wt).await?;
+    let (commit, snap) = commit_snapshot(&g, agent).await?;
+    if snap.dirty {
+        let full = format!("refs/heads/{}", wt.branch);
+        let message = "flotilla: agent deleted; its uncommitted work committed";
+        git(
+            &[
+                &git_dir,
+                "update-ref",
+                "-m",
+                message,
+                &full,
+                &commit,
+                &snap.head,
+            ],
+            &common,
+            &[],
+        )
+        .await
+        .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
+        removed.committed = true;
+    }
+    let ignored = g
+        .run(
+            &[
+                "ls-files",
+                "-z",
+                "--others",
+                "--ignored",
+                "--exclude-standard",
+                "--directory",
+            ],
+            &[],
+        )
+        .await?;
+    let mut leftovers: Vec<String> = ignored
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    leftovers.extend(snap.left_out);
+    removed.kept = keep::keep(&wt.path, agent, leftovers, max_file_bytes()).await;
+    drop(g);
+    removed.forced = remove_dir(wt, &common, &git_dir).await?;
+    Ok(removed)
+}
+
+/// Remove the worktree's directory from the repository's side (never through the
+/// `.git` file inside it, which the agent may have rewritten): `git worktree remove`,
+/// else delete it and prune. Whether the fallback was needed.
+async fn remove_dir(wt: &Worktree, common: &Path, git_dir: &str) -> Result<bool, String> {
+    let shown = wt.path.display().to_string();
+    let by_git = git(
+        &[git_dir, "worktree", "remove", "--force", "--force", &shown],
+        common,
+        &[],
+    )
+    .await;
+    let Err(e) = by_git else {
+        return Ok(false);
+    };
+    tracing::info!(worktree = %shown, "git could not remove the worktree ({e}); deleting it");
+    let path = wt.path.clone();
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e2| format!("cannot remove the worktree `{shown}`: {e}; {e2}"))?;
+    git(&[git_dir, "worktree", "prune"], common, &[])
+        .await
+        .map_err(|e| {
+            format!("the worktree `{shown}` was deleted, but git could not prune it: {e}")
+        })?;
+    Ok(true)
 }
 
 /// The repository's common directory, from the worktree's administrative one.
