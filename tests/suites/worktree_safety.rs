@@ -35,55 +35,76 @@ fn isolated(name: &str, task: &str) -> Value {
     json!({"name": name, "task": task, "isolation": "worktree"})
 }
 
-/// What an agent working in the checkout (not isolated) can write into `.git`: every
-/// program git may start from config or attributes, each leaving a marker in `marks`.
-fn plant_programs(repo: &Path, marks: &Path) {
-    let m = |name: &str| format!("touch {}/{name}; cat", marks.display());
+/// Everything git may start from config that an agent working in the checkout (not
+/// isolated) can write into `.git`, one vector at a time: its name and config entries.
+/// Each program leaves a marker named after it in `marks`.
+fn vectors(repo: &Path, marks: &Path) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
     let touch = |name: &str| format!("touch {}/{name}", marks.display());
+    let filter = |name: &str| format!("touch {}/{name}; cat", marks.display());
     let dotgit = repo.join(".git");
     let included = dotgit.join("included.cfg");
     std::fs::write(
         &included,
-        format!("[filter \"inc\"]\n\tclean = {}\n", m("included-clean")),
+        format!("[filter \"evil\"]\n\tclean = {}\n", filter("included")),
     )
     .unwrap();
     let hooks = dotgit.join("evil-hooks");
-    std::fs::create_dir_all(&hooks).unwrap();
-    for hook in ["post-checkout", "reference-transaction", "pre-commit"] {
-        let file = hooks.join(hook);
-        std::fs::write(&file, format!("#!/bin/sh\n{}\n", touch(hook))).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [hooks.clone(), dotgit.join("hooks")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        for hook in ["post-checkout", "reference-transaction", "pre-commit"] {
+            let file = dir.join(hook);
+            std::fs::write(&file, format!("#!/bin/sh\n{}\n", touch("hook"))).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
-    let config = [
-        ("filter.evil.smudge", m("smudge")),
-        ("filter.evil.clean", m("clean")),
-        ("filter.proc.process", touch("process")),
-        ("filter.proc.required", "true".into()),
-        ("core.fsmonitor", format!("{}; false", touch("fsmonitor"))),
-        ("diff.external", touch("diff-external")),
-        ("diff.evil.textconv", m("textconv")),
-        ("diff.evil.command", touch("diff-command")),
-        ("merge.evil.driver", touch("merge-driver")),
-        ("core.pager", touch("pager")),
-        ("gpg.program", touch("gpg")),
-        ("commit.gpgSign", "true".into()),
-        ("core.sshCommand", touch("ssh")),
-        ("core.hooksPath", hooks.display().to_string()),
-        ("include.path", included.display().to_string()),
-    ];
-    for (key, value) in config {
-        git(repo, &["config", key, &value]);
-    }
-    std::fs::create_dir_all(dotgit.join("info")).unwrap();
-    std::fs::write(
-        dotgit.join("info/attributes"),
-        "*.txt filter=evil diff=evil merge=evil\n*.proc filter=proc\n*.inc filter=inc\n",
-    )
-    .unwrap();
-    // A checked-in file the smudge filter would see on checkout.
-    std::fs::write(repo.join("b.txt"), "smudge me\n").unwrap();
-    std::fs::write(repo.join("c.proc"), "process me\n").unwrap();
+    vec![
+        ("smudge", vec![("filter.evil.smudge", filter("smudge"))]),
+        ("clean", vec![("filter.evil.clean", filter("clean"))]),
+        (
+            "process",
+            vec![
+                ("filter.evil.process", touch("process")),
+                ("filter.evil.required", "true".into()),
+            ],
+        ),
+        (
+            "fsmonitor",
+            vec![("core.fsmonitor", format!("{}; false", touch("fsmonitor")))],
+        ),
+        (
+            "diff.external",
+            vec![("diff.external", touch("diff.external"))],
+        ),
+        ("textconv", vec![("diff.evil.textconv", filter("textconv"))]),
+        (
+            "diff.command",
+            vec![("diff.evil.command", touch("diff.command"))],
+        ),
+        (
+            "merge.driver",
+            vec![("merge.evil.driver", touch("merge.driver"))],
+        ),
+        ("pager", vec![("core.pager", touch("pager"))]),
+        (
+            "gpg",
+            vec![
+                ("gpg.program", touch("gpg")),
+                ("commit.gpgSign", "true".into()),
+            ],
+        ),
+        ("ssh", vec![("core.sshCommand", touch("ssh"))]),
+        (
+            "hooksPath",
+            vec![("core.hooksPath", hooks.display().to_string())],
+        ),
+        // Hooks in .git/hooks are always there; this vector adds no config.
+        ("hooks", vec![]),
+        (
+            "include",
+            vec![("include.path", included.display().to_string())],
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,47 +113,66 @@ async fn programs_an_agent_writes_into_git_config_never_run() {
     init_repo(fl.work());
     let marks = fl.root().join("marks");
     std::fs::create_dir_all(&marks).unwrap();
-    // Checked in before the programs are planted (the test's own git must not run them).
+    // Checked in before anything is planted (the test's own git must not run them).
     std::fs::write(fl.work().join("b.txt"), "smudge me\n").unwrap();
-    std::fs::write(fl.work().join("c.proc"), "process me\n").unwrap();
     git(fl.work(), &["add", "-A"]);
     git(fl.work(), &["commit", "-q", "-m", "more"]);
-    plant_programs(fl.work(), &marks);
-
-    fl.mock.script(
-        "[w]",
-        vec![
-            Step::tool(
-                "write_file",
-                json!({"path": "tracked.txt", "content": "changed\n"}),
-            ),
-            Step::tool("write_file", json!({"path": "new.txt", "content": "new\n"})),
-            Step::tool("write_file", json!({"path": "d.proc", "content": "p\n"})),
-            Step::tool("write_file", json!({"path": "e.inc", "content": "i\n"})),
-            Step::text("done"),
-        ],
+    let dotgit = fl.work().join(".git");
+    std::fs::create_dir_all(dotgit.join("info")).unwrap();
+    std::fs::write(
+        dotgit.join("info/attributes"),
+        "* filter=evil diff=evil merge=evil\n",
+    )
+    .unwrap();
+    let mut ran = Vec::new();
+    for (n, (vector, config)) in vectors(fl.work(), &marks).into_iter().enumerate() {
+        for (key, value) in &config {
+            git(fl.work(), &["config", key, value]);
+        }
+        let key = format!("[v{n}]");
+        fl.mock.script(
+            &key,
+            vec![
+                Step::tool(
+                    "write_file",
+                    json!({"path": "tracked.txt", "content": "changed\n"}),
+                ),
+                Step::tool("write_file", json!({"path": "new.txt", "content": "new\n"})),
+                Step::text("done"),
+            ],
+        );
+        // Checkout (smudge, process, post-checkout), status and output (clean,
+        // fsmonitor, textconv, external diff), delete (commit: gpg, hooks).
+        let name = format!("v{n}");
+        let created = fl
+            .call("create_agent", isolated(&name, &format!("{key} write")))
+            .await;
+        let dir = fl.agent_dir(&created);
+        fl.wait_all(&[&name]).await;
+        assert_eq!(
+            std::fs::read_to_string(dir.join("b.txt")).unwrap(),
+            "smudge me\n"
+        );
+        let status = fl.status(&name).await;
+        assert_eq!(status["diff_stat"]["files"], 2, "{vector}: {status}");
+        fl.output(&name).await;
+        let deleted = fl.call("delete_agent", json!({"agent": name})).await;
+        assert_mentions(deleted["note"].as_str().unwrap(), &["committed"]);
+        let branch = format!("flotilla/{name}:new.txt");
+        assert_eq!(git(fl.work(), &["cat-file", "-p", &branch]), "new\n");
+        for (key, _) in &config {
+            git(fl.work(), &["config", "--unset-all", key]);
+        }
+        for e in std::fs::read_dir(&marks).unwrap() {
+            let e = e.unwrap();
+            ran.push(format!("{vector}: {}", e.file_name().to_string_lossy()));
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    assert!(
+        ran.is_empty(),
+        "flotilla's git ran agent-written programs: {ran:?}"
     );
-    // Checkout (smudge, process, post-checkout), status and output (clean, process,
-    // fsmonitor, textconv, external diff), delete (commit: gpg, hooks).
-    let created = fl.call("create_agent", isolated("w", "[w] write")).await;
-    let dir = fl.agent_dir(&created);
-    fl.wait_all(&["w"]).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("b.txt")).unwrap(),
-        "smudge me\n"
-    );
-    let status = fl.status("w").await;
-    assert_eq!(status["diff_stat"]["files"], 4, "{status}");
-    fl.output("w").await;
-    let deleted = fl.call("delete_agent", json!({"agent": "w"})).await;
-    assert_mentions(deleted["note"].as_str().unwrap(), &["committed"]);
-    assert!(!dir.exists(), "{}", dir.display());
-    assert_eq!(git(fl.work(), &["cat-file", "-p", "flotilla/w:new.txt"]), "new\n");
-    let ran: Vec<String> = std::fs::read_dir(&marks)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(ran.is_empty(), "flotilla's git ran agent-written programs: {ran:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +185,14 @@ async fn delete_keeps_ignored_big_and_nested_work_and_says_where() {
     fl.mock.script(
         "[k]",
         vec![
-            Step::tool("write_file", json!({"path": ".gitignore", "content": "*\n"})),
-            Step::tool("write_file", json!({"path": "work2.txt", "content": "precious\n"})),
+            Step::tool(
+                "write_file",
+                json!({"path": ".gitignore", "content": "*\n"}),
+            ),
+            Step::tool(
+                "write_file",
+                json!({"path": "work2.txt", "content": "precious\n"}),
+            ),
             Step::tool(
                 "run_command",
                 json!({"command": "mkdir nested && cd nested && git init -q && echo n > n.txt"}),
@@ -171,7 +217,11 @@ async fn delete_keeps_ignored_big_and_nested_work_and_says_where() {
     let deleted = fl.call("delete_agent", json!({"agent": "k"})).await;
     let note = deleted["note"].as_str().unwrap();
     assert_mentions(note, &["committed", "moved to", "big.bin", "max_file_mib"]);
-    assert!(!dir.exists(), "the worktree is left behind: {}", dir.display());
+    assert!(
+        !dir.exists(),
+        "the worktree is left behind: {}",
+        dir.display()
+    );
     let kept = fl.root().join("data").join("worktrees").join("kept");
     let kept_dir = std::fs::read_dir(&kept)
         .unwrap()
@@ -194,7 +244,10 @@ async fn delete_keeps_ignored_big_and_nested_work_and_says_where() {
     );
     let files = git(fl.work(), &["ls-tree", "-r", "--name-only", "flotilla/k"]);
     assert!(files.contains("work2.txt"), "{files}");
-    assert!(!files.contains("big.bin") && !files.contains("nested"), "{files}");
+    assert!(
+        !files.contains("big.bin") && !files.contains("nested"),
+        "{files}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,8 +257,14 @@ async fn delete_keeps_files_a_gitignore_star_hides() {
     fl.mock.script(
         "[s]",
         vec![
-            Step::tool("write_file", json!({"path": ".gitignore", "content": "*\n"})),
-            Step::tool("write_file", json!({"path": "work2.txt", "content": "precious\n"})),
+            Step::tool(
+                "write_file",
+                json!({"path": ".gitignore", "content": "*\n"}),
+            ),
+            Step::tool(
+                "write_file",
+                json!({"path": "work2.txt", "content": "precious\n"}),
+            ),
             Step::text("done"),
         ],
     );
@@ -217,7 +276,12 @@ async fn delete_keeps_files_a_gitignore_star_hides() {
     assert_mentions(note, &["moved to", "work2.txt"]);
     assert!(!dir.exists());
     let kept = fl.root().join("data").join("worktrees").join("kept");
-    let kept_dir = std::fs::read_dir(&kept).unwrap().next().unwrap().unwrap().path();
+    let kept_dir = std::fs::read_dir(&kept)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     assert_eq!(
         std::fs::read_to_string(kept_dir.join("work2.txt")).unwrap(),
         "precious\n"
@@ -231,7 +295,10 @@ async fn a_rewritten_git_file_does_not_stop_delete() {
     fl.mock.script(
         "[g]",
         vec![
-            Step::tool("write_file", json!({"path": "mine.txt", "content": "mine\n"})),
+            Step::tool(
+                "write_file",
+                json!({"path": "mine.txt", "content": "mine\n"}),
+            ),
             Step::tool(
                 "write_file",
                 json!({"path": ".git", "content": "gitdir: /nowhere/at/all\n"}),
