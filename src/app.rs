@@ -158,6 +158,9 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         Storage::Dir(dir) => dir.join("worktrees"),
     };
     let ephemeral = settings.ephemeral();
+    if let Some(mib) = settings.config.worktrees.max_file_mib {
+        crate::worktree::set_max_file_mib(mib);
+    }
     Registry::new(settings.models, settings.prompts, settings.workdir, fleet)
         .with_workdir_roots(settings.workdir_roots)
         .with_worktrees_root(worktrees)

@@ -39,6 +39,9 @@
 //! mode = "workspace-write"            # or "read-only", "off"
 //! network = false
 //! writable_roots = []                 # also writable by workspace-write commands
+//!
+//! [worktrees]                         # isolated agents (isolation = "worktree")
+//! max_file_mib = 10                   # larger files are not counted nor committed
 //! ```
 
 mod models;
@@ -84,6 +87,9 @@ pub struct Config {
     /// Defaults for what agents' commands may change (`run_command`'s sandbox).
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// Isolated agents' git worktrees.
+    #[serde(default)]
+    pub worktrees: WorktreesConfig,
     /// The file this was read from, for error messages (not a config key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -188,6 +194,15 @@ pub struct SandboxConfig {
     /// cache); relative paths from the server's working directory; each must exist.
     #[serde(default)]
     pub writable_roots: Vec<PathBuf>,
+}
+
+/// `[worktrees]`: isolated agents' git worktrees.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreesConfig {
+    /// Largest file (MiB) counted in `diff_stat` and committed when the agent is
+    /// deleted (default 10); larger ones are moved to a kept directory instead.
+    pub max_file_mib: Option<u64>,
 }
 
 /// A config file that cannot be used. Messages name the file and what to change.

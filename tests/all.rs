@@ -36,5 +36,6 @@ mod suites {
     mod traces;
     mod wait;
     mod wire;
+    mod worktree_safety;
     mod worktrees;
 }

@@ -392,14 +392,7 @@ impl FleetServer {
         let (handle, worktree) = self.registry.delete(&p.agent).await?;
         let branch = handle.settings.worktree.as_ref().map(|w| w.branch.clone());
         let note = worktree.map(|r| match r {
-            Ok(removed) if removed.committed => format!(
-                "its uncommitted work was committed to {}; the worktree was removed, the branch stays",
-                removed.branch
-            ),
-            Ok(removed) => format!(
-                "the worktree was removed; its work stays on {}",
-                removed.branch
-            ),
+            Ok(removed) => removed.describe(),
             Err(e) => format!("the agent was deleted, but its worktree could not be removed: {e}"),
         });
         Ok(Json(DeleteAgentResult {

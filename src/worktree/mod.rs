@@ -4,18 +4,25 @@
 //! other and the user's files stay as they were.
 //!
 //! Everything goes through the `git` CLI, run off the async runtime's threads by
-//! `tokio::process`, with hooks disabled and the `GIT_*` variables of flotilla's own
-//! environment removed. On an existing worktree git is always pointed at its
+//! `tokio::process` (`git.rs`): no program named in the repository's config,
+//! attributes or hooks ever runs, and the `GIT_*` variables of flotilla's own
+//! environment are removed. On an existing worktree git is always pointed at its
 //! administrative directory explicitly (`--git-dir`, `--work-tree`), never through
 //! the `.git` file inside it, which the agent's commands can rewrite.
 //!
 //! Agents in a sandbox cannot write the repository's `.git` (hooks, config, other
 //! branches), so they usually leave their work uncommitted. flotilla takes it as it is:
-//! a [`snapshot`] stages the whole work tree (`git add -A`, `.gitignore` honoured) into
-//! a temporary index, never the worktree's own, and writes a tree. [`diff_stat`]
-//! compares that tree with the merge base of the branch and the base commit recorded
-//! at creation; [`remove`] commits it onto the branch before the worktree goes, so no
-//! work is lost; an agent started with `base: "<agent>"` starts from it.
+//! a snapshot stages the work tree (`git add -A`, `.gitignore` honoured; files over
+//! `[worktrees] max_file_mib` and nested repositories left out) into a temporary
+//! index, never the worktree's own, and writes a tree. [`diff_stat`] compares that
+//! tree with the merge base of the branch and the base commit recorded at creation;
+//! [`remove`] (`remove.rs`) commits it onto the branch and keeps what it left out
+//! (`keep.rs`) before the worktree goes, so no work is lost; an agent started with
+//! `base: "<agent>"` starts from it.
+
+mod git;
+mod keep;
+mod remove;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,19 +31,27 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Longest a single git command may take.
-const GIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Variables of flotilla's environment that would point git elsewhere.
-const GIT_ENV: [&str; 8] = [
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_CEILING_DIRECTORIES",
-];
+use self::git::{Shadow, git, git_within};
+pub use self::keep::Kept;
+pub use self::remove::{Removed, remove};
+
+/// Longest counting an agent's changes for its status may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Files larger than this are neither counted in `diff_stat` nor committed on delete
+/// (`[worktrees] max_file_mib`, default 10 MiB).
+static MAX_FILE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FILE_MIB << 20);
+/// The default of `[worktrees] max_file_mib`.
+pub const DEFAULT_MAX_FILE_MIB: u64 = 10;
+
+/// Set the largest file counted and committed (from `[worktrees] max_file_mib`).
+pub fn set_max_file_mib(mib: u64) {
+    MAX_FILE_BYTES.store(mib.saturating_mul(1 << 20), Ordering::Relaxed);
+}
+
+fn max_file_bytes() -> u64 {
+    MAX_FILE_BYTES.load(Ordering::Relaxed)
+}
 
 /// `isolation` of `create_agent`: how an agent is kept apart from other writers.
 /// `worktree`: a git worktree of its own on branch `flotilla/<name>`.
@@ -99,60 +114,47 @@ pub fn branch_of(name: &str) -> String {
     format!("flotilla/{name}")
 }
 
-/// Run git; its trimmed stdout, or its stderr as the error.
-async fn git(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> Result<String, String> {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args(["-c", "core.hooksPath=/dev/null"])
-        .args(args)
-        .current_dir(cwd)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C");
-    for var in GIT_ENV {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(
-                "git is not installed (isolation: \"worktree\" needs the git CLI on PATH)".into(),
-            );
-        }
-        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "`git {}` took longer than {GIT_TIMEOUT:?}",
-                args.join(" ")
-            ));
-        }
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err
-            .trim()
-            .trim_start_matches("fatal: ")
-            .trim_start_matches("error: ");
-        Err(if err.is_empty() {
-            format!("`git {}` failed ({})", args.join(" "), out.status)
-        } else {
-            err.to_string()
-        })
-    }
+/// Git on an existing worktree, addressed by its administrative directory, against a
+/// [`Shadow`] of its repository: none of the repository's config, attributes or hooks
+/// apply (see `git.rs`).
+struct WtGit<'a> {
+    wt: &'a Worktree,
+    shadow: Shadow,
 }
 
-/// Git on an existing worktree, addressed by its administrative directory.
-async fn wt_git(wt: &Worktree, args: &[&str], env: &[(&str, &Path)]) -> Result<String, String> {
-    let git_dir = format!("--git-dir={}", wt.admin_dir.display());
-    let work_tree = format!("--work-tree={}", wt.path.display());
-    let mut all = vec![git_dir.as_str(), work_tree.as_str()];
-    all.extend_from_slice(args);
-    git(&all, &wt.path, env).await
+impl<'a> WtGit<'a> {
+    async fn new(wt: &'a Worktree) -> Result<WtGit<'a>, String> {
+        let common = common_dir(wt).ok_or_else(|| {
+            format!(
+                "cannot find the repository of the worktree `{}`",
+                wt.path.display()
+            )
+        })?;
+        let under = wt.path.parent().unwrap_or(&wt.path);
+        Ok(WtGit {
+            wt,
+            shadow: Shadow::new(&common, under).await?,
+        })
+    }
+
+    async fn run(&self, args: &[&str], env: &[(&str, &Path)]) -> Result<String, String> {
+        self.run_within(git::GIT_TIMEOUT, args, env).await
+    }
+
+    async fn run_within(
+        &self,
+        limit: Duration,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<String, String> {
+        let git_dir = format!("--git-dir={}", self.wt.admin_dir.display());
+        let work_tree = format!("--work-tree={}", self.wt.path.display());
+        let mut all = vec![git_dir.as_str(), work_tree.as_str()];
+        all.extend_from_slice(args);
+        let mut env = env.to_vec();
+        env.push(("GIT_COMMON_DIR", self.shadow.path()));
+        git_within(limit, &all, &self.wt.path, &env).await
+    }
 }
 
 /// The repository `dir` is in, or an error saying how to get one.
@@ -260,21 +262,43 @@ pub async fn add(
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
     let shown = path.display().to_string();
+    // No checkout by the repository's git: its filters would run. The files are
+    // checked out below, against a shadow of the repository.
     git(
-        &["worktree", "add", "--quiet", "-b", branch, &shown, commit],
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "--no-checkout",
+            "-b",
+            branch,
+            &shown,
+            commit,
+        ],
         &repo.toplevel,
         &[],
     )
     .await
     .map_err(|e| format!("cannot create the worktree: {e}"))?;
     let admin = git(&["rev-parse", "--absolute-git-dir"], path, &[]).await?;
-    Ok(Worktree {
+    let wt = Worktree {
         path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
         branch: branch.to_string(),
         admin_dir: PathBuf::from(admin),
         base_commit: commit.to_string(),
         base: base.to_string(),
-    })
+    };
+    let checkout = async {
+        WtGit::new(&wt)
+            .await?
+            .run(&["read-tree", "--reset", "-u", "HEAD"], &[])
+            .await
+    };
+    if let Err(e) = checkout.await {
+        discard(repo, &wt).await;
+        return Err(format!("cannot check out the worktree: {e}"));
+    }
+    Ok(wt)
 }
 
 /// Undo [`add`] (a creation that could not be completed): the worktree and the new
@@ -300,13 +324,17 @@ pub struct Snapshot {
     pub head: String,
     /// The tree differs from the head commit's: there is uncommitted work.
     pub dirty: bool,
+    /// Paths left out of the tree (relative to the worktree): files over the size
+    /// limit, and nested repositories (git would keep only a link to their commit).
+    pub left_out: Vec<String>,
 }
 
 static NEXT_INDEX: AtomicU64 = AtomicU64::new(0);
 
 /// Stage everything in a temporary index (the worktree's own is left alone) and
-/// write its tree.
-pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
+/// write its tree. Files over the size limit and nested repositories are left out.
+async fn snapshot_within(g: &WtGit<'_>, limit: Duration) -> Result<Snapshot, String> {
+    let wt = g.wt;
     if !wt.path.is_dir() {
         return Err(gone(wt));
     }
@@ -324,14 +352,35 @@ pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
     }
     let env = [("GIT_INDEX_FILE", index.as_path())];
     let result = async {
-        wt_git(wt, &["add", "--all", "--", "."], &env).await?;
-        let tree = wt_git(wt, &["write-tree"], &env).await?;
-        let head = wt_git(wt, &["rev-parse", "HEAD"], &[]).await?;
-        let head_tree = wt_git(wt, &["rev-parse", "HEAD^{tree}"], &[]).await?;
+        let listed = g
+            .run_within(
+                limit,
+                &[
+                    "ls-files",
+                    "-z",
+                    "--cached",
+                    "--others",
+                    "--exclude-standard",
+                ],
+                &env,
+            )
+            .await?;
+        let left_out = keep::left_out(&wt.path, &listed, max_file_bytes()).await;
+        let mut args = vec!["add", "--all", "--", "."];
+        let excluded: Vec<String> = left_out
+            .iter()
+            .map(|p| format!(":(exclude,literal){p}"))
+            .collect();
+        args.extend(excluded.iter().map(String::as_str));
+        g.run_within(limit, &args, &env).await?;
+        let tree = g.run(&["write-tree"], &env).await?;
+        let head = g.run(&["rev-parse", "HEAD"], &[]).await?;
+        let head_tree = g.run(&["rev-parse", "HEAD^{tree}"], &[]).await?;
         Ok(Snapshot {
             dirty: tree != head_tree,
             tree,
             head,
+            left_out,
         })
     }
     .await;
@@ -342,7 +391,11 @@ pub async fn snapshot(wt: &Worktree) -> Result<Snapshot, String> {
 /// Everything in the worktree as a commit: the head itself when nothing is
 /// uncommitted, else a new commit on top of it (on no branch) holding the work tree.
 pub async fn snapshot_commit(wt: &Worktree, agent: &str) -> Result<(String, Snapshot), String> {
-    let snap = snapshot(wt).await?;
+    commit_snapshot(&WtGit::new(wt).await?, agent).await
+}
+
+async fn commit_snapshot(g: &WtGit<'_>, agent: &str) -> Result<(String, Snapshot), String> {
+    let snap = snapshot_within(g, git::GIT_TIMEOUT).await?;
     if !snap.dirty {
         return Ok((snap.head.clone(), snap));
     }
@@ -355,23 +408,52 @@ pub async fn snapshot_commit(wt: &Worktree, agent: &str) -> Result<(String, Snap
         ("GIT_COMMITTER_NAME", who.as_path()),
         ("GIT_COMMITTER_EMAIL", email.as_path()),
     ];
-    let commit = wt_git(
-        wt,
-        &["commit-tree", &snap.tree, "-p", &snap.head, "-m", &message],
-        &env,
-    )
-    .await?;
+    let commit = g
+        .run(
+            &[
+                "commit-tree",
+                "--no-gpg-sign",
+                &snap.tree,
+                "-p",
+                &snap.head,
+                "-m",
+                &message,
+            ],
+            &env,
+        )
+        .await?;
     Ok((commit, snap))
 }
 
 /// The agent's work against its base: the snapshot's tree against the merge base of
-/// the head and the base commit (so base commits made since do not count).
+/// the head and the base commit (so base commits made since do not count). Bounded:
+/// files over the size limit are not counted, and counting that takes longer than
+/// [`STATUS_TIMEOUT`] is given up with an error saying so.
 pub async fn diff_stat(wt: &Worktree) -> Result<DiffStat, String> {
-    let snap = snapshot(wt).await?;
-    let base = wt_git(wt, &["merge-base", &wt.base_commit, &snap.head], &[])
+    let g = WtGit::new(wt).await?;
+    let snap = snapshot_within(&g, STATUS_TIMEOUT).await?;
+    let base = g
+        .run_within(
+            STATUS_TIMEOUT,
+            &["merge-base", &wt.base_commit, &snap.head],
+            &[],
+        )
         .await
         .unwrap_or_else(|_| wt.base_commit.clone());
-    let out = wt_git(wt, &["diff", "--shortstat", &base, &snap.tree], &[]).await?;
+    let out = g
+        .run_within(
+            STATUS_TIMEOUT,
+            &[
+                "diff",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--shortstat",
+                &base,
+                &snap.tree,
+            ],
+            &[],
+        )
+        .await?;
     Ok(parse_shortstat(&out))
 }
 
@@ -393,49 +475,6 @@ fn parse_shortstat(line: &str) -> DiffStat {
         }
     }
     stat
-}
-
-/// What [`remove`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removed {
-    /// The branch that keeps the work.
-    pub branch: String,
-    /// Uncommitted work was committed onto the branch first.
-    pub committed: bool,
-}
-
-/// Commit uncommitted work onto the branch, then remove the worktree (the branch
-/// stays). A worktree that is already gone is pruned.
-pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
-    let mut committed = false;
-    if wt.path.is_dir() {
-        let (commit, snap) = snapshot_commit(wt, agent).await?;
-        if snap.dirty {
-            let full = format!("refs/heads/{}", wt.branch);
-            let message = "flotilla: agent deleted; its uncommitted work committed";
-            wt_git(
-                wt,
-                &["update-ref", "-m", message, &full, &commit, &snap.head],
-                &[],
-            )
-            .await
-            .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
-            committed = true;
-        }
-        // From the repository, not from inside the directory being removed.
-        let shown = wt.path.display().to_string();
-        let common = common_dir(wt)
-            .ok_or_else(|| format!("cannot find the repository of the worktree `{shown}`"))?;
-        git(&["worktree", "remove", "--force", &shown], &common, &[])
-            .await
-            .map_err(|e| format!("cannot remove the worktree `{shown}`: {e}"))?;
-    } else if let Some(common) = common_dir(wt) {
-        let _ = git(&["worktree", "prune"], &common, &[]).await;
-    }
-    Ok(Removed {
-        branch: wt.branch.clone(),
-        committed,
-    })
 }
 
 /// The repository's common directory, from the worktree's administrative one.
