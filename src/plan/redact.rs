@@ -24,7 +24,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::Regex;
 use serde_json::Value;
@@ -69,6 +69,21 @@ static TOKENS: LazyLock<Regex> =
 #[allow(clippy::expect_used)] // a constant pattern, compiled by every test below
 static ASSIGNMENTS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(ASSIGNMENT_PATTERN).expect("ASSIGNMENT_PATTERN compiles"));
+
+/// The process's redactor, for the exits that are not tied to a fleet (the log, the
+/// span exporter): set once by [`install`] when the fleet is built.
+static PROCESS: OnceLock<Redactor> = OnceLock::new();
+
+/// Makes `redactor` the process's (the first call wins; later ones are ignored).
+pub fn install(redactor: Redactor) {
+    let _ = PROCESS.set(redactor);
+}
+
+/// The process's redactor: the one [`install`]ed, else the built-in shapes alone.
+pub fn process() -> &'static Redactor {
+    static SHAPES: LazyLock<Redactor> = LazyLock::new(Redactor::default);
+    PROCESS.get().unwrap_or(&SHAPES)
+}
 
 /// Replaces secrets with [`REDACTED`]. Cheap to clone; build one per fleet from the
 /// configured provider keys. `Debug` never prints the secrets.
