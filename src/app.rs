@@ -153,6 +153,8 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         store.clone(),
         settings.limits.options(store.retired_spend(), secrets),
     );
+    // The log and the span exporter redact with the fleet's secrets from now on.
+    crate::plan::redact::install(fleet.redactor.clone());
     let worktrees: PathBuf = match &settings.storage {
         Storage::Ephemeral { worktrees } => worktrees.clone(),
         Storage::Dir(dir) => dir.join("worktrees"),

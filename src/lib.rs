@@ -58,3 +58,6 @@ pub(crate) mod text;
 pub mod tools;
 pub(crate) mod workdirs;
 pub(crate) mod worktree;
+
+/// The log's writer (stderr, every line redacted), for the binary's subscriber.
+pub use telemetry::redacted::Stderr as RedactedStderr;

@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| EnvFilter::new("flotilla=info,rmcp=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(flotilla::RedactedStderr)
         .with_ansi(false)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;

@@ -29,6 +29,7 @@ mod suites {
     mod pause;
     mod plans;
     mod providers;
+    mod redaction;
     mod restart;
     mod sandbox;
     mod tool_access;

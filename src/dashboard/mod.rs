@@ -6,6 +6,7 @@
 //! - [`api`]: the JSON snapshot, an agent's detail, the timeline, the controls.
 //! - [`sse`]: the live feed (Server-Sent Events from the bus).
 //! - [`metrics`]: the Prometheus text.
+//! - [`redacted`]: the middleware every response leaves through, redacting secrets.
 //! - `page.html`: the page — HTML, CSS and JS in one file embedded in the binary; no
 //!   CDN, no build step.
 //!
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod metrics;
 pub mod observer;
+pub mod redacted;
 pub mod sse;
 
 use std::sync::Arc;
@@ -82,6 +84,11 @@ impl Dashboard {
             .route("/api/agents/{name}/{action}", post(api::control))
             .route("/api/fleet/{action}", post(api::fleet_control))
             .route("/metrics", get(metrics::metrics))
+            // Every response leaves through the redactor.
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                redacted::layer,
+            ))
             .with_state(self.clone())
     }
 }

@@ -9,8 +9,9 @@
 //!
 //! [`compose`] then writes the dependent's instruction: its task, then a section marked as
 //! untrusted data holding each answer between boundary markers the answer cannot forge
-//! (any `<<<flotilla` / `<<<end flotilla` inside is defused), with a warning line above
-//! every flagged answer.
+//! (any `<<<flotilla` / `<<<end flotilla` inside, or anything resembling one once
+//! normalised by NFKC with invisible characters removed, is defused by [`defuse`]), with a
+//! warning line above every flagged answer.
 
 pub mod inject;
 
@@ -19,7 +20,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::redact::Redactor;
+use super::redact::{Redactor, normalise};
 
 /// Heads the section of a dependent's instruction that holds its dependencies' answers.
 pub const DEPS_HEADER: &str = "## Results from the agents this task depends on";
@@ -45,7 +46,10 @@ pub struct Sanitized {
 /// True for the characters handoffs drop: zero-width and invisible formatting characters
 /// (U+200B–U+200D, U+2060–U+2064, U+FEFF, U+00AD soft hyphen, U+180E, U+FFF9–U+FFFB),
 /// bidirectional controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C), tag
-/// characters (U+E0000–U+E007F) and control characters other than `\n`, `\t` and `\r`.
+/// characters (U+E0000–U+E007F), the other default-ignorable code points (the combining
+/// grapheme joiner U+034F, Hangul fillers, Khmer inherent vowels, Mongolian and other
+/// variation selectors, musical formatting U+1D173–U+1D17A, shorthand format controls)
+/// and control characters other than `\n`, `\t` and `\r`.
 /// Dropping U+200D also splits emoji joined by it (👨‍👩‍👧 → 👨👩👧), an acceptable loss.
 pub fn is_invisible(c: char) -> bool {
     matches!(c,
@@ -59,6 +63,16 @@ pub fn is_invisible(c: char) -> bool {
         | '\u{180E}'
         | '\u{FFF9}'..='\u{FFFB}'
         | '\u{E0000}'..='\u{E007F}'
+        | '\u{034F}'
+        | '\u{115F}'..='\u{1160}'
+        | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FFA0}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0100}'..='\u{E01EF}'
     ) || (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
 }
 
@@ -122,12 +136,13 @@ pub struct DepAnswer {
 }
 
 impl DepAnswer {
-    /// Runs one raw answer through the whole pipeline: strip invisible characters, redact,
+    /// Runs one raw answer through the whole pipeline: normalise (strip invisible
+    /// characters, NFKC), redact,
     /// then [`sanitize`] (cap and flag). Stripping comes first so that a zero-width
     /// character inside a key cannot hide it from the redactor, and redaction before the
     /// cap so that a key cut in half is still recognised.
     pub fn prepare(name: &str, answer: &str, redactor: &Redactor, max_chars: usize) -> Self {
-        let (visible, _) = strip_invisible(answer);
+        let visible = normalise(answer);
         let redacted = redactor.redact(&visible);
         let s = sanitize(&redacted, max_chars);
         Self {
@@ -139,10 +154,39 @@ impl DepAnswer {
     }
 }
 
+/// Angle-like brackets a forged boundary may be drawn with (after NFKC, which already
+/// folds fullwidth `＜` and small `﹤` into `<`).
+const ANGLES: &str = "<‹«〈⟨❮❰❬⋘≪";
+
+/// Whatever looks like the opening of a boundary marker: angle-like brackets (one or
+/// more, spaces between allowed), optional punctuation, an optional `end` and
+/// `flotilla`, whatever the case or the punctuation (`end_flotilla`, `end-flotilla`).
 #[allow(clippy::expect_used)] // a constant pattern, compiled by every handoff test
 static FORGED_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)<<<(\s*(?:end\s+)?flotilla)").expect("marker pattern compiles")
+    Regex::new(&format!(
+        r"(?i)(?:[{ANGLES}]\s*)+[\s\p{{P}}]*((?:end[\s\p{{P}}]*)?flotilla)"
+    ))
+    .expect("marker pattern compiles")
 });
+
+/// What a forged marker's brackets become: plainly not a boundary.
+pub const DEFUSED: &str = "[forged marker] ";
+
+/// `text` with every boundary-marker lookalike defused: normalised first (invisible
+/// characters removed, NFKC) so that fullwidth brackets, a zero-width character inside
+/// `flotilla` or a bracket lookalike cannot draw a marker the model would read as ours.
+/// Text with nothing resembling a marker is returned as it is.
+pub fn defuse(text: &str) -> Cow<'_, str> {
+    let normal = normalise(text);
+    if !FORGED_MARKER.is_match(&normal) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        FORGED_MARKER
+            .replace_all(&normal, format!("{DEFUSED}$1"))
+            .into_owned(),
+    )
+}
 
 /// `task` followed, when there are dependencies, by the untrusted-data section holding
 /// their answers in order:
@@ -185,7 +229,7 @@ pub fn compose(task: &str, deps: &[DepAnswer]) -> String {
             ));
         }
         out.push_str(&format!("<<<flotilla:dep name={name}>>>\n"));
-        let body = FORGED_MARKER.replace_all(&dep.text, "<<‹$1");
+        let body = defuse(&dep.text);
         if body.trim().is_empty() {
             out.push_str("(no answer)\n");
         } else {

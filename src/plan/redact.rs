@@ -1,13 +1,21 @@
-//! Secret redaction for text flotilla hands onward (handoffs, outputs and events returned
-//! to the orchestrator, `last_error`).
+//! Secret redaction for every piece of text that leaves flotilla: MCP results and
+//! progress, the dashboard's JSON, feed and metrics, span attributes and the log, and
+//! handoffs (see docs/security.md for where each exit calls it).
 //!
 //! A [`Redactor`] replaces with [`REDACTED`]:
 //! - the values of the configured provider keys (given to [`Redactor::new`]; values shorter
-//!   than [`MIN_SECRET_CHARS`] are ignored, they would redact ordinary words);
+//!   than [`MIN_SECRET_CHARS`] are ignored, they would redact ordinary words), and any
+//!   piece of one that starts or ends it and is at least [`PIECE_CHARS`] characters long
+//!   (a key cut by a label's or a window's length);
 //! - common key shapes: Anthropic (`sk-ant-…`), OpenAI (`sk-…`, `sk-proj-…`), GitHub
 //!   (`ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_…`, `github_pat_…`), AWS access key ids
 //!   (`AKIA`/`ASIA` + 16) and the value of `aws_secret_access_key = …`-style assignments,
 //!   Slack (`xox[abprs]-…`, `xapp-…`).
+//!
+//! Matching runs on a normalised view of the text: invisible and format characters
+//! ([`is_invisible`]) are skipped and every other character is NFKC-normalised, so a
+//! zero-width character inside a key or a key written in fullwidth letters is still
+//! found; the replaced range covers the original characters, invisible ones included.
 //!
 //! The shapes are compiled once per process; text with nothing to redact is returned
 //! borrowed, without a copy. Shapes demand a realistic length (and, for a bare `sk-`, a
@@ -16,16 +24,24 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::Regex;
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
+
+pub use super::handoff::is_invisible;
 
 /// What every secret becomes.
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Configured secret values shorter than this are not redacted (too likely to be words).
 pub const MIN_SECRET_CHARS: usize = 8;
+
+/// A piece of a configured secret this long that starts or ends it is redacted too: the
+/// secret was cut (an activity label, an output window). Long enough that the fixed
+/// prefixes of vendor keys (`sk-ant-api03-` is 13) are not redacted on their own.
+pub const PIECE_CHARS: usize = 16;
 
 /// Token shapes, each matched whole. A bare `sk-` match is further checked by
 /// [`keylike_sk`].
@@ -54,6 +70,21 @@ static TOKENS: LazyLock<Regex> =
 static ASSIGNMENTS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(ASSIGNMENT_PATTERN).expect("ASSIGNMENT_PATTERN compiles"));
 
+/// The process's redactor, for the exits that are not tied to a fleet (the log, the
+/// span exporter): set once by [`install`] when the fleet is built.
+static PROCESS: OnceLock<Redactor> = OnceLock::new();
+
+/// Makes `redactor` the process's (the first call wins; later ones are ignored).
+pub fn install(redactor: Redactor) {
+    let _ = PROCESS.set(redactor);
+}
+
+/// The process's redactor: the one [`install`]ed, else the built-in shapes alone.
+pub fn process() -> &'static Redactor {
+    static SHAPES: LazyLock<Redactor> = LazyLock::new(Redactor::default);
+    PROCESS.get().unwrap_or(&SHAPES)
+}
+
 /// Replaces secrets with [`REDACTED`]. Cheap to clone; build one per fleet from the
 /// configured provider keys. `Debug` never prints the secrets.
 #[derive(Clone, Default)]
@@ -69,7 +100,7 @@ impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut secrets: Vec<String> = secrets
             .into_iter()
-            .map(|s| s.trim().to_string())
+            .map(|s| normalise(s.trim()))
             .filter(|s| s.chars().count() >= MIN_SECRET_CHARS)
             .collect();
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -84,19 +115,28 @@ impl Redactor {
 
     /// `text` with every secret replaced by [`REDACTED`]; borrowed when nothing matched.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let spans = self.spans(text);
+        let view = View::of(text);
+        let spans = self.spans(view.text());
         if spans.is_empty() {
             return Cow::Borrowed(text);
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
-        for span in spans {
+        for span in merge(spans.into_iter().map(|s| view.original(s)).collect()) {
             out.push_str(&text[at..span.start]);
             out.push_str(REDACTED);
             at = span.end;
         }
         out.push_str(&text[at..]);
         Cow::Owned(out)
+    }
+
+    /// [`Self::redact`] into an owned string.
+    pub fn redact_string(&self, text: String) -> String {
+        match self.redact(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(clean) => clean,
+        }
     }
 
     /// Redacts every string inside a JSON value in place (object keys are left alone).
@@ -120,14 +160,11 @@ impl Redactor {
         }
     }
 
-    /// Byte ranges to replace, sorted, overlaps merged.
+    /// Byte ranges of `text` to replace, sorted, overlaps merged.
     fn spans(&self, text: &str) -> Vec<Range<usize>> {
         let mut spans: Vec<Range<usize>> = Vec::new();
         for secret in &self.secrets {
-            spans.extend(
-                text.match_indices(secret.as_str())
-                    .map(|(i, s)| i..i + s.len()),
-            );
+            spans.extend(pieces(text, secret));
         }
         spans.extend(
             TOKENS
@@ -141,18 +178,141 @@ impl Redactor {
                 .filter_map(|c| c.get(1))
                 .map(|m| m.range()),
         );
-        if spans.len() > 1 {
-            spans.sort_by_key(|r| (r.start, r.end));
-            let mut merged: Vec<Range<usize>> = Vec::with_capacity(spans.len());
-            for span in spans {
-                match merged.last_mut() {
-                    Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
-                    _ => merged.push(span),
-                }
-            }
-            spans = merged;
+        merge(spans)
+    }
+}
+
+/// `text` as the patterns see it: invisible characters removed, NFKC.
+pub fn normalise(text: &str) -> String {
+    text.chars().filter(|&c| !is_invisible(c)).nfkc().collect()
+}
+
+/// Sorted, overlapping or touching ranges merged.
+fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    if spans.len() < 2 {
+        return spans;
+    }
+    spans.sort_by_key(|r| (r.start, r.end));
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(spans.len());
+    for span in spans {
+        match merged.last_mut() {
+            Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
+            _ => merged.push(span),
         }
-        spans
+    }
+    merged
+}
+
+/// Where `secret` occurs in `text`, whole or as a piece of at least [`PIECE_CHARS`]
+/// characters that starts it (cut at the end) or ends it (cut at the start).
+fn pieces<'a>(text: &'a str, secret: &'a str) -> impl Iterator<Item = Range<usize>> + 'a {
+    let whole = text.match_indices(secret).map(|(i, s)| i..i + s.len());
+    let chars = secret.chars().count();
+    let cut = (chars > PIECE_CHARS).then(|| {
+        let head_end = secret
+            .char_indices()
+            .nth(PIECE_CHARS)
+            .map_or(secret.len(), |(i, _)| i);
+        let tail_start = secret
+            .char_indices()
+            .nth(chars - PIECE_CHARS)
+            .map_or(0, |(i, _)| i);
+        let (head, tail) = (&secret[..head_end], &secret[tail_start..]);
+        // A head found: extend it as far as the text goes on matching the secret.
+        let heads = text.match_indices(head).map(move |(i, _)| {
+            let same = common_prefix(&text[i..], secret);
+            i..i + same
+        });
+        // A tail found: extend it backwards likewise.
+        let tails = text.match_indices(tail).map(move |(i, t)| {
+            let end = i + t.len();
+            let same = common_suffix(&text[..end], secret);
+            end - same..end
+        });
+        heads.chain(tails)
+    });
+    whole.chain(cut.into_iter().flatten())
+}
+
+/// Bytes `a` and `b` share at their starts, on a char boundary.
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or_else(|| a.len().min(b.len()), |((i, _), _)| i)
+}
+
+/// Bytes `a` and `b` share at their ends, on a char boundary.
+fn common_suffix(a: &str, b: &str) -> usize {
+    a.chars()
+        .rev()
+        .zip(b.chars().rev())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x.len_utf8())
+        .sum()
+}
+
+/// The text the patterns see: invisible characters skipped, the others NFKC-normalised,
+/// with the way back to the original's byte ranges. Borrowed (and no map) when the text
+/// is already in that form, which is the common case.
+struct View<'a> {
+    original: &'a str,
+    text: Cow<'a, str>,
+    /// For each byte of `text`, the original range of the character it came from.
+    from: Vec<Range<usize>>,
+}
+
+impl<'a> View<'a> {
+    fn of(original: &'a str) -> Self {
+        let plain = original
+            .chars()
+            .all(|c| (c.is_ascii() || c.nfkc().eq(std::iter::once(c))) && !is_invisible(c));
+        if plain {
+            return Self {
+                original,
+                text: Cow::Borrowed(original),
+                from: Vec::new(),
+            };
+        }
+        let mut text = String::with_capacity(original.len());
+        let mut from = Vec::with_capacity(original.len());
+        for (i, c) in original.char_indices() {
+            if is_invisible(c) {
+                continue;
+            }
+            let before = text.len();
+            text.extend(c.nfkc());
+            from.extend(std::iter::repeat_n(
+                i..i + c.len_utf8(),
+                text.len() - before,
+            ));
+        }
+        Self {
+            original,
+            text: Cow::Owned(text),
+            from,
+        }
+    }
+
+    fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The original byte range behind `span` of the view: from its first character's
+    /// start to its last character's end (so invisible characters inside go with it).
+    fn original(&self, span: Range<usize>) -> Range<usize> {
+        if self.from.is_empty() || span.is_empty() {
+            return span;
+        }
+        let start = self
+            .from
+            .get(span.start)
+            .map_or(self.original.len(), |r| r.start);
+        let end = self
+            .from
+            .get(span.end - 1)
+            .map_or(self.original.len(), |r| r.end);
+        start..end
     }
 }
 
@@ -317,5 +477,56 @@ mod tests {
             json!({"summary": "used [REDACTED]", "items": [{"token": "[REDACTED]"}, 3, null], "ok": true})
         );
         assert!(!Redactor::default().redact_json(&mut v));
+    }
+
+    #[test]
+    fn invisible_characters_and_fullwidth_letters_do_not_hide_a_key() {
+        let r = Redactor::new(["flotilla-test-secret-Q7x9Lm2Vp4Rt8Wz".to_string()]);
+        for hidden in [
+            format!("{}\u{200B}{}", &ANTHROPIC[..20], &ANTHROPIC[20..]),
+            format!(
+                "{}\u{2060}\u{FEFF}{}",
+                &OPENAI_LEGACY[..5],
+                &OPENAI_LEGACY[5..]
+            ),
+            "flotilla-test-\u{200D}secret-Q7x9\u{00AD}Lm2Vp4Rt8Wz".to_string(),
+            "\u{FF46}lotilla-test-secret-Q7x9Lm2Vp4Rt8Wz".to_string(), // fullwidth f
+        ] {
+            let text = format!("é key={hidden} done");
+            assert_eq!(r.redact(&text), "é key=[REDACTED] done", "{hidden:?}");
+        }
+        // Invisible characters elsewhere are kept.
+        let text = "a\u{200B}b 👨\u{200D}👩 plain";
+        assert!(matches!(r.redact(text), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_configured_key_cut_to_a_long_enough_piece_is_redacted() {
+        let key = "flotilla-test-secret-Q7x9Lm2Vp4Rt8Wz-0123456789abcdef0123";
+        let r = Redactor::new([key.to_string()]);
+        for n in [PIECE_CHARS, 20, 45, key.len() - 1] {
+            let head = &key[..n];
+            assert_eq!(
+                r.redact(&format!("echo {head}…")),
+                "echo [REDACTED]…",
+                "{n}"
+            );
+            let tail = &key[key.len() - n..];
+            assert_eq!(r.redact(&format!("…{tail} |")), "…[REDACTED] |", "{n}");
+        }
+        // Shorter pieces are words, not keys.
+        let short = &key[..PIECE_CHARS - 1];
+        assert_eq!(r.redact(short), short);
+        // A cut key with a zero-width character inside it.
+        let hidden = format!("{}\u{200B}{}", &key[..10], &key[10..40]);
+        assert_eq!(r.redact(&format!("run {hidden}")), "run [REDACTED]");
+    }
+
+    #[test]
+    fn a_key_shape_cut_at_45_characters_is_still_redacted() {
+        for key in [ANTHROPIC, OPENAI_PROJECT, OPENAI_LEGACY] {
+            let line = format!("run_command: curl -H 'x-api-key: {}", &key[..45]);
+            assert!(!red(&line).contains(&key[..20]), "{line}");
+        }
     }
 }

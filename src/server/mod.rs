@@ -1,9 +1,11 @@
 //! The MCP surface: twelve tools over one [`Registry`]. This layer owns no state;
 //! it checks arguments, calls the registry, and shapes compact JSON results.
 //! A mistake the orchestrator can fix comes back as a tool result with
-//! `isError: true` whose message says what was wrong and how to fix it.
+//! `isError: true` whose message says what was wrong and how to fix it. Every result
+//! and progress message is redacted on its way out ([`redacted`]).
 
 pub mod params;
+pub mod redacted;
 pub mod results;
 mod schema;
 pub mod wait;
@@ -18,6 +20,7 @@ use rmcp::service::RequestContext;
 use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use crate::agent::output::slice_chars;
+use crate::plan::redact::Redactor;
 use crate::prompts::INSTRUCTIONS;
 use crate::registry::{CreateSpec, Held, Registry, RegistryError, parse_status_filter};
 use crate::store::event::KINDS;
@@ -138,17 +141,19 @@ impl FleetServer {
 /// Sends `wait_for_agents`' progress to the client, when it asked for progress.
 fn progress_notifier(
     ctx: &RequestContext<RoleServer>,
+    redactor: Redactor,
 ) -> impl Fn(Progress) -> crate::provider::BoxFuture<'static, ()> + use<> {
     let token = ctx.meta.get_progress_token();
     let peer = ctx.peer.clone();
     move |p: Progress| -> crate::provider::BoxFuture<'static, ()> {
         let token = token.clone();
         let peer = peer.clone();
+        let message = redactor.redact_string(p.message);
         Box::pin(async move {
             if let Some(token) = token {
                 let param = ProgressNotificationParam::new(token, p.elapsed_s)
                     .with_total(p.timeout_s)
-                    .with_message(p.message);
+                    .with_message(message);
                 if let Err(e) = peer.notify_progress(param).await {
                     tracing::debug!("progress notification failed: {e}");
                 }
@@ -524,7 +529,7 @@ impl FleetServer {
         }
         let (agents, note) = self.wait_targets(p.agents.as_deref())?;
         let started = Instant::now();
-        let progress = progress_notifier(&ctx);
+        let progress = progress_notifier(&ctx, self.registry.fleet().redactor.clone());
         let timed_out = wait::wait(
             &agents,
             until,
@@ -578,14 +583,13 @@ impl From<Held> for PauseResult {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for FleetServer {
-    /// Arguments are checked against the tool's schema first ([`check_arguments`]), so
-    /// unknown or mistyped arguments get a plain-words `isError` result. A value the
-    /// schema allows but the typed parameters refuse (an unknown tool in `tools`, a
-    /// `sandbox` or `isolation` that is no choice) is an `isError` result too, with the
-    /// parameter type's own message.
-    async fn call_tool(
+impl FleetServer {
+    /// A tool call, its arguments checked against the tool's schema first
+    /// ([`check_arguments`]): unknown or mistyped arguments get a plain-words `isError`
+    /// result. A value the schema allows but the typed parameters refuse (an unknown tool
+    /// in `tools`, a `sandbox` or `isolation` that is no choice) is an `isError` result
+    /// too, with the parameter type's own message.
+    async fn call_checked(
         &self,
         request: rmcp::model::CallToolRequestParams,
         context: RequestContext<RoleServer>,
@@ -621,6 +625,19 @@ impl ServerHandler for FleetServer {
             }
             answer => answer,
         }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for FleetServer {
+    /// [`FleetServer::call_checked`]; every answer, whatever the tool, leaves through [`redacted::answer`].
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let answer = self.call_checked(request, context).await;
+        redacted::answer(&self.registry.fleet().redactor, answer)
     }
 
     fn get_info(&self) -> ServerConfig {

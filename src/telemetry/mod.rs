@@ -19,9 +19,11 @@
 //! drop spans, never makes a step wait, and never fails a command. A collector that
 //! cannot be reached is one warning in the log (and one more only if it comes back
 //! and fails again). Prompt and completion text are exported only with
-//! `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (see [`content`]).
+//! `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (see [`content`]). Every
+//! string of every span is redacted just before export ([`redacted`]), as is every log line.
 
 mod content;
+pub mod redacted;
 mod spans;
 
 use std::sync::OnceLock;
@@ -199,6 +201,11 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = batch.len();
+        let redactor = crate::plan::redact::process();
+        let batch = batch
+            .into_iter()
+            .map(|s| redacted::span(redactor, s))
+            .collect();
         let result = self.inner.export(batch).await;
         match &result {
             Err(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
