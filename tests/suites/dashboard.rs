@@ -72,15 +72,28 @@ async fn token_and_cookie_rules() {
         .await
         .unwrap();
     assert_eq!(opened.status(), StatusCode::SEE_OTHER);
-    assert_eq!(opened.headers()[LOCATION], "/", "the token leaves the URL");
+    // The token leaves the URL; the page's CSRF value comes in the fragment, which
+    // the browser never sends to any server.
+    let location = opened.headers()[LOCATION].to_str().unwrap().to_string();
+    let csrf = location
+        .strip_prefix("/#csrf=")
+        .unwrap_or_else(|| panic!("Location {location}"))
+        .to_string();
+    assert!(!location.contains(TOKEN), "{location}");
     let set = opened.headers()[SET_COOKIE].to_str().unwrap();
     let port = server.addr.port();
     assert!(set.starts_with(&format!("flotilla_{port}=")), "{set}");
     assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
         "{set}"
     );
+    assert!(
+        !set.contains(TOKEN),
+        "the cookie is not the bearer token: {set}"
+    );
     let cookie = set.split(';').next().unwrap().to_string();
+    let secret = cookie.split_once('=').unwrap().1.to_string();
+    assert_ne!(secret, csrf);
 
     let page = get("/", Some(&cookie)).await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
@@ -122,9 +135,30 @@ async fn token_and_cookie_rules() {
         .await
         .unwrap();
     assert_eq!(mcp.status(), StatusCode::UNAUTHORIZED);
+    // A browser sends the cookie to every port of the host: its value, seen by another
+    // local server, opens nothing that needs the token.
+    for value in [&secret, &csrf] {
+        let as_bearer = http
+            .post(format!("{base}/mcp"))
+            .header(AUTHORIZATION, format!("Bearer {value}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
+        let fleet = http
+            .get(format!("{base}/api/fleet"))
+            .header(AUTHORIZATION, format!("Bearer {value}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fleet.status(), StatusCode::UNAUTHORIZED);
+    }
 
     // Controls: POST with the cookie and the page's own Origin only.
-    let post = |cookie: Option<&str>, origin: Option<&str>| {
+    let post_csrf = |cookie: Option<&str>, origin: Option<&str>, csrf: Option<&str>| {
         let mut r = http.post(format!("{base}/api/fleet/pause"));
         if let Some(c) = cookie {
             r = r.header(COOKIE, c.to_string());
@@ -132,8 +166,12 @@ async fn token_and_cookie_rules() {
         if let Some(o) = origin {
             r = r.header(ORIGIN, o.to_string());
         }
+        if let Some(v) = csrf {
+            r = r.header("x-flotilla-csrf", v.to_string());
+        }
         r.send()
     };
+    let post = |cookie: Option<&str>, origin: Option<&str>| post_csrf(cookie, origin, Some(&csrf));
     let own = format!("http://{}", server.addr);
     assert_eq!(
         post(Some(&cookie), None).await.unwrap().status(),
@@ -153,6 +191,22 @@ async fn token_and_cookie_rules() {
     assert_eq!(
         post(Some(&cookie), Some(&own)).await.unwrap().status(),
         StatusCode::OK
+    );
+    // The cookie and the Origin are not enough: a change needs the page's CSRF value.
+    let own_ref = own.as_str();
+    assert_eq!(
+        post_csrf(Some(&cookie), Some(own_ref), None)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_csrf(Some(&cookie), Some(own_ref), Some(&secret))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
     );
     let other_port = format!("flotilla_{}={TOKEN}", port + 1);
     assert_eq!(
