@@ -22,6 +22,12 @@ fn no_redirects() -> reqwest::Client {
 
 /// `name=value` of the session cookie, opened with `/?token=`.
 async fn login(base: &str) -> String {
+    login_with_csrf(base).await.0
+}
+
+/// The session cookie (`name=value`) and the page's CSRF value (from the redirect's
+/// fragment), opened with `/?token=`.
+async fn login_with_csrf(base: &str) -> (String, String) {
     let r = no_redirects()
         .get(format!("{base}/?token={TOKEN}"))
         .send()
@@ -29,7 +35,9 @@ async fn login(base: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
-    set.split(';').next().unwrap().to_string()
+    let location = r.headers()[LOCATION].to_str().unwrap();
+    let csrf = location.strip_prefix("/#csrf=").unwrap().to_string();
+    (set.split(';').next().unwrap().to_string(), csrf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +498,7 @@ async fn the_live_feed_delivers_a_status_change() {
     let fl = server.client().await;
     fl.create("s1", "[s1] answer").await;
     fl.wait_all(&["s1"]).await;
-    let cookie = login(&base).await;
+    let (cookie, csrf) = login_with_csrf(&base).await;
     let mut feed = reqwest::Client::new()
         .get(format!("{base}/api/events"))
         .header(COOKIE, &cookie)
@@ -522,6 +530,7 @@ async fn the_live_feed_delivers_a_status_change() {
         .post(format!("{base}/api/agents/s1/resume"))
         .header(COOKIE, &cookie)
         .header(ORIGIN, &base)
+        .header("x-flotilla-csrf", &csrf)
         .send()
         .await
         .unwrap();
