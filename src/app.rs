@@ -211,23 +211,49 @@ async fn stdio_with_dashboard(
 
 /// Serve one client on stdin/stdout until it closes the connection or a signal comes.
 /// Returns the stdio filter's tasks, to finish once the agents are stopped.
+///
+/// On a signal, calls in flight get [`http::DRAIN_GRACE`] to answer first (a
+/// `wait_for_agents` answers at once, timed out, with a note) before the session ends.
+/// A client that goes away before `initialize` is one log line, not an error.
 async fn serve_stdio(server: FleetServer) -> anyhow::Result<crate::stdio::Tasks> {
     let stop = shutdown_signal();
+    tokio::pin!(stop);
+    crate::stdio::greet_if_terminal();
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let server = server.with_stopping(stopping.clone());
     // A line filter in front of rmcp answers malformed JSON-RPC (see crate::stdio).
     let (transport, stdio) = crate::stdio::filtered();
-    let service = server
-        .serve(transport)
-        .await
-        .context("MCP initialisation over stdio failed")?;
+    let service = tokio::select! {
+        served = server.serve(transport) => match served {
+            Ok(service) => service,
+            Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
+                tracing::info!("the client closed stdin before sending `initialize`; nothing to serve");
+                return Ok(stdio);
+            }
+            Err(e) => anyhow::bail!("MCP initialisation over stdio failed: {e}"),
+        },
+        _ = &mut stop => {
+            tracing::info!("signal received before a client connected; shutting down");
+            return Ok(stdio);
+        }
+    };
     let cancel = service.cancellation_token();
+    // Kept alive while calls drain: dropping it would cancel the session at once.
+    let waiting = service.waiting();
+    tokio::pin!(waiting);
     tokio::select! {
-        r = service.waiting() => {
+        r = &mut waiting => {
             if let Err(e) = r { tracing::warn!("MCP service ended: {e}"); }
             tracing::info!("client closed the connection");
         }
-        _ = stop => {
-            tracing::info!("signal received; shutting down");
+        _ = &mut stop => {
+            tracing::info!("signal received; letting calls in flight answer, then shutting down");
+            stopping.cancel();
+            if !stdio.in_flight.drain(http::DRAIN_GRACE).await {
+                tracing::warn!("calls still running after {:?}; ending them", http::DRAIN_GRACE);
+            }
             cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), waiting).await;
         }
     }
     Ok(stdio)

@@ -11,7 +11,19 @@ use tracing_subscriber::EnvFilter;
 
 use flotilla::settings::{Cli, Settings};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One plain line (the causes joined), never a backtrace: what went wrong
+            // and, in the message, what to do.
+            eprintln!("flotilla: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // `flotilla __exec` / `__init`: the run_command launcher, before any thread starts.
     if let Some(code) = flotilla::sandbox::dispatch() {
         std::process::exit(code);

@@ -17,11 +17,22 @@
 //!
 //! Everything else goes to rmcp unchanged. rmcp's output and these errors reach stdout
 //! through one writer task, a whole line at a time, so lines never interleave. Every
-//! refusal is logged (warn) with the reason and the start of the line.
+//! refusal is logged (warn) with the reason and the start of the line. The same check
+//! ([`classify`]) answers malformed messages over HTTP (`crate::http::jsonrpc`).
+//!
+//! The filter also counts the client's requests that rmcp has not answered yet
+//! ([`InFlight`]), so that a shutdown can let them answer (a `wait_for_agents` in
+//! flight answers at once when the server stops) before it ends the session.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::text::json_kind;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::Notify;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,11 +51,76 @@ pub enum Verdict {
     Drop(String),
 }
 
+/// The client's requests that rmcp has not answered yet, by id (as JSON text).
+#[derive(Default)]
+pub struct InFlight {
+    ids: Mutex<HashSet<String>>,
+    changed: Notify,
+}
+
+impl InFlight {
+    fn add(&self, id: String) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.insert(id);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.lock().map(|ids| ids.is_empty()).unwrap_or(true)
+    }
+
+    /// A line from rmcp: if it answers a request in flight, that one is done.
+    fn answered(&self, line: &[u8]) {
+        if self.is_empty() {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            id: Option<Value>,
+            method: Option<serde::de::IgnoredAny>,
+        }
+        let Ok(Reply {
+            id: Some(id),
+            method: None,
+        }) = serde_json::from_slice::<Reply>(line)
+        else {
+            return;
+        };
+        self.forget(&id.to_string());
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut ids) = self.ids.lock()
+            && ids.remove(id)
+        {
+            drop(ids);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Wait until every request in flight has been answered, or `grace` passes.
+    /// Returns whether they all were.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        tokio::time::timeout(grace, async {
+            loop {
+                let changed = self.changed.notified();
+                if self.is_empty() {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
 /// The tasks behind [`filtered`]; [`Tasks::finish`] flushes what is left.
 pub struct Tasks {
     reader: JoinHandle<()>,
     pump: JoinHandle<()>,
     writer: JoinHandle<()>,
+    pub in_flight: Arc<InFlight>,
 }
 
 impl Tasks {
@@ -66,12 +142,14 @@ pub fn filtered() -> ((DuplexStream, DuplexStream), Tasks) {
     let (to_rmcp, rmcp_in) = tokio::io::duplex(PIPE_BYTES);
     let (rmcp_out, from_rmcp) = tokio::io::duplex(PIPE_BYTES);
     let (lines, queue) = mpsc::channel::<Vec<u8>>(64);
+    let in_flight = Arc::new(InFlight::default());
     let writer = tokio::spawn(write_lines(queue, tokio::io::stdout()));
-    let pump = tokio::spawn(pump(from_rmcp, lines.clone()));
+    let pump = tokio::spawn(pump(from_rmcp, lines.clone(), in_flight.clone()));
     let reader = tokio::spawn(read_lines(
         tokio::io::BufReader::new(tokio::io::stdin()),
         to_rmcp,
         lines,
+        in_flight.clone(),
     ));
     (
         (rmcp_in, rmcp_out),
@@ -79,8 +157,27 @@ pub fn filtered() -> ((DuplexStream, DuplexStream), Tasks) {
             reader,
             pump,
             writer,
+            in_flight,
         },
     )
+}
+
+/// When stdin is a terminal, a person started flotilla by hand: say on stderr what it
+/// is and how to connect a client, instead of waiting in silence.
+pub fn greet_if_terminal() {
+    if !std::io::stdin().is_terminal() {
+        return;
+    }
+    eprintln!(
+        "flotilla is an MCP server: an MCP client (Claude Code, Claude Desktop, Cursor, Codex, ...) starts it and speaks JSON-RPC with it over stdin/stdout, so typing here does nothing useful.\n\
+         - connect a client, e.g. `claude mcp add flotilla -- {exe}`;\n\
+         - or serve Streamable HTTP with `--listen 127.0.0.1:7777` (MCP at /mcp, the dashboard at /);\n\
+         - or add `--dashboard 127.0.0.1:7778` to watch the fleet in a browser while a client drives it over stdio.\n\
+         Waiting for a client on stdin; press Ctrl-C to quit.",
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "flotilla".into())
+    );
 }
 
 /// The single writer: whole lines, flushed one by one.
@@ -96,8 +193,8 @@ async fn write_lines(
     }
 }
 
-/// rmcp's output, a line at a time, to the writer.
-async fn pump(from_rmcp: DuplexStream, lines: mpsc::Sender<Vec<u8>>) {
+/// rmcp's output, a line at a time, to the writer; answers leave [`InFlight`].
+async fn pump(from_rmcp: DuplexStream, lines: mpsc::Sender<Vec<u8>>, in_flight: Arc<InFlight>) {
     let mut reader = tokio::io::BufReader::new(from_rmcp);
     loop {
         let mut line = Vec::new();
@@ -107,6 +204,9 @@ async fn pump(from_rmcp: DuplexStream, lines: mpsc::Sender<Vec<u8>>) {
                 if !line.ends_with(b"\n") {
                     line.push(b'\n');
                 }
+                // The shutdown that waits for this answer then lets the writer
+                // finish: the line still reaches stdout.
+                in_flight.answered(&line);
                 if lines.send(line).await.is_err() {
                     return;
                 }
@@ -120,6 +220,7 @@ async fn read_lines(
     mut input: impl AsyncBufRead + Unpin,
     mut to_rmcp: DuplexStream,
     lines: mpsc::Sender<Vec<u8>>,
+    in_flight: Arc<InFlight>,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -138,6 +239,7 @@ async fn read_lines(
         };
         match verdict {
             Verdict::Forward => {
+                track(&in_flight, &buf);
                 buf.push(b'\n');
                 if to_rmcp.write_all(&buf).await.is_err() {
                     break;
@@ -206,7 +308,37 @@ async fn read_line(
     }
 }
 
-fn error(id: Value, code: i64, message: &str) -> Value {
+/// Keep [`InFlight`] up to date with a message from the client: a request (a `method`
+/// and an `id`) is in flight until answered; `notifications/cancelled` ends one (rmcp
+/// sends no answer to a cancelled request).
+fn track(in_flight: &InFlight, line: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        id: Option<Value>,
+        method: Option<String>,
+        params: Option<Cancelled>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Cancelled {
+        #[serde(rename = "requestId")]
+        request_id: Option<Value>,
+    }
+    let Ok(message) = serde_json::from_slice::<Message>(line) else {
+        return;
+    };
+    match (message.method.as_deref(), message.id) {
+        (Some("notifications/cancelled"), None) => {
+            if let Some(id) = message.params.and_then(|p| p.request_id) {
+                in_flight.forget(&id.to_string());
+            }
+        }
+        (Some(_), Some(id)) => in_flight.add(id.to_string()),
+        _ => {}
+    }
+}
+
+/// A JSON-RPC error response.
+pub fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 

@@ -19,6 +19,7 @@ mod suites {
     mod delete;
     mod faults;
     mod fleet;
+    mod front_door;
     mod guard_rails;
     mod harness;
     mod hostile;

@@ -3,22 +3,30 @@
 //! 0600), and the middleware that answers 401 to any request without it.
 //!
 //! The dashboard is opened in a browser, which cannot send a bearer header: `GET
-//! /?token=…` with the right token answers a redirect to `/` that sets an HttpOnly,
-//! SameSite=Strict session cookie, and the cookie is accepted thereafter on every
-//! route except `/mcp` (MCP clients send the bearer header; keeping the cookie off
-//! `/mcp` means a browser session can watch and steer agents but cannot act as the
-//! orchestrator). A request that changes something (any method but GET/HEAD) and
-//! rests on the cookie must carry an `Origin` header, which the guard has already
-//! checked: a cross-site form or script cannot forge it.
+//! /?token=…` with the right token opens a dashboard session. The browser never holds
+//! the token: a session is two random values kept in memory (at most
+//! [`MAX_SESSIONS`], the oldest forgotten first; all forgotten at restart):
+//! - the session secret, in an HttpOnly, SameSite=Strict, `Path=/` cookie. Browsers
+//!   send a host's cookies to every port of that host, so another local server may
+//!   see it: it opens reads on the dashboard's routes only, never `/mcp` (neither as
+//!   a cookie nor as a bearer token);
+//! - the CSRF value, handed to the page once in the redirect's fragment
+//!   (`/#csrf=…`, which browsers never send to a server); the page keeps it in its
+//!   origin's storage and sends it as `X-Flotilla-Csrf`. A request that changes
+//!   something (any method but GET/HEAD) and rests on the cookie needs it, and an
+//!   `Origin` the guard has already checked: the cookie alone (a cross-site form, or
+//!   a server that saw it) cannot control the fleet.
 //!
-//! The token itself is never logged; only the file's path is. Tokens are compared in
-//! constant time.
+//! The token itself is never logged; only the file's path is. Secrets are compared
+//! in constant time. Responses to authenticated requests carry [`Authenticated`] (for
+//! the connection budget in [`super::conn`]).
 
+use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -34,6 +42,14 @@ pub const TOKEN_FILE: &str = "token";
 const TOKEN_BYTES: usize = 32;
 /// The shortest token accepted from `FLOTILLA_TOKEN` or a token file.
 pub const MIN_TOKEN_CHARS: usize = 16;
+/// Dashboard sessions kept at once; opening one more forgets the oldest.
+pub const MAX_SESSIONS: usize = 32;
+/// The header the dashboard page sends its CSRF value in.
+pub const CSRF_HEADER: &str = "x-flotilla-csrf";
+
+/// Marks a response to a request that presented a valid credential.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated;
 
 /// Why no token could be had; every message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -177,10 +193,7 @@ impl Token {
     }
 
     fn generate() -> Result<Self, TokenError> {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self(hex.into()))
+        Ok(Self(random_hex()?.into()))
     }
 
     /// Whether `headers` carry `Authorization: Bearer <this token>`. The comparison
@@ -195,6 +208,18 @@ impl Token {
     }
 }
 
+/// [`TOKEN_BYTES`] random bytes as hex.
+fn random_hex() -> Result<String, TokenError> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two secrets are equal, in constant time.
+fn same(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
 /// The credentials of an `Authorization: Bearer …` header (scheme case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -205,13 +230,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The token and the name of this listener's session cookie.
-#[derive(Clone, Debug)]
+/// One dashboard session: the cookie's secret and the page's CSRF value.
+struct Session {
+    secret: String,
+    csrf: String,
+}
+
+/// The token, the name of this listener's session cookie and the open sessions.
+#[derive(Clone)]
 pub struct Auth {
     pub token: Token,
     /// `flotilla_<port>`: cookies are not kept apart by port, so two fleets on one
     /// host each get their own.
     cookie: Arc<str>,
+    sessions: Arc<Mutex<VecDeque<Session>>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("cookie", &self.cookie)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Auth {
@@ -219,26 +259,46 @@ impl Auth {
         Self {
             token,
             cookie: format!("flotilla_{port}").into(),
+            sessions: Arc::default(),
         }
     }
 
-    /// Whether the request carries this listener's session cookie with the token.
-    fn cookie_admits(&self, headers: &HeaderMap) -> bool {
+    /// The CSRF value of the session whose cookie the request carries.
+    fn session(&self, headers: &HeaderMap) -> Option<String> {
+        let sessions = self.sessions.lock().ok()?;
         headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
-            .any(|(k, v)| k == &*self.cookie && self.token.matches(v))
+            .filter(|(k, _)| *k == &*self.cookie)
+            .find_map(|(_, v)| {
+                sessions
+                    .iter()
+                    .find(|s| same(&s.secret, v))
+                    .map(|s| s.csrf.clone())
+            })
     }
 
-    /// The `Set-Cookie` value that opens a dashboard session.
-    fn session_cookie(&self) -> String {
-        format!(
+    /// Open a session: its `Set-Cookie` value and its CSRF value.
+    fn open_session(&self) -> Result<(String, String), TokenError> {
+        let session = Session {
+            secret: random_hex()?,
+            csrf: random_hex()?,
+        };
+        let cookie = format!(
             "{}={}; Path=/; HttpOnly; SameSite=Strict",
-            self.cookie, self.token.0
-        )
+            self.cookie, session.secret
+        );
+        let csrf = session.csrf.clone();
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if sessions.len() >= MAX_SESSIONS {
+                sessions.pop_front();
+            }
+            sessions.push_back(session);
+        }
+        Ok((cookie, csrf))
     }
 }
 
@@ -248,41 +308,28 @@ fn query_token(query: Option<&str>) -> Option<&str> {
 }
 
 /// Middleware: the bearer header anywhere; on the dashboard's routes also the session
-/// cookie (state changes only with an `Origin`), and `GET /?token=…` opens a session.
-/// Otherwise 401 with `WWW-Authenticate: Bearer`.
+/// cookie (changes only with an `Origin` and the session's CSRF value), and `GET
+/// /?token=…` opens a session. Otherwise 401 with `WWW-Authenticate: Bearer`.
 pub async fn require_auth(State(auth): State<Auth>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if auth.token.admits(headers) {
-        return next.run(request).await;
+        return authenticated(next.run(request).await);
     }
     let path = request.uri().path();
     let dashboard = path != super::MCP_PATH;
-    if dashboard && auth.cookie_admits(headers) {
+    if dashboard && let Some(csrf) = auth.session(headers) {
         let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-        if !reads && !headers.contains_key(header::ORIGIN) {
-            tracing::warn!(method = %request.method(), path, "403: session cookie without Origin");
-            return (
-                StatusCode::FORBIDDEN,
-                "Forbidden: a change made with the session cookie must come from the dashboard page (no Origin header)\n",
-            )
-                .into_response();
+        if !reads && let Err(why) = change_allowed(headers, &csrf) {
+            tracing::warn!(method = %request.method(), path, "403: {why}");
+            return (StatusCode::FORBIDDEN, format!("Forbidden: {why}\n")).into_response();
         }
-        return next.run(request).await;
+        return authenticated(next.run(request).await);
     }
     if path == "/"
         && request.method() == Method::GET
         && query_token(request.uri().query()).is_some_and(|t| auth.token.matches(t))
     {
-        // Drop the token from the address bar (and the history) at once.
-        return (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, "/".to_string()),
-                (header::SET_COOKIE, auth.session_cookie()),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-        )
-            .into_response();
+        return open_session(&auth);
     }
     let why = if headers.contains_key(header::AUTHORIZATION) {
         "wrong or malformed bearer token"
@@ -305,6 +352,55 @@ pub async fn require_auth(State(auth): State<Auth>, request: Request, next: Next
             .into_response();
     }
     unauthorized()
+}
+
+fn authenticated(mut response: Response) -> Response {
+    response.extensions_mut().insert(Authenticated);
+    response
+}
+
+/// Whether a change resting on the session cookie may go ahead: it needs an `Origin`
+/// (already checked by the guard) and the session's CSRF value.
+fn change_allowed(headers: &HeaderMap, csrf: &str) -> Result<(), &'static str> {
+    if !headers.contains_key(header::ORIGIN) {
+        return Err(
+            "a change made with the session cookie must come from the dashboard page (no Origin header)",
+        );
+    }
+    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !presented.is_some_and(|p| same(p, csrf)) {
+        return Err(
+            "a change made with the session cookie needs the dashboard page's CSRF value (X-Flotilla-Csrf); open the dashboard again as /?token=TOKEN",
+        );
+    }
+    Ok(())
+}
+
+/// `GET /?token=<the token>`: a new session, and a redirect that drops the token from
+/// the address bar (and the history) and hands the page its CSRF value in the
+/// fragment.
+fn open_session(auth: &Auth) -> Response {
+    match auth.open_session() {
+        Ok((cookie, csrf)) => authenticated(
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, format!("/#csrf={csrf}")),
+                    (header::SET_COOKIE, cookie),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
+            )
+                .into_response(),
+        ),
+        Err(e) => {
+            tracing::error!("cannot open a dashboard session: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot open a dashboard session: {e}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 pub fn unauthorized() -> Response {

@@ -8,7 +8,8 @@
 //! - `Host` must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`), the IP
 //!   address flotilla listens on, or a name given with `--allow-host`; any IP address
 //!   when it listens on all interfaces (an IP literal cannot be rebound). Ports are
-//!   not compared: a reverse proxy may use its own.
+//!   not compared: a reverse proxy may use its own. A `Host` (or `Origin`) with
+//!   userinfo (`evil.example@127.0.0.1`) is refused, whatever host follows the `@`.
 //! - `Origin`, when present (browsers send it; other clients do not), must be the
 //!   server's own origin (`http://` + the request's `Host`) or one given with
 //!   `--allow-origin`.
@@ -53,6 +54,9 @@ impl Origin {
             return None;
         }
         let authority = uri.authority()?;
+        if authority.as_str().contains('@') {
+            return None;
+        }
         Some(Self {
             host: normalise_host(authority.host()),
             port: authority.port_u16().unwrap_or(default_port),
@@ -113,6 +117,11 @@ impl Guard {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .ok_or("no usable Host header")?;
+        // `evil.example@127.0.0.1` parses as an authority naming 127.0.0.1; a Host
+        // never carries userinfo, so one that does is refused outright.
+        if host.contains('@') {
+            return Err(format!("Host `{host}` carries userinfo"));
+        }
         let authority: Authority = host
             .parse()
             .map_err(|_| format!("malformed Host `{host}`"))?;
@@ -197,6 +206,8 @@ mod tests {
             "evil.example.com:7777",
             "10.0.0.1:7777",
             "127.0.0.1.nip.io",
+            "evil.example.com@127.0.0.1:7777",
+            "@localhost:7777",
         ] {
             assert!(g.check(&req(Some(bad), None)).is_err(), "{bad}");
         }
@@ -222,6 +233,7 @@ mod tests {
             "https://127.0.0.1:7777",
             "null",
             "http://app.example.com",
+            "http://evil.example.com@127.0.0.1:7777",
         ] {
             assert!(g.check(&req(host, Some(bad))).is_err(), "{bad}");
         }

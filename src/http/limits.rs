@@ -4,8 +4,8 @@
 //! [`MAX_BODY_BYTES`] (413 beyond, without reading further) within [`BODY_TIMEOUT`]
 //! (408 for a client that trickles its body). A POST that is an MCP call holds a
 //! token of the [`Calls`] tracker until its response body has been sent, so shutdown
-//! can let calls in flight finish. `wait_for_agents` does not: it only reads, and
-//! the client calls it again after a restart.
+//! can let calls in flight finish. `wait_for_agents` is one of them: at shutdown it
+//! answers at once (timed out, with a note), so it does not hold the drain.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -76,7 +76,7 @@ pub async fn limit(State(calls): State<Calls>, request: Request, next: Next) -> 
         }
         Ok(Ok(bytes)) => bytes,
     };
-    let token = (parts.method == Method::POST && !is_wait(&bytes)).then(|| calls.0.token());
+    let token = (parts.method == Method::POST).then(|| calls.0.token());
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -131,26 +131,6 @@ async fn read_capped(body: Body) -> Result<Bytes, Read> {
     Ok(Bytes::from(buf))
 }
 
-/// Whether a JSON-RPC body is a `tools/call` of `wait_for_agents`.
-fn is_wait(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Call<'a> {
-        #[serde(borrow)]
-        method: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow)]
-        params: Option<Params<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Params<'a> {
-        #[serde(borrow)]
-        name: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Call>(body).is_ok_and(|c| {
-        c.method.as_deref() == Some("tools/call")
-            && c.params.and_then(|p| p.name).as_deref() == Some("wait_for_agents")
-    })
-}
-
 /// A response body that keeps its call counted until it has been sent (or dropped).
 struct Tracked {
     inner: Body,
@@ -181,19 +161,6 @@ impl http_body::Body for Tracked {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recognises_waits() {
-        assert!(is_wait(
-            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"wait_for_agents","arguments":{}}}"#
-        ));
-        assert!(!is_wait(
-            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"create_agent"}}"#
-        ));
-        assert!(!is_wait(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#));
-        assert!(!is_wait(br#"[{"method":"tools/call"}]"#));
-        assert!(!is_wait(b"not json"));
-    }
 
     #[tokio::test]
     async fn tracked_bodies_hold_the_drain_until_sent() {

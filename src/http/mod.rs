@@ -13,14 +13,18 @@
 //! (`--dashboard ADDR`) serves the dashboard routes alone.
 //! Connections and their timeouts live in [`conn`].
 //!
-//! Shutdown (SIGTERM/SIGINT): stop accepting; let calls in flight finish (up to
-//! [`DRAIN_GRACE`]; `wait_for_agents` is not waited for); then end every session
-//! and stream. The caller then stops the agents and closes the store, as in stdio
+//! Malformed JSON-RPC on `/mcp` is answered as on stdio ([`jsonrpc`]).
+//!
+//! Shutdown (SIGTERM/SIGINT): stop accepting; tell the sessions the server is
+//! stopping (a `wait_for_agents` in flight answers at once, timed out, with a note);
+//! let calls in flight finish (up to [`DRAIN_GRACE`]); then end every session and
+//! stream. The caller then stops the agents and closes the store, as in stdio
 //! mode.
 
 pub mod auth;
 pub mod conn;
 pub mod guard;
+pub mod jsonrpc;
 pub mod limits;
 
 use std::future::Future;
@@ -143,6 +147,7 @@ impl Listener {
     ) {
         let calls = Calls::default();
         let sessions_cancel = CancellationToken::new();
+        let stopping = CancellationToken::new();
         let auth = Auth::new(token, self.addr.port());
         let mcp = registry.is_some();
         let url = self.dashboard_url();
@@ -153,7 +158,10 @@ impl Listener {
             auth,
             self.guard,
             calls.clone(),
-            sessions_cancel.clone(),
+            Sessions {
+                cancel: sessions_cancel.clone(),
+                stopping: stopping.clone(),
+            },
         );
         let conns = conn::Connections::default();
         if mcp {
@@ -169,6 +177,7 @@ impl Listener {
             "shutting down: no new connections; letting calls in flight finish"
         );
         conns.closing.cancel();
+        stopping.cancel();
         if !calls.drain(DRAIN_GRACE).await {
             tracing::warn!(
                 calls_in_flight = calls.in_flight(),
@@ -187,6 +196,14 @@ impl Listener {
     }
 }
 
+/// The tokens that end the MCP sessions: `stopping` first (waits answer), then
+/// `cancel` (every session and stream ends).
+#[derive(Clone, Default)]
+pub struct Sessions {
+    pub cancel: CancellationToken,
+    pub stopping: CancellationToken,
+}
+
 /// The application: every route behind the guard, the token and the limits. Without
 /// a registry, the dashboard alone.
 pub fn router(
@@ -196,14 +213,14 @@ pub fn router(
     auth: Auth,
     guard: Arc<Guard>,
     calls: Calls,
-    sessions_cancel: CancellationToken,
+    sessions: Sessions,
 ) -> Router {
     let mut app = dashboard.routes();
     if let Some(registry) = registry {
-        app = app.route_service(
-            MCP_PATH,
-            mcp_service(registry, sessions_cancel, dashboard_url),
-        );
+        let mcp = Router::new()
+            .route_service(MCP_PATH, mcp_service(registry, sessions, dashboard_url))
+            .layer(axum::middleware::from_fn(jsonrpc::check));
+        app = app.merge(mcp);
     }
     app.fallback(|| async { StatusCode::NOT_FOUND })
         .layer(from_fn_with_state(calls, limits::limit))
@@ -214,17 +231,19 @@ pub fn router(
 /// rmcp's Streamable HTTP service over the fleet.
 fn mcp_service(
     registry: Arc<Registry>,
-    sessions_cancel: CancellationToken,
+    sessions: Sessions,
     dashboard_url: String,
 ) -> StreamableHttpService<FleetServer, LocalSessionManager> {
     // Built once: a session's server is a clone (an Arc and the tool table).
-    let server = FleetServer::new(registry).with_dashboard(dashboard_url);
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    let server = FleetServer::new(registry)
+        .with_dashboard(dashboard_url)
+        .with_stopping(sessions.stopping);
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(SESSION_IDLE);
     let config = StreamableHttpServerConfig::default()
         // Host and Origin are checked by `guard` for every route.
         .disable_allowed_hosts()
         .with_max_request_body_bytes(limits::MAX_BODY_BYTES)
-        .with_cancellation_token(sessions_cancel);
-    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config)
+        .with_cancellation_token(sessions.cancel);
+    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(manager), config)
 }

@@ -18,6 +18,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::output::slice_chars;
 use crate::plan::redact::Redactor;
@@ -50,6 +51,8 @@ pub struct FleetServer {
     tool_router: ToolRouter<Self>,
     /// The MCP `instructions`: the fixed text, plus where the dashboard is.
     instructions: Arc<str>,
+    /// Cancelled when the server starts shutting down: waits in flight answer.
+    stopping: CancellationToken,
 }
 
 impl FleetServer {
@@ -58,6 +61,7 @@ impl FleetServer {
             registry,
             tool_router: Self::lean_router(),
             instructions: INSTRUCTIONS.into(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -89,6 +93,13 @@ impl FleetServer {
                 router
             })
             .clone()
+    }
+
+    /// The token the transport cancels when the server starts shutting down, before
+    /// it closes the sessions: `wait_for_agents` calls in flight then answer.
+    pub fn with_stopping(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// Tell the orchestrator where the dashboard is (in the MCP `instructions`), so it
@@ -530,18 +541,24 @@ impl FleetServer {
         let (agents, note) = self.wait_targets(p.agents.as_deref())?;
         let started = Instant::now();
         let progress = progress_notifier(&ctx, self.registry.fleet().redactor.clone());
-        let timed_out = wait::wait(
+        let stops = wait::Stops {
+            client: &ctx.ct,
+            server: &self.stopping,
+        };
+        let outcome = wait::wait(
             &agents,
             until,
             Duration::from_secs_f64(timeout_s),
             self.registry.watch_fleet(),
-            &ctx.ct,
+            stops,
             progress,
         )
         .await
         .ok_or_else(|| "the wait was cancelled by the client".to_string())?;
+        let timed_out = outcome.timed_out();
         let note = join_notes(
-            std::iter::once(note)
+            [note, outcome.note()]
+                .into_iter()
                 .chain(std::iter::once(self.registry.fleet().budget.take_note()))
                 .chain(agents.iter().map(|h| h.take_note())),
         );

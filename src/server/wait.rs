@@ -2,6 +2,11 @@
 //! any) of the named agents have settled or the timeout passes, sending MCP progress
 //! notifications while it waits so clients that reset their timeout on progress keep
 //! the call alive.
+//!
+//! At shutdown (SIGTERM/SIGINT) a wait in flight does not vanish with its connection:
+//! the server cancels its `stopping` token first, every wait answers at once as timed
+//! out (with a note saying the server is restarting), and only then are the sessions
+//! closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,30 @@ pub enum Until {
     Any,
 }
 
+/// How a wait ended (when the client did not cancel it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The condition holds.
+    Settled,
+    /// The timeout passed.
+    TimedOut,
+    /// The server is shutting down: answered as timed out, with a note.
+    Stopping,
+}
+
+impl Outcome {
+    pub fn timed_out(self) -> bool {
+        self != Outcome::Settled
+    }
+
+    /// What the orchestrator should know about how the wait ended.
+    pub fn note(self) -> Option<String> {
+        (self == Outcome::Stopping).then(|| {
+            "the flotilla server is shutting down (restarting); the agents keep their state: call wait_for_agents again once it is back".to_string()
+        })
+    }
+}
+
 /// One progress report. MCP requires `progress` to increase with every
 /// notification, so it counts seconds waited (out of the timeout); how many agents
 /// have settled is in the message.
@@ -29,17 +58,23 @@ pub struct Progress {
     pub message: String,
 }
 
-/// Wait for `agents` until the condition holds (returns false) or `timeout` passes
-/// (returns true). `fleet` wakes on any settle change; `progress` is called on each
-/// change and every [`HEARTBEAT`]. Returns `None` if `cancel` fires first.
+/// What ends a wait early: the client's cancellation, or the server stopping.
+pub struct Stops<'a> {
+    pub client: &'a CancellationToken,
+    pub server: &'a CancellationToken,
+}
+
+/// Wait for `agents` until the condition holds, `timeout` passes or the server stops.
+/// `fleet` wakes on any settle change; `progress` is called on each change and every
+/// [`HEARTBEAT`]. Returns `None` if the client cancels first.
 pub async fn wait(
     agents: &[Arc<AgentHandle>],
     until: Until,
     timeout: Duration,
     mut fleet: tokio::sync::watch::Receiver<u64>,
-    cancel: &CancellationToken,
+    stops: Stops<'_>,
     mut progress: impl FnMut(Progress) -> crate::provider::BoxFuture<'static, ()> + Send,
-) -> Option<bool> {
+) -> Option<Outcome> {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
@@ -59,19 +94,26 @@ pub async fn wait(
             Until::Any => settled > 0 || agents.is_empty(),
         };
         if done {
-            return Some(false);
+            return Some(Outcome::Settled);
+        }
+        if stops.server.is_cancelled() {
+            return Some(Outcome::Stopping);
         }
         if last_settled.is_some_and(|n| n != settled) {
             send(report(agents, settled, started, timeout)).await;
         }
         last_settled = Some(settled);
         tokio::select! {
-            _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep_until(deadline) => return Some(true),
+            // The server stopping wins over the session ending with it: the wait
+            // answers rather than vanishing.
+            biased;
+            _ = stops.server.cancelled() => return Some(Outcome::Stopping),
+            _ = stops.client.cancelled() => return None,
+            _ = tokio::time::sleep_until(deadline) => return Some(Outcome::TimedOut),
             changed = fleet.changed() => {
                 if changed.is_err() {
                     // The registry is gone (shutdown); nothing will change any more.
-                    return Some(true);
+                    return Some(Outcome::Stopping);
                 }
             }
             _ = heartbeat.tick() => send(report(agents, settled, started, timeout)).await,

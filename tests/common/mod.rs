@@ -167,6 +167,23 @@ impl Builder {
         (cmd.spawn().expect("spawn flotilla"), root, mock)
     }
 
+    /// Start the server with `stdin` as its standard input (e.g. a terminal), stdout
+    /// discarded and stderr piped.
+    pub async fn spawn_with_stdin(
+        self,
+        stdin: Stdio,
+    ) -> (tokio::process::Child, Arc<tempfile::TempDir>, MockModel) {
+        let mock = match &self.mock {
+            Some(m) => m.clone(),
+            None => MockModel::start().await,
+        };
+        let (mut cmd, root) = self.command(&mock);
+        cmd.stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        (cmd.spawn().expect("spawn flotilla"), root, mock)
+    }
+
     /// Use this mock instead of a fresh one.
     pub fn mock(mut self, mock: MockModel) -> Self {
         self.mock = Some(mock);

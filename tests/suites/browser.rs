@@ -347,6 +347,85 @@ async fn the_dashboard_in_a_browser() {
         )
         .await;
 
+    // The browser sends the dashboard's cookie to any server on this host, whatever
+    // its port: what that server sees must open nothing.
+    let spy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let spy_url = format!("http://127.0.0.1:{}/", spy.local_addr().unwrap().port());
+    let heard = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut conn, _) = spy.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the browser closed the spy connection");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await;
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    browser.goto(&spy_url).await;
+    let request = tokio::time::timeout(CALL_TIMEOUT, heard)
+        .await
+        .expect("the browser never reached the spy")
+        .unwrap();
+    let cookie_name = format!("flotilla_{}=", server.addr.port());
+    let cookie = request
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .map(str::trim)
+        .find(|c| c.starts_with(&cookie_name))
+        .unwrap_or_else(|| panic!("the browser sent no dashboard cookie to the spy:\n{request}"))
+        .to_string();
+    let value = cookie.split_once('=').unwrap().1;
+    assert_ne!(value, TOKEN, "the cookie is the bearer token");
+    let http = reqwest::Client::new();
+    let mcp = http
+        .post(format!("{base}/mcp"))
+        .header("authorization", format!("Bearer {value}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"spy","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mcp.status(), 401, "the cookie's value opened /mcp");
+    let control = http
+        .post(format!("{base}/api/fleet/pause"))
+        .header("cookie", &cookie)
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        control.status(),
+        403,
+        "the cookie alone controlled the fleet"
+    );
+    assert_eq!(fl.status("scout").await["status"], "idle");
+    // Back on the dashboard (same tab, no token in the URL), its controls still work.
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .until(
+            "the rows again",
+            "document.querySelectorAll('#rows tr').length === 4",
+        )
+        .await;
+    browser
+        .js("document.getElementById('f-pause').click();")
+        .await;
+    browser
+        .until(
+            "scout paused from the fleet controls",
+            "document.querySelector('#rows tr[data-name=scout]').dataset.status === 'paused'",
+        )
+        .await;
+    fl.call("resume_agents", json!({})).await;
+
     std::fs::write(fl.work().join("go"), "").unwrap();
     browser.quit().await;
     server.kill().await;

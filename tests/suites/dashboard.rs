@@ -22,6 +22,12 @@ fn no_redirects() -> reqwest::Client {
 
 /// `name=value` of the session cookie, opened with `/?token=`.
 async fn login(base: &str) -> String {
+    login_with_csrf(base).await.0
+}
+
+/// The session cookie (`name=value`) and the page's CSRF value (from the redirect's
+/// fragment), opened with `/?token=`.
+async fn login_with_csrf(base: &str) -> (String, String) {
     let r = no_redirects()
         .get(format!("{base}/?token={TOKEN}"))
         .send()
@@ -29,7 +35,9 @@ async fn login(base: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
-    set.split(';').next().unwrap().to_string()
+    let location = r.headers()[LOCATION].to_str().unwrap();
+    let csrf = location.strip_prefix("/#csrf=").unwrap().to_string();
+    (set.split(';').next().unwrap().to_string(), csrf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,15 +80,28 @@ async fn token_and_cookie_rules() {
         .await
         .unwrap();
     assert_eq!(opened.status(), StatusCode::SEE_OTHER);
-    assert_eq!(opened.headers()[LOCATION], "/", "the token leaves the URL");
+    // The token leaves the URL; the page's CSRF value comes in the fragment, which
+    // the browser never sends to any server.
+    let location = opened.headers()[LOCATION].to_str().unwrap().to_string();
+    let csrf = location
+        .strip_prefix("/#csrf=")
+        .unwrap_or_else(|| panic!("Location {location}"))
+        .to_string();
+    assert!(!location.contains(TOKEN), "{location}");
     let set = opened.headers()[SET_COOKIE].to_str().unwrap();
     let port = server.addr.port();
     assert!(set.starts_with(&format!("flotilla_{port}=")), "{set}");
     assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
         "{set}"
     );
+    assert!(
+        !set.contains(TOKEN),
+        "the cookie is not the bearer token: {set}"
+    );
     let cookie = set.split(';').next().unwrap().to_string();
+    let secret = cookie.split_once('=').unwrap().1.to_string();
+    assert_ne!(secret, csrf);
 
     let page = get("/", Some(&cookie)).await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
@@ -122,9 +143,30 @@ async fn token_and_cookie_rules() {
         .await
         .unwrap();
     assert_eq!(mcp.status(), StatusCode::UNAUTHORIZED);
+    // A browser sends the cookie to every port of the host: its value, seen by another
+    // local server, opens nothing that needs the token.
+    for value in [&secret, &csrf] {
+        let as_bearer = http
+            .post(format!("{base}/mcp"))
+            .header(AUTHORIZATION, format!("Bearer {value}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
+        let fleet = http
+            .get(format!("{base}/api/fleet"))
+            .header(AUTHORIZATION, format!("Bearer {value}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fleet.status(), StatusCode::UNAUTHORIZED);
+    }
 
     // Controls: POST with the cookie and the page's own Origin only.
-    let post = |cookie: Option<&str>, origin: Option<&str>| {
+    let post_csrf = |cookie: Option<&str>, origin: Option<&str>, csrf: Option<&str>| {
         let mut r = http.post(format!("{base}/api/fleet/pause"));
         if let Some(c) = cookie {
             r = r.header(COOKIE, c.to_string());
@@ -132,8 +174,12 @@ async fn token_and_cookie_rules() {
         if let Some(o) = origin {
             r = r.header(ORIGIN, o.to_string());
         }
+        if let Some(v) = csrf {
+            r = r.header("x-flotilla-csrf", v.to_string());
+        }
         r.send()
     };
+    let post = |cookie: Option<&str>, origin: Option<&str>| post_csrf(cookie, origin, Some(&csrf));
     let own = format!("http://{}", server.addr);
     assert_eq!(
         post(Some(&cookie), None).await.unwrap().status(),
@@ -153,6 +199,22 @@ async fn token_and_cookie_rules() {
     assert_eq!(
         post(Some(&cookie), Some(&own)).await.unwrap().status(),
         StatusCode::OK
+    );
+    // The cookie and the Origin are not enough: a change needs the page's CSRF value.
+    let own_ref = own.as_str();
+    assert_eq!(
+        post_csrf(Some(&cookie), Some(own_ref), None)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_csrf(Some(&cookie), Some(own_ref), Some(&secret))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
     );
     let other_port = format!("flotilla_{}={TOKEN}", port + 1);
     assert_eq!(
@@ -436,7 +498,7 @@ async fn the_live_feed_delivers_a_status_change() {
     let fl = server.client().await;
     fl.create("s1", "[s1] answer").await;
     fl.wait_all(&["s1"]).await;
-    let cookie = login(&base).await;
+    let (cookie, csrf) = login_with_csrf(&base).await;
     let mut feed = reqwest::Client::new()
         .get(format!("{base}/api/events"))
         .header(COOKIE, &cookie)
@@ -468,6 +530,7 @@ async fn the_live_feed_delivers_a_status_change() {
         .post(format!("{base}/api/agents/s1/resume"))
         .header(COOKIE, &cookie)
         .header(ORIGIN, &base)
+        .header("x-flotilla-csrf", &csrf)
         .send()
         .await
         .unwrap();

@@ -381,5 +381,12 @@ async fn sigterm_during_a_wait_exits_cleanly_and_leaves_no_process() {
     assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
     let log = log.lock().unwrap().join("\n");
     assert!(log.contains("store closed"), "{log}");
-    waiting.abort();
+    // The wait in flight answered before the server went: timed out, with a note.
+    let (result, _) = tokio::time::timeout(CALL_TIMEOUT, waiting)
+        .await
+        .expect("the wait never answered")
+        .expect("the wait failed instead of answering");
+    assert_eq!(result["timed_out"], true, "{result}");
+    let note = result["note"].as_str().unwrap_or_default();
+    assert!(note.contains("restart"), "{result}");
 }
