@@ -346,6 +346,7 @@ impl Registry {
     > {
         let handle = self.get(agent)?;
         self.remove(&handle).await?;
+        crate::sandbox::remove_agent_temp(&handle.id).await;
         let worktree = match &handle.settings.worktree {
             Some(wt) => Some(crate::worktree::remove(wt, handle.name()).await),
             None => None,
