@@ -223,7 +223,12 @@ pub struct Installed {
 /// runs.
 pub async fn install(launcher: PathBuf, mut setup: Setup) -> Installed {
     setup.writable_roots = canonical(setup.writable_roots);
-    setup.hidden = canonical(setup.hidden);
+    // The data directory may not exist yet (the store is opened after this).
+    setup.hidden = setup
+        .hidden
+        .into_iter()
+        .filter_map(|p| p.canonicalize().ok().or(p.is_absolute().then_some(p)))
+        .collect();
     let mut runtime = Runtime {
         launcher: Some(launcher),
         isolate: true,
