@@ -431,6 +431,8 @@ impl Registry {
             // `$TMPDIR/flotilla-<pid>/worktrees` and its parent, if nothing is left there.
             let _ = std::fs::remove_dir(&self.worktrees_root);
             if let Some(parent) = self.worktrees_root.parent() {
+                // The agents' private temp directories (`sandbox::Setup::temp_root`).
+                let _ = std::fs::remove_dir_all(parent.join("tmp"));
                 let _ = std::fs::remove_dir(parent);
             }
         }
