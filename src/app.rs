@@ -73,12 +73,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Start `run_command` through flotilla's own binary, and say what confinement holds.
 async fn install_launcher(settings: &Settings) -> anyhow::Result<()> {
     let launcher = std::env::current_exe().context("cannot find the flotilla binary")?;
-    let installed = crate::sandbox::install(
-        launcher,
-        settings.secret_vars.clone(),
-        settings.writable_roots.clone(),
-    )
-    .await;
+    let installed = crate::sandbox::install(launcher, settings.sandbox_setup()).await;
     match installed.isolation {
         crate::sandbox::Isolation::Namespaces => {
             tracing::debug!("run_command: PID and mount namespaces with a private /proc")

@@ -39,6 +39,7 @@
 //! mode = "workspace-write"            # or "read-only", "off"
 //! network = false
 //! writable_roots = []                 # also writable by workspace-write commands
+//! env = []                            # variables commands get besides the minimal set
 //!
 //! [worktrees]                         # isolated agents (isolation = "worktree")
 //! max_file_mib = 10                   # larger files are not counted nor committed
@@ -194,6 +195,10 @@ pub struct SandboxConfig {
     /// cache); relative paths from the server's working directory; each must exist.
     #[serde(default)]
     pub writable_roots: Vec<PathBuf>,
+    /// Variables commands get besides the minimal set (PATH, HOME, LANG, LC_*, TERM,
+    /// USER, SHELL, TMPDIR, …); the only way a credential-like name gets through.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// `[worktrees]`: isolated agents' git worktrees.

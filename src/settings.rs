@@ -178,6 +178,25 @@ impl Settings {
         })
     }
 
+    /// What the command launcher needs: the secrets it withholds, where commands may
+    /// also write, the variables they also get, what they must not see (the data
+    /// directory, the config file) and where agents' private temp directories live.
+    pub fn sandbox_setup(&self) -> crate::sandbox::Setup {
+        let (data, temp_root) = match &self.storage {
+            Storage::Dir(dir) => (Some(dir.clone()), dir.join("tmp")),
+            Storage::Ephemeral { worktrees } => {
+                (None, worktrees.parent().unwrap_or(worktrees).join("tmp"))
+            }
+        };
+        crate::sandbox::Setup {
+            secret_vars: self.secret_vars.clone(),
+            writable_roots: self.writable_roots.clone(),
+            env: self.config.sandbox.env.clone(),
+            hidden: data.into_iter().chain(self.config.source.clone()).collect(),
+            temp_root,
+        }
+    }
+
     pub fn ephemeral(&self) -> bool {
         matches!(self.storage, Storage::Ephemeral { .. })
     }

@@ -28,12 +28,13 @@ const VARIANTS: [(&str, SandboxMode, bool); 4] = [
 ];
 
 pub async fn run(commands: usize) -> Value {
-    let installed = flotilla::sandbox::install(
-        crate::server::FLOTILLA.into(),
-        vec!["ANTHROPIC_API_KEY".into()],
-        Vec::new(),
-    )
-    .await;
+    let temps = tempfile::tempdir().expect("temp dir");
+    let setup = flotilla::sandbox::Setup {
+        secret_vars: vec!["ANTHROPIC_API_KEY".into()],
+        temp_root: temps.path().join("tmp"),
+        ..Default::default()
+    };
+    let installed = flotilla::sandbox::install(crate::server::FLOTILLA.into(), setup).await;
     if let Err(why) = &installed.sandbox {
         println!("sandbox unavailable here ({why}): nothing to measure");
         return json!({"unavailable": why});
@@ -44,6 +45,7 @@ pub async fn run(commands: usize) -> Value {
         root: root.clone(),
         cancel: CancellationToken::new(),
         sandbox: Sandbox { mode, network },
+        agent: "bench".into(),
     };
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(commands); VARIANTS.len()];
     // Warm-up: page cache, first namespace set-up.

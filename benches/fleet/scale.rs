@@ -285,6 +285,7 @@ pub async fn tool_time_ms(work: &std::path::Path) -> f64 {
         root: work.canonicalize().expect("work dir"),
         cancel: CancellationToken::new(),
         sandbox: Default::default(),
+        agent: "bench".into(),
     };
     let mut samples = Vec::with_capacity(300);
     for i in 0..320 {

@@ -357,6 +357,7 @@ impl Registry {
     > {
         let handle = self.get(agent)?;
         self.remove(&handle).await?;
+        crate::sandbox::remove_agent_temp(&handle.id).await;
         let worktree = match &handle.settings.worktree {
             Some(wt) => Some(crate::worktree::remove(wt, handle.name()).await),
             None => None,
@@ -441,6 +442,8 @@ impl Registry {
             // `$TMPDIR/flotilla-<pid>/worktrees` and its parent, if nothing is left there.
             let _ = std::fs::remove_dir(&self.worktrees_root);
             if let Some(parent) = self.worktrees_root.parent() {
+                // The agents' private temp directories (`sandbox::Setup::temp_root`).
+                let _ = std::fs::remove_dir_all(parent.join("tmp"));
                 let _ = std::fs::remove_dir(parent);
             }
         }

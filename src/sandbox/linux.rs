@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use rustix::process::Signal;
 use rustix::thread::CapabilitySet;
 
-use super::{INIT_ARG, LINGERING_NOTE, LaunchSpec, SETUP_FAILED, confine, fail};
+use super::{INIT_ARG, LINGERING_NOTE, LaunchSpec, SETUP_FAILED, confine, fail, mounts};
 
 /// How long init lets background processes finish after the shell exits.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
@@ -48,9 +48,19 @@ pub(super) fn exec_main(spec: &LaunchSpec) -> i32 {
         ));
     }
     if !spec.isolate {
-        // No namespaces: Landlock alone (its TCP rules stand in for a network namespace).
-        if let Some(c) = &spec.confine
-            && let Err(e) = confine::apply(c, false)
+        // No namespaces: Landlock alone (its TCP rules stand in for a network namespace),
+        // writing in the private temp directory too.
+        if let Some(c) = &spec.confine {
+            let mut c = c.clone();
+            c.writable.extend(spec.temp.iter().cloned());
+            if let Err(e) = confine::apply(&c, false) {
+                return fail(&format!("cannot sandbox the command: {e}"));
+            }
+        }
+        // Without privileges the filter needs no_new_privs, which only a confined
+        // command (Landlock) has: best effort for `off`.
+        if let Err(e) = mounts::deny_terminal_injection()
+            && spec.confine.is_some()
         {
             return fail(&format!("cannot sandbox the command: {e}"));
         }
@@ -95,10 +105,11 @@ fn own_network(spec: &LaunchSpec) -> bool {
     spec.confine.as_ref().is_some_and(|c| !c.network)
 }
 
-/// New PID and mount namespaces (and network, with `network`); with a user namespace
-/// (mapping our uid to root in it) when we lack the privilege for them directly.
+/// New PID, mount and IPC namespaces (and network, with `network`); with a user
+/// namespace (mapping our uid to root in it) when we lack the privilege for them
+/// directly. The IPC namespace hides the host's SysV IPC objects and POSIX queues.
 fn unshare_namespaces(network: bool) -> Result<(), String> {
-    let mut base = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+    let mut base = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC;
     if network {
         base |= CloneFlags::CLONE_NEWNET;
     }
@@ -137,6 +148,16 @@ pub(super) fn init_main(spec: &LaunchSpec) -> i32 {
     if let Err(e) = private_proc() {
         return fail(&format!("cannot mount a private /proc: {e}"));
     }
+    if let Some(c) = &spec.confine
+        && let Err(e) = mounts::private_view(spec, &c.writable)
+    {
+        return fail(&format!("cannot sandbox the command's files: {e}"));
+    }
+    // A session of its own: no controlling terminal, so nothing reaches the user's
+    // terminal through /dev/tty (init is not a group leader, so this cannot fail).
+    if let Err(e) = rustix::process::setsid() {
+        return fail(&format!("cannot start a new session: {e}"));
+    }
     if own_network(spec)
         && let Err(e) = confine::loopback_up()
     {
@@ -148,8 +169,12 @@ pub(super) fn init_main(spec: &LaunchSpec) -> i32 {
     // Last, after the mounts (a Landlock domain may not mount): the shell and every
     // process it starts inherit it.
     if let Some(c) = &spec.confine
-        && let Err(e) = confine::apply(c, own_network(spec))
+        && let Err(e) = confine::apply(&in_namespace(spec, c), own_network(spec))
     {
+        return fail(&format!("cannot sandbox the command: {e}"));
+    }
+    // Still privileged in the namespace (or no_new_privs from Landlock).
+    if let Err(e) = mounts::deny_terminal_injection() {
         return fail(&format!("cannot sandbox the command: {e}"));
     }
     let shell = match Command::new("sh")
@@ -188,6 +213,21 @@ pub(super) fn init_main(spec: &LaunchSpec) -> i32 {
         let _ = writeln!(std::io::stderr(), "\n{LINGERING_NOTE}");
     }
     code
+}
+
+/// What Landlock lets a confined command write inside the namespace: its writable
+/// places, and the private temp mounts when it has a private temp directory.
+fn in_namespace(spec: &LaunchSpec, c: &super::Confinement) -> super::Confinement {
+    let mut c = c.clone();
+    if spec.temp.is_some() {
+        c.writable.extend(
+            mounts::TEMP_MOUNTS
+                .iter()
+                .chain(&["/dev/shm"])
+                .map(Into::into),
+        );
+    }
+    c
 }
 
 /// True when the launcher (which holds the write end of our stdin) is gone.

@@ -50,6 +50,8 @@
 mod confine;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+mod mounts;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -85,6 +87,14 @@ pub struct LaunchSpec {
     /// Landlock and network confinement; `None`: none (`sandbox: "off"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confine: Option<Confinement>,
+    /// The agent's private temp directory: mounted on `/tmp` and `/var/tmp` of a
+    /// confined, isolated command; writable (as `$TMPDIR`) without namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp: Option<PathBuf>,
+    /// What a confined, isolated command must not see (the data directory, the
+    /// config file): covered in its mount namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<PathBuf>,
 }
 
 /// What a confined command may change, worked out by flotilla for the launcher.
@@ -168,12 +178,25 @@ struct Runtime {
     /// The flotilla binary (launcher); `None`: spawn `sh` directly.
     launcher: Option<PathBuf>,
     isolate: bool,
-    secret_vars: Vec<String>,
     /// Whether confinement works here; why not.
     sandbox: Result<(), String>,
-    /// Written by every `workspace-write` command besides its work directory: the
-    /// temp directories and `[sandbox] writable_roots` (canonical, existing).
-    shared_writable: Vec<PathBuf>,
+    setup: Setup,
+}
+
+/// What [`install`] needs from the settings.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Variables no command ever gets (provider keys, the token).
+    pub secret_vars: Vec<String>,
+    /// Extra directories `workspace-write` commands may write (config `[sandbox]
+    /// writable_roots`, canonical).
+    pub writable_roots: Vec<PathBuf>,
+    /// `[sandbox] env`: variables passed to commands besides the minimal set.
+    pub env: Vec<String>,
+    /// Hidden from confined commands: the data directory, the config file.
+    pub hidden: Vec<PathBuf>,
+    /// Where each agent's private temp directory is made (`<data dir>/tmp`).
+    pub temp_root: PathBuf,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -195,51 +218,42 @@ pub struct Installed {
     pub sandbox: Result<(), String>,
 }
 
-/// Start commands through the launcher at `launcher` (flotilla's own binary), with
-/// these variables removed. `writable_roots`: extra directories `workspace-write`
-/// commands may write (config `[sandbox] writable_roots`, canonical). Probes
-/// namespaces and confinement once; call before any command runs.
-pub async fn install(
-    launcher: PathBuf,
-    secret_vars: Vec<String>,
-    writable_roots: Vec<PathBuf>,
-) -> Installed {
-    let isolation = match probe(&launcher, &secret_vars, true, None).await {
+/// Start commands through the launcher at `launcher` (flotilla's own binary), set up
+/// as `setup` says. Probes namespaces and confinement once; call before any command
+/// runs.
+pub async fn install(launcher: PathBuf, mut setup: Setup) -> Installed {
+    setup.writable_roots = canonical(setup.writable_roots);
+    // The data directory may not exist yet (the store is opened after this).
+    setup.hidden = setup
+        .hidden
+        .into_iter()
+        .filter_map(|p| p.canonicalize().ok().or(p.is_absolute().then_some(p)))
+        .collect();
+    let mut runtime = Runtime {
+        launcher: Some(launcher),
+        isolate: true,
+        sandbox: Ok(()),
+        setup,
+    };
+    let isolation = match runtime.probe(None).await {
         Ok(()) => Isolation::Namespaces,
         Err(why) => Isolation::Unavailable(why),
     };
-    let isolate = isolation == Isolation::Namespaces;
-    let shared_writable = shared_writable(writable_roots);
-    let confine = Confinement {
-        writable: shared_writable.clone(),
-        network: false,
-    };
-    let sandbox = if cfg!(target_os = "linux") {
-        probe(&launcher, &secret_vars, isolate, Some(confine)).await
+    runtime.isolate = isolation == Isolation::Namespaces;
+    runtime.sandbox = if cfg!(target_os = "linux") {
+        runtime.probe(Some(SandboxMode::WorkspaceWrite)).await
     } else {
         Err("the sandbox is implemented for Linux only".into())
     };
-    let _ = RUNTIME.set(Runtime {
-        launcher: Some(launcher),
-        isolate,
-        secret_vars,
-        sandbox: sandbox.clone(),
-        shared_writable,
-    });
+    let sandbox = runtime.sandbox.clone();
+    let _ = RUNTIME.set(runtime);
     Installed { isolation, sandbox }
 }
 
-/// The temp directories (`/tmp`, `$TMPDIR`, `/dev/shm`, `/var/tmp`) and the
-/// configured roots that exist, canonical, without repeats.
-fn shared_writable(extra: Vec<PathBuf>) -> Vec<PathBuf> {
+/// The directories that exist, canonical, without repeats.
+fn canonical(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    let temps = [
-        PathBuf::from("/tmp"),
-        std::env::temp_dir(),
-        PathBuf::from("/dev/shm"),
-        PathBuf::from("/var/tmp"),
-    ];
-    for dir in temps.into_iter().chain(extra) {
+    for dir in dirs {
         if let Ok(dir) = dir.canonicalize()
             && !out.contains(&dir)
         {
@@ -258,87 +272,206 @@ pub fn sandbox_status() -> Result<(), String> {
     }
 }
 
-/// Run `exit 0` through the launcher, isolated and confined as asked.
-async fn probe(
-    launcher: &Path,
-    secret_vars: &[String],
-    isolate: bool,
-    confine: Option<Confinement>,
-) -> Result<(), String> {
-    if !cfg!(target_os = "linux") {
-        return Err("process isolation is implemented for Linux only".into());
+/// Variables every command gets from flotilla's environment (besides `[sandbox] env`),
+/// with the `LC_*` ones; none that looks like a credential.
+const BASE_ENV: [&str; 12] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "COLORTERM",
+    "NO_COLOR",
+];
+
+/// Parts of a name that mark a credential: never passed unless `[sandbox] env` names it.
+const SECRET_WORDS: [&str; 10] = [
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "CREDENTIAL",
+    "AUTH",
+    "HEADERS",
+    "COOKIE",
+    "SESSION",
+];
+
+/// Whether a command gets variable `name` from flotilla's environment.
+fn passed_on(name: &str, allowed: &[String], secret_vars: &[String]) -> bool {
+    if secret_vars.iter().any(|v| v == name) {
+        return false;
     }
-    let spec = LaunchSpec {
-        command: "exit 0".into(),
-        cwd: std::env::temp_dir(),
-        parent: std::process::id(),
-        isolate,
-        confine,
-    };
-    let mut cmd = launch_command(launcher, &spec, secret_vars);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    match tokio::time::timeout(std::time::Duration::from_secs(10), cmd.output()).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .trim_start_matches("flotilla: ")
-            .to_string()),
-        Ok(Err(e)) => Err(format!("cannot start {}: {e}", launcher.display())),
-        Err(_) => Err("the probe did not finish within 10s".into()),
+    if allowed.iter().any(|v| v == name) {
+        return true;
     }
+    let upper = name.to_ascii_uppercase();
+    (BASE_ENV.contains(&name) || name.starts_with("LC_"))
+        && !SECRET_WORDS.iter().any(|w| upper.contains(w))
 }
 
-fn launch_command(
-    launcher: &Path,
-    spec: &LaunchSpec,
-    secret_vars: &[String],
-) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(launcher);
-    cmd.arg(EXEC_ARG)
-        .arg(serde_json::to_string(spec).unwrap_or_default())
-        .current_dir(&spec.cwd);
-    for var in secret_vars {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// The process that runs `sh -c command` in `cwd` (the agent's work directory),
-/// confined by `sandbox` where the kernel supports it: the launcher when [`install`]
-/// was called, else `sh` itself. The caller sets stdio, the process group and
-/// `kill_on_drop`.
-pub fn shell_command(command: &str, cwd: &Path, sandbox: Sandbox) -> tokio::process::Command {
-    match RUNTIME.get() {
-        Some(
-            runtime @ Runtime {
-                launcher: Some(launcher),
-                isolate,
-                secret_vars,
-                ..
-            },
-        ) => {
-            let spec = LaunchSpec {
-                command: command.to_string(),
-                cwd: cwd.to_path_buf(),
-                parent: std::process::id(),
-                isolate: *isolate,
-                confine: runtime.confinement(cwd, sandbox),
-            };
-            launch_command(launcher, &spec, secret_vars)
+/// A minimal environment for `cmd`, from this process's (see [`passed_on`]).
+fn minimal_env(cmd: &mut tokio::process::Command, allowed: &[String], secret_vars: &[String]) {
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| passed_on(n, allowed, secret_vars))
+        {
+            cmd.env(name, value);
         }
-        other => {
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.arg("-c").arg(command).current_dir(cwd);
-            let defaults: Vec<String> = ALWAYS_SECRET.iter().map(|v| v.to_string()).collect();
-            for var in other.map_or(&defaults, |r| &r.secret_vars) {
-                cmd.env_remove(var);
+    }
+}
+
+/// A name safe as one path component for an agent's id.
+fn component(agent: &str) -> String {
+    agent
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
             }
-            cmd
+        })
+        .collect()
+}
+
+/// Remove the private temp directory of agent `agent` (its id): called when the agent
+/// is deleted. Nothing to do before [`install`].
+pub async fn remove_agent_temp(agent: &str) {
+    let Some(runtime) = RUNTIME.get() else {
+        return;
+    };
+    let dir = runtime.setup.temp_root.join(component(agent));
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove the temp directory {}: {e}", dir.display());
+    }
+}
+
+impl Runtime {
+    /// Run `exit 0` through the launcher, isolated as found so far and confined as
+    /// `mode` says.
+    async fn probe(&self, mode: Option<SandboxMode>) -> Result<(), String> {
+        if !cfg!(target_os = "linux") {
+            return Err("process isolation is implemented for Linux only".into());
+        }
+        let sandbox = Sandbox {
+            mode: mode.unwrap_or(SandboxMode::Off),
+            network: false,
+        };
+        let cwd = self
+            .private_temp(".probe")
+            .unwrap_or_else(std::env::temp_dir);
+        let mut cmd = self
+            .command("exit 0", &cwd, sandbox, ".probe")
+            .ok_or("the command launcher is not installed")?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), cmd.output()).await {
+            Ok(Ok(out)) if out.status.success() => Ok(()),
+            Ok(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .trim_start_matches("flotilla: ")
+                .to_string()),
+            Ok(Err(e)) => Err(format!("cannot start the launcher: {e}")),
+            Err(_) => Err("the probe did not finish within 10s".into()),
         }
     }
+
+    /// The launcher command for `command` of agent `agent` (its id); `None` without a
+    /// launcher.
+    fn command(
+        &self,
+        command: &str,
+        cwd: &Path,
+        sandbox: Sandbox,
+        agent: &str,
+    ) -> Option<tokio::process::Command> {
+        let launcher = self.launcher.as_ref()?;
+        let confine = self.confinement(cwd, sandbox);
+        let temp = match &confine {
+            Some(c) if !c.writable.is_empty() => self.private_temp(agent),
+            _ => None,
+        };
+        let spec = LaunchSpec {
+            command: command.to_string(),
+            cwd: cwd.to_path_buf(),
+            parent: std::process::id(),
+            isolate: self.isolate,
+            hidden: match (&confine, self.isolate) {
+                (Some(_), true) => self.setup.hidden.clone(),
+                _ => Vec::new(),
+            },
+            confine,
+            temp,
+        };
+        let mut cmd = tokio::process::Command::new(launcher);
+        cmd.arg(EXEC_ARG)
+            .arg(serde_json::to_string(&spec).unwrap_or_default())
+            .current_dir(&spec.cwd);
+        minimal_env(&mut cmd, &self.setup.env, &self.setup.secret_vars);
+        match (&spec.temp, self.isolate) {
+            (Some(_), true) => cmd.env("TMPDIR", "/tmp"),
+            (Some(temp), false) => cmd.env("TMPDIR", temp),
+            (None, _) => &mut cmd,
+        };
+        Some(cmd)
+    }
+
+    /// Agent `agent`'s private temp directory, made (mode 0700) if missing; `None`
+    /// (and a warning) when it cannot be.
+    fn private_temp(&self, agent: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = self.setup.temp_root.join(component(agent));
+        match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| dir.canonicalize())
+        {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                tracing::warn!("cannot make the temp directory {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+}
+
+/// The process that runs `sh -c command` in `cwd` (the work directory of agent
+/// `agent`, its id), confined by `sandbox` where the kernel supports it: the launcher
+/// when [`install`] was called, else `sh` itself. The caller sets stdio, the process
+/// group and `kill_on_drop`.
+pub fn shell_command(
+    command: &str,
+    cwd: &Path,
+    sandbox: Sandbox,
+    agent: &str,
+) -> tokio::process::Command {
+    if let Some(cmd) = RUNTIME
+        .get()
+        .and_then(|r| r.command(command, cwd, sandbox, agent))
+    {
+        return cmd;
+    }
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c").arg(command).current_dir(cwd);
+    let secret: Vec<String> = ALWAYS_SECRET.iter().map(|v| v.to_string()).collect();
+    let secret = RUNTIME.get().map_or(&secret, |r| &r.setup.secret_vars);
+    let allowed = RUNTIME.get().map_or(&[][..], |r| &r.setup.env[..]);
+    minimal_env(&mut cmd, allowed, secret);
+    cmd
 }
 
 impl Runtime {
@@ -353,7 +486,7 @@ impl Runtime {
             SandboxMode::ReadOnly => Vec::new(),
             SandboxMode::WorkspaceWrite => {
                 let mut w = vec![workdir.to_path_buf()];
-                w.extend(self.shared_writable.iter().cloned());
+                w.extend(self.setup.writable_roots.iter().cloned());
                 w
             }
         };
@@ -426,6 +559,8 @@ mod tests {
                 writable: vec!["/tmp".into(), "/w d".into()],
                 network: false,
             }),
+            temp: Some("/d/tmp/a1".into()),
+            hidden: vec!["/d".into()],
         };
         let arg = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<LaunchSpec>(&arg).unwrap(), spec);
@@ -447,20 +582,45 @@ mod tests {
     }
 
     #[test]
+    fn commands_get_a_minimal_environment() {
+        let secret = vec!["ANTHROPIC_API_KEY".to_string()];
+        let listed = vec!["MY_API_KEY".to_string(), "ANTHROPIC_API_KEY".to_string()];
+        for name in [
+            "PATH", "HOME", "LANG", "LC_ALL", "TERM", "USER", "SHELL", "TMPDIR",
+        ] {
+            assert!(passed_on(name, &[], &secret), "{name}");
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "MY_API_KEY",
+            "GITHUB_TOKEN",
+            "LC_TOKEN",
+            "EDITOR",
+        ] {
+            assert!(!passed_on(name, &[], &secret), "{name}");
+        }
+        assert!(passed_on("MY_API_KEY", &listed, &secret));
+        // A provider key never, even listed.
+        assert!(!passed_on("ANTHROPIC_API_KEY", &listed, &secret));
+    }
+
+    #[test]
     fn confinement_follows_the_mode() {
         let runtime = Runtime {
             launcher: None,
             isolate: true,
-            secret_vars: Vec::new(),
             sandbox: Ok(()),
-            shared_writable: vec!["/tmp".into()],
+            setup: Setup {
+                writable_roots: vec!["/cache".into()],
+                ..Setup::default()
+            },
         };
         let work = Path::new("/w");
         let sb = |mode, network| Sandbox { mode, network };
         let ww = runtime
             .confinement(work, sb(SandboxMode::WorkspaceWrite, false))
             .unwrap();
-        assert_eq!(ww.writable, [PathBuf::from("/w"), PathBuf::from("/tmp")]);
+        assert_eq!(ww.writable, [PathBuf::from("/w"), PathBuf::from("/cache")]);
         assert!(!ww.network);
         let ro = runtime
             .confinement(work, sb(SandboxMode::ReadOnly, true))

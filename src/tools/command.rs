@@ -164,18 +164,19 @@ pub async fn run_command(input: RunCommandInput, ctx: &ToolContext) -> ToolResul
         .timeout_s
         .unwrap_or(DEFAULT_TIMEOUT_S)
         .clamp(1, MAX_TIMEOUT_S);
-    let mut child = crate::sandbox::shell_command(&input.command, &ctx.root, ctx.sandbox)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            ToolError::Model(format!(
-                "could not start `sh -c` in the work directory: {e}"
-            ))
-        })?;
+    let mut child =
+        crate::sandbox::shell_command(&input.command, &ctx.root, ctx.sandbox, &ctx.agent)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                ToolError::Model(format!(
+                    "could not start `sh -c` in the work directory: {e}"
+                ))
+            })?;
     let mut group = GroupKiller(
         child
             .id()

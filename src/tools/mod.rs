@@ -45,6 +45,8 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// What `run_command` may change (see [`crate::sandbox`]).
     pub sandbox: crate::sandbox::Sandbox,
+    /// The agent's id (its commands' private temp directory is named after it).
+    pub agent: String,
 }
 
 /// The result of one tool call.

@@ -65,6 +65,7 @@ pub struct Builder {
     env: Vec<(String, String)>,
     root: Option<Arc<tempfile::TempDir>>,
     args: Vec<String>,
+    user: Option<(u32, u32)>,
 }
 
 impl Builder {
@@ -89,6 +90,13 @@ impl Builder {
     /// Start on the directories (and so the store) of an earlier server.
     pub fn root(mut self, root: Arc<tempfile::TempDir>) -> Self {
         self.root = Some(root);
+        self
+    }
+
+    /// Run the server as this uid and gid, without supplementary groups (the test
+    /// must be root and the root directory usable by them).
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 
@@ -127,6 +135,10 @@ impl Builder {
             .kill_on_drop(true);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some((uid, gid)) = self.user {
+            // std drops the supplementary groups when it sets the uid.
+            cmd.uid(uid).gid(gid);
         }
         (cmd, root)
     }
@@ -265,6 +277,7 @@ impl Flotilla {
             env: Vec::new(),
             root: None,
             args: Vec::new(),
+            user: None,
         }
     }
 

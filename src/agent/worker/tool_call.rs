@@ -121,6 +121,7 @@ impl Turn<'_> {
             root: self.agent.settings.workdir.clone(),
             cancel: cancel.clone(),
             sandbox: self.agent.settings.sandbox,
+            agent: self.agent.id.clone(),
         };
         let run = tool.run(input, &ctx);
         tokio::pin!(run);

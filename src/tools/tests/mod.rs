@@ -29,6 +29,7 @@ impl Fixture {
                 root,
                 cancel: CancellationToken::new(),
                 sandbox: Default::default(),
+                agent: "test".into(),
             },
         }
     }
