@@ -162,7 +162,7 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         .with_workdir_roots(settings.workdir_roots)
         .with_worktrees_root(worktrees)
         .with_ephemeral_worktrees(ephemeral)
-        .with_sandbox_default(settings.sandbox)
+        .with_sandbox_default(settings.sandbox, settings.sandbox_allow_off)
 }
 
 fn restore(registry: &Registry, logs: Vec<AgentLog>, resume: bool) {

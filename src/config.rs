@@ -184,6 +184,10 @@ pub struct SandboxConfig {
     pub mode: Option<crate::sandbox::SandboxMode>,
     /// Whether commands may reach the network (default false).
     pub network: Option<bool>,
+    /// The operator's consent to agents (or roles) asking for `sandbox: "off"`
+    /// (default false: refused). Also `--allow-sandbox-off`.
+    #[serde(default)]
+    pub allow_off: bool,
     /// Directories `workspace-write` commands may also write (e.g. a shared build
     /// cache); relative paths from the server's working directory; each must exist.
     #[serde(default)]

@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::json;
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checked_commands_first_request_carries_its_schema_and_passes_at_once() {
     let fl = Flotilla::start().await;
@@ -62,4 +61,108 @@ async fn a_checked_commands_first_request_carries_its_schema_and_passes_at_once(
     assert_eq!(requests.len(), 2, "one model call per command");
     let body = requests[1].body_text();
     assert!(body.contains("\\\"minimum\\\": 1"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_tools_list_is_refused_with_what_to_do() {
+    let fl = Flotilla::start().await;
+    let e = fl
+        .call_err("create_agent", json!({"name": "bare", "tools": []}))
+        .await;
+    assert!(
+        e.contains("`tools` is empty") && e.contains("omit `tools`"),
+        "{e}"
+    );
+    let e = fl
+        .call_err(
+            "create_agents",
+            json!({"agents": [{"name": "ok"}, {"name": "bare", "tools": []}]}),
+        )
+        .await;
+    assert!(e.contains("`tools` is empty"), "{e}");
+    let listed = fl.call("list_agents", json!({})).await;
+    assert_eq!(listed["agents"], json!([]), "all or nothing: {listed}");
+    // A non-empty list is still fine.
+    fl.call(
+        "create_agent",
+        json!({"name": "reader", "tools": ["read_file"]}),
+    )
+    .await;
+}
+
+/// A prompts directory with a role `loose` whose front matter turns the sandbox off.
+fn loose_role(root: &std::path::Path) -> String {
+    let dir = root.join("prompts");
+    std::fs::create_dir_all(dir.join("agents")).unwrap();
+    std::fs::write(
+        dir.join("agents/loose.md"),
+        "---\ndescription: runs unconfined\nsandbox: off\n---\nYou run unconfined.\n",
+    )
+    .unwrap();
+    dir.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_off_needs_the_operators_consent() {
+    let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let prompts = loose_role(root.path());
+    let fl = Flotilla::builder()
+        .root(root.clone())
+        .arg("--prompts-dir")
+        .arg(&prompts)
+        .start()
+        .await;
+    let e = fl
+        .call_err("create_agent", json!({"name": "free", "sandbox": "off"}))
+        .await;
+    for needle in [
+        "sandbox: \"off\"",
+        "--allow-sandbox-off",
+        "allow_off = true",
+        "[sandbox]",
+    ] {
+        assert!(e.contains(needle), "no {needle:?} in: {e}");
+    }
+    let e = fl
+        .call_err("create_agent", json!({"name": "free", "role": "loose"}))
+        .await;
+    assert!(
+        e.contains("role") && e.contains("--allow-sandbox-off"),
+        "{e}"
+    );
+    // The agent's own argument wins over its role: a confined agent of that role is fine.
+    fl.call(
+        "create_agent",
+        json!({"name": "tight", "role": "loose", "sandbox": "read-only"}),
+    )
+    .await;
+    assert_eq!(fl.status("tight").await["sandbox"], "read-only");
+    drop(fl);
+
+    // With the flag, or with the config's consent, both are accepted.
+    for (args, config) in [
+        (vec!["--allow-sandbox-off"], DEFAULT_CONFIG.to_string()),
+        (
+            vec![],
+            format!("{DEFAULT_CONFIG}[sandbox]\nallow_off = true\n"),
+        ),
+    ] {
+        let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let prompts = loose_role(root.path());
+        let mut builder = Flotilla::builder()
+            .root(root.clone())
+            .config(&config)
+            .arg("--prompts-dir")
+            .arg(&prompts);
+        for a in args {
+            builder = builder.arg(a);
+        }
+        let fl = builder.start().await;
+        fl.call("create_agent", json!({"name": "free", "sandbox": "off"}))
+            .await;
+        assert_eq!(fl.status("free").await["sandbox"], "off");
+        fl.call("create_agent", json!({"name": "by-role", "role": "loose"}))
+            .await;
+        assert_eq!(fl.status("by-role").await["sandbox"], "off");
+    }
 }
