@@ -2,8 +2,6 @@
 //! command's schema in its instruction, budget reservations, first-byte timeouts, empty
 //! answers, aliases and prices, and the operator's consent for `sandbox: "off"`.
 
-use std::time::Duration;
-
 use crate::common::*;
 use serde_json::json;
 
@@ -165,4 +163,60 @@ async fn sandbox_off_needs_the_operators_consent() {
             .await;
         assert_eq!(fl.status("by-role").await["sandbox"], "off");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_send_the_vendors_models_and_unpriced_models_are_named_under_a_dollar_cap() {
+    let fl = Flotilla::builder()
+        .model("openai:gpt-mystery")
+        .config(&format!(
+            "{DEFAULT_CONFIG}[aliases]\nlocal = \"openai:qwen-unpriced\"\n"
+        ))
+        .arg("--max-cost-usd")
+        .arg("5")
+        .start()
+        .await;
+    // The start-up log names every unpriced model the default and the aliases point at.
+    let log = fl.log_tail(200);
+    let line = log
+        .lines()
+        .find(|l| l.contains("no known price"))
+        .unwrap_or_else(|| panic!("no unpriced warning at start-up:\n{log}"));
+    assert!(
+        line.contains("openai:gpt-mystery") && line.contains("openai:qwen-unpriced"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("claude"),
+        "the built-in aliases are priced: {line}"
+    );
+
+    for (alias, sent) in [
+        ("sonnet", "claude-sonnet-5-5"),
+        ("opus", "claude-opus-5-5"),
+        ("haiku", "claude-haiku-5-5"),
+    ] {
+        let key = format!("[{alias}]");
+        let created = fl
+            .call(
+                "create_agent",
+                json!({"name": alias, "task": format!("{key} hi"), "model": alias}),
+            )
+            .await;
+        assert_eq!(created["model"], format!("anthropic:{sent}"), "{created}");
+        let warning = created["warning"].as_str().unwrap_or_default();
+        assert!(!warning.contains("price"), "priced: {created}");
+        fl.wait_all(&[alias]).await;
+        assert_eq!(fl.mock.requests_for(&key)[0].model(), sent);
+    }
+    // haiku's price is known: its cost is counted.
+    let status = fl.status("haiku").await;
+    assert!(status["cost_usd"].as_f64().unwrap() > 0.0, "{status}");
+
+    let created = fl.call("create_agent", json!({"name": "mystery"})).await;
+    let warning = created["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("openai:gpt-mystery") && warning.contains("no known price"),
+        "{created}"
+    );
 }
