@@ -220,3 +220,24 @@ async fn aliases_send_the_vendors_models_and_unpriced_models_are_named_under_a_d
         "{created}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_openai_answer_is_a_failed_call_not_a_final_answer() {
+    let fl = Flotilla::builder().model("openai:gpt-test").start().await;
+    fl.mock.script(
+        "[empty]",
+        vec![Step::raw(
+            200,
+            json!({"id": "c1", "object": "chat.completion", "model": "gpt-test",
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": ""}}],
+                   "usage": {"prompt_tokens": 10, "completion_tokens": 0}}),
+        )],
+    );
+    fl.create("e", "[empty] say something").await;
+    fl.wait_all(&["e"]).await;
+    let status = fl.status("e").await;
+    assert_eq!(status["status"], "failed", "{status}");
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("no text or tool call"), "{status}");
+}
