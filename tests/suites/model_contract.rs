@@ -241,3 +241,33 @@ async fn an_empty_openai_answer_is_a_failed_call_not_a_final_answer() {
     let error = status["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("no text or tool call"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_sends_a_checked_answer_once() {
+    let fl = Flotilla::start().await;
+    fl.mock
+        .script("[once]", vec![Step::text("{\"files\": [\"a.rs\"]}")]);
+    fl.mock.script("[plain]", vec![Step::text("just prose")]);
+    fl.call(
+        "create_agent",
+        json!({"name": "once", "task": "[once] list",
+               "output_schema": {"type": "object", "required": ["files"]}}),
+    )
+    .await;
+    fl.create("plain", "[plain] talk").await;
+    let waited = fl
+        .call(
+            "wait_for_agents",
+            json!({"agents": ["once", "plain"], "timeout_s": 60, "output_max_chars": 500}),
+        )
+        .await;
+    let rows = waited["agents"].as_array().unwrap();
+    let once = rows.iter().find(|r| r["name"] == "once").unwrap();
+    assert_eq!(once["output_json"], json!({"files": ["a.rs"]}), "{waited}");
+    assert!(once.get("output").is_none(), "sent twice: {once}");
+    let plain = rows.iter().find(|r| r["name"] == "plain").unwrap();
+    assert_eq!(plain["output"], "just prose", "{waited}");
+    assert!(plain.get("output_json").is_none(), "{plain}");
+    // get_agent_output keeps its text.
+    assert_eq!(fl.output("once").await["text"], "{\"files\": [\"a.rs\"]}");
+}
