@@ -147,6 +147,9 @@ pub struct RetryConfig {
     pub request_timeout_s: Option<u64>,
     /// Longest silence while an answer's body arrives (default 60; 0: no limit).
     pub idle_timeout_s: Option<u64>,
+    /// Longest wait for an answer to start once the request is sent (default 60; 0: no
+    /// limit); a miss is retried like any timeout.
+    pub first_byte_timeout_s: Option<u64>,
     /// How many timed-out calls are retried (default 1), within `max_retries`.
     pub timeout_retries: Option<u32>,
 }

@@ -25,6 +25,9 @@ pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
     ("opus", "anthropic:claude-opus-5-5"),
 ];
 
+/// Default `[retry] first_byte_timeout_s`.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT_S: u64 = 60;
+
 /// Default `[retry] idle_timeout_s`.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 
@@ -495,6 +498,12 @@ fn build_provider(
                 .retry
                 .idle_timeout_s
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT_S),
+        )),
+        first_byte_timeout: Some(Duration::from_secs(
+            config
+                .retry
+                .first_byte_timeout_s
+                .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT_S),
         )),
         temperature: table.temperature,
     };

@@ -126,6 +126,7 @@ fn endpoint(base: &str, key: Option<&str>) -> EndpointConfig {
         api_key_env: Some("TEST_KEY".into()),
         headers: vec![("x-extra".into(), "yes".into())],
         idle_timeout: None,
+        first_byte_timeout: None,
         temperature: None,
     }
 }

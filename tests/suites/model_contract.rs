@@ -271,3 +271,24 @@ async fn a_row_sends_a_checked_answer_once() {
     // get_agent_output keeps its text.
     assert_eq!(fl.output("once").await["text"], "{\"files\": [\"a.rs\"]}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_is_timed_out_at_the_first_byte_and_retried() {
+    let fl = Flotilla::builder()
+        .config(&format!("{DEFAULT_CONFIG}first_byte_timeout_s = 1\n"))
+        .start()
+        .await;
+    fl.mock.script(
+        "[mute]",
+        vec![Step::silent(), Step::text("answered the second time")],
+    );
+    let started = std::time::Instant::now();
+    fl.create("mute", "[mute] hello").await;
+    fl.wait_all(&["mute"]).await;
+    assert_eq!(fl.output("mute").await["text"], "answered the second time");
+    assert_eq!(fl.mock.requests_for("[mute]").len(), 2);
+    // Far below request_timeout_s (600 s): the first byte's limit ended the silent call.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let log = fl.log_tail(200);
+    assert!(log.contains("first_byte_timeout_s"), "{log}");
+}
