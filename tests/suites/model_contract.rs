@@ -292,3 +292,50 @@ async fn a_provider_that_never_answers_is_timed_out_at_the_first_byte_and_retrie
     let log = fl.log_tail(200);
     assert!(log.contains("first_byte_timeout_s"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_overshoots_the_fleets_dollar_cap_by_at_most_one_call() {
+    // claude-sonnet-4-5: $3 / $15 per million. Each call reports 30k in + 10k out =
+    // $0.24; its worst case is ~16k output tokens ($0.24) plus its small input.
+    let fl = Flotilla::builder()
+        .config(&format!("max_output_tokens = 16000\n{DEFAULT_CONFIG}"))
+        .arg("--max-cost-usd")
+        .arg("1")
+        .arg("--max-running")
+        .arg("0")
+        .start()
+        .await;
+    let names: Vec<String> = (0..20).map(|i| format!("b{i}")).collect();
+    let agents: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let key = format!("[{n}]");
+            fl.mock.script(
+                &key,
+                vec![
+                    Step::text("spent")
+                        .usage(30_000, 10_000)
+                        .delay(std::time::Duration::from_millis(1500)),
+                ],
+            );
+            json!({"name": n, "task": format!("{key} work")})
+        })
+        .collect();
+    fl.call("create_agents", json!({"agents": agents})).await;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    fl.wait_all(&refs).await;
+    let list = fl.call("list_agents", json!({})).await;
+    let spent = list["totals"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        spent <= 1.0 + 0.25,
+        "a burst spent ${spent} against a $1 cap (one call is ~$0.24): {list}"
+    );
+    assert!(spent >= 0.24, "nothing ran: {list}");
+    let refused = list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "failed")
+        .count();
+    assert!(refused > 0, "{list}");
+}
