@@ -243,7 +243,7 @@ impl Models {
         let mut unpriced: Vec<String> = specs
             .filter_map(|spec| self.target(spec).ok())
             .map(|(provider, model)| format!("{provider}:{model}"))
-            .filter(|id| self.prices.get(id).is_none() && builtin_price(id).is_none())
+            .filter(|id| !self.prices.contains_key(id) && builtin_price(id).is_none())
             .collect();
         unpriced.sort();
         unpriced.dedup();
