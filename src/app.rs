@@ -98,6 +98,13 @@ fn log_start(settings: &Settings) {
             "no default model: set FLOTILLA_MODEL, default_model in the config, or ANTHROPIC_API_KEY / OPENAI_API_KEY; until then create_agent needs `model`"
         ),
     }
+    let unpriced = settings.models.unpriced();
+    if settings.limits.caps.max_cost_usd.is_some() && !unpriced.is_empty() {
+        tracing::warn!(
+            "models with no known price: {}: max_cost_usd cannot see their spend (only max_tokens can); add their prices under [prices] in the config",
+            unpriced.join(", ")
+        );
+    }
 }
 
 /// The MCP listener (with the dashboard on it) or, beside stdio, the dashboard's own,
@@ -162,7 +169,7 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         .with_workdir_roots(settings.workdir_roots)
         .with_worktrees_root(worktrees)
         .with_ephemeral_worktrees(ephemeral)
-        .with_sandbox_default(settings.sandbox)
+        .with_sandbox_default(settings.sandbox, settings.sandbox_allow_off)
 }
 
 fn restore(registry: &Registry, logs: Vec<AgentLog>, resume: bool) {

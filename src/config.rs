@@ -154,6 +154,9 @@ pub struct RetryConfig {
     pub request_timeout_s: Option<u64>,
     /// Longest silence while an answer's body arrives (default 60; 0: no limit).
     pub idle_timeout_s: Option<u64>,
+    /// Longest wait for an answer to start once the request is sent (default 60; 0: no
+    /// limit); a miss is retried like any timeout.
+    pub first_byte_timeout_s: Option<u64>,
     /// How many timed-out calls are retried (default 1), within `max_retries`.
     pub timeout_retries: Option<u32>,
 }
@@ -191,6 +194,10 @@ pub struct SandboxConfig {
     pub mode: Option<crate::sandbox::SandboxMode>,
     /// Whether commands may reach the network (default false).
     pub network: Option<bool>,
+    /// The operator's consent to agents (or roles) asking for `sandbox: "off"`
+    /// (default false: refused). Also `--allow-sandbox-off`.
+    #[serde(default)]
+    pub allow_off: bool,
     /// Directories `workspace-write` commands may also write (e.g. a shared build
     /// cache); relative paths from the server's working directory; each must exist.
     #[serde(default)]

@@ -49,7 +49,8 @@ impl Price {
 
 /// `(provider, model, input, output)`; models without a date suffix.
 ///
-/// Sources (list prices as of 2026-11): Anthropic's pricing page and model overviews
+/// Sources (list prices as of 2026-12-03; `claude-haiku-5-5` from Claude Code 2.1.328's
+/// model table): Anthropic's pricing page and model overviews
 /// (platform.claude.com/docs/en/about-claude/pricing); OpenAI's model pages, and for
 /// the GPT-6 family LiteLLM's price table. A wrong price makes a dollar cap wrong:
 /// override any of these under `[prices]`.
@@ -57,6 +58,7 @@ const BUILTIN: &[(&str, &str, f64, f64)] = &[
     ("anthropic", "claude-fable-5-1", 10.0, 50.0),
     ("anthropic", "claude-opus-5-5", 4.0, 20.0),
     ("anthropic", "claude-sonnet-5-5", 2.0, 10.0),
+    ("anthropic", "claude-haiku-5-5", 0.10, 0.50),
     ("anthropic", "claude-sonnet-5", 2.0, 10.0),
     ("anthropic", "claude-opus-4-8", 5.0, 25.0),
     ("anthropic", "claude-opus-4-7", 5.0, 25.0),

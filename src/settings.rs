@@ -78,6 +78,10 @@ pub struct Cli {
     /// names and the listening IP are always allowed.
     #[arg(long, value_name = "HOST")]
     pub allow_host: Vec<String>,
+    /// Let create_agent and roles ask for `sandbox: "off"` (commands unconfined).
+    /// Without it (or [sandbox] allow_off = true) such agents are refused.
+    #[arg(long)]
+    pub allow_sandbox_off: bool,
 }
 
 /// Where the fleet is kept.
@@ -112,6 +116,9 @@ pub struct Settings {
     pub writable_roots: Vec<PathBuf>,
     /// The sandbox of agents created without one (and without a role that sets one).
     pub sandbox: Sandbox,
+    /// Agents and roles may ask for `sandbox: "off"` (`--allow-sandbox-off`, or
+    /// `[sandbox] allow_off`).
+    pub sandbox_allow_off: bool,
     /// The variables no command may see (provider keys, the token).
     pub secret_vars: Vec<String>,
     pub models: Models,
@@ -160,6 +167,7 @@ impl Settings {
             mode: config.sandbox.mode.unwrap_or(SandboxMode::WorkspaceWrite),
             network: config.sandbox.network.unwrap_or(false),
         };
+        let allow_off = config.sandbox.allow_off;
         Ok(Settings {
             secret_vars: config.secret_vars(),
             config,
@@ -167,6 +175,7 @@ impl Settings {
             workdir_roots,
             writable_roots,
             sandbox,
+            sandbox_allow_off: cli.allow_sandbox_off || allow_off,
             models,
             prompts,
             limits,

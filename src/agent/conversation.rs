@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::model::{Block, Message, Role};
+use crate::plan::checkpoint;
 
 /// What the model reads when a tool call was started but the server stopped before
 /// it finished.
@@ -16,9 +17,22 @@ pub const NOT_RUN: &str = "Not run: the previous instruction ended before this t
 /// What the model reads after a reply the output-token limit cut off.
 pub const CONTINUE: &str = "Your last reply was cut off by the output token limit. Continue exactly where it stopped, without repeating what you already wrote.";
 
+/// A command's instruction as the model reads it: its task, and when the command has an
+/// `output_schema`, the schema its final answer must validate against, so that a model
+/// that follows it passes on the first call.
+pub fn command_instruction(task: &str, output_schema: Option<&Value>) -> String {
+    match output_schema {
+        Some(schema) => format!("{task}\n\n{}", checkpoint::instruction(schema)),
+        None => task.to_owned(),
+    }
+}
+
 /// The instruction of a command's next attempt after a failed one (`retries`).
-pub fn retry_instruction(task: &str, error: &str) -> String {
-    format!("{task}\n\nPrevious attempt failed: {error}")
+pub fn retry_instruction(task: &str, output_schema: Option<&Value>, error: &str) -> String {
+    format!(
+        "{}\n\nPrevious attempt failed: {error}",
+        command_instruction(task, output_schema)
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

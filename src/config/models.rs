@@ -17,12 +17,16 @@ use crate::provider::http::{EndpointConfig, build_client};
 use crate::provider::openai::{MaxTokensField, OpenAiProvider};
 use crate::provider::retry::RetryPolicy;
 
-/// Aliases that exist without a config file.
+/// Aliases that exist without a config file: the models the vendor's own client (Claude
+/// Code 2.1.328) sends for them.
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
-    ("haiku", "anthropic:claude-haiku-4-5"),
-    ("sonnet", "anthropic:claude-sonnet-5"),
-    ("opus", "anthropic:claude-opus-4-8"),
+    ("haiku", "anthropic:claude-haiku-5-5"),
+    ("sonnet", "anthropic:claude-sonnet-5-5"),
+    ("opus", "anthropic:claude-opus-5-5"),
 ];
+
+/// Default `[retry] first_byte_timeout_s`.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT_S: u64 = 60;
 
 /// Default `[retry] idle_timeout_s`.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
@@ -51,7 +55,7 @@ const BUILTIN_PROVIDERS: &[(&str, ProviderKind, &str, &str, &str)] = &[
 /// A model ready to call.
 #[derive(Clone)]
 pub struct ResolvedModel {
-    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-5`.
+    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-5-5`.
     pub id: String,
     /// The provider's own model name: everything after the first `:`.
     pub model: String,
@@ -227,6 +231,25 @@ impl Models {
             .collect()
     }
 
+    /// The default model and the aliases' models that have no known price (built-in
+    /// or `[prices]`), as `provider:model`, without repeats: what a dollar cap cannot
+    /// see.
+    pub fn unpriced(&self) -> Vec<String> {
+        let specs = self
+            .default_model
+            .iter()
+            .map(|(spec, _)| spec.as_str())
+            .chain(self.aliases.keys().map(String::as_str));
+        let mut unpriced: Vec<String> = specs
+            .filter_map(|spec| self.target(spec).ok())
+            .map(|(provider, model)| format!("{provider}:{model}"))
+            .filter(|id| !self.prices.contains_key(id) && builtin_price(id).is_none())
+            .collect();
+        unpriced.sort();
+        unpriced.dedup();
+        unpriced
+    }
+
     /// Provider names, sorted.
     pub fn providers(&self) -> Vec<String> {
         self.providers.keys().cloned().collect()
@@ -271,7 +294,7 @@ impl Models {
                 _ => String::new(),
             };
             return Err(ModelError(format!(
-                "unknown model {spec:?}: give \"provider:model\" (e.g. \"anthropic:claude-sonnet-5\", \
+                "unknown model {spec:?}: give \"provider:model\" (e.g. \"anthropic:claude-sonnet-5-5\", \
                  \"openai:gpt-5\") or an alias.{hint} {}",
                 self.known()
             )));
@@ -297,7 +320,7 @@ impl Models {
             return Err(ModelError(format!(
                 "model {spec:?} has no model name after \"{provider}:\" (e.g. \"{provider}:{}\")",
                 if provider == "anthropic" {
-                    "claude-sonnet-5"
+                    "claude-sonnet-5-5"
                 } else {
                     "gpt-5"
                 }
@@ -475,6 +498,12 @@ fn build_provider(
                 .retry
                 .idle_timeout_s
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT_S),
+        )),
+        first_byte_timeout: Some(Duration::from_secs(
+            config
+                .retry
+                .first_byte_timeout_s
+                .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT_S),
         )),
         temperature: table.temperature,
     };

@@ -2,8 +2,13 @@
 //! (`create_agent`'s `max_cost_usd`, `max_tokens`), checked before every model call.
 //!
 //! Tokens are input + output of every model call. Dollars add up the calls of priced
-//! models only: an unpriced model counts against `max_tokens` alone. A cap is checked
-//! before a call, so a fleet overshoots it by at most the calls already in flight.
+//! models only: an unpriced model counts against `max_tokens` alone. Before a model call
+//! the fleet reserves the call's worst case ([`Budget::reserve`]: input estimate at the
+//! input price plus the output limit at the output price); a call may start only while
+//! spend plus the reservations of calls in flight is under the cap, and settles to its
+//! real cost after. A burst of agents therefore overshoots a fleet cap by at most one
+//! call's worst case, not by every call in flight. An agent makes one call at a time,
+//! so its own caps, checked before each call, are bounded the same way.
 //! At 80 % of a cap a note is raised once, so the orchestrator can switch to cheaper
 //! models before the work stops.
 
@@ -111,6 +116,8 @@ impl From<Owner<'_>> for Spender {
 pub struct Budget {
     caps: Caps,
     spent: Mutex<Spend>,
+    /// Worst cases of the model calls in flight ([`Reservation`]s).
+    reserved: Mutex<Spend>,
     note: Mutex<Option<String>>,
 }
 
@@ -120,6 +127,7 @@ impl Budget {
         Self {
             caps,
             spent: Mutex::new(spent),
+            reserved: Mutex::new(Spend::default()),
             note: Mutex::new(None),
         }
     }
@@ -155,9 +163,47 @@ impl Budget {
         }
     }
 
+    /// Reserve one model call's worst case, or refuse when the fleet's spend plus the
+    /// reservations already held reach a cap. The reservation ends when the returned
+    /// guard drops; [`Budget::charge`] the real cost before that.
+    pub fn reserve(&self, worst: Spend) -> Result<Reservation<'_>, BudgetExhausted> {
+        // Lock order: `spent` then `reserved`, here only.
+        let spent = lock(&self.spent);
+        let mut reserved = lock(&self.reserved);
+        let committed = Spend {
+            cost_usd: spent.cost_usd + reserved.cost_usd,
+            tokens: spent.tokens + reserved.tokens,
+        };
+        if let Some(e) = exhausted(Owner::Fleet, &self.caps, committed) {
+            return Err(e);
+        }
+        reserved.cost_usd += worst.cost_usd;
+        reserved.tokens += worst.tokens;
+        Ok(Reservation {
+            budget: self,
+            worst,
+        })
+    }
+
     /// The 80 % note, once: the first reader gets it.
     pub fn take_note(&self) -> Option<String> {
         lock(&self.note).take()
+    }
+}
+
+/// A model call's worst case held against the fleet's caps while it runs; released on
+/// drop (answered, failed or cancelled alike).
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    budget: &'a Budget,
+    worst: Spend,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut reserved = lock(&self.budget.reserved);
+        reserved.cost_usd = (reserved.cost_usd - self.worst.cost_usd).max(0.0);
+        reserved.tokens = reserved.tokens.saturating_sub(self.worst.tokens);
     }
 }
 
@@ -234,5 +280,31 @@ mod tests {
         );
         let n = crossing(Owner::Agent("a"), &caps, Spend::default(), spent).unwrap();
         assert!(n.starts_with("budget: agent `a` has used 120%"), "{n}");
+    }
+
+    #[test]
+    fn reservations_admit_calls_only_while_spend_plus_held_is_under_the_cap() {
+        let b = Budget::new(
+            Caps {
+                max_cost_usd: Some(1.0),
+                max_tokens: None,
+            },
+            Spend::default(),
+        );
+        let worst = Spend {
+            cost_usd: 0.3,
+            tokens: 100,
+        };
+        let held: Vec<_> = (0..4).map(|_| b.reserve(worst).unwrap()).collect();
+        // 1.2 held: the fifth call is refused although nothing is spent yet.
+        assert!(b.reserve(worst).is_err());
+        drop(held);
+        // Settled low: room again.
+        b.charge(Some(0.5), 10);
+        let r = b.reserve(worst).unwrap();
+        assert!(b.reserve(worst).unwrap().worst.tokens == 100);
+        drop(r);
+        b.charge(Some(0.5), 10);
+        assert!(b.reserve(worst).is_err());
     }
 }

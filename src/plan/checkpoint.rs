@@ -32,7 +32,6 @@ const REPLY_AGAIN: &str =
 /// A compiled `output_schema`. Cheap to share behind an `Arc`; `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
-    schema: Value,
     validator: jsonschema::Validator,
 }
 
@@ -110,19 +109,7 @@ impl Checkpoint {
                 };
                 format!("output_schema is not a valid JSON Schema: {at}{e}{hint}")
             })?;
-        Ok(Self {
-            schema: schema.clone(),
-            validator,
-        })
-    }
-
-    /// The schema as given, for persistence.
-    #[allow(
-        dead_code,
-        reason = "not yet called: issue 16 item 16 puts the schema into the command's instruction"
-    )]
-    pub fn schema(&self) -> &Value {
-        &self.schema
+        Ok(Self { validator })
     }
 
     /// Finds the JSON value in a final answer and validates it; returns the value.
@@ -157,19 +144,16 @@ impl Checkpoint {
             Err(CheckFailure::Schema { violations, total })
         }
     }
+}
 
-    /// A line to add to a task so that the model knows the contract up front.
-    #[allow(
-        dead_code,
-        reason = "not yet called: issue 16 item 16 puts the schema into the command's instruction"
-    )]
-    pub fn instruction(&self) -> String {
-        let schema = serde_json::to_string_pretty(&self.schema).unwrap_or_default();
-        format!(
-            "Your final answer must be a JSON value that validates against this JSON Schema, \
-             alone or in one ```json block:\n```json\n{schema}\n```"
-        )
-    }
+/// What a checked command's instruction ends with, so that the model knows the contract
+/// up front and a model that follows it passes on the first call.
+pub fn instruction(schema: &Value) -> String {
+    let schema = serde_json::to_string_pretty(schema).unwrap_or_default();
+    format!(
+        "Your final answer must be a JSON value that validates against this JSON Schema, \
+         alone or in one ```json block:\n```json\n{schema}\n```"
+    )
 }
 
 impl CheckFailure {

@@ -46,6 +46,9 @@ pub struct EndpointConfig {
     /// Longest silence while an answer's body arrives (`[retry] idle_timeout_s`);
     /// `None`: no limit here (the call's deadline still applies).
     pub idle_timeout: Option<Duration>,
+    /// Longest wait for the answer to start (its status line and headers) once the
+    /// request is sent (`[retry] first_byte_timeout_s`); `None`: no limit here.
+    pub first_byte_timeout: Option<Duration>,
     /// Sampling temperature, sent only when the config sets one (current models reject
     /// sampling parameters they do not expect).
     pub temperature: Option<f64>,
@@ -60,6 +63,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("api_key_env", &self.api_key_env)
             .field("headers", &self.headers)
             .field("idle_timeout", &self.idle_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
             .finish()
     }
 }
@@ -72,6 +76,7 @@ pub(crate) struct Endpoint {
     headers: HeaderMap,
     api_key_env: Option<String>,
     idle_timeout: Option<Duration>,
+    first_byte_timeout: Option<Duration>,
     /// Sent as `temperature` when set (config `[providers.NAME] temperature`).
     pub temperature: Option<f64>,
 }
@@ -110,6 +115,7 @@ impl Endpoint {
             headers,
             api_key_env: config.api_key_env.clone(),
             idle_timeout: config.idle_timeout.filter(|d| !d.is_zero()),
+            first_byte_timeout: config.first_byte_timeout.filter(|d| !d.is_zero()),
             temperature: config.temperature,
         })
     }
@@ -120,13 +126,20 @@ impl Endpoint {
         client: &Client,
         body: &B,
     ) -> Result<T, ProviderError> {
-        let mut response = client
+        let sent = client
             .post(&self.url)
             .headers(self.headers.clone())
             .json(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+            .send();
+        // A provider that takes the request and never answers fails the attempt
+        // (retryable) instead of holding the agent for the whole call's deadline.
+        let sent = match self.first_byte_timeout {
+            Some(limit) => tokio::time::timeout(limit, sent)
+                .await
+                .map_err(|_| self.no_first_byte(limit))?,
+            None => sent.await,
+        };
+        let mut response = sent.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         // Read the body chunk by chunk: a stall longer than the idle timeout, or an
@@ -172,6 +185,19 @@ impl Endpoint {
                 ),
             }
         })
+    }
+
+    fn no_first_byte(&self, limit: Duration) -> ProviderError {
+        ProviderError::Retryable {
+            status: None,
+            retry_after: None,
+            message: format!(
+                "{}: timed out calling {}: no answer started within {}s ([retry] first_byte_timeout_s)",
+                self.name,
+                self.url,
+                limit.as_secs_f64()
+            ),
+        }
     }
 
     fn stalled(&self, idle: Duration) -> ProviderError {

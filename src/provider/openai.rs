@@ -293,6 +293,19 @@ fn from_wire(response: WireResponse) -> Result<ModelResponse, String> {
             input: parse_arguments(call.function.arguments),
         });
     }
+    // An empty message is a failed call, never an empty final answer (as on the
+    // Anthropic path).
+    let useful = content.iter().any(|b| match b {
+        Block::Text { text } => !text.trim().is_empty(),
+        _ => true,
+    });
+    if !useful {
+        return Err(format!(
+            "the answer has no text or tool call (an empty assistant message, finish_reason \
+             {}); nothing to continue with",
+            choice.finish_reason.as_deref().unwrap_or("none")
+        ));
+    }
     let stop_reason = match choice.finish_reason.as_deref() {
         // Some servers (Ollama) say "stop" even when they ask for tools.
         Some("tool_calls" | "function_call") => StopReason::ToolUse,

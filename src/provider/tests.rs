@@ -126,6 +126,7 @@ fn endpoint(base: &str, key: Option<&str>) -> EndpointConfig {
         api_key_env: Some("TEST_KEY".into()),
         headers: vec![("x-extra".into(), "yes".into())],
         idle_timeout: None,
+        first_byte_timeout: None,
         temperature: None,
     }
 }
@@ -447,7 +448,7 @@ async fn resolved_model_retries_over_http() {
     };
     let models = Models::new(&Config::default(), &env).unwrap();
     let model = models.resolve(None).unwrap();
-    assert_eq!(model.id, "anthropic:claude-sonnet-5");
+    assert_eq!(model.id, "anthropic:claude-sonnet-5-5");
     let messages = [Message::user_text("hello")];
     let request = ModelRequest {
         model: &model.model,
@@ -473,6 +474,6 @@ async fn resolved_model_retries_over_http() {
     assert_eq!(received.len(), 2);
     assert_eq!(received[1].path, "/v1/messages");
     assert_eq!(received[1].headers["x-api-key"], "sk-from-env");
-    assert_eq!(received[1].body["model"], "claude-sonnet-5");
+    assert_eq!(received[1].body["model"], "claude-sonnet-5-5");
     assert_eq!(received[1].body["max_tokens"], 8192);
 }

@@ -85,6 +85,8 @@ pub struct Registry {
     ephemeral_worktrees: bool,
     /// `sandbox` / `network` of agents that set neither (nor their role): config.
     sandbox_default: crate::sandbox::Sandbox,
+    /// The operator allows agents and roles to ask for `sandbox: "off"`.
+    sandbox_allow_off: bool,
     /// Agents that can write, by work directory: who may overwrite whom.
     writers: std::sync::Mutex<BTreeMap<PathBuf, BTreeSet<String>>>,
     cancel: CancellationToken,
@@ -116,6 +118,7 @@ impl Registry {
                 .join(format!("flotilla-{}", std::process::id()))
                 .join("worktrees"),
             sandbox_default: crate::sandbox::Sandbox::default(),
+            sandbox_allow_off: false,
             ephemeral_worktrees: false,
             writers: Default::default(),
             default_workdir,
@@ -158,9 +161,15 @@ impl Registry {
     }
 
     /// The sandbox of agents created without `sandbox` / `network` (and whose role sets
-    /// neither): config `[sandbox]`.
-    pub fn with_sandbox_default(mut self, sandbox: crate::sandbox::Sandbox) -> Self {
+    /// neither): config `[sandbox]`; `allow_off`: the operator's consent to agents and
+    /// roles asking for `sandbox: "off"`.
+    pub fn with_sandbox_default(
+        mut self,
+        sandbox: crate::sandbox::Sandbox,
+        allow_off: bool,
+    ) -> Self {
         self.sandbox_default = sandbox;
+        self.sandbox_allow_off = allow_off;
         self
     }
 

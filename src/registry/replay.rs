@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::agent::conversation::{Conversation, retry_instruction};
+use crate::agent::conversation::{Conversation, command_instruction, retry_instruction};
 use crate::agent::output::{CommandRecord, CommandStatus};
 use crate::agent::state::AgentStatus;
 use crate::agent::{Deferred, QueuedCommand};
@@ -250,7 +250,8 @@ impl Replay {
             .and_then(|pos| r.queued.remove(pos))
         {
             r.in_progress_base = (r.settings.retries > 0).then(|| r.conversation.clone());
-            r.conversation.push_instruction(cmd.task);
+            r.conversation
+                .push_instruction(command_instruction(&cmd.task, cmd.output_schema.as_ref()));
         }
         if let Some(rec) = record(&mut r.outputs, index) {
             rec.status = CommandStatus::Running;
@@ -320,8 +321,11 @@ impl Replay {
             r.conversation = base.clone();
         }
         if let Some(rec) = record(&mut r.outputs, index) {
-            r.conversation
-                .push_instruction(retry_instruction(&rec.task, error));
+            r.conversation.push_instruction(retry_instruction(
+                &rec.task,
+                rec.output_schema.as_ref(),
+                error,
+            ));
             rec.text.clear();
             rec.output_json = None;
         }

@@ -159,6 +159,11 @@ impl Registry {
             }
         }
         let role = self.role(spec.role.as_deref()).map_err(invalid)?;
+        if spec.tools.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                "`tools` is empty: list the tools the agent may use (e.g. [\"read_file\", \"list_files\"]), or omit `tools` for all of them".into(),
+            ));
+        }
         let tools = tools_of(spec.tools.as_deref(), role);
         let max_steps = spec
             .max_steps
@@ -173,7 +178,7 @@ impl Registry {
             .models
             .resolve(spec.model.as_deref())
             .map_err(|e| invalid(e.to_string()))?;
-        let sandbox = self.sandbox_of(spec.sandbox, spec.network, role);
+        let sandbox = self.sandbox_of(spec.sandbox, spec.network, role)?;
         let warnings = unenforced_sandbox(&spec.name, sandbox, &tools)
             .into_iter()
             .collect();
@@ -216,21 +221,34 @@ impl Registry {
         })
     }
 
-    /// The sandbox asked for, else the role's, else the fleet's default.
+    /// The sandbox asked for, else the role's, else the fleet's default. `off` asked
+    /// for by the agent or its role needs the operator's consent (`[sandbox] allow_off`
+    /// or `--allow-sandbox-off`); the config's own default needs none.
     fn sandbox_of(
         &self,
         mode: Option<SandboxMode>,
         network: Option<bool>,
         role: Option<&Role>,
-    ) -> Sandbox {
-        Sandbox {
-            mode: mode
-                .or(role.and_then(|r| r.sandbox))
-                .unwrap_or(self.sandbox_default.mode),
+    ) -> Result<Sandbox, RegistryError> {
+        let asked = mode.map(|m| (m, "`sandbox: \"off\"`")).or(role
+            .and_then(|r| r.sandbox)
+            .map(|m| (m, "its role's `sandbox: off`")));
+        if let Some((SandboxMode::Off, by)) = asked
+            && !self.sandbox_allow_off
+        {
+            return Err(RegistryError::Invalid(format!(
+                "{by} runs the agent's commands unconfined, which needs the operator's consent: \
+                 start flotilla with --allow-sandbox-off or set `allow_off = true` under \
+                 [sandbox] in its config; or use sandbox \"workspace-write\" (with \
+                 `network: true` if it needs the network)"
+            )));
+        }
+        Ok(Sandbox {
+            mode: asked.map_or(self.sandbox_default.mode, |(m, _)| m),
             network: network
                 .or(role.and_then(|r| r.network))
                 .unwrap_or(self.sandbox_default.network),
-        }
+        })
     }
 }
 

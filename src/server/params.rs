@@ -26,7 +26,7 @@ pub struct CreateAgentParams {
     /// role from the prompts directory. Sets instructions, tools and max_steps defaults.
     #[serde(default)]
     pub role: Option<String>,
-    /// `provider:model` (e.g. `anthropic:claude-sonnet-4-5`, `openai:gpt-5`) or an alias
+    /// `provider:model` (e.g. `anthropic:claude-sonnet-5-5`, `openai:gpt-5`) or an alias
     /// (`haiku`, `sonnet`, `opus`, or one from the config). Default: the server's default model.
     #[serde(default)]
     pub model: Option<String>,

@@ -220,7 +220,7 @@ pub struct AgentRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// The start of its latest answer (`wait_for_agents` with `output_max_chars`, once
-    /// it has settled).
+    /// it has settled); omitted when `output_json` carries the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
     /// The validated JSON answer (`wait_for_agents` with `output_max_chars`, when the
@@ -248,13 +248,14 @@ impl AgentRow {
             let s = h.state();
             let latest = outputs.last().map_or("", |r| r.text.as_str());
             let show = output_max_chars > 0 && s.settled() && !outputs.is_empty();
-            let output = show.then(|| {
-                crate::agent::output::slice_chars(&redact(h, latest), 0, output_max_chars).0
-            });
             let output_json = outputs
                 .last()
                 .and_then(|r| r.output_json.clone())
                 .filter(|_| show);
+            // A checked answer is sent once: as `output_json`, not again as text.
+            let output = (show && output_json.is_none()).then(|| {
+                crate::agent::output::slice_chars(&redact(h, latest), 0, output_max_chars).0
+            });
             Self {
                 name: h.name().to_string(),
                 agent_id: with_id.then(|| h.id.clone()),

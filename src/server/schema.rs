@@ -99,6 +99,9 @@ pub(crate) fn lean(schema: &mut Map<String, Value>, nulls: Nulls) {
 /// alternative.
 fn drop_null(schema: &mut Map<String, Value>) {
     schema.remove("nullable");
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
     if let Some(Value::Array(types)) = schema.get("type") {
         let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
         match kept.len() {
@@ -186,6 +189,7 @@ mod tests {
                 "at": {"type": "string", "format": "date-time"},
                 "format": {"type": ["string", "null"], "description": "a field named\n   format"},
                 "sandbox": {"anyOf": [{"$ref": "#/$defs/Mode"}, {"type": "null"}], "description": "how"},
+                "isolation": {"type": ["string", "null"], "enum": ["worktree", null]},
                 "tags": {"type": ["array", "null"], "items": {"type": "number", "format": "double"}}
             },
             "$defs": {"Mode": {"type": "string", "enum": ["a", "b"]}}
@@ -199,6 +203,7 @@ mod tests {
                     "at": {"type": "string", "format": "date-time"},
                     "format": {"type": "string", "description": "a field named format"},
                     "sandbox": {"$ref": "#/$defs/Mode", "description": "how"},
+                    "isolation": {"type": "string", "enum": ["worktree"]},
                     "tags": {"type": "array", "items": {"type": "number"}}
                 },
                 "$defs": {"Mode": {"type": "string", "enum": ["a", "b"]}}

@@ -392,6 +392,12 @@ async fn handle(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             return (status, axum::Json(body)).into_response();
         }
+        Action::Silent => {
+            // Accept the request, then send nothing, not even a status line, until the
+            // client hangs up (the handler is then dropped).
+            drop(guard);
+            return futures::future::pending::<Response>().await;
+        }
         Action::Stall => {
             drop(guard);
             let start = futures::stream::once(async {

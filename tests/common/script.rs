@@ -22,6 +22,8 @@ pub enum Action {
     Raw(u16, Value),
     /// Status 200 and the first bytes of a body, then silence until the client hangs up.
     Stall,
+    /// Not a byte, not even the status line, until the client hangs up.
+    Silent,
 }
 
 /// One scripted reply, with an optional delay before it is sent.
@@ -88,6 +90,11 @@ impl Step {
     /// Start an answer, then send nothing more.
     pub fn stall() -> Self {
         Self::new(Action::Stall)
+    }
+
+    /// Take the request and never answer.
+    pub fn silent() -> Self {
+        Self::new(Action::Silent)
     }
 
     /// Wait this long before answering (overrides the server-wide latency).

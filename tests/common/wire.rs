@@ -342,9 +342,11 @@ pub fn anthropic_reply(model: &str, action: &Action, usage: (u64, u64), n: u64) 
             (blocks, "tool_use")
         }
         Action::CutOff(t) => (vec![json!({"type": "text", "text": t})], "max_tokens"),
-        Action::Fail(..) | Action::RateLimit(_) | Action::Raw(..) | Action::Stall => {
-            (vec![], "end_turn")
-        }
+        Action::Fail(..)
+        | Action::RateLimit(_)
+        | Action::Raw(..)
+        | Action::Stall
+        | Action::Silent => (vec![], "end_turn"),
     };
     json!({
         "id": format!("msg_mock_{n}"),
@@ -376,9 +378,11 @@ pub fn openai_reply(model: &str, action: &Action, usage: (u64, u64), n: u64) -> 
             )
         }
         Action::CutOff(t) => (json!({"role": "assistant", "content": t}), "length"),
-        Action::Fail(..) | Action::RateLimit(_) | Action::Raw(..) | Action::Stall => {
-            (json!({"role": "assistant"}), "stop")
-        }
+        Action::Fail(..)
+        | Action::RateLimit(_)
+        | Action::Raw(..)
+        | Action::Stall
+        | Action::Silent => (json!({"role": "assistant"}), "stop"),
     };
     json!({
         "id": format!("chatcmpl-mock-{n}"),

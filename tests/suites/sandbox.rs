@@ -233,8 +233,9 @@ async fn the_network_is_closed_unless_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_refuses_every_write_and_off_is_unconfined() {
     let root = root_outside_tmp();
-    // The config's default is read-only; agents may still ask for another mode.
-    let fl = start(&root, "[sandbox]\nmode = \"read-only\"\n").await;
+    // The config's default is read-only; agents may still ask for another mode
+    // (`off` with the operator's consent).
+    let fl = start(&root, "[sandbox]\nmode = \"read-only\"\nallow_off = true\n").await;
     let r = root.path();
     let script = "cat /etc/hostname >/dev/null && echo READ_OK; \
          echo w > ro.txt || echo WORK_DENIED; \

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use serde_json::Value;
 
 use super::AgentHandle;
-use super::conversation::{Conversation, retry_instruction};
+use super::conversation::{Conversation, command_instruction, retry_instruction};
 use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
 use crate::failure::Failure;
@@ -97,7 +97,8 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             };
             // Kept only when a failed attempt may be discarded.
             let base = (agent.settings.retries > 0).then(|| conversation.clone());
-            conversation.push_instruction(cmd.task.clone());
+            conversation
+                .push_instruction(command_instruction(&cmd.task, cmd.output_schema.as_ref()));
             let job = Job {
                 index: cmd.index,
                 token,
@@ -230,7 +231,11 @@ fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, er
     if let Some(base) = &job.base {
         *conversation = base.clone();
     }
-    conversation.push_instruction(retry_instruction(&job.task, &error));
+    conversation.push_instruction(retry_instruction(
+        &job.task,
+        job.output_schema.as_ref(),
+        &error,
+    ));
     job.attempt += 1;
     job.steps = 0;
     agent.with_record(job.index, |r| {

@@ -31,6 +31,12 @@ impl Turn<'_> {
             tools: &settings.tool_specs,
             max_tokens: settings.max_output_tokens,
         };
+        // The call's worst case is held against the fleet's caps until it settles.
+        let _reservation = agent
+            .fleet
+            .budget
+            .reserve(worst_case(&request, settings.model.price))
+            .map_err(|e| Stop::Failed(e.into()))?;
         let provider = settings.model.id.split(':').next().unwrap_or_default();
         let mut chat = self.trace.chat(provider, &request);
         let journal = |event: Event| {
@@ -150,5 +156,21 @@ impl Turn<'_> {
         ) {
             agent.set_note(note);
         }
+    }
+}
+
+/// A model call's worst case: its input estimated from the request's size (about four
+/// bytes a token, rounded up) plus the whole output limit, priced when the model is.
+fn worst_case(request: &ModelRequest<'_>, price: Option<crate::pricing::Price>) -> budget::Spend {
+    let bytes = request.system.len()
+        + serde_json::to_string(request.messages).map_or(0, |s| s.len())
+        + serde_json::to_string(request.tools).map_or(0, |s| s.len());
+    let input = (bytes as u64).div_ceil(4);
+    let output = u64::from(request.max_tokens);
+    budget::Spend {
+        cost_usd: price.map_or(0.0, |p| {
+            (input as f64 * p.input + output as f64 * p.output) / 1_000_000.0
+        }),
+        tokens: input + output,
     }
 }

@@ -50,8 +50,8 @@ output = 0.0
 #[test]
 fn builtin_alias_resolves_with_price() {
     let m = models("", KEYS).resolve(Some("sonnet")).unwrap();
-    assert_eq!(m.id, "anthropic:claude-sonnet-5");
-    assert_eq!(m.model, "claude-sonnet-5");
+    assert_eq!(m.id, "anthropic:claude-sonnet-5-5");
+    assert_eq!(m.model, "claude-sonnet-5-5");
     assert_eq!(
         m.price,
         Some(Price {
@@ -59,10 +59,19 @@ fn builtin_alias_resolves_with_price() {
             output: 10.0
         })
     );
+    let haiku = models("", KEYS).resolve(Some("haiku")).unwrap();
+    assert_eq!(haiku.id, "anthropic:claude-haiku-5-5");
+    assert_eq!(
+        haiku.price,
+        Some(Price {
+            input: 0.10,
+            output: 0.50
+        })
+    );
     // Case and surrounding spaces do not matter for aliases.
     assert_eq!(
         models("", KEYS).resolve(Some(" Opus ")).unwrap().id,
-        "anthropic:claude-opus-4-8"
+        "anthropic:claude-opus-5-5"
     );
 }
 
@@ -130,7 +139,7 @@ fn unknown_alias_and_missing_prefix_are_explained() {
     let models = models("", KEYS);
     let err = resolve_error(&models, Some("sonet"));
     assert!(err.contains("unknown model \"sonet\""), "{err}");
-    assert!(err.contains("haiku = anthropic:claude-haiku-4-5"), "{err}");
+    assert!(err.contains("haiku = anthropic:claude-haiku-5-5"), "{err}");
     let err = resolve_error(&models, Some("claude-sonnet-4-5"));
     assert!(
         err.contains("Did you mean \"anthropic:claude-sonnet-4-5\"?"),
@@ -148,8 +157,8 @@ fn default_model_chain() {
     let env = [("FLOTILLA_MODEL", "opus"), ("ANTHROPIC_API_KEY", "k")];
     let m = models("default_model = \"haiku\"", &env);
     assert_eq!(m.default_model().as_deref(), Some("opus"));
-    assert_eq!(m.resolve(None).unwrap().id, "anthropic:claude-opus-4-8");
-    assert_eq!(m.resolve(Some("")).unwrap().id, "anthropic:claude-opus-4-8");
+    assert_eq!(m.resolve(None).unwrap().id, "anthropic:claude-opus-5-5");
+    assert_eq!(m.resolve(Some("")).unwrap().id, "anthropic:claude-opus-5-5");
     // Then the config file.
     let m = models("default_model = \"haiku\"", &[("OPENAI_API_KEY", "k")]);
     assert_eq!(m.default_model().as_deref(), Some("haiku"));

@@ -42,7 +42,6 @@ fn bare_json_that_validates_passes() {
         r#"  {"summary": "2 modules", "items": [{"name": "a", "lines": 3}, {"name": "b"}]}  "#;
     let value = checkpoint().check(answer).unwrap();
     assert_eq!(value["items"][1]["name"], "b");
-    assert_eq!(checkpoint().schema(), &report_schema());
 }
 
 #[test]
@@ -212,10 +211,9 @@ fn non_object_schemas_are_refused() {
 
 #[test]
 fn formats_are_checked_and_the_instruction_shows_the_schema() {
-    let cp = Checkpoint::new(
-        &json!({"type": "object", "properties": {"when": {"type": "string", "format": "date"}}}),
-    )
-    .unwrap();
+    let schema =
+        json!({"type": "object", "properties": {"when": {"type": "string", "format": "date"}}});
+    let cp = Checkpoint::new(&schema).unwrap();
     assert!(cp.check(r#"{"when": "2026-05-01"}"#).is_ok());
     let miss = cp.check(r#"{"when": "next tuesday"}"#).unwrap_err();
     assert!(
@@ -223,7 +221,7 @@ fn formats_are_checked_and_the_instruction_shows_the_schema() {
         "{miss:?}"
     );
 
-    let text = cp.instruction();
+    let text = super::instruction(&schema);
     assert!(text.starts_with(
         "Your final answer must be a JSON value that validates against this JSON Schema"
     ));

@@ -166,12 +166,6 @@ fn finish_reasons_and_odd_content() {
             "hi",
         ),
         (
-            json!({"content": null}),
-            Some("length"),
-            StopReason::MaxTokens,
-            "",
-        ),
-        (
             json!({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
             Some("content_filter"),
             StopReason::Other("content_filter".into()),
@@ -197,6 +191,12 @@ fn finish_reasons_and_odd_content() {
         assert_eq!(response.stop_reason, stop);
         assert_eq!(response.message.text(), text);
         assert_eq!(response.usage, Usage::default());
+    }
+    // Nothing at all (even cut off) is a failed call, never an empty final answer.
+    for finish in ["length", "stop"] {
+        let body = json!({"choices": [{"message": {"content": null}, "finish_reason": finish}]});
+        let e = from_wire(serde_json::from_value(body).unwrap()).unwrap_err();
+        assert!(e.contains("no text or tool call"), "{e}");
     }
 }
 
