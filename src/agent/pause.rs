@@ -22,9 +22,10 @@ impl AgentHandle {
             return None;
         }
         inbox.paused = true;
-        let ack = self.record(Event::Paused);
         // No command in hand: the worker is idle and will not take one; say so now.
-        // A running agent turns `paused` itself when it reaches its next step.
+        // A running agent turns `paused` itself when it reaches its next step. The state
+        // changes before the event is published, so whoever reads the event (the
+        // dashboard's feed) reads the agent as the event says it is.
         let idle = inbox.current.is_none();
         self.update(|s| {
             s.paused = true;
@@ -34,6 +35,7 @@ impl AgentHandle {
                 s.activity = None;
             }
         });
+        let ack = self.record(Event::Paused);
         drop(inbox);
         self.wake.notify_one();
         Some(ack)
@@ -46,7 +48,6 @@ impl AgentHandle {
             return None;
         }
         inbox.paused = false;
-        let ack = self.record(Event::Unpaused);
         let idle = inbox.current.is_none();
         self.update(|s| {
             s.paused = false;
@@ -54,6 +55,7 @@ impl AgentHandle {
                 s.status = s.before_pause.take().unwrap_or(AgentStatus::Idle);
             }
         });
+        let ack = self.record(Event::Unpaused);
         drop(inbox);
         self.wake.notify_one();
         Some(ack)

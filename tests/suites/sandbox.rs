@@ -321,7 +321,7 @@ fn assert_no_terminal(out: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_have_no_terminal_and_cannot_inject_input() {
     let root = root_outside_tmp();
-    let fl = start(&root, "").await;
+    let fl = start(&root, "[sandbox]\nallow_off = true\n").await;
     let (created, out) = run_as(&fl, "typist", json!({}), TERMINAL_PROBE).await;
     if !enforced(&created) {
         return;
@@ -534,7 +534,7 @@ async fn commands_get_a_minimal_environment_with_an_allow_list() {
     let fl = Flotilla::builder()
         .root(root.clone())
         .config(&format!(
-            "{DEFAULT_CONFIG}[sandbox]\nenv = [\"LISTED_TOKEN\"]\n"
+            "{DEFAULT_CONFIG}[sandbox]\nenv = [\"LISTED_TOKEN\"]\nallow_off = true\n"
         ))
         .env(
             "OTEL_EXPORTER_OTLP_HEADERS",
