@@ -18,6 +18,7 @@
 //! on the same store; [`Flotilla::event_kinds`] reads what happened to an agent.
 
 pub mod client;
+pub mod git;
 pub mod http;
 pub mod mock_model;
 pub mod procs;
@@ -42,6 +43,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 pub use client::{Progress, Recorder};
+pub use git::git;
 pub use http::{HttpServer, TOKEN};
 pub use mock_model::{MockModel, Recorded, Step};
 pub use procs::{kill_quietly, pid_alive, read_pid_file, wait_pid_gone};

@@ -4,25 +4,9 @@
 //! on big files; a rewritten `.git` file does not stop delete.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::{Value, json};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn init_repo(dir: &Path) {
     git(dir, &["init", "-q", "-b", "main"]);

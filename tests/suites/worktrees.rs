@@ -4,32 +4,10 @@
 //! warning for writers sharing a directory.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
 use serde_json::{Value, json};
-
-/// Run git in `dir`; its stdout. Panics on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A repository in `dir` with one commit holding `shared.txt`.
 fn init_repo(dir: &Path) {
