@@ -93,9 +93,16 @@ async fn install_launcher(settings: &Settings) -> anyhow::Result<()> {
 fn log_start(settings: &Settings) {
     let workdir = settings.workdir.display();
     match settings.models.default_model() {
-        Some(m) => tracing::info!(default_model = %m, workdir = %workdir, "flotilla starting"),
+        Some(m) => match settings.models.default_cli() {
+            Some((_, source)) => tracing::info!(
+                default_model = %m,
+                workdir = %workdir,
+                "flotilla starting; the default model is the {m} CLI ({source}, no API key is set)"
+            ),
+            None => tracing::info!(default_model = %m, workdir = %workdir, "flotilla starting"),
+        },
         None => tracing::warn!(
-            "no default model: set FLOTILLA_MODEL, default_model in the config, or ANTHROPIC_API_KEY / OPENAI_API_KEY; until then create_agent needs `model`"
+            "no default model: set FLOTILLA_MODEL, default_model in the config, or ANTHROPIC_API_KEY / OPENAI_API_KEY, or install and log in to Claude Code or Codex; until then create_agent needs `model`"
         ),
     }
     let unpriced = settings.models.unpriced();

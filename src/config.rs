@@ -18,6 +18,12 @@
 //! base_url = "http://localhost:11434/v1"
 //! # api_key_env = "OLLAMA_API_KEY"    # NAME of the variable holding the key
 //!
+//! [providers.claude-code]             # CLI sessions: kind "claude-code" or "codex"
+//! # command = "claude"                # default: claude / codex on PATH
+//! # args = []                         # extra arguments for every session
+//! # env = {}                          # extra variables for the CLI
+//! # mcp_config = "mcp.json"           # claude-code: the only MCP servers it loads
+//!
 //! [prices."ollama:qwen3:8b"]          # USD per million tokens
 //! input = 0.0
 //! output = 0.0
@@ -52,7 +58,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use self::models::{Models, ResolvedModel};
+pub use self::models::{Models, ResolvedModel, Runtime};
 use crate::pricing::Price;
 use crate::provider::openai::MaxTokensField;
 
@@ -126,6 +132,39 @@ pub struct ProviderConfig {
     /// Sampling temperature sent with every request. Default: none is sent (current
     /// Anthropic models reject sampling parameters with a 400).
     pub temperature: Option<f64>,
+    /// CLI kinds only: the program (default `claude` / `codex` on `PATH`).
+    pub command: Option<String>,
+    /// CLI kinds only: extra arguments given to every session (codex: `-c` overrides).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// CLI kinds only: variables set for the CLI (besides its own credentials, which
+    /// it gets from flotilla's environment). Values are not secret-checked: prefer the
+    /// CLI's own login or key variable.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `kind = "claude-code"` only: an MCP config file the sessions load (with
+    /// `--strict-mcp-config`, nothing else is loaded).
+    pub mcp_config: Option<PathBuf>,
+}
+
+impl ProviderKind {
+    /// The CLI of a CLI kind.
+    pub fn cli(self) -> Option<crate::cli::CliKind> {
+        match self {
+            ProviderKind::ClaudeCode => Some(crate::cli::CliKind::ClaudeCode),
+            ProviderKind::Codex => Some(crate::cli::CliKind::Codex),
+            ProviderKind::Anthropic | ProviderKind::OpenAi => None,
+        }
+    }
+}
+
+impl From<crate::cli::CliKind> for ProviderKind {
+    fn from(kind: crate::cli::CliKind) -> Self {
+        match kind {
+            crate::cli::CliKind::ClaudeCode => ProviderKind::ClaudeCode,
+            crate::cli::CliKind::Codex => ProviderKind::Codex,
+        }
+    }
 }
 
 /// A provider's wire format.
@@ -137,6 +176,12 @@ pub enum ProviderKind {
     /// OpenAI Chat Completions.
     #[serde(rename = "openai")]
     OpenAi,
+    /// Headless Claude Code sessions (`claude -p`).
+    #[serde(rename = "claude-code")]
+    ClaudeCode,
+    /// Codex sessions (`codex exec`).
+    #[serde(rename = "codex")]
+    Codex,
 }
 
 /// `[retry]`.

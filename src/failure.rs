@@ -51,6 +51,10 @@ pub enum Failure {
         last: String,
     },
     /// The provider refused or failed the call for good (retries, if any, spent).
+    /// A CLI session (Claude Code, Codex) failed: it could not start, exited with an
+    /// error, printed what is not its JSON stream, or reported an error itself.
+    #[error("{cli} session failed: {message}")]
+    Session { cli: String, message: String },
     #[error("model call failed: {0}")]
     ModelCall(
         /// The provider's message.
@@ -111,6 +115,7 @@ pub enum FailureKind {
     MaxSteps,
     OutputSchema,
     ModelCallFailed,
+    SessionFailed,
     Store,
     WorkspaceMissing,
     Internal,
@@ -129,6 +134,7 @@ impl FailureKind {
             Self::MaxSteps => "max_steps",
             Self::OutputSchema => "output_schema",
             Self::ModelCallFailed => "model_call_failed",
+            Self::SessionFailed => "session_failed",
             Self::Store => "store",
             Self::WorkspaceMissing => "workspace_missing",
             Self::Internal => "internal",
@@ -147,6 +153,7 @@ impl Failure {
             Self::MaxSteps { .. } => FailureKind::MaxSteps,
             Self::OutputSchema { .. } => FailureKind::OutputSchema,
             Self::ModelCall(_) => FailureKind::ModelCallFailed,
+            Self::Session { .. } => FailureKind::SessionFailed,
             Self::Store { .. } => FailureKind::Store,
             Self::WorkspaceMissing(_) => FailureKind::WorkspaceMissing,
             Self::Panicked => FailureKind::Internal,
@@ -168,6 +175,7 @@ impl Failure {
             | Self::MaxSteps { .. }
             | Self::OutputSchema { .. }
             | Self::ModelCall(_)
+            | Self::Session { .. }
             | Self::WorkspaceMissing(_)
             | Self::Panicked => true,
         }

@@ -35,6 +35,7 @@
 
 pub(crate) mod agent;
 pub mod app;
+pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod dashboard;
 pub(crate) mod failure;

@@ -182,6 +182,48 @@ impl Prompts {
     }
 }
 
+impl Prompts {
+    /// The instructions a CLI session (Claude Code, Codex) gets on top of its own
+    /// system prompt: who it works for, its role, the orchestrator's part and its
+    /// environment. flotilla's worker prompt is about flotilla's own tools, so it is
+    /// left out.
+    pub fn compose_session(
+        &self,
+        role: Option<&str>,
+        extra: Option<&str>,
+        name: &str,
+        workdir: &Path,
+        tools: &[&str],
+    ) -> String {
+        let mut s = String::from(
+            "You are a sub-agent in a flotilla fleet: an orchestrator gives you commands and reads your final message as your report. End every command with a concise report: what you did, what you found, which files you changed, and anything left undone. Work only in your work directory.",
+        );
+        if let Some(role) = role.and_then(|r| self.role(r)) {
+            s.push_str(&format!(
+                "\n\n# Your role: {}\n\n{}",
+                role.name,
+                role.body.trim()
+            ));
+        }
+        if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
+            s.push_str(&format!(
+                "\n\n# Instructions from the orchestrator\n\n{}",
+                extra.trim()
+            ));
+        }
+        let tools = if tools.is_empty() {
+            "none that change anything".to_string()
+        } else {
+            tools.join(", ")
+        };
+        s.push_str(&format!(
+            "\n\n# Environment\n\nYour name: {name}\nYour work directory: {}\nTools allowed without asking: {tools}",
+            workdir.display()
+        ));
+        s
+    }
+}
+
 /// The environment lines for an agent's sandbox and worktree, appended to its system
 /// prompt (at creation and on restore) so the model knows its limits up front.
 pub fn isolation_note(

@@ -176,7 +176,7 @@ impl AgentHandle {
         fleet: Arc<Fleet>,
         initial: Initial,
     ) -> Arc<Self> {
-        let priced = settings.model.price.is_some();
+        let priced = settings.model.priced();
         let mut state = initial.state.unwrap_or_else(|| AgentState::new(priced));
         state.paused = initial.paused;
         fleet.totals.add(&settings.name, state.counted());

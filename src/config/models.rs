@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Config, ConfigError, ProviderKind};
+use crate::cli::{CliKind, CliProvider};
 use crate::pricing::{Price, builtin_price};
 use crate::provider::Provider;
 use crate::provider::anthropic::AnthropicProvider;
@@ -52,16 +53,36 @@ const BUILTIN_PROVIDERS: &[(&str, ProviderKind, &str, &str, &str)] = &[
     ),
 ];
 
+/// What runs an agent's commands: flotilla's own loop calling a model API, or a
+/// coding-agent CLI's session. The one seam between the worker and its runtimes.
+#[derive(Clone)]
+pub enum Runtime {
+    /// flotilla's loop with its own tools, over this provider's API.
+    Api(Arc<dyn Provider>),
+    /// A Claude Code or Codex session.
+    Cli(Arc<CliProvider>),
+}
+
 /// A model ready to call.
 #[derive(Clone)]
 pub struct ResolvedModel {
-    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-5-5`.
+    /// Canonical `provider:model`, e.g. `anthropic:claude-sonnet-5-5`; a CLI provider's
+    /// bare name for the CLI's own default model (`claude-code`).
     pub id: String,
-    /// The provider's own model name: everything after the first `:`.
+    /// The provider's own model name: everything after the first `:` (empty: the CLI's
+    /// default).
     pub model: String,
-    pub provider: Arc<dyn Provider>,
+    pub runtime: Runtime,
     /// USD per million tokens, when known.
     pub price: Option<Price>,
+}
+
+impl ResolvedModel {
+    /// Whether its spend is known in dollars: a price, or a CLI that reports its cost.
+    pub fn priced(&self) -> bool {
+        self.price.is_some()
+            || matches!(&self.runtime, Runtime::Cli(c) if c.kind == CliKind::ClaudeCode)
+    }
 }
 
 impl std::fmt::Debug for ResolvedModel {
@@ -82,6 +103,7 @@ pub struct ModelError(pub String);
 enum Slot {
     Ready(Arc<dyn Provider>),
     MissingKey { env: String },
+    Cli(Arc<CliProvider>),
 }
 
 /// All models the server can use, built once at startup.
@@ -181,7 +203,19 @@ impl Models {
                 "the OpenAI key being set".to_string(),
             ))
         } else {
-            None
+            let clis: Vec<&CliProvider> = CliKind::ALL
+                .iter()
+                .filter_map(|k| match self.providers.get(k.name()) {
+                    Some(Slot::Cli(c)) => Some(c.as_ref()),
+                    _ => None,
+                })
+                .collect();
+            crate::cli::detect_default(&clis).map(|name| {
+                (
+                    name.clone(),
+                    format!("{name} being installed and logged in"),
+                )
+            })
         }
     }
 
@@ -189,6 +223,14 @@ impl Models {
     /// `sonnet` when the Anthropic key is set, else `openai:gpt-5` when the OpenAI key is.
     pub fn default_model(&self) -> Option<String> {
         self.default_model.as_ref().map(|(spec, _)| spec.clone())
+    }
+
+    /// The default model and where it came from, when it is a CLI found installed and
+    /// logged in (no key, no configured default).
+    pub fn default_cli(&self) -> Option<(String, String)> {
+        let (spec, source) = self.default_model.as_ref()?;
+        matches!(self.providers.get(spec), Some(Slot::Cli(_)))
+            .then(|| (spec.clone(), source.clone()))
     }
 
     /// Resolve `spec` (`None` or empty: the default model) to a model ready to call.
@@ -257,27 +299,52 @@ impl Models {
 
     fn resolve_spec(&self, spec: &str) -> Result<ResolvedModel, ModelError> {
         let (provider_name, model) = self.target(spec)?;
-        let provider = match &self.providers[&provider_name] {
-            Slot::Ready(provider) => Arc::clone(provider),
+        let runtime = match &self.providers[&provider_name] {
+            Slot::Ready(provider) => Runtime::Api(Arc::clone(provider)),
             Slot::MissingKey { env } => {
                 return Err(ModelError(format!(
                     "model {spec:?} needs an API key: set {env} in the flotilla server's \
                      environment (the `env` of its MCP server entry), or use another model"
                 )));
             }
+            Slot::Cli(cli) => {
+                cli.check()
+                    .map_err(|e| ModelError(format!("model {spec:?}: {e}")))?;
+                Runtime::Cli(Arc::clone(cli))
+            }
         };
-        let id = format!("{provider_name}:{model}");
-        let price = self.prices.get(&id).copied().or_else(|| builtin_price(&id));
+        let id = if model.is_empty() {
+            provider_name.clone()
+        } else {
+            format!("{provider_name}:{model}")
+        };
+        let price = self
+            .prices
+            .get(&id)
+            .copied()
+            .or_else(|| builtin_price(&id))
+            .or_else(|| match &runtime {
+                Runtime::Cli(cli) => cli_price(cli.kind, &model),
+                Runtime::Api(_) => None,
+            });
         Ok(ResolvedModel {
             id,
             model,
-            provider,
+            runtime,
             price,
         })
     }
 
     /// `spec` → (known provider name, model name), without looking at keys.
     fn target(&self, spec: &str) -> Result<(String, String), ModelError> {
+        if let Some(name) = self
+            .providers
+            .iter()
+            .find(|(name, slot)| matches!(slot, Slot::Cli(_)) && name.eq_ignore_ascii_case(spec))
+            .map(|(name, _)| name)
+        {
+            return Ok((name.clone(), String::new()));
+        }
         let target = if spec.contains(':') {
             spec
         } else if let Some((_, target)) = self
@@ -316,7 +383,7 @@ impl Models {
                 ))
             })?;
         let model = model.trim();
-        if model.is_empty() {
+        if model.is_empty() && !matches!(self.providers[provider], Slot::Cli(_)) {
             return Err(ModelError(format!(
                 "model {spec:?} has no model name after \"{provider}:\" (e.g. \"{provider}:{}\")",
                 if provider == "anthropic" {
@@ -355,6 +422,7 @@ fn build_providers(
     let names = BUILTIN_PROVIDERS
         .iter()
         .map(|b| b.0.to_string())
+        .chain(CliKind::ALL.iter().map(|k| k.name().to_string()))
         .chain(config.providers.keys().cloned());
     for name in names {
         if providers.contains_key(&name) {
@@ -444,7 +512,7 @@ fn build_provider(
     name: &str,
     client: &reqwest::Client,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Slot, Option<String>), String> {
+) -> Result<(Slot, Vec<String>), String> {
     if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
         return Err(format!(
             "[providers.{name:?}]: provider names cannot be empty or contain ':' or spaces"
@@ -452,12 +520,23 @@ fn build_provider(
     }
     let table = config.providers.get(name).cloned().unwrap_or_default();
     let builtin = BUILTIN_PROVIDERS.iter().find(|b| b.0 == name);
-    let kind = table.kind.or(builtin.map(|b| b.1)).ok_or_else(|| {
-        format!(
-            "[providers.{name}] needs kind = \"openai\" (Chat Completions: OpenAI-compatible \
-             servers) or kind = \"anthropic\" (Messages API)"
-        )
-    })?;
+    let builtin_cli = CliKind::ALL.into_iter().find(|k| k.name() == name);
+    let kind = table
+        .kind
+        .or(builtin.map(|b| b.1))
+        .or(builtin_cli.map(ProviderKind::from))
+        .ok_or_else(|| {
+            format!(
+                "[providers.{name}] needs kind = \"openai\" (Chat Completions: OpenAI-compatible \
+                 servers), \"anthropic\" (Messages API), \"claude-code\" or \"codex\" (CLI sessions)"
+            )
+        })?;
+    if let Some(cli) = kind.cli() {
+        let provider = crate::cli::build(name, cli, &table, env)?;
+        let secrets = provider.secrets();
+        return Ok((Slot::Cli(Arc::new(provider)), secrets));
+    }
+    refuse_cli_keys(name, &table)?;
     let base_url = builtin
         .and_then(|b| env(b.2))
         .or(table.base_url.clone())
@@ -510,6 +589,9 @@ fn build_provider(
     // Built even when the key is missing, so bad headers are reported at startup.
     let provider: Arc<dyn Provider> = match kind {
         ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(client.clone(), &endpoint)?),
+        ProviderKind::ClaudeCode | ProviderKind::Codex => {
+            return Err(format!("[providers.{name}] is a CLI kind"));
+        }
         ProviderKind::OpenAi => {
             let field = table
                 .max_tokens_field
@@ -518,9 +600,43 @@ fn build_provider(
         }
     };
     if let (Some(var), None) = (&endpoint.api_key_env, &endpoint.api_key) {
-        return Ok((Slot::MissingKey { env: var.clone() }, None));
+        return Ok((Slot::MissingKey { env: var.clone() }, Vec::new()));
     }
-    Ok((Slot::Ready(provider), endpoint.api_key.clone()))
+    Ok((
+        Slot::Ready(provider),
+        endpoint.api_key.into_iter().collect(),
+    ))
+}
+
+/// The keys of a CLI provider are refused for a model API's.
+fn refuse_cli_keys(name: &str, table: &super::ProviderConfig) -> Result<(), String> {
+    let cli_only = [
+        ("command", table.command.is_some()),
+        ("args", !table.args.is_empty()),
+        ("env", !table.env.is_empty()),
+        ("mcp_config", table.mcp_config.is_some()),
+    ];
+    match cli_only.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(format!(
+            "[providers.{name}] {key} applies to CLI kinds only (\"claude-code\", \"codex\")"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A CLI model's price from the table of the vendor behind it: Claude Code's aliases
+/// and `claude-…` names are Anthropic's models, Codex's are OpenAI's.
+fn cli_price(kind: CliKind, model: &str) -> Option<Price> {
+    match kind {
+        CliKind::ClaudeCode => {
+            let target = BUILTIN_ALIASES
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(model))
+                .map_or_else(|| format!("anthropic:{model}"), |(_, t)| t.to_string());
+            builtin_price(&target)
+        }
+        CliKind::Codex => builtin_price(&format!("openai:{model}")),
+    }
 }
 
 /// A bare model name that obviously belongs to a built-in provider.

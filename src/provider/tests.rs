@@ -459,8 +459,11 @@ async fn resolved_model_retries_over_http() {
     };
     let mut retries = Vec::new();
     let mut on_retry = |n: u32, _: &ProviderError, wait: Duration| retries.push((n, wait));
+    let crate::config::Runtime::Api(provider) = &model.runtime else {
+        panic!("not an API model")
+    };
     let response = complete_with_retry(
-        model.provider.as_ref(),
+        provider.as_ref(),
         &request,
         models.retry_policy(),
         &CancellationToken::new(),

@@ -307,7 +307,7 @@ impl Registry {
         };
         let mut initial = Initial::default();
         if waiting {
-            let mut state = crate::agent::state::AgentState::new(p.settings.model.price.is_some());
+            let mut state = crate::agent::state::AgentState::new(p.settings.model.priced());
             state.status = AgentStatus::Waiting;
             state.waiting_on = p.settings.depends_on.clone();
             initial.state = Some(state);

@@ -367,6 +367,11 @@ impl Registry {
         let handle = self.get(agent)?;
         self.remove(&handle).await?;
         crate::sandbox::remove_agent_temp(&handle.id).await;
+        if let crate::config::Runtime::Cli(cli) = &handle.settings.model.runtime
+            && let Some(dir) = cli.handover_dir(&handle.id)
+        {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
         let worktree = match &handle.settings.worktree {
             Some(wt) => Some(crate::worktree::remove(wt, handle.name()).await),
             None => None,

@@ -149,7 +149,7 @@ impl Registry {
     pub fn unpriced_warning(&self, h: &AgentHandle) -> Option<String> {
         let dollar_cap = h.settings.caps.max_cost_usd.is_some()
             || self.fleet().budget.caps().max_cost_usd.is_some();
-        (dollar_cap && h.settings.model.price.is_none()).then(|| {
+        (dollar_cap && !h.settings.model.priced()).then(|| {
             format!(
                 "model {} has no known price: a max_cost_usd cap cannot see its spend (only max_tokens can); add its price under [prices] in the config",
                 h.settings.model.id

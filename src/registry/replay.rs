@@ -30,6 +30,10 @@ pub(crate) struct Restored {
     pub tokens: Usage,
     /// Usage of each model call, for costing at today's price.
     pub usages: Vec<Usage>,
+    /// Spend charged as it was made (CLI sessions), beside `usages`.
+    pub charged_usd: Option<f64>,
+    /// Its CLI session (CLI agents).
+    pub session: Option<crate::cli::CliSession>,
     pub context_tokens: u64,
     pub last_activity_at: SystemTime,
     pub outputs: Vec<CommandRecord>,
@@ -112,6 +116,8 @@ impl Replay {
             tool_calls: 0,
             tokens: Usage::default(),
             usages: Vec::new(),
+            charged_usd: None,
+            session: None,
             context_tokens: 0,
             last_activity_at: time(at_ms),
             outputs: Vec::new(),
@@ -155,7 +161,25 @@ impl Replay {
                 message,
                 usage,
                 stop_reason,
-            } => self.model(message, usage, &stop_reason),
+                cost_usd,
+            } => self.model(message, usage, &stop_reason, cost_usd),
+            Event::Session { id } => {
+                self.r.session = Some(crate::cli::CliSession {
+                    id,
+                    reported_usd: 0.0,
+                });
+            }
+            Event::Charged {
+                cost_usd,
+                usage,
+                session_total_usd,
+            } => {
+                self.charge(cost_usd);
+                self.r.tokens += usage;
+                if let (Some(total), Some(session)) = (session_total_usd, self.r.session.as_mut()) {
+                    session.reported_usd = total;
+                }
+            }
             Event::ToolCall { id, name, .. } => {
                 self.r.tool_calls += 1;
                 self.started_tools.push((id, name));
@@ -268,7 +292,18 @@ impl Replay {
     }
 
     /// A model call answered: count it, and take its text as the answer so far.
-    fn model(&mut self, message: Message, usage: Usage, stop_reason: &StopReason) {
+    /// Spend charged as it was made.
+    fn charge(&mut self, cost_usd: f64) {
+        *self.r.charged_usd.get_or_insert(0.0) += cost_usd;
+    }
+
+    fn model(
+        &mut self,
+        message: Message,
+        usage: Usage,
+        stop_reason: &StopReason,
+        cost_usd: Option<f64>,
+    ) {
         let continues = self.continues;
         if let Some(rec) = self.current_record() {
             rec.take_answer(&message.text(), continues);
@@ -278,7 +313,11 @@ impl Replay {
         r.in_progress_steps += 1;
         r.tokens += usage;
         r.context_tokens = usage.input_tokens;
-        r.usages.push(usage);
+        match cost_usd {
+            Some(cost) => self.charge(cost),
+            None => self.r.usages.push(usage),
+        }
+        let r = &mut self.r;
         let cut = is_cut_off(&message, stop_reason);
         r.conversation.push_assistant(message);
         if cut {

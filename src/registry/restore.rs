@@ -77,10 +77,14 @@ impl Registry {
         } else {
             (Default::default(), queued)
         };
-        let cost_usd = settings
+        let priced = settings
             .model
             .price
             .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
+        let cost_usd = match (priced, r.charged_usd) {
+            (priced, Some(charged)) => Some(priced.unwrap_or(0.0) + charged),
+            (priced, None) => priced.or(settings.model.priced().then_some(0.0)),
+        };
         let state = restored_state(&mut r, queue.len() as u32, cost_usd);
         // Its spend counts against the fleet's budget as before the restart.
         self.fleet().budget.charge(
@@ -107,6 +111,7 @@ impl Registry {
         let mut start = worker::Start {
             conversation,
             resume: None,
+            session: r.session.take(),
         };
         start.resume = self.settle_in_progress(&handle, &mut r, resume, report);
         for cmd in &dropped {
@@ -137,7 +142,7 @@ impl Registry {
                         .model
                         .split_once(':')
                         .map_or(spec.model.clone(), |(_, m)| m.to_string()),
-                    provider: Arc::new(Unavailable(message)),
+                    runtime: crate::config::Runtime::Api(Arc::new(Unavailable(message))),
                     price: None,
                 }
             })

@@ -65,18 +65,37 @@ impl Registry {
     /// limits. Creation and restore both come through here.
     pub(crate) fn resolve(&self, spec: StoredSettings, model: ResolvedModel) -> AgentSettings {
         let sandbox = spec.sandbox.unwrap_or(UNSANDBOXED);
-        let mut system_prompt = self.prompts().compose(
-            spec.role.as_deref(),
-            spec.extra_prompt.as_deref(),
-            &spec.name,
-            &spec.workdir,
-            &spec.tools,
-        );
-        system_prompt.push_str(&isolation_note(
-            &spec.tools,
-            sandbox,
-            spec.worktree.as_ref(),
-        ));
+        let system_prompt = match &model.runtime {
+            crate::config::Runtime::Api(_) => {
+                let mut prompt = self.prompts().compose(
+                    spec.role.as_deref(),
+                    spec.extra_prompt.as_deref(),
+                    &spec.name,
+                    &spec.workdir,
+                    &spec.tools,
+                );
+                prompt.push_str(&isolation_note(
+                    &spec.tools,
+                    sandbox,
+                    spec.worktree.as_ref(),
+                ));
+                prompt
+            }
+            crate::config::Runtime::Cli(cli) => {
+                let tools = cli.kind.dialect().tool_names(&spec.tools);
+                let mut prompt = self.prompts().compose_session(
+                    spec.role.as_deref(),
+                    spec.extra_prompt.as_deref(),
+                    &spec.name,
+                    &spec.workdir,
+                    &tools,
+                );
+                if let Some(wt) = &spec.worktree {
+                    prompt.push_str(&crate::prompts::worktree_note(&wt.branch));
+                }
+                prompt
+            }
+        };
         AgentSettings {
             name: spec.name,
             role: spec.role,

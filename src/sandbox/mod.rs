@@ -52,6 +52,8 @@ mod confine;
 mod linux;
 #[cfg(target_os = "linux")]
 mod mounts;
+mod session;
+pub use session::{SessionLaunch, session_command};
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -398,8 +400,24 @@ impl Runtime {
         sandbox: Sandbox,
         agent: &str,
     ) -> Option<tokio::process::Command> {
+        self.command_with(command, cwd, sandbox, agent, &[])
+    }
+
+    /// [`Runtime::command`], with `extra` directories writable too when it is
+    /// confined with any writable directory at all (or read-only: then only `extra`).
+    fn command_with(
+        &self,
+        command: &str,
+        cwd: &Path,
+        sandbox: Sandbox,
+        agent: &str,
+        extra: &[PathBuf],
+    ) -> Option<tokio::process::Command> {
         let launcher = self.launcher.as_ref()?;
-        let confine = self.confinement(cwd, sandbox);
+        let mut confine = self.confinement(cwd, sandbox);
+        if let Some(c) = confine.as_mut() {
+            c.writable.extend(extra.iter().cloned());
+        }
         let temp = match &confine {
             Some(c) if !c.writable.is_empty() => self.private_temp(agent),
             _ => None,

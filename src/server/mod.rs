@@ -57,10 +57,16 @@ pub struct FleetServer {
 
 impl FleetServer {
     pub fn new(registry: Arc<Registry>) -> Self {
+        let instructions = match registry.models().default_cli() {
+            Some((model, source)) => format!(
+                "{INSTRUCTIONS}\n\nDefault model: `{model}` ({source}; no API key is set): agents created without `model` are {model} sessions.\n"
+            ),
+            None => INSTRUCTIONS.to_string(),
+        };
         Self {
             registry,
             tool_router: Self::lean_router(),
-            instructions: INSTRUCTIONS.into(),
+            instructions: instructions.into(),
             stopping: CancellationToken::new(),
         }
     }
@@ -106,7 +112,8 @@ impl FleetServer {
     /// can point the user there.
     pub fn with_dashboard(mut self, url: String) -> Self {
         self.instructions = format!(
-            "{INSTRUCTIONS}\n\nDashboard: the user can watch and steer the fleet live at {url} (opened once as {url}?token=<the flotilla token>, from FLOTILLA_TOKEN or the token file in the fleet's data directory). Tell the user this address when they ask how to see the agents.\n"
+            "{}\n\nDashboard: the user can watch and steer the fleet live at {url} (opened once as {url}?token=<the flotilla token>, from FLOTILLA_TOKEN or the token file in the fleet's data directory). Tell the user this address when they ask how to see the agents.\n",
+            self.instructions.trim_end()
         )
         .into();
         self

@@ -92,11 +92,29 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trace_id: Option<String>,
     },
-    /// A model call answered.
+    /// A model call answered (or a CLI session's model turn, with the CLI's tool names).
     Model {
         message: Message,
         usage: Usage,
         stop_reason: StopReason,
+        /// What it cost as charged when it was made (CLI sessions); absent: its usage
+        /// at the model's price.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+    },
+    /// A CLI session's id (Claude Code's session, Codex's thread), journaled before a
+    /// command runs in it so a restart resumes it.
+    Session { id: String },
+    /// Spend a CLI reported for a command beyond what its model turns showed (Claude
+    /// Code's per-turn lines carry only the start of each turn's usage; its result has
+    /// the command's tokens and the session's running cost).
+    Charged {
+        cost_usd: f64,
+        #[serde(default)]
+        usage: Usage,
+        /// The CLI's running total for its session after this command.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_total_usd: Option<f64>,
     },
     /// A model call failed and will be retried.
     Retry {
@@ -170,7 +188,7 @@ pub enum Event {
 }
 
 /// Every event kind, for the `kinds` filter of `get_agent_events`.
-pub const KINDS: [&str; 16] = [
+pub const KINDS: [&str; 18] = [
     "created",
     "command",
     "started",
@@ -187,6 +205,8 @@ pub const KINDS: [&str; 16] = [
     "checkpoint_passed",
     "checkpoint_failed",
     "handoff_flagged",
+    "session",
+    "charged",
 ];
 
 impl Event {
@@ -208,6 +228,8 @@ impl Event {
             Self::CheckpointPassed { .. } => "checkpoint_passed",
             Self::CheckpointFailed { .. } => "checkpoint_failed",
             Self::HandoffFlagged { .. } => "handoff_flagged",
+            Self::Session { .. } => "session",
+            Self::Charged { .. } => "charged",
         }
     }
 
@@ -225,6 +247,7 @@ impl Event {
                 | Self::Unpaused
                 | Self::Evicted { .. }
                 | Self::CheckpointPassed { .. }
+                | Self::Session { .. }
         )
     }
 
@@ -250,6 +273,7 @@ impl Event {
                 message,
                 usage,
                 stop_reason,
+                ..
             } => model_summary(message, usage, stop_reason, CUT),
             Self::Retry {
                 attempt,
@@ -314,6 +338,13 @@ impl Event {
             Self::HandoffFlagged { dependency, flags } => format!(
                 "the answer handed over from `{dependency}` was flagged: {}",
                 short(&flags.join("; "), CUT)
+            ),
+            Self::Session { id } => format!("CLI session {id}"),
+            Self::Charged {
+                cost_usd, usage, ..
+            } => format!(
+                "charged ${cost_usd:.4} and {} in / {} out tokens the CLI reported beyond its model turns",
+                usage.input_tokens, usage.output_tokens
             ),
             Self::Paused => "paused by pause_agents".to_string(),
             Self::Unpaused => "resumed by resume_agents".to_string(),

@@ -50,6 +50,7 @@ fn model_calling(id: &str) -> Event {
             ..Default::default()
         },
         stop_reason: StopReason::ToolUse,
+        cost_usd: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn log_events() -> Vec<Event> {
                 ..Default::default()
             },
             stop_reason: StopReason::EndTurn,
+            cost_usd: None,
         },
         Event::Finished {
             index: 1,

@@ -11,6 +11,7 @@
 //! journaling at once: a command cut short that way is resumed after a restart, not
 //! recorded as cancelled.
 
+mod session;
 mod step;
 mod tool_call;
 mod turn;
@@ -28,10 +29,12 @@ use super::AgentHandle;
 use super::conversation::{Conversation, command_instruction, retry_instruction};
 use super::output::CommandStatus;
 use super::state::{Activity, AgentStatus};
+use crate::config::Runtime;
 use crate::failure::Failure;
 use crate::plan::checkpoint::Checkpoint;
 use crate::store::event::Event;
 use crate::telemetry::{self, CommandSpan, Outcome};
+use session::Session;
 use turn::Turn;
 
 /// How a worker starts.
@@ -40,6 +43,8 @@ pub struct Start {
     pub conversation: Conversation,
     /// A command that was running when the server stopped: continue it first.
     pub resume: Option<Resume>,
+    /// The CLI session of earlier commands (CLI agents).
+    pub session: Option<crate::cli::CliSession>,
 }
 
 /// A command to continue after a restart.
@@ -79,6 +84,10 @@ struct Job {
     attempt: u32,
     /// Its `invoke_agent` span (a no-op when traces are off).
     trace: CommandSpan,
+    /// It was running when the server stopped (a CLI session is told so).
+    restarted: bool,
+    /// Why the last attempt failed, while it is started again.
+    retry_error: Option<String>,
 }
 
 /// Run the agent until it is cancelled. Fires `finished` on the way out.
@@ -86,6 +95,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
     let _finished = agent.finished.clone().drop_guard();
     let mut conversation = start.conversation;
     let mut resume = start.resume;
+    let mut session = start.session;
     loop {
         let (mut job, queued) = if let Some(r) = resume.take() {
             (Job::resumed(&agent, r), false)
@@ -109,12 +119,14 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
                 base,
                 attempt: 1,
                 trace,
+                restarted: false,
+                retry_error: None,
             };
             (job, true)
         };
         begin(&agent, job.index, queued, job.attempt);
         let cost_before = agent.peek(|s| s.cost_usd);
-        let result = attempts(&agent, &mut conversation, &mut job).await;
+        let result = attempts(&agent, &mut conversation, &mut job, &mut session).await;
         agent.finish_command();
         let cost = agent
             .peek(|s| s.cost_usd)
@@ -148,6 +160,8 @@ impl Job {
             base: r.base,
             attempt: r.attempt,
             trace,
+            restarted: true,
+            retry_error: None,
         }
     }
 }
@@ -158,6 +172,7 @@ async fn attempts(
     agent: &AgentHandle,
     conversation: &mut Conversation,
     job: &mut Job,
+    session: &mut Option<crate::cli::CliSession>,
 ) -> Result<(), Stop> {
     let retries = agent.settings.retries;
     loop {
@@ -165,26 +180,47 @@ async fn attempts(
         if let Some(missing) = agent.settings.workspace_missing() {
             return Err(Stop::Failed(Failure::WorkspaceMissing(missing)));
         }
-        let checkpoint = job
-            .output_schema
-            .as_ref()
-            .and_then(|s| Checkpoint::new(s).ok());
-        // Boxed so an idle agent's task stays small: the model call and tool
-        // futures live on the heap only while a command runs.
-        let turn = Turn::new(
-            agent,
-            conversation,
-            job.index,
-            &job.token,
-            job.steps,
-            job.ticket,
-            checkpoint,
-        )
-        .traced(&job.trace);
-        let result = AssertUnwindSafe(Box::pin(turn.run()))
-            .catch_unwind()
-            .await
-            .unwrap_or(Err(Stop::Failed(Failure::Panicked)));
+        let result = match &agent.settings.model.runtime {
+            Runtime::Api(provider) => {
+                let checkpoint = job
+                    .output_schema
+                    .as_ref()
+                    .and_then(|s| Checkpoint::new(s).ok());
+                // Boxed so an idle agent's task stays small: the model call and tool
+                // futures live on the heap only while a command runs.
+                let turn = Turn::new(
+                    agent,
+                    provider.as_ref(),
+                    conversation,
+                    job.index,
+                    &job.token,
+                    job.steps,
+                    job.ticket,
+                    checkpoint,
+                )
+                .traced(&job.trace);
+                AssertUnwindSafe(Box::pin(turn.run())).catch_unwind().await
+            }
+            Runtime::Cli(cli) => {
+                let prompt = session_prompt(job);
+                let run = Session::new(
+                    agent,
+                    cli,
+                    conversation,
+                    job.index,
+                    &job.token,
+                    job.steps,
+                    job.ticket,
+                    job.output_schema.as_ref(),
+                    session,
+                );
+                AssertUnwindSafe(Box::pin(run.run(prompt)))
+                    .catch_unwind()
+                    .await
+            }
+        }
+        .unwrap_or(Err(Stop::Failed(Failure::Panicked)));
+        job.restarted = false;
         match result {
             Err(Stop::Failed(error))
                 if retries > 0 && !agent.cancel.is_cancelled() && error.retryable() =>
@@ -204,6 +240,20 @@ async fn attempts(
             }
             other => return other,
         }
+    }
+}
+
+/// What a CLI session is told for `job`: its task (again with the last error on a
+/// retry), after a note when flotilla restarted in the middle of it.
+fn session_prompt(job: &Job) -> String {
+    let instruction = match &job.retry_error {
+        Some(error) => retry_instruction(&job.task, job.output_schema.as_ref(), error),
+        None => command_instruction(&job.task, job.output_schema.as_ref()),
+    };
+    if job.restarted {
+        format!("{}\n\n{instruction}", session::RESTARTED_NOTE)
+    } else {
+        instruction
     }
 }
 
@@ -238,6 +288,7 @@ fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, er
     ));
     job.attempt += 1;
     job.steps = 0;
+    job.retry_error = Some(error.clone());
     agent.with_record(job.index, |r| {
         r.text.clear();
         r.output_json = None;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::Stop;
 use super::turn::Turn;
+use crate::agent::AgentHandle;
 use crate::agent::state::Activity;
 use crate::failure::Failure;
 use crate::fleet::budget::{self, Owner};
-use crate::model::ModelRequest;
+use crate::model::{ModelRequest, Usage};
 use crate::provider::ProviderError;
 use crate::provider::retry::{RetryError, complete_through_gate};
 use crate::store::event::{Event, is_cut_off};
@@ -20,7 +21,7 @@ impl Turn<'_> {
     pub(super) async fn model_step(&mut self) -> Result<(), Stop> {
         let agent = self.agent;
         let settings = &agent.settings;
-        self.check_budget()?;
+        check_budget(agent)?;
         self.steps += 1;
         let steps = self.steps;
         agent.update(|s| s.activity = Some(Activity::now(format!("calling model (step {steps})"))));
@@ -63,7 +64,7 @@ impl Turn<'_> {
         let mut on_wait = |why: String| agent.update(|s| s.activity = Some(Activity::now(why)));
         let gate = agent.fleet.gate(&settings.model.id);
         let call = complete_through_gate(
-            settings.model.provider.as_ref(),
+            self.provider,
             Some(&gate),
             &request,
             &settings.retry,
@@ -87,8 +88,8 @@ impl Turn<'_> {
         if agent.cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }
-        self.charge(response.usage);
         let cost = settings.model.price.map(|p| p.cost(response.usage));
+        charge(agent, response.usage, cost);
         chat.answered(
             &response.message,
             response.usage,
@@ -103,6 +104,7 @@ impl Turn<'_> {
             message: response.message.clone(),
             usage: response.usage,
             stop_reason: response.stop_reason,
+            cost_usd: None,
         });
         self.conversation.push_assistant(response.message);
         if cut {
@@ -112,50 +114,54 @@ impl Turn<'_> {
         self.continues = cut;
         Ok(())
     }
+}
 
-    /// Fails when this agent or the fleet has no budget left.
-    fn check_budget(&self) -> Result<(), Stop> {
-        let agent = self.agent;
-        let spent = agent.peek(|s| s.spent());
-        if let Some(e) = budget::exhausted(Owner::Agent(agent.name()), &agent.settings.caps, spent)
-        {
-            return Err(Stop::Failed(e.into()));
-        }
-        agent
-            .fleet
-            .budget
-            .check()
-            .map_err(|e| Stop::Failed(e.into()))
+/// Fails when `agent` or the fleet has no budget left.
+pub(super) fn check_budget(agent: &AgentHandle) -> Result<(), Stop> {
+    let spent = agent.peek(|s| s.spent());
+    if let Some(e) = budget::exhausted(Owner::Agent(agent.name()), &agent.settings.caps, spent) {
+        return Err(Stop::Failed(e.into()));
     }
+    agent
+        .fleet
+        .budget
+        .check()
+        .map_err(|e| Stop::Failed(e.into()))
+}
 
-    /// Count one call's tokens and cost against the agent and the fleet.
-    fn charge(&self, usage: crate::model::Usage) {
-        let agent = self.agent;
-        let cost = agent.settings.model.price.map(|p| p.cost(usage));
-        let mut spent = (Default::default(), Default::default());
-        agent.update(|s| {
-            spent.0 = s.spent();
-            s.steps += 1;
+/// Count one model call's tokens and `cost` against `agent` and the fleet.
+pub(super) fn charge(agent: &AgentHandle, usage: Usage, cost: Option<f64>) {
+    spend(agent, Some(usage), cost, true);
+}
+
+/// Count spend against `agent` and the fleet: tokens and dollars, as one model call
+/// (`step`: a step, and its input is the context size) or not.
+pub(super) fn spend(agent: &AgentHandle, usage: Option<Usage>, cost: Option<f64>, step: bool) {
+    let mut spent = (Default::default(), Default::default());
+    agent.update(|s| {
+        spent.0 = s.spent();
+        if let Some(usage) = usage {
             s.tokens += usage;
-            s.context_tokens = usage.input_tokens;
-            if let (Some(cost), Some(total)) = (cost, s.cost_usd.as_mut()) {
-                *total += cost;
-            }
-            spent.1 = s.spent();
-        });
-        agent
-            .fleet
-            .budget
-            .charge(cost, usage.input_tokens + usage.output_tokens);
-        let (before, after) = spent;
-        if let Some(note) = budget::crossing(
-            Owner::Agent(agent.name()),
-            &agent.settings.caps,
-            before,
-            after,
-        ) {
-            agent.set_note(note);
         }
+        if let (Some(usage), true) = (usage, step) {
+            s.steps += 1;
+            s.context_tokens = usage.input_tokens;
+        }
+        if let (Some(cost), Some(total)) = (cost, s.cost_usd.as_mut()) {
+            *total += cost;
+        }
+        spent.1 = s.spent();
+    });
+    let tokens = usage.map_or(0, |u| u.input_tokens + u.output_tokens);
+    agent.fleet.budget.charge(cost, tokens);
+    let (before, after) = spent;
+    if let Some(note) = budget::crossing(
+        Owner::Agent(agent.name()),
+        &agent.settings.caps,
+        before,
+        after,
+    ) {
+        agent.set_note(note);
     }
 }
 

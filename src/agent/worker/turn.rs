@@ -15,11 +15,14 @@ use crate::failure::Failure;
 use crate::fleet::slots::SlotGuard;
 use crate::model::Role;
 use crate::plan::checkpoint::Checkpoint;
+use crate::provider::Provider;
 use crate::store::event::Event;
 use crate::telemetry::{CommandSpan, ToolSpan};
 
 pub(super) struct Turn<'a> {
     pub(super) agent: &'a AgentHandle,
+    /// The model API it calls.
+    pub(super) provider: &'a dyn Provider,
     pub(super) conversation: &'a mut Conversation,
     pub(super) index: u32,
     pub(super) token: &'a CancellationToken,
@@ -40,8 +43,10 @@ pub(super) struct Turn<'a> {
 }
 
 impl<'a> Turn<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         agent: &'a AgentHandle,
+        provider: &'a dyn Provider,
         conversation: &'a mut Conversation,
         index: u32,
         token: &'a CancellationToken,
@@ -51,6 +56,7 @@ impl<'a> Turn<'a> {
     ) -> Self {
         Self {
             agent,
+            provider,
             conversation,
             index,
             token,
@@ -111,45 +117,7 @@ impl<'a> Turn<'a> {
     /// Before each step: hold while paused (without a run slot), then make sure the
     /// agent holds a run slot and shows `running`.
     pub(super) async fn between_steps(&mut self) -> Result<(), Stop> {
-        if self.agent.is_paused() {
-            self.slot = None;
-            self.agent
-                .hold_while_paused(self.token)
-                .await
-                .map_err(|()| Stop::Cancelled)?;
-        }
-        if self.slot.is_none() {
-            self.slot = Some(self.take_slot().await?);
-        }
-        self.agent.update(|s| {
-            if s.status != AgentStatus::Running {
-                s.status = AgentStatus::Running;
-                s.activity = Some(Activity::now("starting"));
-            }
-        });
-        Ok(())
-    }
-
-    /// A run slot, waiting in line (status `queued`) when all are taken.
-    async fn take_slot(&self) -> Result<SlotGuard, Stop> {
-        let slots = &self.agent.fleet.slots;
-        if let Some(slot) = slots.try_acquire() {
-            return Ok(slot);
-        }
-        let label = format!(
-            "waiting for a run slot ({} agents running, max_running {})",
-            slots.running(),
-            slots.max()
-        );
-        self.agent.update(|s| {
-            s.status = AgentStatus::Queued;
-            s.activity = Some(Activity::now(label));
-        });
-        tokio::select! {
-            biased;
-            _ = self.token.cancelled() => Err(Stop::Cancelled),
-            slot = slots.acquire(self.ticket) => Ok(slot),
-        }
+        seated(self.agent, self.token, self.ticket, &mut self.slot).await
     }
 
     /// Whether the final answer passes the output_schema (true without one). A miss
@@ -214,6 +182,59 @@ impl<'a> Turn<'a> {
             out = work => Ok(out),
             _ = tokio::time::sleep(limit) => Err(Stop::Failed(stalled(limit, waiting_on))),
         }
+    }
+}
+
+/// Before each step of any runtime: hold while `agent` is paused (giving `slot` back
+/// meanwhile), then make sure it holds a run slot and shows `running`.
+pub(super) async fn seated(
+    agent: &AgentHandle,
+    token: &CancellationToken,
+    ticket: u64,
+    slot: &mut Option<SlotGuard>,
+) -> Result<(), Stop> {
+    if agent.is_paused() {
+        *slot = None;
+        agent
+            .hold_while_paused(token)
+            .await
+            .map_err(|()| Stop::Cancelled)?;
+    }
+    if slot.is_none() {
+        *slot = Some(take_slot(agent, token, ticket).await?);
+    }
+    agent.update(|s| {
+        if s.status != AgentStatus::Running {
+            s.status = AgentStatus::Running;
+            s.activity = Some(Activity::now("starting"));
+        }
+    });
+    Ok(())
+}
+
+/// A run slot, waiting in line (status `queued`) when all are taken.
+async fn take_slot(
+    agent: &AgentHandle,
+    token: &CancellationToken,
+    ticket: u64,
+) -> Result<SlotGuard, Stop> {
+    let slots = &agent.fleet.slots;
+    if let Some(slot) = slots.try_acquire() {
+        return Ok(slot);
+    }
+    let label = format!(
+        "waiting for a run slot ({} agents running, max_running {})",
+        slots.running(),
+        slots.max()
+    );
+    agent.update(|s| {
+        s.status = AgentStatus::Queued;
+        s.activity = Some(Activity::now(label));
+    });
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => Err(Stop::Cancelled),
+        slot = slots.acquire(ticket) => Ok(slot),
     }
 }
 

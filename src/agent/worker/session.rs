@@ -1,0 +1,526 @@
+//! The CLI runtime: one command of an agent that is a Claude Code or Codex session.
+//!
+//! Each invocation starts the CLI (through the sandbox's launcher, in its own process
+//! group) on the agent's session — a new one for its first command, resumed after —
+//! and reads its JSON stream: every model turn becomes a `model` event with its usage
+//! and cost (charged at once, so a cap reached mid-command stops the session), every
+//! tool the CLI runs a `tool_call` / `tool_result` pair under the CLI's tool name. The
+//! final answer is checked against the command's output_schema by flotilla itself; a
+//! miss resumes the session with the reason, within `max_steps` model turns.
+//!
+//! Pause holds the agent at the next invocation: a CLI process already running its
+//! command is not stopped (its run slot is kept until it ends). An interrupt, a delete,
+//! a stall or a spent budget kills the process group at once.
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::Stop;
+use super::step::{charge, check_budget, spend};
+use super::turn::{seated, stalled};
+use crate::agent::AgentHandle;
+use crate::agent::conversation::Conversation;
+use crate::agent::state::Activity;
+use crate::cli::process::Process;
+use crate::cli::{
+    CliEvent, CliKind, CliProvider, CliSession, Invocation, Outcome, SessionRef, Turn,
+};
+use crate::failure::Failure;
+use crate::fleet::slots::SlotGuard;
+use crate::model::{Block, Message, Role, StopReason, Usage};
+use crate::plan::checkpoint::Checkpoint;
+use crate::sandbox::SessionLaunch;
+use crate::store::event::Event;
+use crate::text::short;
+
+/// Most characters of a tool result the CLI ran that are kept in the log.
+const RESULT_CHARS: usize = 4000;
+
+/// What a session is told when a command it was running is continued after flotilla
+/// restarted.
+pub(super) const RESTARTED_NOTE: &str = "[flotilla restarted while you were working on this command, and your session was stopped mid-way. Check what is already done (files may be partly written) and carry on from there; do not redo finished work.]";
+
+pub(super) struct Session<'a> {
+    pub(super) agent: &'a AgentHandle,
+    pub(super) cli: &'a CliProvider,
+    pub(super) conversation: &'a mut Conversation,
+    pub(super) index: u32,
+    pub(super) token: &'a CancellationToken,
+    /// Model turns made for this command so far.
+    pub(super) steps: u32,
+    pub(super) ticket: u64,
+    pub(super) checkpoint: Option<Checkpoint>,
+    pub(super) schema: Option<&'a Value>,
+    /// The session of earlier commands; set when one starts.
+    pub(super) session: &'a mut Option<CliSession>,
+    slot: Option<SlotGuard>,
+    /// The cost and tokens of this invocation's turns, beside the CLI's own count.
+    turns_cost: f64,
+    turns_usage: Usage,
+    /// Tool calls under way: id → CLI tool name.
+    calls: Vec<(String, String)>,
+}
+
+impl<'a> Session<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        agent: &'a AgentHandle,
+        cli: &'a CliProvider,
+        conversation: &'a mut Conversation,
+        index: u32,
+        token: &'a CancellationToken,
+        steps: u32,
+        ticket: u64,
+        schema: Option<&'a Value>,
+        session: &'a mut Option<CliSession>,
+    ) -> Self {
+        Self {
+            agent,
+            cli,
+            conversation,
+            index,
+            token,
+            steps,
+            ticket,
+            checkpoint: schema.and_then(|s| Checkpoint::new(s).ok()),
+            schema,
+            session,
+            slot: None,
+            turns_cost: 0.0,
+            turns_usage: Usage::default(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// Run the command: `prompt` first, then the output_schema's complaints until the
+    /// answer passes.
+    pub(super) async fn run(mut self, prompt: String) -> Result<(), Stop> {
+        let mut prompt = prompt;
+        let max_steps = self.agent.settings.max_steps;
+        loop {
+            seated(self.agent, self.token, self.ticket, &mut self.slot).await?;
+            check_budget(self.agent)?;
+            let outcome = self.invoke(&prompt).await?;
+            if let Some(error) = outcome.error {
+                return Err(self.failed(error));
+            }
+            self.final_answer(&outcome.text);
+            match self.checked(&outcome.text) {
+                None => return Ok(()),
+                Some((message, last)) if self.steps < max_steps => {
+                    tracing::info!(agent = %self.agent.name(), "answer did not validate: {last}");
+                    prompt = message;
+                }
+                Some((_, last)) => {
+                    return Err(Stop::Failed(Failure::OutputSchema { max_steps, last }));
+                }
+            }
+        }
+    }
+
+    /// One run of the CLI on `prompt`, to its result.
+    async fn invoke(&mut self, prompt: &str) -> Result<Outcome, Stop> {
+        let agent = self.agent;
+        let settings = &agent.settings;
+        let (program, _) = self.cli.check().map_err(|e| self.failed(e))?;
+        let session = self.session_ref().await?;
+        let schema_file = match self.schema {
+            Some(schema) => Some((schema, self.hand_over("schema.json", &schema.to_string())?)),
+            None => None,
+        };
+        let prompt_file = self.hand_over("prompt.txt", prompt)?;
+        let system_prompt = settings.system_prompt.clone();
+        let remaining = settings
+            .caps
+            .max_cost_usd
+            .map(|cap| cap - agent.peek(|s| s.cost_usd.unwrap_or(0.0)));
+        let run = Invocation {
+            model: &settings.model.model,
+            session,
+            system_prompt: &system_prompt,
+            tools: &settings.tools,
+            workdir: &settings.workdir,
+            sandbox: settings.sandbox.mode,
+            network: settings.sandbox.network,
+            output_schema: schema_file.as_ref().map(|(s, f)| (*s, f.as_path())),
+            max_budget_usd: remaining,
+        };
+        let mut dialect = self.cli.kind.dialect();
+        let mut argv = vec![program.display().to_string()];
+        argv.extend(self.cli.args.iter().cloned());
+        argv.extend(dialect.args(&run, self.cli));
+        let writable: Vec<_> = self.cli.state_dir.iter().cloned().collect();
+        let launch = SessionLaunch {
+            argv: &argv,
+            cwd: &settings.workdir,
+            mode: settings.sandbox.mode,
+            writable: &writable,
+            env: &self.cli.env,
+            agent: &agent.id,
+            stdin: &prompt_file,
+        };
+        agent.update(|s| {
+            s.activity = Some(Activity::now(format!("starting {}", self.cli.kind.name())))
+        });
+        let mut process = Process::start(&launch).map_err(|e| self.failed(e))?;
+        self.turns_cost = 0.0;
+        self.turns_usage = Usage::default();
+        let limit = agent.fleet.stall_timeout;
+        let waiting_on = format!("output from {}", self.cli.kind.name());
+        let mut events = Vec::new();
+        let mut outcome = None;
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = self.token.cancelled() => return Err(Stop::Cancelled),
+                line = process.next_line() => line,
+                _ = tokio::time::sleep(limit) => {
+                    return Err(Stop::Failed(stalled(limit, &waiting_on)));
+                }
+            };
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) => return Err(self.failed(format!("{e}{}", process.stderr_tail()))),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            dialect.line(&line, &mut events).map_err(|e| {
+                self.failed(format!(
+                    "{e}; it began: {}{}",
+                    short(&line, 200),
+                    process.stderr_tail()
+                ))
+            })?;
+            for event in events.drain(..) {
+                self.apply(event, &mut outcome)?;
+            }
+        }
+        dialect.finish(&mut events);
+        for event in events.drain(..) {
+            self.apply(event, &mut outcome)?;
+        }
+        let exit = tokio::select! {
+            biased;
+            _ = self.token.cancelled() => return Err(Stop::Cancelled),
+            exit = process.wait() => exit,
+            _ = tokio::time::sleep(limit) => return Err(Stop::Failed(stalled(limit, &waiting_on))),
+        };
+        match (outcome, exit) {
+            (Some(outcome), Ok(())) => Ok(outcome),
+            (Some(Outcome { error: Some(e), .. }), Err(_)) => Err(self.failed(e)),
+            (_, Err(e)) => Err(self.failed(e)),
+            (None, Ok(())) => Err(self.failed(format!(
+                "it exited without reporting a result{}",
+                process.stderr_tail()
+            ))),
+        }
+    }
+
+    /// The session this invocation runs in: the agent's, else a new one (Claude Code's
+    /// id is chosen here and saved before the process starts).
+    async fn session_ref(&mut self) -> Result<SessionRef, Stop> {
+        if let Some(session) = self.session.as_ref() {
+            return Ok(SessionRef::Resume(session.id.clone()));
+        }
+        match self.cli.kind {
+            CliKind::Codex => Ok(SessionRef::Fresh),
+            CliKind::ClaudeCode => {
+                let id = new_session_id();
+                self.save_session(&id).await?;
+                Ok(SessionRef::New(id))
+            }
+        }
+    }
+
+    /// Journal the session's id, on disk before anything runs in it.
+    async fn save_session(&mut self, id: &str) -> Result<(), Stop> {
+        *self.session = Some(CliSession {
+            id: id.to_string(),
+            reported_usd: 0.0,
+        });
+        if self.agent.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        if let Some(ack) = self.agent.record(Event::Session { id: id.to_string() }) {
+            let saved = ack
+                .await
+                .unwrap_or_else(|_| Err("the fleet store is closed".into()));
+            saved.map_err(|e| self.failed(format!("cannot save its session id: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `text` in a file the CLI reads (its prompt, Codex's output schema): in the
+    /// CLI's state directory, which the sandboxed session sees at the same path, under
+    /// `flotilla/<agent id>/` (removed with the agent).
+    fn hand_over(&self, name: &str, text: &str) -> Result<std::path::PathBuf, Stop> {
+        let dir = self.cli.handover_dir(&self.agent.id).ok_or_else(|| {
+            self.failed("the CLI has no state directory (HOME is not set)".into())
+        })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| self.failed(format!("cannot make {}: {e}", dir.display())))?;
+        let file = dir.join(name);
+        std::fs::write(&file, text)
+            .map_err(|e| self.failed(format!("cannot write {}: {e}", file.display())))?;
+        Ok(file)
+    }
+
+    /// Take one event of the stream into the agent.
+    fn apply(&mut self, event: CliEvent, outcome: &mut Option<Outcome>) -> Result<(), Stop> {
+        match event {
+            CliEvent::Session(id) => {
+                if self.session.as_ref().is_none_or(|s| s.id != id) {
+                    *self.session = Some(CliSession {
+                        id: id.clone(),
+                        reported_usd: 0.0,
+                    });
+                    self.journal(Event::Session { id });
+                }
+            }
+            CliEvent::Turn(turn) => self.turn(turn)?,
+            CliEvent::ToolResult {
+                id,
+                content,
+                is_error,
+            } => self.tool_result(id, content, is_error),
+            CliEvent::Result(result) => {
+                self.settle(&result);
+                *outcome = Some(result);
+            }
+        }
+        Ok(())
+    }
+
+    /// The CLI's own count for the command (its tokens, the session's running cost)
+    /// beside what its turns showed: the difference is charged.
+    fn settle(&mut self, result: &Outcome) {
+        let mut cost = 0.0;
+        let mut total = None;
+        if let (Some(t), Some(session)) = (result.total_cost_usd, self.session.as_mut()) {
+            cost = (t - session.reported_usd - self.turns_cost).max(0.0);
+            session.reported_usd = t;
+            total = Some(t);
+        }
+        let usage = result.usage.map_or_else(Usage::default, |u| Usage {
+            input_tokens: u.input_tokens.saturating_sub(self.turns_usage.input_tokens),
+            output_tokens: u
+                .output_tokens
+                .saturating_sub(self.turns_usage.output_tokens),
+            cache_read_tokens: u
+                .cache_read_tokens
+                .saturating_sub(self.turns_usage.cache_read_tokens),
+            cache_write_tokens: u
+                .cache_write_tokens
+                .saturating_sub(self.turns_usage.cache_write_tokens),
+        });
+        let cost = (cost > 1e-9 && self.agent.peek(|s| s.cost_usd.is_some())).then_some(cost);
+        if cost.is_none() && usage == Usage::default() && total.is_none() {
+            return;
+        }
+        self.journal(Event::Charged {
+            cost_usd: cost.unwrap_or(0.0),
+            usage,
+            session_total_usd: total,
+        });
+        spend(self.agent, Some(usage), cost, false);
+    }
+
+    /// A model turn: journaled, charged, its tool calls counted; past a cap or
+    /// `max_steps` the session is stopped.
+    fn turn(&mut self, turn: Turn) -> Result<(), Stop> {
+        let agent = self.agent;
+        self.steps += 1;
+        let cost = turn.cost_usd.or_else(|| {
+            let price = turn
+                .model
+                .as_deref()
+                .and_then(|m| {
+                    crate::pricing::builtin_price(&format!("{}:{m}", vendor(self.cli.kind)))
+                })
+                .or(agent.settings.model.price)?;
+            Some(price.cost(turn.usage))
+        });
+        self.turns_cost += cost.unwrap_or(0.0);
+        self.turns_usage += turn.usage;
+        let mut content = Vec::new();
+        if !turn.text.is_empty() {
+            content.push(Block::Text {
+                text: turn.text.clone(),
+            });
+        }
+        for (id, name, input) in &turn.calls {
+            content.push(Block::ToolUse {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+            });
+        }
+        let message = Message {
+            role: Role::Assistant,
+            content,
+        };
+        let stop_reason = if turn.calls.is_empty() {
+            StopReason::EndTurn
+        } else {
+            StopReason::ToolUse
+        };
+        self.journal(Event::Model {
+            message: message.clone(),
+            usage: turn.usage,
+            stop_reason,
+            cost_usd: cost,
+        });
+        self.conversation.push_assistant(message);
+        charge(agent, turn.usage, cost);
+        if !turn.text.is_empty() {
+            agent.with_record(self.index, |r| r.take_answer(&turn.text, false));
+        }
+        for (id, name, input) in turn.calls {
+            let label = crate::tools::describe_call(&name, &input);
+            agent.update(|s| {
+                s.tool_calls += 1;
+                s.activity = Some(Activity::now(label));
+            });
+            self.journal(Event::ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                input,
+            });
+            self.calls.push((id, name));
+        }
+        if self.calls.is_empty() && turn.usage != Usage::default() {
+            let steps = self.steps;
+            agent.update(|s| s.activity = Some(Activity::now(format!("model turn {steps}"))));
+        }
+        let max_steps = agent.settings.max_steps;
+        if self.steps > max_steps {
+            return Err(Stop::Failed(Failure::MaxSteps { max_steps }));
+        }
+        check_budget(agent)
+    }
+
+    /// A tool the CLI ran has answered.
+    fn tool_result(&mut self, id: String, content: String, is_error: bool) {
+        let name = match self.calls.iter().position(|(i, _)| *i == id) {
+            Some(at) => self.calls.remove(at).1,
+            None => "tool".to_string(),
+        };
+        let content = crate::text::truncate_chars(&content, RESULT_CHARS);
+        self.journal(Event::ToolResult {
+            id: id.clone(),
+            name,
+            content: content.clone(),
+            is_error,
+            files_read: Vec::new(),
+            files_written: Vec::new(),
+        });
+        self.conversation.push_tool_result(id, content, is_error);
+    }
+
+    /// The CLI's final answer becomes the command's output; when it is not the last
+    /// turn's text (a structured output), it is journaled as a turn of its own so a
+    /// restart shows the same answer.
+    fn final_answer(&mut self, text: &str) {
+        let last = self
+            .conversation
+            .messages()
+            .last()
+            .filter(|m| m.role == Role::Assistant)
+            .map(Message::text);
+        if text.is_empty() || last.as_deref() == Some(text) {
+            return;
+        }
+        let message = Message {
+            role: Role::Assistant,
+            content: vec![Block::Text {
+                text: text.to_string(),
+            }],
+        };
+        self.journal(Event::Model {
+            message: message.clone(),
+            usage: Usage::default(),
+            stop_reason: StopReason::EndTurn,
+            cost_usd: Some(0.0),
+        });
+        self.conversation.push_assistant(message);
+        charge(self.agent, Usage::default(), Some(0.0));
+        self.agent
+            .with_record(self.index, |r| r.take_answer(text, false));
+    }
+
+    /// `None` when the answer passes the output_schema (or there is none); else what
+    /// the session is told and the reason.
+    fn checked(&mut self, answer: &str) -> Option<(String, String)> {
+        let checkpoint = self.checkpoint.as_ref()?;
+        match checkpoint.check(answer) {
+            Ok(value) => {
+                self.journal(Event::CheckpointPassed {
+                    index: self.index,
+                    value: value.clone(),
+                });
+                self.agent
+                    .with_record(self.index, |r| r.output_json = Some(value));
+                None
+            }
+            Err(failure) => {
+                let message = failure.to_model_message();
+                let error = failure.to_string();
+                self.journal(Event::CheckpointFailed {
+                    index: self.index,
+                    error: error.clone(),
+                    message: message.clone(),
+                });
+                self.conversation.push_instruction(message.clone());
+                Some((message, error))
+            }
+        }
+    }
+
+    /// The session failed: the message, redacted of the CLI's own secrets.
+    fn failed(&self, message: String) -> Stop {
+        let mut message = message;
+        for secret in self.cli.secrets() {
+            if secret.len() >= 8 {
+                message = message.replace(&secret, "[REDACTED]");
+            }
+        }
+        Stop::Failed(Failure::Session {
+            cli: self.cli.kind.name().to_string(),
+            message,
+        })
+    }
+
+    /// Journal unless the whole agent is stopping.
+    fn journal(&self, event: Event) {
+        if !self.agent.cancel.is_cancelled() {
+            self.agent.record(event);
+        }
+    }
+}
+
+/// The vendor whose price table prices a CLI's turns.
+fn vendor(kind: CliKind) -> &'static str {
+    match kind {
+        CliKind::ClaudeCode => "anthropic",
+        CliKind::Codex => "openai",
+    }
+}
+
+/// A random version-4 UUID (Claude Code's session ids are UUIDs).
+fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
