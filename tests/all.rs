@@ -26,6 +26,7 @@ mod suites {
     mod http;
     mod jail;
     mod listing;
+    mod mock_streams;
     mod model_contract;
     mod output;
     mod pause;

@@ -22,6 +22,8 @@ pub mod git;
 pub mod http;
 pub mod mock_model;
 pub mod procs;
+pub mod reply;
+pub mod responses;
 pub mod script;
 pub mod wait;
 pub mod wire;
