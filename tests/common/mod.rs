@@ -18,6 +18,7 @@
 //! on the same store; [`Flotilla::event_kinds`] reads what happened to an agent.
 
 pub mod client;
+pub mod clis;
 pub mod git;
 pub mod http;
 pub mod mock_model;
