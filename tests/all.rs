@@ -15,6 +15,7 @@ mod suites {
     mod browser;
     mod budget;
     mod cli_fake;
+    mod cli_mock;
     mod commands;
     mod dashboard;
     mod delete;
@@ -27,6 +28,7 @@ mod suites {
     mod http;
     mod jail;
     mod listing;
+    mod mock_streams;
     mod model_contract;
     mod output;
     mod pause;

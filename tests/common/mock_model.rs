@@ -1,8 +1,11 @@
 //! A scripted mock model server: a real axum HTTP server on `127.0.0.1:0` that speaks
-//! both wire formats flotilla uses, non-streaming JSON:
+//! the wire formats flotilla and the agent CLIs use:
 //!
-//! - Anthropic Messages, `POST /v1/messages`
-//! - OpenAI Chat Completions, `POST /v1/chat/completions`
+//! - Anthropic Messages, `POST /v1/messages` (JSON, or SSE when the request streams, as
+//!   Claude Code's always do)
+//! - OpenAI Chat Completions, `POST /v1/chat/completions` (JSON)
+//! - OpenAI Responses, `POST /v1/responses` (SSE when streamed, as Codex's always are;
+//!   see [`super::responses`])
 //!
 //! Tests register *scripts*: a queue of [`Step`]s under a key such as `"[alpha]"`. A request
 //! is routed to the script whose key appears in the first user message of its conversation,
@@ -24,19 +27,21 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
 pub use super::script::{Action, Step};
-use super::wire;
+use super::{reply, wire};
 
 /// Which wire format a request used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Anthropic,
     OpenAi,
+    /// The OpenAI Responses API (Codex).
+    Responses,
 }
 
 /// One request the mock received.
@@ -71,12 +76,13 @@ impl Recorded {
         self.headers.get(&name.to_lowercase()).map(String::as_str)
     }
 
-    /// The system prompt (Anthropic `system`, or OpenAI `system` messages), joined.
+    /// The system prompt (Anthropic `system`, OpenAI `system` messages, Responses
+    /// `instructions` and developer messages), joined.
     pub fn system_text(&self) -> String {
         wire::system_text(self.format, &self.body)
     }
 
-    /// The text of the first user message.
+    /// The text of the first user message (Responses: of every user message).
     pub fn first_user_text(&self) -> String {
         wire::first_user_text(self.format, &self.body)
     }
@@ -143,6 +149,7 @@ impl MockModel {
         let app = Router::new()
             .route("/v1/messages", post(anthropic))
             .route("/v1/chat/completions", post(openai))
+            .route("/v1/responses", post(responses))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -159,7 +166,7 @@ impl MockModel {
         format!("http://{}", self.addr)
     }
 
-    /// `http://127.0.0.1:PORT/v1` (the OpenAI base URL).
+    /// `http://127.0.0.1:PORT/v1` (the OpenAI base URL, Chat Completions and Responses).
     pub fn openai_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
@@ -325,6 +332,10 @@ async fn openai(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
     handle(inner, Format::OpenAi, "/v1/chat/completions", headers, body).await
 }
 
+async fn responses(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(inner, Format::Responses, "/v1/responses", headers, body).await
+}
+
 async fn handle(
     inner: Arc<Inner>,
     format: Format,
@@ -383,7 +394,7 @@ async fn handle(
     if !problems.is_empty() {
         let msg = format!("mock: malformed request: {}", problems.join("; "));
         drop(guard);
-        return error_response(format, 400, &msg, None);
+        return reply::error(format, 400, &msg, None).into_response();
     }
 
     match step.action {
@@ -400,48 +411,43 @@ async fn handle(
         }
         Action::Stall => {
             drop(guard);
-            let start = futures::stream::once(async {
-                Ok::<_, std::convert::Infallible>(Bytes::from_static(b"{\"id\": \"msg_"))
-            });
+            let (head, sse) = reply::stall_head(format, n, &body);
+            let start = futures::stream::once(async { Ok::<_, std::convert::Infallible>(head) });
             let body = axum::body::Body::from_stream(futures::StreamExt::chain(
                 start,
                 futures::stream::pending(),
             ));
-            return (StatusCode::OK, body).into_response();
+            let kind = if sse {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            return (StatusCode::OK, [("content-type", kind)], body).into_response();
         }
         _ => {}
     }
     let latency = *inner.latency.lock().expect("latency lock");
     let delay = step.delay.unwrap_or(latency);
-    let model = body["model"].as_str().unwrap_or("mock").to_string();
-    let mut response = match step.action {
-        Action::Fail(status, msg) => error_response(format, status, &msg, None),
-        Action::RateLimit(secs) => error_response(format, 429, "mock: rate limited", Some(secs)),
-        action => {
-            let json = match format {
-                Format::Anthropic => wire::anthropic_reply(&model, &action, step.usage, n),
-                Format::OpenAi => wire::openai_reply(&model, &action, step.usage, n),
-            };
-            (StatusCode::OK, axum::Json(json)).into_response()
-        }
+    let reply = match step.action {
+        Action::Fail(status, msg) => reply::error(format, status, &msg, None),
+        Action::RateLimit(secs) => reply::error(format, 429, "mock: rate limited", Some(secs)),
+        action => reply::answer(format, &action, step.usage, n, &body),
     };
     // The head goes out at once, the body after the delay. While it waits the mock
-    // trickles JSON-insignificant spaces: writing to a client that hung up fails, hyper
-    // drops the stream, and the in-flight guard with it, so `in_flight` and
-    // `completed` prove that a cancelled model call really was abandoned.
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
+    // trickles filler the client ignores (JSON whitespace, SSE comment lines): writing to
+    // a client that hung up fails, hyper drops the stream, and the in-flight guard with
+    // it, so `in_flight` and `completed` prove that a cancelled model call really was
+    // abandoned.
     let deadline = tokio::time::Instant::now() + delay;
-    let state = Some((guard, inner, bytes));
+    let filler = reply.filler();
+    let state = Some((guard, inner, reply.body.clone()));
     let stream = futures::stream::unfold(state, move |state| async move {
         let (guard, inner, bytes) = state?;
         let now = tokio::time::Instant::now();
         if now < deadline {
             tokio::time::sleep((deadline - now).min(Duration::from_millis(100))).await;
             return Some((
-                Ok::<_, std::convert::Infallible>(Bytes::from_static(b" ")),
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(filler)),
                 Some((guard, inner, bytes)),
             ));
         }
@@ -449,35 +455,5 @@ async fn handle(
         drop(guard);
         Some((Ok(bytes), None))
     });
-    response = Response::from_parts(parts, axum::body::Body::from_stream(stream));
-    response
-        .headers_mut()
-        .remove(axum::http::header::CONTENT_LENGTH);
-    response
-}
-
-fn error_response(
-    format: Format,
-    status: u16,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let kind = match status.as_u16() {
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        404 => "not_found_error",
-        _ => "api_error",
-    };
-    let body = match format {
-        Format::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
-        Format::OpenAi => json!({"error": {"message": message, "type": kind, "code": null}}),
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-        response.headers_mut().insert("retry-after", v);
-    }
-    response
+    reply.respond(axum::body::Body::from_stream(stream))
 }

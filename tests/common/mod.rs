@@ -18,10 +18,13 @@
 //! on the same store; [`Flotilla::event_kinds`] reads what happened to an agent.
 
 pub mod client;
+pub mod clis;
 pub mod git;
 pub mod http;
 pub mod mock_model;
 pub mod procs;
+pub mod reply;
+pub mod responses;
 pub mod script;
 pub mod wait;
 pub mod wire;

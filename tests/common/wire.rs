@@ -1,12 +1,14 @@
-//! The two model wire formats as the mock sees them: reading recorded requests
-//! (system prompt, first user message, tools offered, tool results sent back), checking
-//! them against the rules the real APIs enforce, and building replies.
+//! The model wire formats as the mock sees them: reading recorded requests (system
+//! prompt, first user message, tools offered, tool results sent back), checking them
+//! against the rules the real APIs enforce, and building replies. The Responses API
+//! lives in [`super::responses`]; these functions dispatch to it.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use super::mock_model::{Action, Format};
+use super::responses;
 
 /// A tool result the server sent back to the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +32,14 @@ impl ToolResult {
     }
 }
 
-pub fn messages(_format: Format, body: &Value) -> Vec<Value> {
-    body["messages"].as_array().cloned().unwrap_or_default()
+/// The conversation's messages (Responses: its `message` input items).
+pub fn messages(format: Format, body: &Value) -> Vec<Value> {
+    match format {
+        Format::Responses => responses::messages(body),
+        Format::Anthropic | Format::OpenAi => {
+            body["messages"].as_array().cloned().unwrap_or_default()
+        }
+    }
 }
 
 /// Text of a `content` that is a string or an array of blocks/parts.
@@ -57,10 +65,14 @@ pub fn system_text(format: Format, body: &Value) -> String {
             .map(|m| content_text(&m["content"]))
             .collect::<Vec<_>>()
             .join("\n"),
+        Format::Responses => responses::system_text(body),
     }
 }
 
 pub fn first_user_text(format: Format, body: &Value) -> String {
+    if format == Format::Responses {
+        return responses::first_user_text(body);
+    }
     messages(format, body)
         .iter()
         .find(|m| m["role"] == "user")
@@ -69,12 +81,15 @@ pub fn first_user_text(format: Format, body: &Value) -> String {
 }
 
 pub fn tool_names(format: Format, body: &Value) -> Vec<String> {
+    if format == Format::Responses {
+        return responses::tool_names(body);
+    }
     let tools = body["tools"].as_array().cloned().unwrap_or_default();
     let mut names: Vec<String> = tools
         .iter()
         .filter_map(|t| match format {
             Format::Anthropic => t["name"].as_str(),
-            Format::OpenAi => t["function"]["name"].as_str(),
+            Format::OpenAi | Format::Responses => t["function"]["name"].as_str(),
         })
         .map(str::to_string)
         .collect();
@@ -85,6 +100,7 @@ pub fn tool_names(format: Format, body: &Value) -> Vec<String> {
 pub fn tool_results(format: Format, body: &Value) -> Vec<ToolResult> {
     let msgs = messages(format, body);
     match format {
+        Format::Responses => responses::tool_results(body),
         Format::Anthropic => msgs
             .iter()
             .filter(|m| m["role"] == "user")
@@ -115,6 +131,9 @@ pub fn check(format: Format, headers: &HashMap<String, String>, body: &Value) ->
     if let Some(e) = body.get("__unparseable__") {
         return vec![format!("body is not JSON: {e}")];
     }
+    if format == Format::Responses {
+        return responses::check(headers, body);
+    }
     if body["model"].as_str().is_none_or(str::is_empty) {
         p.push("`model` missing".to_string());
     }
@@ -128,6 +147,7 @@ pub fn check(format: Format, headers: &HashMap<String, String>, body: &Value) ->
     match format {
         Format::Anthropic => check_anthropic(headers, body, msgs, &mut p),
         Format::OpenAi => check_openai(headers, body, msgs, &mut p),
+        Format::Responses => {}
     }
     p
 }
@@ -163,15 +183,28 @@ fn check_anthropic(
             p.push("`tools` must be [{name, description, input_schema: {type: object}}]".into());
         }
     }
-    if msgs.first().is_some_and(|m| m["role"] != "user") {
+    // Claude Code sends `system` turns between the others (its environment block, even
+    // last); they take no part in the user/assistant alternation.
+    let turns: Vec<&Value> = msgs.iter().filter(|m| m["role"] != "system").collect();
+    if turns.first().is_some_and(|m| m["role"] != "user") {
         p.push("first message must be from the user".into());
     }
-    if msgs.last().is_some_and(|m| m["role"] != "user") {
+    if turns.last().is_some_and(|m| m["role"] != "user") {
         p.push("last message must be from the user (no assistant prefill expected)".into());
     }
     let mut open: HashSet<String> = HashSet::new();
     for (i, m) in msgs.iter().enumerate() {
         let role = m["role"].as_str().unwrap_or_default();
+        if role == "system" {
+            if !m["content"].is_string()
+                && !m["content"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().all(|b| b["type"] == "text"))
+            {
+                p.push(format!("messages[{i}]: a system turn holds only text"));
+            }
+            continue;
+        }
         if role != "user" && role != "assistant" {
             p.push(format!("messages[{i}]: bad role {role:?}"));
         }
@@ -301,10 +334,14 @@ pub fn call_id(format: Format, n: u64, i: usize) -> String {
     match format {
         Format::Anthropic => format!("toolu_mock_{n}_{i}"),
         Format::OpenAi => format!("call_mock_{n}_{i}"),
+        Format::Responses => responses::call_id(n, i),
     }
 }
 
 pub fn tool_call_ids(format: Format, body: &Value) -> Vec<String> {
+    if format == Format::Responses {
+        return responses::tool_call_ids(body);
+    }
     let assistant = messages(format, body)
         .into_iter()
         .filter(|m| m["role"] == "assistant");
@@ -315,7 +352,7 @@ pub fn tool_call_ids(format: Format, body: &Value) -> Vec<String> {
             .filter(|b| b["type"] == "tool_use")
             .map(|b| b["id"].clone())
             .collect::<Vec<_>>(),
-        Format::OpenAi => assistant
+        Format::OpenAi | Format::Responses => assistant
             .filter_map(|m| m["tool_calls"].as_array().cloned())
             .flatten()
             .map(|c| c["id"].clone())
