@@ -191,10 +191,15 @@ async fn responses_api_refuses_what_openai_refuses() {
     ] {
         assert!(p.contains(want), "{want} missing from {p}");
     }
-    // Errors, an outage, and a stream that stops after its first event.
+    // Errors, a reply cut off by the token limit, and a stream that stops after its first event.
     mock.script(
         "[e]",
-        vec![Step::fail(500), Step::rate_limit(3), Step::stall()],
+        vec![
+            Step::fail(500),
+            Step::rate_limit(3),
+            Step::cut_off("trunc"),
+            Step::stall(),
+        ],
     );
     let ok = json!({"model": "m", "stream": true, "input": "[e] hi"});
     let (status, text) = post(url.clone(), &[BEARER], ok.clone()).await;
@@ -202,6 +207,14 @@ async fn responses_api_refuses_what_openai_refuses() {
     assert!(text.contains("mock provider failure"), "{text}");
     let (status, _) = post(url.clone(), &[BEARER], ok.clone()).await;
     assert_eq!(status, 429);
+    let (_, text) = post(url.clone(), &[BEARER], ok.clone()).await;
+    let ev = sse_events(&text);
+    let (last, data) = ev.last().expect("events");
+    assert_eq!(last, "response.incomplete", "{text}");
+    assert_eq!(
+        data["response"]["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
     let r = reqwest::Client::new()
         .post(url)
         .header(BEARER.0, BEARER.1)
