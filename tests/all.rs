@@ -14,6 +14,7 @@ mod suites {
     mod bad_input;
     mod browser;
     mod budget;
+    mod cli_agents;
     mod cli_fake;
     mod cli_mock;
     mod commands;

@@ -237,6 +237,7 @@ fn outcome(v: &Value) -> Outcome {
         error,
         total_cost_usd: v["total_cost_usd"].as_f64(),
         usage: v["usage"].is_object().then(|| usage(&v["usage"])),
+        session_usage: None,
     }
 }
 
@@ -315,6 +316,7 @@ mod tests {
             workdir: std::path::Path::new("/w"),
             sandbox: SandboxMode::WorkspaceWrite,
             network: false,
+            confined: true,
             output_schema: None,
             max_budget_usd: Some(0.5),
         };

@@ -1,17 +1,25 @@
 //! Codex (`codex exec --json`), 0.16x.
 //!
-//! Arguments: `exec --json` for the first command, `exec resume <thread> --json` after
-//! (the thread id comes from the stream's `thread.started` and is journaled); the work
-//! directory through `-C`; flotilla's sandbox mode as codex's `--sandbox` (codex then
-//! confines the commands it runs itself: `network` becomes
-//! `sandbox_workspace_write.network_access`); `--output-schema FILE` for an
-//! output_schema; the provider's `args` (e.g. `-c` overrides) before the prompt, which
-//! goes to standard input (`-`), closed at once.
+//! Arguments: `exec -C <workdir> --sandbox <mode>` then, after the first command,
+//! `resume <thread>` (the thread id comes from the stream's `thread.started` and is
+//! journaled; `resume` takes no `-C`/`--sandbox` of its own, so they come before it);
+//! `--json`, `-m`, `--output-schema FILE` for an output_schema, and `-` (the prompt is
+//! read from standard input, which ends). The provider's `args` (`-c` overrides) come
+//! first.
+//!
+//! Sandbox: where flotilla's launcher confines the session, codex runs with
+//! `--sandbox danger-full-access` inside it — codex's own sandbox (bubblewrap) cannot
+//! start in flotilla's read-only mount namespace, and flotilla's Landlock rules hold
+//! its commands to the work directory, the private temp and `CODEX_HOME`. Where
+//! flotilla cannot confine (no Landlock, or `sandbox: "off"` is not asked for but the
+//! kernel lacks it), codex's own sandbox takes the agent's mode, with `network` as
+//! `sandbox_workspace_write.network_access`.
 //!
 //! Stream: `thread.started`, then `item.started`/`item.completed` for each command,
 //! file change or tool call the model makes and each message it writes, then
-//! `turn.completed` with the turn's usage (codex reports tokens per turn, not per
-//! model call) or `turn.failed` / `error`.
+//! `turn.completed` with the thread's running usage (codex reports no cost, and no
+//! tokens per model call: the worker charges the difference at the end of each
+//! command) or `turn.failed` / `error`.
 
 use serde_json::Value;
 
@@ -33,7 +41,23 @@ pub(crate) struct Codex {
 
 impl Dialect for Codex {
     fn args(&self, run: &Invocation<'_>, _provider: &CliProvider) -> Vec<String> {
-        let mut args: Vec<String> = vec!["exec".into()];
+        // Codex's own sandbox (bubblewrap) cannot start inside flotilla's: it must
+        // write /proc/self/uid_map, which flotilla's read-only view refuses. Where
+        // flotilla confines the session, that confinement stands in for it.
+        let sandbox = match run.sandbox {
+            _ if run.confined => "danger-full-access",
+            SandboxMode::WorkspaceWrite => "workspace-write",
+            SandboxMode::ReadOnly => "read-only",
+            SandboxMode::Off => "danger-full-access",
+        };
+        // `exec resume` has no -C or --sandbox of its own: given before it, they hold.
+        let mut args: Vec<String> = vec![
+            "exec".into(),
+            "-C".into(),
+            run.workdir.display().to_string(),
+            "--sandbox".into(),
+            sandbox.into(),
+        ];
         if let SessionRef::Resume(thread) = &run.session {
             args.push("resume".into());
             args.push(thread.clone());
@@ -43,15 +67,6 @@ impl Dialect for Codex {
         if !run.model.is_empty() {
             args.extend(["-m".into(), run.model.to_string()]);
         }
-        if !matches!(run.session, SessionRef::Resume(_)) {
-            args.extend(["-C".into(), run.workdir.display().to_string()]);
-        }
-        let sandbox = match run.sandbox {
-            SandboxMode::WorkspaceWrite => "workspace-write",
-            SandboxMode::ReadOnly => "read-only",
-            SandboxMode::Off => "danger-full-access",
-        };
-        args.extend(["-c".into(), format!("sandbox_mode=\"{sandbox}\"")]);
         args.extend([
             "-c".into(),
             format!("sandbox_workspace_write.network_access={}", run.network),
@@ -59,6 +74,8 @@ impl Dialect for Codex {
         if let Some((_, file)) = run.output_schema {
             args.extend(["--output-schema".into(), file.display().to_string()]);
         }
+        // The prompt comes on standard input.
+        args.push("-".into());
         args
     }
 
@@ -82,17 +99,16 @@ impl Dialect for Codex {
             "item.completed" => self.item_completed(&v["item"], out),
             "turn.completed" => {
                 self.ended = true;
+                // Its usage counts the whole thread: the worker takes the difference.
                 out.push(CliEvent::Turn(Turn {
                     text: self.last_message.clone(),
-                    usage: usage(&v["usage"]),
                     ..Turn::default()
                 }));
                 self.error = None;
                 out.push(CliEvent::Result(Outcome {
                     text: std::mem::take(&mut self.last_message),
-                    error: None,
-                    total_cost_usd: None,
-                    usage: None,
+                    session_usage: Some(usage(&v["usage"])),
+                    ..Outcome::default()
                 }));
             }
             "turn.failed" => {
@@ -101,8 +117,7 @@ impl Dialect for Codex {
                 out.push(CliEvent::Result(Outcome {
                     text: std::mem::take(&mut self.last_message),
                     error: Some(message.to_string()),
-                    total_cost_usd: None,
-                    usage: None,
+                    ..Outcome::default()
                 }));
             }
             "error" => {
@@ -117,10 +132,8 @@ impl Dialect for Codex {
     fn finish(&mut self, out: &mut Vec<CliEvent>) {
         if !self.ended && self.error.is_some() {
             out.push(CliEvent::Result(Outcome {
-                text: String::new(),
                 error: self.error.take(),
-                total_cost_usd: None,
-                usage: None,
+                ..Outcome::default()
             }));
         }
     }

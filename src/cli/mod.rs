@@ -176,6 +176,9 @@ pub struct Invocation<'a> {
     pub workdir: &'a Path,
     pub sandbox: SandboxMode,
     pub network: bool,
+    /// flotilla's launcher enforces `sandbox` on the session (Landlock works here and
+    /// the mode is not `off`).
+    pub confined: bool,
     /// The command's output_schema, and the file it was written to (codex reads a file).
     pub output_schema: Option<(&'a Value, &'a Path)>,
     /// What is left of the agent's dollar cap.
@@ -225,6 +228,9 @@ pub struct Outcome {
     /// The command's tokens in all, when the CLI says (Claude Code's per-turn lines
     /// carry only the start of each turn's usage).
     pub usage: Option<Usage>,
+    /// The session's tokens so far, all commands together, when the CLI counts so
+    /// (Codex's `turn.completed`).
+    pub session_usage: Option<Usage>,
 }
 
 /// An agent's CLI session, as the worker keeps it between commands.
@@ -234,6 +240,8 @@ pub struct CliSession {
     pub id: String,
     /// What the CLI last reported the session had cost in all.
     pub reported_usd: f64,
+    /// The tokens the CLI last reported the session had used in all (Codex).
+    pub reported_usage: Usage,
 }
 
 /// One CLI's arguments and stream format.

@@ -166,18 +166,24 @@ impl Replay {
             Event::Session { id } => {
                 self.r.session = Some(crate::cli::CliSession {
                     id,
-                    reported_usd: 0.0,
+                    ..Default::default()
                 });
             }
             Event::Charged {
                 cost_usd,
                 usage,
                 session_total_usd,
+                session_usage,
             } => {
                 self.charge(cost_usd);
                 self.r.tokens += usage;
-                if let (Some(total), Some(session)) = (session_total_usd, self.r.session.as_mut()) {
-                    session.reported_usd = total;
+                if let Some(session) = self.r.session.as_mut() {
+                    if let Some(total) = session_total_usd {
+                        session.reported_usd = total;
+                    }
+                    if let Some(total) = session_usage {
+                        session.reported_usage = total;
+                    }
                 }
             }
             Event::ToolCall { id, name, .. } => {

@@ -115,6 +115,9 @@ pub enum Event {
         /// The CLI's running total for its session after this command.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_total_usd: Option<f64>,
+        /// The CLI's running token count for its session after this command (Codex).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_usage: Option<Usage>,
     },
     /// A model call failed and will be retried.
     Retry {

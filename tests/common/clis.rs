@@ -14,11 +14,31 @@ use super::MockModel;
 /// How long one CLI command may take before the test calls it a hang.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The directory holding `node`, `claude`, `codex` and `gemini`.
+/// The directory holding `node`, `claude`, `codex` and `gemini`: `FLOTILLA_TEST_CLIS`,
+/// else `.ci/clis/node_modules/.bin`, installed there by `.ci/install-clis` (once per
+/// test run) when missing, so `cargo test` alone sets a fresh machine up.
 pub fn bin_dir() -> PathBuf {
-    std::env::var_os("FLOTILLA_TEST_CLIS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/clis/node_modules/.bin"))
+    if let Some(dir) = std::env::var_os("FLOTILLA_TEST_CLIS") {
+        return PathBuf::from(dir);
+    }
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let dir = root.join(".ci/clis/node_modules/.bin");
+            if !["node", "claude", "codex", "gemini"]
+                .iter()
+                .all(|c| dir.join(c).exists())
+            {
+                let status = std::process::Command::new(root.join(".ci/install-clis"))
+                    .stdin(Stdio::null())
+                    .status()
+                    .expect("run .ci/install-clis");
+                assert!(status.success(), ".ci/install-clis failed: {status}");
+            }
+            dir
+        })
+        .clone()
 }
 
 /// The CLI `name`, or a panic saying how to install it.

@@ -142,6 +142,8 @@ impl<'a> Session<'a> {
             workdir: &settings.workdir,
             sandbox: settings.sandbox.mode,
             network: settings.sandbox.network,
+            confined: settings.sandbox.mode != crate::sandbox::SandboxMode::Off
+                && crate::sandbox::sandbox_status().is_ok(),
             output_schema: schema_file.as_ref().map(|(s, f)| (*s, f.as_path())),
             max_budget_usd: remaining,
         };
@@ -238,7 +240,7 @@ impl<'a> Session<'a> {
     async fn save_session(&mut self, id: &str) -> Result<(), Stop> {
         *self.session = Some(CliSession {
             id: id.to_string(),
-            reported_usd: 0.0,
+            ..CliSession::default()
         });
         if self.agent.cancel.is_cancelled() {
             return Err(Stop::Cancelled);
@@ -274,7 +276,7 @@ impl<'a> Session<'a> {
                 if self.session.as_ref().is_none_or(|s| s.id != id) {
                     *self.session = Some(CliSession {
                         id: id.clone(),
-                        reported_usd: 0.0,
+                        ..CliSession::default()
                     });
                     self.journal(Event::Session { id });
                 }
@@ -293,36 +295,46 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// The CLI's own count for the command (its tokens, the session's running cost)
-    /// beside what its turns showed: the difference is charged.
+    /// The CLI's own count for the command (its tokens, or the session's running
+    /// tokens and cost) beside what its turns showed: the difference is charged, and
+    /// priced when the CLI gives no cost.
     fn settle(&mut self, result: &Outcome) {
-        let mut cost = 0.0;
-        let mut total = None;
-        if let (Some(t), Some(session)) = (result.total_cost_usd, self.session.as_mut()) {
-            cost = (t - session.reported_usd - self.turns_cost).max(0.0);
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let mut total_usd = None;
+        let mut cost = None;
+        if let Some(t) = result.total_cost_usd {
+            cost = Some((t - session.reported_usd - self.turns_cost).max(0.0));
             session.reported_usd = t;
-            total = Some(t);
+            total_usd = Some(t);
         }
-        let usage = result.usage.map_or_else(Usage::default, |u| Usage {
-            input_tokens: u.input_tokens.saturating_sub(self.turns_usage.input_tokens),
-            output_tokens: u
-                .output_tokens
-                .saturating_sub(self.turns_usage.output_tokens),
-            cache_read_tokens: u
-                .cache_read_tokens
-                .saturating_sub(self.turns_usage.cache_read_tokens),
-            cache_write_tokens: u
-                .cache_write_tokens
-                .saturating_sub(self.turns_usage.cache_write_tokens),
-        });
-        let cost = (cost > 1e-9 && self.agent.peek(|s| s.cost_usd.is_some())).then_some(cost);
-        if cost.is_none() && usage == Usage::default() && total.is_none() {
+        let command_usage = match (result.usage, result.session_usage) {
+            (Some(u), _) => Some(u),
+            (None, Some(total)) => {
+                let used = minus(total, session.reported_usage);
+                session.reported_usage = total;
+                Some(used)
+            }
+            (None, None) => None,
+        };
+        let usage = command_usage.map_or_else(Usage::default, |u| minus(u, self.turns_usage));
+        if cost.is_none() && usage != Usage::default() {
+            cost = self.agent.settings.model.price.map(|p| p.cost(usage));
+        }
+        let cost = cost.filter(|c| *c > 1e-12 && self.agent.peek(|s| s.cost_usd.is_some()));
+        if cost.is_none()
+            && usage == Usage::default()
+            && total_usd.is_none()
+            && result.session_usage.is_none()
+        {
             return;
         }
         self.journal(Event::Charged {
             cost_usd: cost.unwrap_or(0.0),
             usage,
-            session_total_usd: total,
+            session_total_usd: total_usd,
+            session_usage: result.session_usage,
         });
         spend(self.agent, Some(usage), cost, false);
     }
@@ -497,6 +509,16 @@ impl<'a> Session<'a> {
         if !self.agent.cancel.is_cancelled() {
             self.agent.record(event);
         }
+    }
+}
+
+/// `a - b`, field by field, never below zero.
+fn minus(a: Usage, b: Usage) -> Usage {
+    Usage {
+        input_tokens: a.input_tokens.saturating_sub(b.input_tokens),
+        output_tokens: a.output_tokens.saturating_sub(b.output_tokens),
+        cache_read_tokens: a.cache_read_tokens.saturating_sub(b.cache_read_tokens),
+        cache_write_tokens: a.cache_write_tokens.saturating_sub(b.cache_write_tokens),
     }
 }
 

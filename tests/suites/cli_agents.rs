@@ -1,0 +1,183 @@
+//! Real Claude Code and Codex sessions as flotilla agents, driven over MCP as a user's
+//! client would, each CLI pointed at the mock model: they write files with their own
+//! tools, keep their session across commands, and take part in a plan beside a
+//! built-in agent.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::common::clis::{self, CODEX_MODEL};
+use crate::common::*;
+
+/// `PATH` with the pinned CLIs (and their Node) first.
+fn path_with_clis() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![clis::bin_dir()];
+    dirs.extend(std::env::split_paths(&path));
+    std::env::join_paths(dirs)
+        .expect("PATH")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The config for both CLI kinds: Claude Code's and Codex's state directories under
+/// `root`, Codex pointed at the mock's Responses API.
+fn cli_config(root: &Path, mock: &MockModel) -> String {
+    let (claude_home, codex_home) = (root.join("claude-home"), root.join("codex-home"));
+    std::fs::create_dir_all(&claude_home).unwrap();
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            "model_provider = \"mock\"\nmodel = \"{CODEX_MODEL}\"\n\n[model_providers.mock]\n\
+             name = \"mock\"\nbase_url = \"{}\"\nenv_key = \"MOCK_KEY\"\nwire_api = \"responses\"\n\
+             request_max_retries = 0\nstream_max_retries = 0\n",
+            mock.openai_url()
+        ),
+    )
+    .unwrap();
+    format!(
+        "[providers.claude-code]\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\", CLAUDE_CODE_MAX_RETRIES = \"0\" }}\n\n\
+         [providers.codex]\ncommand = \"{}\"\nenv = {{ CODEX_HOME = \"{}\", MOCK_KEY = \"mock-key\" }}\n",
+        clis::cli("claude").display(),
+        claude_home.display(),
+        clis::cli("codex").display(),
+        codex_home.display()
+    )
+}
+
+async fn start() -> Flotilla {
+    let mock = MockModel::start().await;
+    let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let config = cli_config(root.path(), &mock);
+    Flotilla::builder()
+        .root(root)
+        .mock(mock)
+        .config(&config)
+        .env("PATH", &path_with_clis())
+        .start()
+        .await
+}
+
+fn work_file(fl: &Flotilla, name: &str) -> PathBuf {
+    fl.work().canonicalize().unwrap().join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_code_agent_writes_with_its_own_tools_and_keeps_its_session() {
+    let fl = start().await;
+    let target = work_file(&fl, "hello.txt");
+    fl.mock.script(
+        "[cc-agent]",
+        vec![
+            Step::tool(
+                "Write",
+                json!({"file_path": target, "content": "hi from claude code\n"}),
+            ),
+            Step::text("done: wrote hello.txt"),
+            Step::text("I wrote hello.txt in the first command"),
+        ],
+    );
+    let created = fl
+        .call(
+            "create_agent",
+            json!({"name": "cc", "model": "claude-code:sonnet", "role": "builder",
+                   "task": "[cc-agent] write hello.txt"}),
+        )
+        .await;
+    assert_eq!(created["status"], "running", "{created}");
+    let done = fl.wait_all(&["cc"]).await;
+    assert_eq!(
+        row(&done["agents"], "cc")["status"],
+        "idle",
+        "{done}\n{}",
+        fl.log_tail(30)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "hi from claude code\n"
+    );
+    let status = fl.status("cc").await;
+    assert_eq!(status["model"], "claude-code:sonnet", "{status}");
+    assert_eq!(status["tool_calls"], 1, "{status}");
+    assert!(status["cost_usd"].as_f64().unwrap() > 0.0, "{status}");
+    assert_eq!(
+        status["tokens"],
+        json!({"input": 200, "output": 40}),
+        "{status}"
+    );
+    let out = fl.output("cc").await;
+    assert!(out.to_string().contains("done: wrote hello.txt"), "{out}");
+
+    // What Claude Code sent: the model flotilla asked for, the role's instructions.
+    let reqs = fl.mock.requests_for("[cc-agent]");
+    assert_eq!(reqs[0].model(), "claude-sonnet-5-5");
+    assert!(
+        reqs[0].system_text().contains("Your name: cc"),
+        "{}",
+        reqs[0].system_text()
+    );
+
+    // The second command continues the same session: its request carries the first.
+    fl.command("cc", "what did you write?").await;
+    let done = fl.wait_all(&["cc"]).await;
+    assert_eq!(row(&done["agents"], "cc")["status"], "idle", "{done}");
+    let reqs = fl.mock.requests_for("[cc-agent]");
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_eq!(reqs[2].tool_call_ids(), [reqs[0].issued_ids[0].clone()]);
+    assert!(reqs[2].body_text().contains("what did you write?"));
+    let out = fl.output("cc").await;
+    assert!(out.to_string().contains("in the first command"), "{out}");
+    let kinds = fl.event_kinds("cc", &["session"]).await;
+    assert_eq!(kinds.len(), 1, "one session for both commands: {kinds:?}");
+    fl.mock.assert_no_protocol_problems();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_agent_runs_its_shell_and_resumes_its_thread() {
+    let fl = start().await;
+    fl.mock.script(
+        "[cx-agent]",
+        vec![
+            Step::tool("exec_command", json!({"cmd": "echo hello > out.txt"})),
+            Step::text("wrote out.txt"),
+            Step::text("out.txt holds hello"),
+        ],
+    );
+    fl.call(
+        "create_agent",
+        json!({"name": "cx", "model": format!("codex:{CODEX_MODEL}"), "task": "[cx-agent] write out.txt"}),
+    )
+    .await;
+    let done = fl.wait_all(&["cx"]).await;
+    assert_eq!(
+        row(&done["agents"], "cx")["status"],
+        "idle",
+        "{done}\n{}",
+        fl.log_tail(30)
+    );
+    let results = fl.mock.requests_for("[cx-agent]")[1].tool_results();
+
+    assert_eq!(
+        std::fs::read_to_string(work_file(&fl, "out.txt"))
+            .ok()
+            .as_deref(),
+        Some("hello\n"),
+        "what codex's shell said: {results:?}"
+    );
+    let status = fl.status("cx").await;
+    assert_eq!(status["tool_calls"], 1, "{status}");
+    let out = fl.output("cx").await;
+    assert!(out.to_string().contains("wrote out.txt"), "{out}");
+
+    fl.command("cx", "what is in out.txt?").await;
+    let done = fl.wait_all(&["cx"]).await;
+    assert_eq!(row(&done["agents"], "cx")["status"], "idle", "{done}");
+    let reqs = fl.mock.requests_for("[cx-agent]");
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_eq!(reqs[2].tool_call_ids(), [reqs[0].issued_ids[0].clone()]);
+    let out = fl.output("cx").await;
+    assert!(out.to_string().contains("holds hello"), "{out}");
+    fl.mock.assert_no_protocol_problems();
+}
