@@ -168,6 +168,13 @@ async fn a_codex_agent_runs_its_shell_and_resumes_its_thread() {
     );
     let status = fl.status("cx").await;
     assert_eq!(status["tool_calls"], 1, "{status}");
+    // The role's and orchestrator's part reached the model as developer instructions.
+    let first = &fl.mock.requests_for("[cx-agent]")[0];
+    assert!(
+        first.body_text().contains("Your name: cx"),
+        "{}",
+        first.body_text()
+    );
     let out = fl.output("cx").await;
     assert!(out.to_string().contains("wrote out.txt"), "{out}");
 
