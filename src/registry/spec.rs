@@ -77,6 +77,9 @@ impl Registry {
             sandbox,
             spec.worktree.as_ref(),
         ));
+        // Composing doubled its capacity (4 KB of text in an 8 KB buffer): held by
+        // every agent for its whole life, the slack was a third of an idle agent.
+        system_prompt.shrink_to_fit();
         AgentSettings {
             name: spec.name,
             role: spec.role,
