@@ -77,6 +77,8 @@ pub async fn run(commands: usize) -> Value {
     let work = tempfile::tempdir().expect("temp dir");
     let root = work.path().canonicalize().expect("work dir");
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(commands); VARIANTS.len()];
+    // CPU of the finished children (and theirs), per variant: where the time goes.
+    let mut child_cpu = vec![0.0; VARIANTS.len()];
     // Warm-up: page cache, first namespace set-up.
     for (_, variant) in VARIANTS {
         for _ in 0..5 {
@@ -85,37 +87,66 @@ pub async fn run(commands: usize) -> Value {
     }
     for _ in 0..commands {
         for (i, (_, variant)) in VARIANTS.iter().enumerate() {
+            let cpu0 = children_cpu_s();
             let t = Instant::now();
             once(*variant, &root).await;
             samples[i].push(t.elapsed().as_secs_f64() * 1e6);
+            child_cpu[i] += children_cpu_s() - cpu0;
         }
     }
     let summaries: Vec<Summary> = samples.iter().map(|s| Summary::of_ms(s)).collect();
     let base = summaries[0];
     let mut rows = Vec::new();
     let mut report = serde_json::Map::new();
-    for ((name, _), s) in VARIANTS.iter().zip(&summaries) {
+    for (((name, _), s), cpu) in VARIANTS.iter().zip(&summaries).zip(&child_cpu) {
+        let cpu_us = cpu * 1e6 / commands as f64;
         rows.push(vec![
             name.to_string(),
             format!("{:.0}", s.p50),
             format!("{:.0}", s.mean),
             format!("{:.0}", s.p99),
             format!("{:+.0}", s.p50 - base.p50),
+            format!("{cpu_us:.0}"),
         ]);
         report.insert(
             name.to_string(),
             json!({"p50_us": round(s.p50, 0), "mean_us": round(s.mean, 0), "p99_us": round(s.p99, 0),
-                   "extra_p50_us_vs_plain": round(s.p50 - base.p50, 0)}),
+                   "extra_p50_us_vs_plain": round(s.p50 - base.p50, 0),
+                   "children_cpu_us": round(cpu_us, 0)}),
         );
     }
     table(
         &format!(
             "sandbox: cost of confinement per run_command ({commands} × `true` per variant, interleaved)"
         ),
-        &["variant", "p50 µs", "mean µs", "p99 µs", "vs plain (p50)"],
+        &[
+            "variant",
+            "p50 µs",
+            "mean µs",
+            "p99 µs",
+            "vs plain (p50)",
+            "children's CPU µs",
+        ],
         &rows,
     );
     println!("load {}", loadavg());
     report.insert("commands".into(), json!(commands));
     Value::Object(report)
+}
+
+/// CPU seconds of this process's waited-for children and their descendants (`cutime`
+/// + `cstime` of `/proc/self/stat`, in 10 ms ticks: meaningful summed over many commands).
+fn children_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name: state is field 3, cutime 16, cstime 17 (1-based).
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(16) + ticks(17)) as f64 / 100.0
 }
