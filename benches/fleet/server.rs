@@ -256,13 +256,16 @@ impl Server {
     }
 
     pub async fn tool_names(&self) -> Vec<String> {
-        self.client
-            .list_all_tools()
+        self.tools()
             .await
-            .expect("tools/list")
             .into_iter()
             .map(|t| t.name.to_string())
             .collect()
+    }
+
+    /// The server's `tools/list`.
+    pub async fn tools(&self) -> Vec<rmcp::model::Tool> {
+        self.client.list_all_tools().await.expect("tools/list")
     }
 
     /// Resident memory (VmRSS) and its peak (VmHWM), in bytes.
