@@ -13,7 +13,7 @@
 //! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
 //! passes its path in `CARGO_BIN_EXE_flotilla`.
 //!
-//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|all` (comma list),
+//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|cli|all` (comma list),
 //! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
 //! scale, memory and guards, default 200), `--steps N` (model calls per scale and guards
 //! agent, default 5), `--idle N,..` (memory, default 1000,10000), `--running N` (memory,
@@ -38,6 +38,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "fleet/cli.rs"]
+mod cli;
 #[path = "fleet/compare.rs"]
 mod compare;
 #[path = "fleet/context.rs"]
@@ -93,7 +95,7 @@ struct Args {
     plan_batch: usize,
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "scale",
     "memory",
     "control",
@@ -101,6 +103,7 @@ const SCENARIOS: [&str; 7] = [
     "persistence",
     "guards",
     "sandbox",
+    "cli",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -325,6 +328,9 @@ async fn run(args: Args) {
     }
     if has("sandbox") {
         out.insert("sandbox".into(), sandbox::run(args.sandbox_commands).await);
+    }
+    if has("cli") {
+        out.insert("cli".into(), cli::run(5).await);
     }
     out.insert("load_end".into(), json!(stats::loadavg()));
     out.insert(

@@ -369,8 +369,11 @@ fn command_in(
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
     setup(&work);
+    // `setup` may have written one beside the work directory.
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "").expect("config");
+    if !config.exists() {
+        std::fs::write(&config, "").expect("config");
+    }
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.arg("--config")

@@ -23,7 +23,8 @@ pub struct CreateAgentParams {
     /// scout, planner, builder, reviewer or a custom role: its instructions and defaults.
     #[serde(default)]
     pub role: Option<String>,
-    /// `provider:model` or an alias (e.g. `sonnet`). Default: the server's.
+    /// `provider:model` or an alias (e.g. `sonnet`); `claude-code[:model]` or
+    /// `codex[:model]` for a CLI session. Default: the server's.
     #[serde(default)]
     pub model: Option<String>,
     /// Tools it may use. Default: the role's, else all.
