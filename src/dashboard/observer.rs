@@ -106,6 +106,13 @@ impl Seen {
                 c.output_tokens
                     .fetch_add(usage.output_tokens, Ordering::Relaxed);
             }
+            // A CLI's own count beyond what its turns showed (no model call of its own).
+            Event::Charged { usage, .. } => {
+                c.input_tokens
+                    .fetch_add(usage.input_tokens, Ordering::Relaxed);
+                c.output_tokens
+                    .fetch_add(usage.output_tokens, Ordering::Relaxed);
+            }
             Event::Retry { .. } => {
                 one(&c.model_retries);
             }

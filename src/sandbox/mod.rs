@@ -70,6 +70,9 @@ pub const SETUP_FAILED: i32 = 125;
 pub const LINGERING_NOTE: &str =
     "[Background processes were still running after the command exited; they were killed.]";
 
+/// Where a confined, isolated command sees its private temp directory instead.
+pub(crate) const TEMP_ROOTS: [&str; 2] = ["/tmp", "/var/tmp"];
+
 /// Variables every command loses, whatever the config says.
 pub(crate) const ALWAYS_SECRET: [&str; 3] =
     ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "FLOTILLA_TOKEN"];
@@ -97,6 +100,10 @@ pub struct LaunchSpec {
     /// config file): covered in its mount namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hidden: Vec<PathBuf>,
+    /// Directories a confined, isolated command must still see (read-only) where the
+    /// private temp directory covers them: a CLI session's program under `/tmp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visible: Vec<PathBuf>,
 }
 
 /// What a confined command may change, worked out by flotilla for the launcher.
@@ -400,7 +407,7 @@ impl Runtime {
         sandbox: Sandbox,
         agent: &str,
     ) -> Option<tokio::process::Command> {
-        self.command_with(command, cwd, sandbox, agent, &[])
+        self.command_with(command, cwd, sandbox, agent, &[], &[])
     }
 
     /// [`Runtime::command`], with `extra` directories writable too when it is
@@ -412,6 +419,7 @@ impl Runtime {
         sandbox: Sandbox,
         agent: &str,
         extra: &[PathBuf],
+        visible: &[PathBuf],
     ) -> Option<tokio::process::Command> {
         let launcher = self.launcher.as_ref()?;
         let mut confine = self.confinement(cwd, sandbox);
@@ -429,6 +437,10 @@ impl Runtime {
             isolate: self.isolate,
             hidden: match (&confine, self.isolate) {
                 (Some(_), true) => self.setup.hidden.clone(),
+                _ => Vec::new(),
+            },
+            visible: match (&confine, self.isolate) {
+                (Some(_), true) => visible.to_vec(),
                 _ => Vec::new(),
             },
             confine,
@@ -579,6 +591,7 @@ mod tests {
             }),
             temp: Some("/d/tmp/a1".into()),
             hidden: vec!["/d".into()],
+            visible: Vec::new(),
         };
         let arg = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<LaunchSpec>(&arg).unwrap(), spec);

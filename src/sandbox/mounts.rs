@@ -50,6 +50,12 @@ pub(super) fn private_view(spec: &LaunchSpec, writable: &[PathBuf]) -> Result<()
     if !writable.contains(&spec.cwd) && spec.cwd.is_dir() {
         keep.push((spec.cwd.clone(), clone_tree(&spec.cwd)?));
     }
+    // Taken now too, read-only: what must stay visible where the temp mount covers it.
+    for dir in spec.visible.iter().filter(|d| d.is_dir()) {
+        if !keep.iter().any(|(k, _)| k == dir) {
+            keep.push((dir.clone(), clone_tree(dir)?));
+        }
+    }
     if let Some(temp) = temp {
         place(&temp, Path::new(TEMP_MOUNTS[0]))?;
         for other in &TEMP_MOUNTS[1..] {
@@ -59,6 +65,8 @@ pub(super) fn private_view(spec: &LaunchSpec, writable: &[PathBuf]) -> Result<()
     if Path::new("/dev/shm").is_dir() {
         tmpfs(Path::new("/dev/shm"))?;
     }
+    // Outer directories first, so a writable one inside a visible one stays on top.
+    keep.sort_by_key(|(d, _)| d.components().count());
     let kept: Vec<PathBuf> = keep.iter().map(|(d, _)| d.clone()).collect();
     for (dir, tree) in &keep {
         // A mount point where the directory is now covered (under /tmp); elsewhere it

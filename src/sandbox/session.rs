@@ -35,6 +35,7 @@ pub fn session_command(launch: &SessionLaunch<'_>) -> std::io::Result<tokio::pro
         mode: launch.mode,
         network: true,
     };
+    let visible = under_temp(launch);
     let launched = RUNTIME.get().and_then(|r| {
         r.command_with(
             &format!(
@@ -46,6 +47,7 @@ pub fn session_command(launch: &SessionLaunch<'_>) -> std::io::Result<tokio::pro
             sandbox,
             launch.agent,
             launch.writable,
+            &visible,
         )
     });
     let mut cmd = match launched {
@@ -79,6 +81,44 @@ pub fn session_command(launch: &SessionLaunch<'_>) -> std::io::Result<tokio::pro
         cmd.env("TMPDIR", tmpdir);
     }
     Ok(cmd)
+}
+
+/// The directories under `/tmp` or `/var/tmp` that the session's program and `PATH`
+/// need (a CLI installed in a checkout under `/tmp`): the confined session's private
+/// temp covers those places, so they are kept visible, read-only. Each is the first
+/// directory below the temp root, so a Node script finds its `node_modules` too.
+fn under_temp(launch: &SessionLaunch<'_>) -> Vec<PathBuf> {
+    let path = launch
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let places = launch
+        .argv
+        .first()
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::split_paths(path));
+    let mut out: Vec<PathBuf> = Vec::new();
+    // Both the path as given (a symlink under /tmp) and where it leads.
+    let places = places.flat_map(|p| {
+        let real = p.canonicalize().ok();
+        [Some(p), real]
+    });
+    for real in places.flatten() {
+        for root in super::TEMP_ROOTS {
+            if let Ok(rest) = real.strip_prefix(root)
+                && let Some(first) = rest.components().next()
+            {
+                let dir = Path::new(root).join(first);
+                if dir.is_dir() && !out.contains(&dir) {
+                    out.push(dir);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `exec` of `argv` as one `sh -c` line, every word quoted.

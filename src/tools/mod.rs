@@ -206,13 +206,39 @@ fn expected_args(schema: &Value) -> String {
         .join(", ")
 }
 
-/// The activity label of a call known only by its name (a journaled call): the
-/// tool's [`Tool::label`], or the name itself on one short line.
+/// The activity label of a call known only by its name (a journaled call, a CLI
+/// session's tool): the tool's [`Tool::label`], or the name with the first telling
+/// field of its input (`Bash: cargo test`, `Write: src/main.rs`), on one short line.
 pub fn describe_call(name: &str, input: &Value) -> String {
-    match name.parse::<Tool>() {
-        Ok(tool) => tool.label(input),
-        Err(_) => text::truncate_chars(&tool::one_line(name), 80),
+    if let Ok(tool) = name.parse::<Tool>() {
+        return tool.label(input);
     }
+    const TELLING: [&str; 8] = [
+        "command",
+        "cmd",
+        "file_path",
+        "path",
+        "pattern",
+        "query",
+        "url",
+        "description",
+    ];
+    let detail = TELLING.iter().find_map(|k| match &input[k] {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Array(words) if !words.is_empty() => Some(
+            words
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
+    });
+    let line = match detail {
+        Some(d) => format!("{name}: {d}"),
+        None => name.to_string(),
+    };
+    text::truncate_chars(&tool::one_line(&line), 80)
 }
 
 #[cfg(test)]

@@ -361,3 +361,44 @@ async fn a_scout_session_runs_read_only() {
         "a scout's session wrote in its work directory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_in_cli_is_the_default_model_without_keys() {
+    // A machine with no key and no default model, but Claude Code on PATH and logged in
+    // (its credentials file in its state directory).
+    let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let (home, bin) = (root.path().join("home"), root.path().join("bin"));
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(home.join(".claude/.credentials.json"), "{}").unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(fake(), bin.join("claude")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let fl = Flotilla::builder()
+        .root(root)
+        .env("ANTHROPIC_API_KEY", "")
+        .env("OPENAI_API_KEY", "")
+        .env("FLOTILLA_MODEL", "")
+        .env("HOME", home.to_str().unwrap())
+        .env("PATH", &path)
+        .start()
+        .await;
+    let info = fl.client.peer_info().expect("server info");
+    let instructions = info.instructions.clone().unwrap_or_default();
+    assert!(
+        instructions.contains("Default model: `claude-code`"),
+        "{instructions}"
+    );
+    let created = fl
+        .call(
+            "create_agent",
+            json!({"name": "d", "task": "write hello.txt"}),
+        )
+        .await;
+    assert_eq!(created["model"], "claude-code", "{created}");
+    let done = fl.wait_all(&["d"]).await;
+    assert_eq!(row(&done["agents"], "d")["status"], "idle", "{done}");
+    assert!(
+        fl.log_tail(200)
+            .contains("the default model is the claude-code CLI")
+    );
+}

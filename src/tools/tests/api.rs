@@ -213,4 +213,24 @@ fn describe_call_is_one_short_line() {
     assert!(!long.contains('\n'));
     let weird = describe_call(&"n".repeat(100), &json!(null));
     assert!(weird.chars().count() <= 80);
+    // A CLI session's tools: the name and the first telling field.
+    assert_eq!(
+        describe_call(
+            "Bash",
+            &json!({"command": "cargo test", "description": "run"})
+        ),
+        "Bash: cargo test"
+    );
+    assert_eq!(
+        describe_call("Write", &json!({"file_path": "/w/a.rs", "content": "x"})),
+        "Write: /w/a.rs"
+    );
+    assert_eq!(
+        describe_call("shell", &json!({"command": ["bash", "-lc", "ls"]})),
+        "shell: bash -lc ls"
+    );
+    assert_eq!(
+        describe_call("TodoWrite", &json!({"todos": []})),
+        "TodoWrite"
+    );
 }
