@@ -39,7 +39,7 @@ use opentelemetry_sdk::runtime;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracer, SdkTracerProvider, SpanData};
 
-pub use spans::{CommandSpan, Outcome, ToolSpan, command_span};
+pub use spans::{ChatSpan, CommandSpan, Outcome, ToolSpan, command_span};
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor `OTEL_RESOURCE_ATTRIBUTES` give one.
 const SERVICE_NAME: &str = "flotilla";

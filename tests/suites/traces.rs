@@ -491,3 +491,52 @@ async fn no_endpoint_exports_nothing_and_a_dead_one_slows_nothing() {
     );
     assert!(shutdown < Duration::from_secs(8), "{shutdown:?}");
 }
+
+/// A CLI agent's command is traced like a built-in one: its model turns and the CLI's
+/// tool calls are spans under the command's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_session_is_traced_turn_by_turn() {
+    let receiver = Receiver::start().await;
+    let fake = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-claude");
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let state = root.path().join("claude-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = format!(
+        "[providers.fake]\nkind = \"claude-code\"\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\" }}\n",
+        fake.display(),
+        state.display()
+    );
+    let fl = Flotilla::builder()
+        .root(root)
+        .config(&config)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url())
+        .start()
+        .await;
+    fl.call(
+        "create_agent",
+        json!({"name": "cc", "model": "fake", "task": "write hello.txt"}),
+    )
+    .await;
+    fl.wait_all(&["cc"]).await;
+    assert!(fl.shutdown(Duration::from_secs(20)).await);
+    // One command, two model turns, one tool call.
+    let spans = receiver.wait_spans(4, Duration::from_secs(10)).await;
+    let [command] = named(&spans, "invoke_agent cc")[..] else {
+        panic!("one command span: {spans:#?}");
+    };
+    let chats: Vec<&Got> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("chat "))
+        .collect();
+    assert_eq!(chats.len(), 2, "{spans:#?}");
+    assert!(chats.iter().all(|c| c.parent == command.span_id));
+    assert!(
+        chats
+            .iter()
+            .all(|c| c.str("gen_ai.provider.name") == "claude-code")
+    );
+    let [tool] = named(&spans, "execute_tool Write")[..] else {
+        panic!("one tool span: {spans:#?}");
+    };
+    assert_eq!(tool.parent, command.span_id);
+}

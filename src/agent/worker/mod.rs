@@ -213,6 +213,7 @@ async fn attempts(
                     job.ticket,
                     job.output_schema.as_ref(),
                     session,
+                    &job.trace,
                 );
                 AssertUnwindSafe(Box::pin(run.run(prompt)))
                     .catch_unwind()

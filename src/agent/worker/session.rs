@@ -31,6 +31,7 @@ use crate::model::{Block, Message, Role, StopReason, Usage};
 use crate::plan::checkpoint::Checkpoint;
 use crate::sandbox::{SandboxMode, SessionLaunch};
 use crate::store::event::Event;
+use crate::telemetry::{ChatSpan, CommandSpan, ToolSpan};
 use crate::text::short;
 
 /// Most characters of a tool result the CLI ran that are kept in the log.
@@ -59,6 +60,11 @@ pub(super) struct Session<'a> {
     turns_usage: Usage,
     /// Tool calls under way: id → CLI tool name.
     calls: Vec<(String, String)>,
+    /// The command's trace span; the model turn and tool calls under way as spans of
+    /// it (a turn's span starts when the CLI starts or its tools have answered).
+    trace: &'a CommandSpan,
+    chat: Option<ChatSpan>,
+    tool_spans: Vec<(String, ToolSpan)>,
 }
 
 impl<'a> Session<'a> {
@@ -73,6 +79,7 @@ impl<'a> Session<'a> {
         ticket: u64,
         schema: Option<&'a Value>,
         session: &'a mut Option<CliSession>,
+        trace: &'a CommandSpan,
     ) -> Self {
         Self {
             agent,
@@ -89,6 +96,9 @@ impl<'a> Session<'a> {
             turns_cost: 0.0,
             turns_usage: Usage::default(),
             calls: Vec::new(),
+            trace,
+            chat: None,
+            tool_spans: Vec::new(),
         }
     }
 
@@ -122,6 +132,7 @@ impl<'a> Session<'a> {
     async fn invoke(&mut self, prompt: &str) -> Result<Outcome, Stop> {
         let mut dialect = self.cli.kind.dialect();
         let mut process = self.start(prompt, dialect.as_ref()).await?;
+        self.chat = Some(self.chat_span());
         self.turns_cost = 0.0;
         self.turns_usage = Usage::default();
         let limit = self.agent.fleet.stall_timeout;
@@ -386,6 +397,8 @@ impl<'a> Session<'a> {
         } else {
             StopReason::ToolUse
         };
+        let chat = self.chat.take().unwrap_or_else(|| self.chat_span());
+        chat.answered(&message, turn.usage, &stop_reason, cost);
         self.journal(Event::Model {
             message: message.clone(),
             usage: turn.usage,
@@ -403,6 +416,8 @@ impl<'a> Session<'a> {
                 s.tool_calls += 1;
                 s.activity = Some(Activity::now(label));
             });
+            self.tool_spans
+                .push((id.clone(), self.trace.tool(&name, &id, &input)));
             self.journal(Event::ToolCall {
                 id: id.clone(),
                 name: name.clone(),
@@ -428,6 +443,13 @@ impl<'a> Session<'a> {
             None => "tool".to_string(),
         };
         let content = crate::text::truncate_chars(&content, RESULT_CHARS);
+        if let Some(at) = self.tool_spans.iter().position(|(i, _)| *i == id) {
+            self.tool_spans.remove(at).1.end(&content, is_error);
+        }
+        // Its tools have answered: the CLI's next model call is under way.
+        if self.calls.is_empty() && self.chat.is_none() {
+            self.chat = Some(self.chat_span());
+        }
         self.journal(Event::ToolResult {
             id: id.clone(),
             name,
@@ -437,6 +459,23 @@ impl<'a> Session<'a> {
             files_written: Vec::new(),
         });
         self.conversation.push_tool_result(id, content, is_error);
+    }
+
+    /// A span for the CLI's model call under way.
+    fn chat_span(&self) -> ChatSpan {
+        let settings = &self.agent.settings;
+        let model = match settings.model.model.as_str() {
+            "" => self.cli.kind.name(),
+            model => model,
+        };
+        let request = crate::model::ModelRequest {
+            model,
+            system: "",
+            messages: &[],
+            tools: &[],
+            max_tokens: 0,
+        };
+        self.trace.chat(self.cli.kind.name(), &request)
     }
 
     /// The CLI's final answer becomes the command's output; when it is not the last
