@@ -128,8 +128,6 @@ impl<'a> Session<'a> {
             Some(schema) => Some((schema, self.hand_over("schema.json", &schema.to_string())?)),
             None => None,
         };
-        let prompt_file = self.hand_over("prompt.txt", prompt)?;
-        let system_prompt = settings.system_prompt.clone();
         let remaining = settings
             .caps
             .max_cost_usd
@@ -137,7 +135,7 @@ impl<'a> Session<'a> {
         let run = Invocation {
             model: &settings.model.model,
             session,
-            system_prompt: &system_prompt,
+            system_prompt: &settings.system_prompt,
             tools: &settings.tools,
             workdir: &settings.workdir,
             sandbox: settings.sandbox.mode,
@@ -148,6 +146,8 @@ impl<'a> Session<'a> {
             max_budget_usd: remaining,
         };
         let mut dialect = self.cli.kind.dialect();
+        let prompt_file = self.hand_over("prompt.txt", &dialect.prompt(&run, prompt))?;
+        dialect.prepare(self.cli).map_err(|e| self.failed(e))?;
         let mut argv = vec![program.display().to_string()];
         argv.extend(self.cli.args.iter().cloned());
         argv.extend(dialect.args(&run, self.cli));
@@ -228,7 +228,7 @@ impl<'a> Session<'a> {
         }
         match self.cli.kind {
             CliKind::Codex => Ok(SessionRef::Fresh),
-            CliKind::ClaudeCode => {
+            CliKind::ClaudeCode | CliKind::Gemini => {
                 let id = new_session_id();
                 self.save_session(&id).await?;
                 Ok(SessionRef::New(id))
@@ -527,6 +527,7 @@ fn vendor(kind: CliKind) -> &'static str {
     match kind {
         CliKind::ClaudeCode => "anthropic",
         CliKind::Codex => "openai",
+        CliKind::Gemini => "google",
     }
 }
 
