@@ -13,7 +13,7 @@
 //! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
 //! passes its path in `CARGO_BIN_EXE_flotilla`.
 //!
-//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|all` (comma list),
+//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|cli|all` (comma list),
 //! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
 //! scale, memory and guards, default 200), `--steps N` (model calls per scale and guards
 //! agent, default 5), `--idle N,..` (memory, default 1000,10000), `--running N` (memory,
@@ -26,7 +26,10 @@
 //! build from before the store), `--persist-agents N` (default 1000), `--guard-agents N`
 //! (guards: the fleet run with `--max-running 0` and 16, default 100) and `--guard-runs
 //! N` (guards: end-to-end runs of each, interleaved, default 1) and `--sandbox-commands N`
-//! (sandbox: `run_command`s per variant, default 300), `--compare PATH` (print every
+//! (sandbox: `run_command`s per variant, default 300), `--plan-batch N` (memory and
+//! control: create the idle fleet with `create_agents` calls of N agents instead of one
+//! `create_agent` per agent, 16 in flight; e.g. `--idle 100000 --plan-batch 1000`),
+//! `--compare PATH` (print every
 //! figure beside the same figure in a saved `--json` file of an earlier run, with the
 //! ratio; keep a baseline with `--json target/baseline.json` and compare later runs to it).
 //!
@@ -35,12 +38,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "fleet/cli.rs"]
+mod cli;
 #[path = "fleet/compare.rs"]
 mod compare;
 #[path = "fleet/context.rs"]
 mod context;
 #[path = "fleet/control.rs"]
 mod control;
+#[path = "fleet/definitions.rs"]
+mod definitions;
 #[path = "fleet/guards.rs"]
 mod guards;
 #[path = "fleet/memory.rs"]
@@ -85,9 +92,10 @@ struct Args {
     guard_agents: usize,
     guard_runs: usize,
     sandbox_commands: usize,
+    plan_batch: usize,
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "scale",
     "memory",
     "control",
@@ -95,6 +103,7 @@ const SCENARIOS: [&str; 7] = [
     "persistence",
     "guards",
     "sandbox",
+    "cli",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -119,6 +128,7 @@ fn parse_args() -> Result<Args, String> {
         guard_agents: 100,
         guard_runs: 1,
         sandbox_commands: 300,
+        plan_batch: 0,
     };
     let mut it = std::env::args().skip(1);
     fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -187,6 +197,7 @@ fn parse_args() -> Result<Args, String> {
             "--guard-agents" => a.guard_agents = num(&value()?)?,
             "--guard-runs" => a.guard_runs = num(&value()?)?,
             "--sandbox-commands" => a.sandbox_commands = num(&value()?)?,
+            "--plan-batch" => a.plan_batch = num(&value()?)?,
             "--help" => {
                 println!(
                     "{}",
@@ -271,7 +282,8 @@ async fn run(args: Args) {
     }
     let mut reuse = None;
     if has("memory") {
-        let (report, server, mock, have) = memory::run(&args.idle, args.running, latency).await;
+        let (report, server, mock, have) =
+            memory::run(&args.idle, args.running, latency, args.plan_batch).await;
         out.insert("memory".into(), report);
         if has("control") {
             reuse = Some((server, mock, have));
@@ -282,7 +294,7 @@ async fn run(args: Args) {
     if has("control") {
         out.insert(
             "control".into(),
-            control::run(args.samples, args.control_agents, reuse).await,
+            control::run(args.samples, args.control_agents, reuse, args.plan_batch).await,
         );
     }
     if has("context") {
@@ -316,6 +328,9 @@ async fn run(args: Args) {
     }
     if has("sandbox") {
         out.insert("sandbox".into(), sandbox::run(args.sandbox_commands).await);
+    }
+    if has("cli") {
+        out.insert("cli".into(), cli::run(5).await);
     }
     out.insert("load_end".into(), json!(stats::loadavg()));
     out.insert(

@@ -4,7 +4,8 @@
 //! a naive orchestrator that polls `get_agent_status` every 15 s instead of sleeping in
 //! `wait_for_agents`; time is scaled (model steps of `latency` stand for `step_s`
 //! seconds, and the poll interval is scaled by the same factor), so the number of polls
-//! is what the real job would see.
+//! is what the real job would see. Last, the job submitted as one plan
+//! (`create_agents` with `depends_on`), and the bytes of the tool definitions.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -213,6 +214,69 @@ async fn job(mode: Mode, latency: Duration) -> RunResult {
     }
 }
 
+/// The same job submitted whole, as the MCP instructions teach: one `create_agents`
+/// with the five agents and their `depends_on` (each receives its dependencies'
+/// answers, so the orchestrator copies nothing), one `wait_for_agents` on the builder
+/// that also returns its report, and `delete_all_agents`. Also measures the tool
+/// definitions on the same server.
+async fn plan_job(latency: Duration) -> (RunResult, Value) {
+    let mock = Mock::start(latency, 5, 8).await;
+    let server = Server::start(&mock.url, write_project).await;
+    let definitions = crate::definitions::run(&server).await;
+    let mut o = Orchestrator {
+        server: &server,
+        calls: Vec::new(),
+        turns: 0,
+        status_bytes: Vec::new(),
+        answers: 0,
+    };
+    let t = Instant::now();
+    let mut agents: Vec<Value> = scouts()
+        .into_iter()
+        .map(|(name, role, task)| json!({"name": name, "role": role, "task": task}))
+        .collect();
+    agents.push(json!({"name": "planner", "role": "planner", "depends_on": ["scout-api", "scout-config", "scout-tests"],
+        "task": "Goal: add per-client rate limiting (token bucket, keyed by X-Client-Id) to the HTTP API, answering 429 when exceeded, from the scouts' findings. Constraints: no new dependencies; keep existing tests passing. Produce an ordered plan: files, steps, tests, risks; under 2,500 chars. [bench k=planner a=3]"}));
+    agents.push(json!({"name": "builder", "role": "builder", "depends_on": ["planner"],
+        "task": "Implement the planner's plan. Build and run the tests with `cargo test`. Do not touch unrelated files. Report files changed and test results, under 1,500 chars. [bench k=builder a=4]"}));
+    o.call("create_agents", json!({"agents": agents})).await;
+    o.turns += 1;
+    let r = o
+        .call(
+            "wait_for_agents",
+            json!({"agents": ["builder"], "timeout_s": 600, "output_max_chars": 4000}),
+        )
+        .await;
+    o.turns += 1;
+    assert_eq!(r["timed_out"], false, "{r}");
+    let row = &r["agents"][0];
+    assert_eq!(row["status"], "idle", "{r}");
+    let output = row["output"].as_str().unwrap_or("");
+    o.answers += output.len();
+    if output.chars().count() as u64 != row["output_chars"].as_u64().unwrap_or(0) {
+        o.call("get_agent_output", json!({"agent": "builder"}))
+            .await;
+        o.turns += 1;
+    }
+    let stages = vec![t.elapsed()];
+    o.call("delete_all_agents", json!({})).await;
+    o.turns += 1;
+    let (calls, turns, status_bytes, answers) = (o.calls, o.turns, o.status_bytes, o.answers);
+    let progress = server.handler.progress.load(Ordering::Relaxed);
+    let progress_bytes = server.handler.progress_bytes.load(Ordering::Relaxed);
+    server.stop().await;
+    let run = RunResult {
+        calls,
+        answers,
+        turns,
+        stages,
+        status_bytes,
+        progress,
+        progress_bytes,
+    };
+    (run, definitions)
+}
+
 fn tokens(r: &RunResult) -> f64 {
     let text: usize = r.calls.iter().map(|c| c.text).sum();
     text as f64 / BYTES_PER_TOKEN + r.calls.len() as f64 * CALL_OVERHEAD_TOKENS
@@ -224,6 +288,7 @@ pub async fn run(latency: Duration, poll_s: f64, step_s: f64) -> Value {
     let scale = step_s / latency.as_secs_f64();
     let poll_every = Duration::from_secs_f64(poll_s / scale);
     let poll = job(Mode::Poll(poll_every), latency).await;
+    let (plan, definitions) = plan_job(latency).await;
 
     // Per-call table for the wait-driven job.
     let rows: Vec<Vec<String>> = wait
@@ -298,6 +363,7 @@ pub async fn run(latency: Duration, poll_s: f64, step_s: f64) -> Value {
         &[
             summary_row("wait_for_agents", &wait),
             summary_row(&format!("poll every {poll_s:.0} s"), &poll),
+            summary_row("one plan (create_agents)", &plan),
         ],
     );
     let status = Summary::of_ms(&poll.status_bytes);
@@ -343,6 +409,8 @@ pub async fn run(latency: Duration, poll_s: f64, step_s: f64) -> Value {
         },
         "wait": run_json(&wait),
         "poll": run_json(&poll),
+        "plan": run_json(&plan),
+        "definitions": definitions,
         "load_before": load_before,
         "load_after": loadavg(),
     })

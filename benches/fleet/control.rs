@@ -55,7 +55,12 @@ where
     }
 }
 
-pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usize)>) -> Value {
+pub async fn run(
+    samples: usize,
+    agents: usize,
+    reuse: Option<(Server, Mock, usize)>,
+    batch: usize,
+) -> Value {
     let load_before = loadavg();
     let mut results = Vec::new();
 
@@ -96,7 +101,7 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
         }
     };
     if have < agents {
-        populate(&server, have, agents).await;
+        populate(&server, have, agents, batch).await;
     }
     let fleet = agents.max(have);
     let list_wire = std::cell::Cell::new(0u64);
@@ -149,7 +154,7 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
     results.push(
         measure(
             &server,
-            "list_agents (every row)",
+            "list_agents (first page: 100 rows)",
             fleet,
             (samples / 100).max(10),
             |_| async {
@@ -178,6 +183,28 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
         })
         .await,
     );
+    results.push(
+        measure(
+            &server,
+            "create_agents (1,000 agents, no task)",
+            fleet,
+            5,
+            |i| {
+                let server = &server;
+                async move {
+                    let agents: Vec<Value> = (0..1000)
+                        .map(|j| json!({"name": format!("plan-{i}-{j:04}")}))
+                        .collect();
+                    let r = server
+                        .call("create_agents", json!({"agents": agents}))
+                        .await;
+                    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+                    text_of(&r).len()
+                }
+            },
+        )
+        .await,
+    );
     let list_wire = list_wire.get();
     server.stop().await;
 
@@ -186,7 +213,7 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
     {
         let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
         let server = Server::start_http(&mock.url, write_project).await;
-        populate(&server, 0, fleet).await;
+        populate(&server, 0, fleet, batch).await;
         results.push(
             measure(&server, "ping over HTTP", fleet, samples, |_| async {
                 server.ping().await;
@@ -245,10 +272,10 @@ pub async fn run(samples: usize, agents: usize, reuse: Option<(Server, Mock, usi
         &rows,
     );
     println!(
-        "  list_agents with every row: {} of text, {} on the wire (text + structuredContent + JSON-RPC)",
+        "  list_agents, a 100-row page: {} of text, {} on the wire (text + structuredContent + JSON-RPC)",
         kib(results
             .iter()
-            .find(|m| m.what.starts_with("list_agents (every"))
+            .find(|m| m.what.starts_with("list_agents (first"))
             .map_or(0, |m| m.bytes) as f64),
         kib(list_wire as f64)
     );

@@ -13,8 +13,22 @@ use crate::mock::{Mock, write_project};
 use crate::server::{Server, UNLIMITED, call, text_of};
 use crate::stats::{kib, loadavg, round, table};
 
-/// Create idle agents `idle-{from}` .. `idle-{to - 1}`, 16 calls in flight.
-pub async fn populate(server: &Server, from: usize, to: usize) {
+/// Create idle agents `idle-{from}` .. `idle-{to - 1}`: with `batch` 0 one
+/// `create_agent` each, 16 calls in flight; else `create_agents` calls of `batch`
+/// agents, one at a time (a plan's agents are created together).
+pub async fn populate(server: &Server, from: usize, to: usize, batch: usize) {
+    if batch > 0 {
+        for start in (from..to).step_by(batch) {
+            let agents: Vec<Value> = (start..(start + batch).min(to))
+                .map(|i| json!({"name": format!("idle-{i:05}")}))
+                .collect();
+            let r = server
+                .call("create_agents", json!({"agents": agents}))
+                .await;
+            assert_ne!(r.is_error, Some(true), "create_agents: {}", text_of(&r));
+        }
+        return;
+    }
     futures::stream::iter(from..to)
         .map(|i| {
             let peer = server.peer();
@@ -33,6 +47,15 @@ pub async fn populate(server: &Server, from: usize, to: usize) {
         .await;
 }
 
+/// How [`populate`] creates, in words.
+pub fn via(batch: usize) -> String {
+    if batch == 0 {
+        "create_agent, 16 calls in flight".into()
+    } else {
+        format!("create_agents of {batch}, one call at a time")
+    }
+}
+
 /// Let the allocator and the runtime settle before reading RSS.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -44,6 +67,7 @@ pub async fn run(
     idle: &[usize],
     running: usize,
     latency: Duration,
+    batch: usize,
 ) -> (Value, Server, Mock, usize) {
     let load_before = loadavg();
     let mock = Mock::start(latency, 5, running.max(1)).await;
@@ -63,8 +87,9 @@ pub async fn run(
     let mut created = 0;
     for &n in idle {
         let t = std::time::Instant::now();
-        populate(&server, have, n).await;
-        create_s += t.elapsed().as_secs_f64();
+        populate(&server, have, n, batch).await;
+        let took = t.elapsed().as_secs_f64();
+        create_s += took;
         created += n.saturating_sub(have);
         have = n;
         settle().await;
@@ -77,7 +102,10 @@ pub async fn run(
             format!("{:.1} KiB", per / 1024.0),
             server.threads().to_string(),
         ]);
-        idle_json.push(json!({"agents": n, "rss_bytes": rss, "bytes_per_agent": round(per, 0)}));
+        idle_json.push(
+            json!({"agents": n, "rss_bytes": rss, "bytes_per_agent": round(per, 0),
+            "create_s": round(took, 2), "rss_peak_bytes": server.rss().1}),
+        );
     }
 
     // Running: a fresh server, `running` agents with a 5-step task, RSS sampled meanwhile.
@@ -162,12 +190,14 @@ pub async fn run(
     );
     let creates_per_s = created as f64 / create_s.max(1e-9);
     println!(
-        "  idle agents were created at {creates_per_s:.0} create_agent calls/s (16 in flight); the store holds {} for {have} idle agents",
+        "  idle agents were created at {creates_per_s:.0}/s ({}); the store holds {} for {have} idle agents",
+        via(batch),
         kib(server.data_bytes() as f64)
     );
     let report = json!({
         "rss_start_bytes": rss0,
         "idle_creates_per_s": round(creates_per_s, 0),
+        "idle_created_via": via(batch),
         "idle_store_bytes": server.data_bytes(),
         "idle": idle_json,
         "running": {

@@ -211,7 +211,13 @@ async fn messages(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
         "stop_sequence": null,
         "usage": {"input_tokens": input_tokens, "output_tokens": OUTPUT_TOKENS},
     });
-    let bytes = serde_json::to_vec(&out).expect("serialize reply");
+    // Claude Code always streams; flotilla never does.
+    let streamed = text.contains(r#""stream":true"#);
+    let bytes = if streamed {
+        sse(&out).into_bytes()
+    } else {
+        serde_json::to_vec(&out).expect("serialize reply")
+    };
     drop(body);
 
     tokio::time::sleep(st.latency).await;
@@ -225,7 +231,67 @@ async fn messages(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     st.holds_ns.lock().expect("holds").push(now - arrived);
     st.inflight.fetch_sub(1, Ordering::Relaxed);
-    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    let kind = if streamed {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    ([(header::CONTENT_TYPE, kind)], bytes).into_response()
+}
+
+/// `message` as the Messages API streams it (server-sent events).
+fn sse(message: &Value) -> String {
+    let mut out = String::new();
+    let mut event = |name: &str, data: Value| {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    let mut start = message.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    start["usage"]["output_tokens"] = json!(1);
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": start}),
+    );
+    for (i, block) in message["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let (first, delta) = if block["type"] == "tool_use" {
+            let mut first = block.clone();
+            first["input"] = json!({});
+            (
+                first,
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            )
+        } else {
+            (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            )
+        };
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": i, "content_block": first}),
+        );
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": i, "delta": delta}),
+        );
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        );
+    }
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": null},
+               "usage": {"output_tokens": message["usage"]["output_tokens"]}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    out
 }
 
 /// The reply for `step` (1-based): (content blocks, stop_reason, is it the final answer).

@@ -6,7 +6,9 @@
 //! `sandbox: off` (PID + mount namespaces only, as before), `workspace-write` (plus a
 //! Landlock ruleset and a network namespace with loopback up), `workspace-write` with
 //! `network: true` (Landlock only) and `read-only`, interleaved round by round so load
-//! changes hit every variant alike. Wall time per command, in microseconds.
+//! changes hit every variant alike. Beside them, the floor: a plain spawn of the same
+//! `sh -c true` from this process (tokio, piped output, own process group), no launcher
+//! and no tool code. Wall time per command, in microseconds.
 
 use std::time::Instant;
 
@@ -16,16 +18,49 @@ use tokio_util::sync::CancellationToken;
 
 use crate::stats::{Summary, loadavg, round, table};
 
-const VARIANTS: [(&str, SandboxMode, bool); 4] = [
-    ("off (namespaces only)", SandboxMode::Off, false),
-    ("workspace-write", SandboxMode::WorkspaceWrite, false),
+/// Each variant: its name and the agent's sandbox (`None`: the plain spawn).
+const VARIANTS: [(&str, Option<(SandboxMode, bool)>); 5] = [
+    ("plain spawn (no launcher)", None),
+    ("off (namespaces only)", Some((SandboxMode::Off, false))),
+    (
+        "workspace-write",
+        Some((SandboxMode::WorkspaceWrite, false)),
+    ),
     (
         "workspace-write + network",
-        SandboxMode::WorkspaceWrite,
-        true,
+        Some((SandboxMode::WorkspaceWrite, true)),
     ),
-    ("read-only", SandboxMode::ReadOnly, false),
+    ("read-only", Some((SandboxMode::ReadOnly, false))),
 ];
+
+/// Run `true` once as `variant`; panics if it fails.
+async fn once(variant: Option<(SandboxMode, bool)>, root: &std::path::Path) {
+    let Some((mode, network)) = variant else {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", "true"])
+            .current_dir(root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("spawn sh");
+        assert!(out.status.success(), "sh -c true failed");
+        return;
+    };
+    let ctx = flotilla::tools::ToolContext {
+        root: root.to_path_buf(),
+        cancel: CancellationToken::new(),
+        sandbox: Sandbox { mode, network },
+        agent: "bench".into(),
+    };
+    let out = flotilla::tools::Tool::RunCommand
+        .run(json!({"command": "true"}), &ctx)
+        .await;
+    assert!(!out.is_error, "run_command failed: {}", out.content);
+}
 
 pub async fn run(commands: usize) -> Value {
     let temps = tempfile::tempdir().expect("temp dir");
@@ -41,58 +76,77 @@ pub async fn run(commands: usize) -> Value {
     }
     let work = tempfile::tempdir().expect("temp dir");
     let root = work.path().canonicalize().expect("work dir");
-    let ctx = |mode, network| flotilla::tools::ToolContext {
-        root: root.clone(),
-        cancel: CancellationToken::new(),
-        sandbox: Sandbox { mode, network },
-        agent: "bench".into(),
-    };
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(commands); VARIANTS.len()];
+    // CPU of the finished children (and theirs), per variant: where the time goes.
+    let mut child_cpu = vec![0.0; VARIANTS.len()];
     // Warm-up: page cache, first namespace set-up.
-    for (_, mode, network) in VARIANTS {
+    for (_, variant) in VARIANTS {
         for _ in 0..5 {
-            flotilla::tools::Tool::RunCommand
-                .run(json!({"command": "true"}), &ctx(mode, network))
-                .await;
+            once(variant, &root).await;
         }
     }
     for _ in 0..commands {
-        for (i, (_, mode, network)) in VARIANTS.iter().enumerate() {
-            let c = ctx(*mode, *network);
+        for (i, (_, variant)) in VARIANTS.iter().enumerate() {
+            let cpu0 = children_cpu_s();
             let t = Instant::now();
-            let out = flotilla::tools::Tool::RunCommand
-                .run(json!({"command": "true"}), &c)
-                .await;
+            once(*variant, &root).await;
             samples[i].push(t.elapsed().as_secs_f64() * 1e6);
-            assert!(!out.is_error, "run_command failed: {}", out.content);
+            child_cpu[i] += children_cpu_s() - cpu0;
         }
     }
     let summaries: Vec<Summary> = samples.iter().map(|s| Summary::of_ms(s)).collect();
     let base = summaries[0];
     let mut rows = Vec::new();
     let mut report = serde_json::Map::new();
-    for ((name, _, _), s) in VARIANTS.iter().zip(&summaries) {
+    for (((name, _), s), cpu) in VARIANTS.iter().zip(&summaries).zip(&child_cpu) {
+        let cpu_us = cpu * 1e6 / commands as f64;
         rows.push(vec![
             name.to_string(),
             format!("{:.0}", s.p50),
             format!("{:.0}", s.mean),
             format!("{:.0}", s.p99),
             format!("{:+.0}", s.p50 - base.p50),
+            format!("{cpu_us:.0}"),
         ]);
         report.insert(
             name.to_string(),
             json!({"p50_us": round(s.p50, 0), "mean_us": round(s.mean, 0), "p99_us": round(s.p99, 0),
-                   "extra_p50_us": round(s.p50 - base.p50, 0)}),
+                   "extra_p50_us_vs_plain": round(s.p50 - base.p50, 0),
+                   "children_cpu_us": round(cpu_us, 0)}),
         );
     }
     table(
         &format!(
             "sandbox: cost of confinement per run_command ({commands} × `true` per variant, interleaved)"
         ),
-        &["variant", "p50 µs", "mean µs", "p99 µs", "vs off (p50)"],
+        &[
+            "variant",
+            "p50 µs",
+            "mean µs",
+            "p99 µs",
+            "vs plain (p50)",
+            "children's CPU µs",
+        ],
         &rows,
     );
     println!("load {}", loadavg());
     report.insert("commands".into(), json!(commands));
     Value::Object(report)
+}
+
+/// CPU seconds of this process's waited-for children and their descendants (`cutime`
+/// + `cstime` of `/proc/self/stat`, in 10 ms ticks: meaningful summed over many commands).
+fn children_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name: state is field 3, cutime 16, cstime 17 (1-based).
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(16) + ticks(17)) as f64 / 100.0
 }

@@ -2,6 +2,9 @@
 //! tool call between them; one `wait_for_agents` until all settle. Wall time against
 //! the ideal (steps × latency + tool time) is flotilla's overhead.
 //!
+//! Each size runs twice: one `create_agent` call per agent (all in flight at once), and
+//! the whole fleet in one `create_agents` call, as a plan is submitted.
+//!
 //! The fleet runs without run slots (`--max-running 0`, see [`UNLIMITED`]): flotilla's
 //! default of 16 would make this a measure of the queue. [`one`] with a limit is the
 //! `guards` scenario's comparison.
@@ -19,10 +22,13 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
     let mut results = Vec::new();
     let mut rows = Vec::new();
     let mut splits = Vec::new();
-    for &n in sizes {
-        let r = one(n, latency, steps, 0).await;
+    for (&n, via) in sizes
+        .iter()
+        .flat_map(|n| [(n, Via::Single), (n, Via::Plan)])
+    {
+        let r = one(n, latency, steps, 0, via).await;
         rows.push(vec![
-            n.to_string(),
+            format!("{n} {}", via.label()),
             format!("{:.3} s", r["wall_s"].as_f64().unwrap_or(0.0)),
             format!("{:.3} s", r["ideal_s"].as_f64().unwrap_or(0.0)),
             format!("{:.3}", r["overhead_ratio"].as_f64().unwrap_or(0.0)),
@@ -36,12 +42,16 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
             ms(r["create_burst_ms"].as_f64().unwrap_or(0.0)),
             format!(
                 "{:.0} µs",
+                r["server_cpu_us_per_create"].as_f64().unwrap_or(0.0)
+            ),
+            format!(
+                "{:.0} µs",
                 r["server_cpu_us_per_step"].as_f64().unwrap_or(0.0)
             ),
             r["load_before"].as_str().unwrap_or("").to_string(),
         ]);
         splits.push(vec![
-            n.to_string(),
+            format!("{n} {}", via.label()),
             ms(r["start_delay_ms"]["p50_ms"].as_f64().unwrap_or(0.0)),
             ms(r["start_delay_ms"]["p99_ms"].as_f64().unwrap_or(0.0)),
             ms(r["turnaround_ms"]["p50_ms"].as_f64().unwrap_or(0.0)),
@@ -68,6 +78,7 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
             "create p50",
             "create p99",
             "create burst",
+            "server CPU/create",
             "server CPU/step",
             "load before",
         ],
@@ -92,10 +103,35 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
     Value::Array(results)
 }
 
+/// How the fleet is created.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// One `create_agent` call per agent, all in flight at once.
+    Single,
+    /// One `create_agents` call for the whole fleet.
+    Plan,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Via::Single => "× create_agent",
+            Via::Plan => "in one create_agents",
+        }
+    }
+}
+
+fn task(i: usize) -> Value {
+    json!({
+        "name": format!("s-{i:05}"),
+        "task": format!("Benchmark task [bench k=scale a={i}]: read data.txt and say what it holds."),
+    })
+}
+
 /// One fleet of `n` agents. `max_running`: the server's run slots (0: none). With slots
 /// the agents run in waves of `max_running`, so the ideal is ⌈n / max_running⌉ × one
 /// agent's ideal.
-pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize) -> Value {
+pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize, via: Via) -> Value {
     let load_before = loadavg();
     let mock = Mock::start(latency, steps, n).await;
     let server = if max_running == 0 {
@@ -120,30 +156,48 @@ pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize) ->
         .load(std::sync::atomic::Ordering::Relaxed);
 
     let t0 = epoch.elapsed();
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let peer = server.peer();
-            tokio::spawn(async move {
-                let sent = epoch.elapsed();
-                let r = call(
-                    &peer,
-                    "create_agent",
-                    json!({
-                        "name": format!("s-{i:05}"),
-                        "task": format!("Benchmark task [bench k=scale a={i}]: read data.txt and say what it holds."),
-                    }),
-                )
+    let created: Vec<(Duration, Duration)> = match via {
+        Via::Single => {
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    let peer = server.peer();
+                    tokio::spawn(async move {
+                        let sent = epoch.elapsed();
+                        let r = call(&peer, "create_agent", task(i)).await;
+                        let done = epoch.elapsed();
+                        assert_ne!(
+                            r.is_error,
+                            Some(true),
+                            "create_agent failed: {}",
+                            text_of(&r)
+                        );
+                        (sent, done)
+                    })
+                })
+                .collect();
+            let mut created = Vec::with_capacity(n);
+            for h in handles {
+                created.push(h.await.expect("create task"));
+            }
+            created
+        }
+        Via::Plan => {
+            let agents: Vec<Value> = (0..n).map(task).collect();
+            let sent = epoch.elapsed();
+            let r = server
+                .call("create_agents", json!({"agents": agents}))
                 .await;
-                let done = epoch.elapsed();
-                assert_ne!(r.is_error, Some(true), "create_agent failed: {}", text_of(&r));
-                (sent, done)
-            })
-        })
-        .collect();
-    let mut created = Vec::with_capacity(n);
-    for h in handles {
-        created.push(h.await.expect("create task"));
-    }
+            let done = epoch.elapsed();
+            assert_ne!(
+                r.is_error,
+                Some(true),
+                "create_agents failed: {}",
+                text_of(&r)
+            );
+            vec![(sent, done); n]
+        }
+    };
+    let cpu_created = server.cpu_s();
     let t_created = created.iter().map(|c| c.1).max().unwrap_or(t0);
     // Name every agent: under load some may have finished before the last create returned.
     let names: Vec<String> = (0..n).map(|i| format!("s-{i:05}")).collect();
@@ -248,6 +302,7 @@ pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize) ->
     server.stop().await;
     json!({
         "agents": n,
+        "created_via": via.label(),
         "steps": steps,
         "latency_ms": latency.as_millis() as u64,
         "max_running": max_running,
@@ -270,6 +325,7 @@ pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize) ->
         "max_request_bytes": stats.max_request_bytes.load(std::sync::atomic::Ordering::Relaxed),
         "server_cpu_s": round(cpu, 2),
         "server_cpu_us_per_step": round(cpu * 1e6 / (n as f64 * f64::from(steps)), 1),
+        "server_cpu_us_per_create": round((cpu_created - cpu0) * 1e6 / n as f64, 1),
         "server_cpu_s_by_thread": threads,
         "bench_cpu_s": round(bench_cpu, 2),
         "progress_notifications": notes,

@@ -256,13 +256,16 @@ impl Server {
     }
 
     pub async fn tool_names(&self) -> Vec<String> {
-        self.client
-            .list_all_tools()
+        self.tools()
             .await
-            .expect("tools/list")
             .into_iter()
             .map(|t| t.name.to_string())
             .collect()
+    }
+
+    /// The server's `tools/list`.
+    pub async fn tools(&self) -> Vec<rmcp::model::Tool> {
+        self.client.list_all_tools().await.expect("tools/list")
     }
 
     /// Resident memory (VmRSS) and its peak (VmHWM), in bytes.
@@ -366,8 +369,11 @@ fn command_in(
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
     setup(&work);
+    // `setup` may have written one beside the work directory.
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "").expect("config");
+    if !config.exists() {
+        std::fs::write(&config, "").expect("config");
+    }
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.arg("--config")

@@ -3,7 +3,9 @@
 //! Arguments: `exec -C <workdir> --sandbox <mode>` then, after the first command,
 //! `resume <thread>` (the thread id comes from the stream's `thread.started` and is
 //! journaled; `resume` takes no `-C`/`--sandbox` of its own, so they come before it);
-//! `--json`, `-m`, `--output-schema FILE` for an output_schema, and `-` (the prompt is
+//! `--json`, `-m`, the role's and orchestrator's instructions as
+//! `-c developer_instructions=…`, `--output-schema FILE` for an output_schema, and `-`
+//! (the prompt is
 //! read from standard input, which ends). The provider's `args` (`-c` overrides) come
 //! first.
 //!
@@ -71,6 +73,16 @@ impl Dialect for Codex {
             "-c".into(),
             format!("sandbox_workspace_write.network_access={}", run.network),
         ]);
+        // The role's and the orchestrator's instructions (a JSON string is a TOML one).
+        if !run.system_prompt.trim().is_empty() {
+            args.extend([
+                "-c".into(),
+                format!(
+                    "developer_instructions={}",
+                    serde_json::Value::from(run.system_prompt)
+                ),
+            ]);
+        }
         if let Some((_, file)) = run.output_schema {
             args.extend(["--output-schema".into(), file.display().to_string()]);
         }
@@ -253,18 +265,14 @@ mod tests {
         let CliEvent::Turn(last) = &events[3] else {
             panic!("{events:?}")
         };
-        assert_eq!(
-            (
-                last.text.as_str(),
-                last.usage.input_tokens,
-                last.usage.cache_read_tokens
-            ),
-            ("done", 100, 10)
-        );
+        assert_eq!(last.text, "done");
         let CliEvent::Result(o) = &events[4] else {
             panic!("{events:?}")
         };
         assert_eq!((o.text.as_str(), o.error.as_deref()), ("done", None));
+        // The thread's running usage, for the worker to take the difference.
+        let usage = o.session_usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.cache_read_tokens), (100, 10));
     }
 
     #[test]

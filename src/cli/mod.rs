@@ -279,7 +279,7 @@ pub struct CliSession {
 }
 
 /// One CLI's arguments and stream format.
-pub(crate) trait Dialect: Send {
+pub(crate) trait Dialect: Send + Sync {
     /// The arguments (after the program and the provider's `args`) for one command;
     /// the prompt goes to standard input.
     fn args(&self, run: &Invocation<'_>, provider: &CliProvider) -> Vec<String>;

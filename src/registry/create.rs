@@ -111,12 +111,26 @@ impl Registry {
         graph::validate(&shape, |n| self.names.contains_key(n))
             .map_err(|e| RegistryError::Invalid(e.to_string()))?;
         let mut prepared = Vec::with_capacity(specs.len());
+        // Work directories this plan has already checked and created, by the `workdir`
+        // asked for: most agents of a plan share one, and preparing it (a blocking
+        // task, mkdir, canonicalize) was a tenth of the CPU of a large plan.
+        let mut placed: BTreeMap<Option<String>, PathBuf> = BTreeMap::new();
         for (i, spec) in specs.into_iter().enumerate() {
             let name = spec.name.clone();
             let refuse = |e: String| {
                 RegistryError::Invalid(format!("agents[{i}] (`{name}`): {e}; nothing was created"))
             };
-            let (workdir, isolate) = self.placement(&spec).await.map_err(refuse)?;
+            let plain = spec.isolation.is_none() && spec.base.is_none();
+            let (workdir, isolate) = match placed.get(&spec.workdir).filter(|_| plain) {
+                Some(dir) => (dir.clone(), None),
+                None => {
+                    let (dir, isolate) = self.placement(&spec).await.map_err(refuse)?;
+                    if plain {
+                        placed.insert(spec.workdir.clone(), dir.clone());
+                    }
+                    (dir, isolate)
+                }
+            };
             let mut p = self
                 .prepare(spec, workdir)
                 .map_err(|e| refuse(e.to_string()))?;

@@ -182,8 +182,8 @@ fn progress_notifier(
 
 #[tool_router]
 impl FleetServer {
-    /// Create a sub-agent with its own conversation, model, tools and work directory.
-    /// With `task` it starts working at once; this call returns immediately.
+    /// Create a sub-agent with its own conversation, model, tools and directory.
+    /// Returns at once; with `task` it starts working.
     #[tool]
     async fn create_agent(
         &self,
@@ -210,11 +210,8 @@ impl FleetServer {
         }))
     }
 
-    /// Create a whole plan in one call: every element takes create_agent's arguments,
-    /// and `depends_on` may name agents of the same call. Each agent starts when its
-    /// dependencies are done, with their answers handed over; a failed dependency
-    /// cancels its dependents. All or nothing: nothing is created if any agent, name,
-    /// dependency or cycle is wrong. Then sleep with wait_for_agents.
+    /// Create a whole plan in one call, all or nothing. Each agent takes create_agent's
+    /// arguments and starts when its `depends_on` are done, with their answers.
     #[tool]
     async fn create_agents(
         &self,
@@ -252,8 +249,7 @@ impl FleetServer {
         Ok(Json(CreateAgentsResult { agents, warnings }))
     }
 
-    /// Give an agent its next instruction; it keeps its whole conversation. Returns at
-    /// once. Queued behind the current command unless `interrupt` is true.
+    /// Give an agent its next instruction; it keeps its conversation. Returns at once.
     #[tool]
     async fn command_agent(
         &self,
@@ -279,8 +275,7 @@ impl FleetServer {
         }))
     }
 
-    /// One agent's compact status: status, counters, current activity, tokens, cost,
-    /// last error. Do not poll this in a loop: use wait_for_agents to sleep.
+    /// One agent's compact status. Do not poll it: sleep with wait_for_agents.
     #[tool]
     async fn get_agent_status(
         &self,
@@ -292,8 +287,7 @@ impl FleetServer {
         Ok(Json(row))
     }
 
-    /// An agent's final answer to a command (default the latest), in slices of
-    /// `max_chars`, with the files it read and wrote while working on it.
+    /// An agent's answer to a command, sliced, with the files it read and wrote.
     #[tool]
     async fn get_agent_output(
         &self,
@@ -345,9 +339,7 @@ impl FleetServer {
             .map(Json)
     }
 
-    /// An agent's event log, oldest first, one summarised row per event (commands,
-    /// model calls, tool calls and results, status changes): how to see what it did
-    /// without reading its transcript. Page with `after`/`limit`, filter with `kinds`.
+    /// An agent's event log, oldest first, one short row per event: what it did.
     #[tool]
     async fn get_agent_events(
         &self,
@@ -404,9 +396,8 @@ impl FleetServer {
         }))
     }
 
-    /// Delete an agent: cancels its model call or tool in flight and kills its child
-    /// processes before returning. Its files in the work directory stay; its records
-    /// (conversation, outputs, events) are removed from the store.
+    /// Delete an agent: cancel its work, kill its processes, forget its records.
+    /// Its files stay.
     #[tool]
     async fn delete_agent(
         &self,
@@ -426,9 +417,7 @@ impl FleetServer {
         }))
     }
 
-    /// One compact row per agent (optionally only those with `status`), a page at a
-    /// time in name order (`limit`, `after` = the previous page's `next_after`), plus
-    /// totals over the whole fleet: agents by status, tokens and cost.
+    /// A page of compact agent rows in name order, plus whole-fleet totals.
     #[tool]
     async fn list_agents(
         &self,
@@ -480,10 +469,7 @@ impl FleetServer {
         }
     }
 
-    /// Pause agents (default: the whole fleet): each finishes the model call or tool
-    /// it is in, then holds before its next step; queued commands stay queued; nothing
-    /// is lost, even across a restart. Paused agents count as settled for
-    /// wait_for_agents. Undo with resume_agents.
+    /// Hold agents after their current step; nothing is lost. Undo with resume_agents.
     #[tool]
     async fn pause_agents(
         &self,
@@ -493,8 +479,7 @@ impl FleetServer {
         Ok(Json(PauseResult::from(held)))
     }
 
-    /// Resume paused agents (default: the whole fleet): each continues exactly where
-    /// it stopped.
+    /// Resume paused agents where they stopped.
     #[tool]
     async fn resume_agents(
         &self,
@@ -504,8 +489,7 @@ impl FleetServer {
         Ok(Json(PauseResult::from(held)))
     }
 
-    /// Delete every agent (cancelling all work and killing their processes). Returns
-    /// how many were deleted.
+    /// Delete every agent, as delete_agent does. Returns how many.
     #[tool]
     async fn delete_all_agents(
         &self,
@@ -515,9 +499,8 @@ impl FleetServer {
         Ok(Json(DeleteAllResult { deleted }))
     }
 
-    /// Sleep until the agents have settled (`until`: all, or any), or `timeout_s`
-    /// passes, with progress notifications meanwhile. One call, no polling. Returns
-    /// `timed_out` and a compact row per agent; on timed_out, call again.
+    /// Sleep until agents settle or `timeout_s` passes (then call again). One call,
+    /// no polling; returns a row per agent.
     #[tool]
     async fn wait_for_agents(
         &self,

@@ -12,76 +12,56 @@ use crate::registry::CreateSpec;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentParams {
-    /// Unique name among live agents: 1-64 of letters, digits, `_`, `-` (e.g. `scout-auth`).
+    /// Unique name: 1-64 of letters, digits, `_`, `-`.
     pub name: String,
-    /// The first instruction. When given, the agent starts on it at once. Brief it fully:
-    /// goal, context, constraints, files, and what its final report must contain.
+    /// First instruction; the agent starts at once. Brief fully: goal, context, what to report.
     #[serde(default)]
     pub task: Option<String>,
-    /// Extra standing instructions appended to the agent's system prompt.
+    /// Extra instructions for its system prompt.
     #[serde(default)]
     pub system_prompt: Option<String>,
-    /// Role profile: `scout` (read-only exploration), `planner` (read-only planning),
-    /// `builder` (implements and tests), `reviewer` (reviews and runs tests), or a custom
-    /// role from the prompts directory. Sets instructions, tools and max_steps defaults.
+    /// scout, planner, builder, reviewer or a custom role: its instructions and defaults.
     #[serde(default)]
     pub role: Option<String>,
-    /// `provider:model` (e.g. `anthropic:claude-sonnet-5-5`, `openai:gpt-5`) or an alias
-    /// (`haiku`, `sonnet`, `opus`, or one from the config). Default: the server's default model.
+    /// `provider:model` or an alias (e.g. `sonnet`); `claude-code[:model]` or
+    /// `codex[:model]` for a CLI session. Default: the server's.
     #[serde(default)]
     pub model: Option<String>,
-    /// Allow-list of sub-agent tools: read_file, write_file, edit_file, list_files,
-    /// search_files, run_command. Default: the role's tools, else all six.
+    /// Tools it may use. Default: the role's, else all.
     #[serde(default)]
     pub tools: Option<Vec<crate::tools::Tool>>,
-    /// Directory the agent works in (created if missing; relative paths are relative to
-    /// the server's working directory). It must lie under the server's working
-    /// directory, the temp directory or a configured root. Default: the server's
-    /// working directory.
+    /// Its directory, created if missing, under the server's, temp or a configured root.
     #[serde(default)]
     pub workdir: Option<String>,
-    /// Model calls allowed per command, 1-1000. Default: the role's, else 50.
+    /// Model calls per command. Default: the role's, else 50.
     #[serde(default)]
     #[schemars(range(min = 1, max = 1000))]
     pub max_steps: Option<u32>,
-    /// Spend cap in USD for this agent over all its commands (priced models only).
-    /// When reached, its command fails with a `budget:` error. Default: no cap.
+    /// Spend cap in USD over all its commands.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
-    /// Cap on this agent's input + output tokens over all its commands. Default: no cap.
+    /// Token cap (input + output) over all its commands.
     #[serde(default)]
     pub max_tokens: Option<u64>,
-    /// Names of agents whose work must be done first. The agent is created at once
-    /// with status `waiting`; its `task` starts when every dependency's latest command
-    /// has ended `done`, followed by their answers (as untrusted data). A dependency
-    /// that fails for good cancels it. Needs `task`.
+    /// Agents to finish first; its `task` then starts with their answers.
     #[serde(default)]
     pub depends_on: Option<Vec<String>>,
-    /// Times a failed command is started again (0-5, default 0), from its task plus
-    /// the error; then it is escalated (status failed, `escalated after N attempts:`).
+    /// Restarts of a failed command, 0-5. Default 0.
     #[serde(default)]
     pub retries: Option<u32>,
-    /// A JSON Schema object the answer to `task` must satisfy: the final answer must
-    /// be JSON (bare or in one ```json block) valid against it, else the agent is told
-    /// what failed and answers again. The valid value comes back as `output_json`.
+    /// JSON Schema its answer must satisfy; returned as `output_json`.
     #[serde(default)]
     pub output_schema: Option<serde_json::Value>,
-    /// `worktree`: the agent works in a git worktree of its own on a new branch
-    /// `flotilla/<name>`, outside your checkout, so parallel writers never overwrite
-    /// each other. `workdir` must be in a git repository. delete_agent keeps the branch.
+    /// `worktree`: its own git worktree on branch `flotilla/<name>`.
     #[serde(default)]
     pub isolation: Option<crate::worktree::Isolation>,
-    /// With isolation: what its branch starts from, a git ref (branch, tag, commit) or
-    /// the name of another isolated agent (its work so far). Default HEAD.
+    /// With isolation: a git ref or isolated agent to branch from. Default HEAD.
     #[serde(default)]
     pub base: Option<String>,
-    /// What its run_command may change: `workspace-write` (only its work directory and
-    /// the temp directories), `read-only` (nothing), or `off` (no confinement).
-    /// Default: the role's, else the server's config, else `workspace-write`.
+    /// What run_command may write. Default: the role's, config's, else workspace-write.
     #[serde(default)]
     pub sandbox: Option<crate::sandbox::SandboxMode>,
-    /// Whether its commands may reach the network. Default: the role's, else the
-    /// server's config, else false.
+    /// Network for its commands. Default: the role's, config's, else false.
     #[serde(default)]
     pub network: Option<bool>,
 }
@@ -115,9 +95,7 @@ impl From<CreateAgentParams> for CreateSpec {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentsParams {
-    /// The whole plan: each element takes every create_agent argument; `depends_on`
-    /// may name agents of the same call. All or nothing: an unknown dependency, a
-    /// duplicate name or a cycle refuses the plan before any agent exists.
+    /// The agents; `depends_on` may name agents of this call.
     #[serde(deserialize_with = "plan_agents")]
     pub agents: Vec<CreateAgentParams>,
 }
@@ -147,13 +125,12 @@ fn plan_agents<'de, D: serde::Deserializer<'de>>(
 pub struct CommandAgentParams {
     /// The agent's name or id.
     pub agent: String,
-    /// The next instruction. The agent keeps its whole conversation so far.
+    /// The next instruction.
     pub task: String,
-    /// false (default): queue behind the current command. true: cancel the current
-    /// command first and run this one next.
+    /// Cancel the current command first. Default false: queue.
     #[serde(default)]
     pub interrupt: Option<bool>,
-    /// A JSON Schema object this command's answer must satisfy (see create_agent).
+    /// JSON Schema its answer must satisfy.
     #[serde(default)]
     pub output_schema: Option<serde_json::Value>,
 }
@@ -170,13 +147,13 @@ pub struct AgentParams {
 pub struct GetAgentOutputParams {
     /// The agent's name or id.
     pub agent: String,
-    /// 1-based index of the command whose answer to read. Default: the latest.
+    /// 1-based command index. Default: the latest.
     #[serde(default)]
     pub command: Option<u32>,
-    /// Character offset to start from (use `next_offset` from the previous call). Default 0.
+    /// Start character (a previous `next_offset`). Default 0.
     #[serde(default)]
     pub offset: Option<u64>,
-    /// Most characters to return, 1-100000. Default 4000.
+    /// Most characters. Default 4000.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100_000))]
     pub max_chars: Option<u64>,
@@ -185,7 +162,7 @@ pub struct GetAgentOutputParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentsParams {
-    /// Names or ids. Default: every agent in the fleet.
+    /// Names or ids. Default: all.
     #[serde(default)]
     pub agents: Option<Vec<String>>,
 }
@@ -193,14 +170,14 @@ pub struct AgentsParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListAgentsParams {
-    /// Only agents with this status: running, queued, waiting, paused, idle, failed or
-    /// cancelled.
+    /// Only agents with this status.
     #[serde(default)]
+    #[schemars(extend("enum" = ["running", "queued", "waiting", "paused", "idle", "failed", "cancelled"]))]
     pub status: Option<String>,
-    /// Most rows to return, 1-1000. Default 100. Totals always cover the whole fleet.
+    /// Most rows, 1-1000. Default 100.
     #[serde(default)]
     pub limit: Option<u32>,
-    /// Cursor: the `next_after` of the previous page (rows come in name order).
+    /// The previous page's `next_after`.
     #[serde(default)]
     pub after: Option<String>,
 }
@@ -208,21 +185,18 @@ pub struct ListAgentsParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitForAgentsParams {
-    /// Names or ids to wait for. Default: every agent with work running or queued.
+    /// Names or ids. Default: all with work pending.
     #[serde(default)]
     pub agents: Option<Vec<String>>,
-    /// `all` (default): until every one has settled (idle, failed or cancelled, with
-    /// nothing queued). `any`: until at least one has.
+    /// Until all (default) or any have settled.
     #[serde(default)]
+    #[schemars(extend("enum" = ["all", "any"]))]
     pub until: Option<String>,
-    /// Seconds to wait at most, 0-600. Default 50 (under the common 60 s tool-call
-    /// timeout). On `timed_out: true`, simply call again.
+    /// Most seconds to wait. Default 50.
     #[serde(default)]
     #[schemars(range(min = 0, max = 600))]
     pub timeout_s: Option<f64>,
-    /// Also return up to this many characters of each settled agent's latest answer
-    /// in its row (`output`), so one call both waits and reads. 0-100000, default 0.
-    /// If `output` is shorter than `output_chars`, read the rest with get_agent_output.
+    /// Characters of each settled agent's latest answer to return. Default 0.
     #[serde(default)]
     #[schemars(range(min = 0, max = 100_000))]
     pub output_max_chars: Option<u64>,
@@ -233,17 +207,16 @@ pub struct WaitForAgentsParams {
 pub struct GetAgentEventsParams {
     /// The agent's name or id.
     pub agent: String,
-    /// Return events with a sequence number greater than this (use `next_after` from
-    /// the previous call). Default 0: from the start.
+    /// Events after this `seq` (a previous `next_after`). Default 0.
     #[serde(default)]
     pub after: Option<u64>,
-    /// Most events to return, 1-500. Default 50.
+    /// Most events. Default 50.
     #[serde(default)]
     #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
-    /// Only these kinds: created, command, started, model, retry, tool_call,
-    /// tool_result, finished, resumed.
+    /// Only these kinds.
     #[serde(default)]
+    #[schemars(extend("items" = {"type": "string", "enum": crate::store::event::KINDS}))]
     pub kinds: Option<Vec<String>>,
 }
 

@@ -168,6 +168,13 @@ async fn a_codex_agent_runs_its_shell_and_resumes_its_thread() {
     );
     let status = fl.status("cx").await;
     assert_eq!(status["tool_calls"], 1, "{status}");
+    // The role's and orchestrator's part reached the model as developer instructions.
+    let first = &fl.mock.requests_for("[cx-agent]")[0];
+    assert!(
+        first.body_text().contains("Your name: cx"),
+        "{}",
+        first.body_text()
+    );
     let out = fl.output("cx").await;
     assert!(out.to_string().contains("wrote out.txt"), "{out}");
 
@@ -180,4 +187,76 @@ async fn a_codex_agent_runs_its_shell_and_resumes_its_thread() {
     let out = fl.output("cx").await;
     assert!(out.to_string().contains("holds hello"), "{out}");
     fl.mock.assert_no_protocol_problems();
+}
+
+/// The reference job's mixed fleet as one plan: a Codex scout, a Claude Code builder in
+/// a worktree of its own, a built-in reviewer — handoffs flow through all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_mixes_codex_claude_code_and_a_built_in_agent() {
+    let fl = start().await;
+    std::fs::write(fl.work().join("README.md"), "# demo\n").unwrap();
+    git(fl.work(), &["init", "-q", "-b", "main"]);
+    git(fl.work(), &["add", "-A"]);
+    git(fl.work(), &["commit", "-q", "-m", "init"]);
+    fl.mock.script(
+        "[mix-scout]",
+        vec![Step::text("scout: the repo holds README.md only")],
+    );
+    fl.mock.script(
+        "[mix-build]",
+        vec![
+            Step::tool(
+                "Bash",
+                json!({"command": "echo built > built.txt", "description": "build"}),
+            ),
+            Step::text("builder: wrote built.txt"),
+        ],
+    );
+    fl.mock
+        .script("[mix-review]", vec![Step::text("reviewer: looks good")]);
+    let plan = fl
+        .call(
+            "create_agents",
+            json!({"agents": [
+                {"name": "scout", "model": format!("codex:{CODEX_MODEL}"), "role": "scout",
+                 "task": "[mix-scout] what is in the repo?"},
+                {"name": "builder", "model": "claude-code:sonnet", "role": "builder",
+                 "isolation": "worktree", "depends_on": ["scout"],
+                 "task": "[mix-build] build it"},
+                {"name": "reviewer", "depends_on": ["builder"],
+                 "task": "[mix-review] review the build"},
+            ]}),
+        )
+        .await;
+    assert_eq!(plan["agents"][1]["status"], "waiting", "{plan}");
+    let done = fl.wait_all(&["scout", "builder", "reviewer"]).await;
+    for name in ["scout", "builder", "reviewer"] {
+        assert_eq!(
+            row(&done["agents"], name)["status"],
+            "idle",
+            "{done}\n{}",
+            fl.log_tail(40)
+        );
+    }
+    // The builder worked in its own worktree: the checkout is untouched.
+    assert!(!fl.work().join("built.txt").exists());
+    let builder = fl.status("builder").await;
+    let tree = PathBuf::from(builder["worktree"].as_str().expect("a worktree"));
+    assert_eq!(
+        std::fs::read_to_string(tree.join("built.txt")).unwrap(),
+        "built\n"
+    );
+    // Each answer was handed to the next, whatever runtime gave or took it.
+    let build = fl.mock.requests_for("[mix-build]");
+    assert!(
+        build[0]
+            .body_text()
+            .contains("the repo holds README.md only")
+    );
+    let review = fl.mock.requests_for("[mix-review]");
+    assert!(
+        review[0]
+            .first_user_text()
+            .contains("builder: wrote built.txt")
+    );
 }

@@ -343,3 +343,21 @@ async fn a_missing_or_unsupported_cli_is_refused_at_create() {
         .await;
     assert_mentions(&err, &["version 1.0.3", "supports 2.1.0"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scout_session_runs_read_only() {
+    let (fl, _) = start(60, &[]).await;
+    // The fake writes hello.txt in its work directory whatever it is told: the
+    // read-only sandbox of an agent with no writing tool refuses it.
+    let created = fl
+        .call(
+            "create_agent",
+            json!({"name": "ro", "model": "fake", "task": "write hello.txt", "role": "scout"}),
+        )
+        .await;
+    fl.wait_all(&["ro"]).await;
+    assert!(
+        !fl.agent_dir(&created).join("hello.txt").exists(),
+        "a scout's session wrote in its work directory"
+    );
+}

@@ -184,7 +184,9 @@ fn portability_issues(v: &Value, at: &str, inputs: bool, out: &mut Vec<String>) 
 }
 
 /// The schemas are portable (no nullable type arrays or `default: null` in inputs, no
-/// Rust `format`s anywhere), and `create_agents` does not repeat `create_agent`'s schema.
+/// Rust `format`s anywhere), `create_agents` does not repeat `create_agent`'s schema, and
+/// everything the orchestrator's model carries (name, description, input schema of every
+/// tool) stays under 8,000 bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemas_are_lean_and_portable() {
     let fl = Flotilla::start().await;
@@ -213,5 +215,9 @@ async fn schemas_are_lean_and_portable() {
     eprintln!(
         "model-visible tool definitions: {model_visible} bytes over {} tools",
         tools.len()
+    );
+    assert!(
+        model_visible < 8_000,
+        "the tool definitions the orchestrator carries grew to {model_visible} bytes (limit 8,000)"
     );
 }

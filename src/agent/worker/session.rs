@@ -23,13 +23,13 @@ use crate::agent::conversation::Conversation;
 use crate::agent::state::Activity;
 use crate::cli::process::Process;
 use crate::cli::{
-    CliEvent, CliKind, CliProvider, CliSession, Invocation, Outcome, SessionRef, Turn,
+    CliEvent, CliKind, CliProvider, CliSession, Dialect, Invocation, Outcome, SessionRef, Turn,
 };
 use crate::failure::Failure;
 use crate::fleet::slots::SlotGuard;
 use crate::model::{Block, Message, Role, StopReason, Usage};
 use crate::plan::checkpoint::Checkpoint;
-use crate::sandbox::SessionLaunch;
+use crate::sandbox::{SandboxMode, SessionLaunch};
 use crate::store::event::Event;
 use crate::text::short;
 
@@ -120,54 +120,11 @@ impl<'a> Session<'a> {
 
     /// One run of the CLI on `prompt`, to its result.
     async fn invoke(&mut self, prompt: &str) -> Result<Outcome, Stop> {
-        let agent = self.agent;
-        let settings = &agent.settings;
-        let (program, _) = self.cli.check().map_err(|e| self.failed(e))?;
-        let session = self.session_ref().await?;
-        let schema_file = match self.schema {
-            Some(schema) => Some((schema, self.hand_over("schema.json", &schema.to_string())?)),
-            None => None,
-        };
-        let remaining = settings
-            .caps
-            .max_cost_usd
-            .map(|cap| cap - agent.peek(|s| s.cost_usd.unwrap_or(0.0)));
-        let run = Invocation {
-            model: &settings.model.model,
-            session,
-            system_prompt: &settings.system_prompt,
-            tools: &settings.tools,
-            workdir: &settings.workdir,
-            sandbox: settings.sandbox.mode,
-            network: settings.sandbox.network,
-            confined: settings.sandbox.mode != crate::sandbox::SandboxMode::Off
-                && crate::sandbox::sandbox_status().is_ok(),
-            output_schema: schema_file.as_ref().map(|(s, f)| (*s, f.as_path())),
-            max_budget_usd: remaining,
-        };
         let mut dialect = self.cli.kind.dialect();
-        let prompt_file = self.hand_over("prompt.txt", &dialect.prompt(&run, prompt))?;
-        dialect.prepare(self.cli).map_err(|e| self.failed(e))?;
-        let mut argv = vec![program.display().to_string()];
-        argv.extend(self.cli.args.iter().cloned());
-        argv.extend(dialect.args(&run, self.cli));
-        let writable: Vec<_> = self.cli.state_dir.iter().cloned().collect();
-        let launch = SessionLaunch {
-            argv: &argv,
-            cwd: &settings.workdir,
-            mode: settings.sandbox.mode,
-            writable: &writable,
-            env: &self.cli.env,
-            agent: &agent.id,
-            stdin: &prompt_file,
-        };
-        agent.update(|s| {
-            s.activity = Some(Activity::now(format!("starting {}", self.cli.kind.name())))
-        });
-        let mut process = Process::start(&launch).map_err(|e| self.failed(e))?;
+        let mut process = self.start(prompt, dialect.as_ref()).await?;
         self.turns_cost = 0.0;
         self.turns_usage = Usage::default();
-        let limit = agent.fleet.stall_timeout;
+        let limit = self.agent.fleet.stall_timeout;
         let waiting_on = format!("output from {}", self.cli.kind.name());
         let mut events = Vec::new();
         let mut outcome = None;
@@ -218,6 +175,58 @@ impl<'a> Session<'a> {
                 process.stderr_tail()
             ))),
         }
+    }
+
+    /// Start the CLI on `prompt` in the agent's session, confined by its sandbox.
+    async fn start(&mut self, prompt: &str, dialect: &dyn Dialect) -> Result<Process, Stop> {
+        let agent = self.agent;
+        let settings = &agent.settings;
+        let (program, _) = self.cli.check().map_err(|e| self.failed(e))?;
+        let session = self.session_ref().await?;
+        let schema_file = match self.schema {
+            Some(schema) => Some((schema, self.hand_over("schema.json", &schema.to_string())?)),
+            None => None,
+        };
+        // An agent granted no tool that writes (a scout) gets a read-only session: the
+        // sandbox, not the CLI's own permissions, keeps it from editing.
+        let mode = match settings.sandbox.mode {
+            SandboxMode::Off => SandboxMode::Off,
+            _ if !settings.can_write() => SandboxMode::ReadOnly,
+            mode => mode,
+        };
+        let run = Invocation {
+            model: &settings.model.model,
+            session,
+            system_prompt: &settings.system_prompt,
+            tools: &settings.tools,
+            workdir: &settings.workdir,
+            sandbox: mode,
+            network: settings.sandbox.network,
+            confined: mode != SandboxMode::Off && crate::sandbox::sandbox_status().is_ok(),
+            output_schema: schema_file.as_ref().map(|(s, f)| (*s, f.as_path())),
+            max_budget_usd: settings
+                .caps
+                .max_cost_usd
+                .map(|cap| cap - agent.peek(|s| s.cost_usd.unwrap_or(0.0))),
+        };
+        let prompt_file = self.hand_over("prompt.txt", &dialect.prompt(&run, prompt))?;
+        dialect.prepare(self.cli).map_err(|e| self.failed(e))?;
+        let mut argv = vec![program.display().to_string()];
+        argv.extend(self.cli.args.iter().cloned());
+        argv.extend(dialect.args(&run, self.cli));
+        let writable: Vec<_> = self.cli.state_dir.iter().cloned().collect();
+        let launch = SessionLaunch {
+            argv: &argv,
+            cwd: &settings.workdir,
+            mode,
+            writable: &writable,
+            env: &self.cli.env,
+            agent: &agent.id,
+            stdin: &prompt_file,
+        };
+        let label = format!("starting {}", self.cli.kind.name());
+        agent.update(|s| s.activity = Some(Activity::now(label)));
+        Process::start(&launch).map_err(|e| self.failed(e))
     }
 
     /// The session this invocation runs in: the agent's, else a new one (Claude Code's
