@@ -18,8 +18,8 @@
 //! base_url = "http://localhost:11434/v1"
 //! # api_key_env = "OLLAMA_API_KEY"    # NAME of the variable holding the key
 //!
-//! [providers.claude-code]             # CLI sessions: kind "claude-code" or "codex"
-//! # command = "claude"                # default: claude / codex on PATH
+//! [providers.claude-code]             # CLI sessions: "claude-code", "codex", "gemini-cli"
+//! # command = "claude"                # default: claude / codex / gemini on PATH
 //! # args = []                         # extra arguments for every session
 //! # env = {}                          # extra variables for the CLI
 //! # mcp_config = "mcp.json"           # claude-code: the only MCP servers it loads
@@ -153,6 +153,7 @@ impl ProviderKind {
         match self {
             ProviderKind::ClaudeCode => Some(crate::cli::CliKind::ClaudeCode),
             ProviderKind::Codex => Some(crate::cli::CliKind::Codex),
+            ProviderKind::Gemini => Some(crate::cli::CliKind::Gemini),
             ProviderKind::Anthropic | ProviderKind::OpenAi => None,
         }
     }
@@ -163,6 +164,7 @@ impl From<crate::cli::CliKind> for ProviderKind {
         match kind {
             crate::cli::CliKind::ClaudeCode => ProviderKind::ClaudeCode,
             crate::cli::CliKind::Codex => ProviderKind::Codex,
+            crate::cli::CliKind::Gemini => ProviderKind::Gemini,
         }
     }
 }
@@ -182,6 +184,9 @@ pub enum ProviderKind {
     /// Codex sessions (`codex exec`).
     #[serde(rename = "codex")]
     Codex,
+    /// Gemini CLI sessions (`gemini -p`).
+    #[serde(rename = "gemini-cli")]
+    Gemini,
 }
 
 /// `[retry]`.

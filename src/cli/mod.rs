@@ -1,8 +1,8 @@
-//! Agents that are sessions of a coding-agent CLI — Claude Code (`claude -p`) or Codex
-//! (`codex exec`) — instead of flotilla's own model loop.
+//! Agents that are sessions of a coding-agent CLI — Claude Code (`claude -p`), Codex
+//! (`codex exec`) or Gemini CLI (`gemini -p`) — instead of flotilla's own model loop.
 //!
 //! A [`CliProvider`] is a `[providers.NAME]` of a CLI kind (or one of the built-in
-//! `claude-code` / `codex`): the program, its arguments and environment. Each kind is a
+//! `claude-code` / `codex` / `gemini-cli`): the program, its arguments and environment. Each kind is a
 //! [`Dialect`] in its own module: the arguments for one command and the reading of
 //! its JSON stream into [`CliEvent`]s. The worker's CLI runtime
 //! (`agent/worker/session.rs`) runs them through [`process`] and turns the events into
@@ -10,6 +10,7 @@
 
 pub(crate) mod claude_code;
 pub(crate) mod codex;
+pub(crate) mod gemini;
 pub(crate) mod process;
 mod setup;
 
@@ -28,16 +29,18 @@ pub(crate) use setup::{build, detect_default};
 pub enum CliKind {
     ClaudeCode,
     Codex,
+    Gemini,
 }
 
 impl CliKind {
-    pub const ALL: [CliKind; 2] = [CliKind::ClaudeCode, CliKind::Codex];
+    pub const ALL: [CliKind; 3] = [CliKind::ClaudeCode, CliKind::Codex, CliKind::Gemini];
 
     /// The built-in provider's name, also the `kind` in the config.
     pub fn name(self) -> &'static str {
         match self {
             CliKind::ClaudeCode => "claude-code",
             CliKind::Codex => "codex",
+            CliKind::Gemini => "gemini-cli",
         }
     }
 
@@ -46,6 +49,7 @@ impl CliKind {
         match self {
             CliKind::ClaudeCode => "claude",
             CliKind::Codex => "codex",
+            CliKind::Gemini => "gemini",
         }
     }
 
@@ -58,6 +62,9 @@ impl CliKind {
             CliKind::Codex => {
                 "install Codex (`npm install -g @openai/codex`, Node 22) and log in with `codex login`, or set command under [providers.codex]"
             }
+            CliKind::Gemini => {
+                "install Gemini CLI (`npm install -g @google/gemini-cli`, Node 22) and set GEMINI_API_KEY (or log in with `gemini`), or set command under [providers.gemini-cli]"
+            }
         }
     }
 
@@ -66,6 +73,7 @@ impl CliKind {
         match self {
             CliKind::ClaudeCode => ((2, 1, 0), (3, 0, 0)),
             CliKind::Codex => ((0, 160, 0), (0, 200, 0)),
+            CliKind::Gemini => ((0, 61, 0), (0, 70, 0)),
         }
     }
 
@@ -89,6 +97,16 @@ impl CliKind {
                 "CODEX_HOME",
                 "OPENAI_BASE_URL",
             ],
+            CliKind::Gemini => &[
+                "GEMINI_API_KEY",
+                "GOOGLE_API_KEY",
+                "GOOGLE_GEMINI_BASE_URL",
+                "GEMINI_CLI_HOME",
+                "GOOGLE_GENAI_USE_VERTEXAI",
+                "GOOGLE_CLOUD_PROJECT",
+                "GOOGLE_CLOUD_LOCATION",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+            ],
         }
     }
 
@@ -102,19 +120,33 @@ impl CliKind {
                 "CLAUDE_CODE_OAUTH_TOKEN",
             ],
             CliKind::Codex => &["OPENAI_API_KEY", "CODEX_API_KEY"],
+            CliKind::Gemini => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
         }
     }
 
     /// Its state directory (sessions, login): `CLAUDE_CONFIG_DIR` or `~/.claude`;
-    /// `CODEX_HOME` or `~/.codex`.
+    /// `CODEX_HOME` or `~/.codex`; `$GEMINI_CLI_HOME/.gemini` or `~/.gemini`.
     fn state_dir(self, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
         let dir = match self {
             CliKind::ClaudeCode => ".claude",
             CliKind::Codex => ".codex",
+            CliKind::Gemini => {
+                let home = env(self.state_var()).or_else(|| env("HOME"))?;
+                return Some(Path::new(&home).join(".gemini"));
+            }
         };
         env(self.state_var())
             .map(PathBuf::from)
             .or_else(|| env("HOME").map(|h| Path::new(&h).join(dir)))
+    }
+
+    /// The value of [`CliKind::state_var`] that makes `dir` its state directory
+    /// (Gemini CLI's variable names the directory holding `.gemini`).
+    fn state_var_value(self, dir: &Path) -> &Path {
+        match self {
+            CliKind::Gemini => dir.parent().unwrap_or(dir),
+            CliKind::ClaudeCode | CliKind::Codex => dir,
+        }
     }
 
     /// The variable naming its state directory.
@@ -122,6 +154,7 @@ impl CliKind {
         match self {
             CliKind::ClaudeCode => "CLAUDE_CONFIG_DIR",
             CliKind::Codex => "CODEX_HOME",
+            CliKind::Gemini => "GEMINI_CLI_HOME",
         }
     }
 
@@ -129,6 +162,7 @@ impl CliKind {
         match self {
             CliKind::ClaudeCode => Box::new(claude_code::ClaudeCode::default()),
             CliKind::Codex => Box::new(codex::Codex::default()),
+            CliKind::Gemini => Box::new(gemini::Gemini::default()),
         }
     }
 }
@@ -249,6 +283,15 @@ pub(crate) trait Dialect: Send + Sync {
     /// The arguments (after the program and the provider's `args`) for one command;
     /// the prompt goes to standard input.
     fn args(&self, run: &Invocation<'_>, provider: &CliProvider) -> Vec<String>;
+    /// What goes to standard input for `prompt` (a CLI without a system-prompt flag
+    /// gets its instructions here).
+    fn prompt(&self, _run: &Invocation<'_>, prompt: &str) -> String {
+        prompt.to_string()
+    }
+    /// Before the process starts: files the CLI needs in its state directory.
+    fn prepare(&self, _provider: &CliProvider) -> Result<(), String> {
+        Ok(())
+    }
     /// Read one line of its standard output.
     fn line(&mut self, line: &str, out: &mut Vec<CliEvent>) -> Result<(), String>;
     /// Standard output ended: anything still pending.

@@ -84,7 +84,8 @@ pub(crate) fn build(
     if let Some(dir) = &state_dir
         && !has(&vars, kind.state_var())
     {
-        vars.push((kind.state_var().to_string(), dir.display().to_string()));
+        let value = kind.state_var_value(dir);
+        vars.push((kind.state_var().to_string(), value.display().to_string()));
     }
     // A fleet's sessions need no auto-update checks or telemetry: only model calls
     // leave the machine (a provider's env may say otherwise).
@@ -252,13 +253,14 @@ fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
 
 /// A CLI that can be the default model on a machine without API keys: installed
 /// (on `PATH`) and logged in (its credentials file in its state directory). Claude
-/// Code first.
+/// Code first, then Codex, then Gemini CLI.
 pub(crate) fn detect_default(providers: &[&CliProvider]) -> Option<String> {
     providers.iter().find_map(|p| {
         let logged_in = p.state_dir.as_ref().is_some_and(|dir| {
             let file = match p.kind {
                 CliKind::ClaudeCode => ".credentials.json",
                 CliKind::Codex => "auth.json",
+                CliKind::Gemini => "oauth_creds.json",
             };
             dir.join(file).is_file()
         });

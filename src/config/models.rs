@@ -528,7 +528,7 @@ fn build_provider(
         .ok_or_else(|| {
             format!(
                 "[providers.{name}] needs kind = \"openai\" (Chat Completions: OpenAI-compatible \
-                 servers), \"anthropic\" (Messages API), \"claude-code\" or \"codex\" (CLI sessions)"
+                 servers), \"anthropic\" (Messages API), \"claude-code\", \"codex\" or \"gemini-cli\" (CLI sessions)"
             )
         })?;
     if let Some(cli) = kind.cli() {
@@ -589,7 +589,7 @@ fn build_provider(
     // Built even when the key is missing, so bad headers are reported at startup.
     let provider: Arc<dyn Provider> = match kind {
         ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(client.clone(), &endpoint)?),
-        ProviderKind::ClaudeCode | ProviderKind::Codex => {
+        ProviderKind::ClaudeCode | ProviderKind::Codex | ProviderKind::Gemini => {
             return Err(format!("[providers.{name}] is a CLI kind"));
         }
         ProviderKind::OpenAi => {
@@ -618,7 +618,7 @@ fn refuse_cli_keys(name: &str, table: &super::ProviderConfig) -> Result<(), Stri
     ];
     match cli_only.iter().find(|(_, set)| *set) {
         Some((key, _)) => Err(format!(
-            "[providers.{name}] {key} applies to CLI kinds only (\"claude-code\", \"codex\")"
+            "[providers.{name}] {key} applies to CLI kinds only (\"claude-code\", \"codex\", \"gemini-cli\")"
         )),
         None => Ok(()),
     }
@@ -636,6 +636,7 @@ fn cli_price(kind: CliKind, model: &str) -> Option<Price> {
             builtin_price(&target)
         }
         CliKind::Codex => builtin_price(&format!("openai:{model}")),
+        CliKind::Gemini => builtin_price(&format!("google:{model}")),
     }
 }
 

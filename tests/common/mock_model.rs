@@ -6,6 +6,8 @@
 //! - OpenAI Chat Completions, `POST /v1/chat/completions` (JSON)
 //! - OpenAI Responses, `POST /v1/responses` (SSE when streamed, as Codex's always are;
 //!   see [`super::responses`])
+//! - Gemini, `POST /v1beta/models/<model>:streamGenerateContent?alt=sse` (SSE, as
+//!   Gemini CLI's are) and `:generateContent` (JSON; see [`super::gemini`])
 //!
 //! Tests register *scripts*: a queue of [`Step`]s under a key such as `"[alpha]"`. A request
 //! is routed to the script whose key appears in the first user message of its conversation,
@@ -42,6 +44,8 @@ pub enum Format {
     OpenAi,
     /// The OpenAI Responses API (Codex).
     Responses,
+    /// The Gemini API (Gemini CLI).
+    Gemini,
 }
 
 /// One request the mock received.
@@ -116,6 +120,9 @@ impl Recorded {
     }
 
     pub fn model(&self) -> &str {
+        if self.format == Format::Gemini {
+            return super::gemini::model(&self.path);
+        }
         self.body["model"].as_str().unwrap_or_default()
     }
 }
@@ -150,6 +157,7 @@ impl MockModel {
             .route("/v1/messages", post(anthropic))
             .route("/v1/chat/completions", post(openai))
             .route("/v1/responses", post(responses))
+            .route("/v1beta/models/{call}", post(gemini))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -336,6 +344,16 @@ async fn responses(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: By
     handle(inner, Format::Responses, "/v1/responses", headers, body).await
 }
 
+async fn gemini(
+    State(inner): State<Arc<Inner>>,
+    axum::extract::Path(call): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/v1beta/models/{call}");
+    handle(inner, Format::Gemini, &path, headers, body).await
+}
+
 async fn handle(
     inner: Arc<Inner>,
     format: Format,
@@ -411,7 +429,7 @@ async fn handle(
         }
         Action::Stall => {
             drop(guard);
-            let (head, sse) = reply::stall_head(format, n, &body);
+            let (head, sse) = reply::stall_head(format, path, n, &body);
             let start = futures::stream::once(async { Ok::<_, std::convert::Infallible>(head) });
             let body = axum::body::Body::from_stream(futures::StreamExt::chain(
                 start,
@@ -431,7 +449,7 @@ async fn handle(
     let reply = match step.action {
         Action::Fail(status, msg) => reply::error(format, status, &msg, None),
         Action::RateLimit(secs) => reply::error(format, 429, "mock: rate limited", Some(secs)),
-        action => reply::answer(format, &action, step.usage, n, &body),
+        action => reply::answer(format, path, &action, step.usage, n, &body),
     };
     // The head goes out at once, the body after the delay. While it waits the mock
     // trickles filler the client ignores (JSON whitespace, SSE comment lines): writing to

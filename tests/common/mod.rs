@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod clis;
+pub mod gemini;
 pub mod git;
 pub mod http;
 pub mod mock_model;

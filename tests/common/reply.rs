@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::mock_model::{Action, Format};
-use super::{responses, wire};
+use super::{gemini, responses, wire};
 
 /// A reply ready to go out after the step's delay.
 pub struct Reply {
@@ -51,14 +51,20 @@ impl Reply {
     }
 }
 
-/// Whether the request asked for a streamed answer (only the formats that can stream).
-pub fn wants_stream(format: Format, body: &Value) -> bool {
-    format != Format::OpenAi && body["stream"] == true
+/// Whether the request asked for a streamed answer (only the formats that can stream;
+/// Gemini by its method, in `path`).
+pub fn wants_stream(format: Format, path: &str, body: &Value) -> bool {
+    match format {
+        Format::OpenAi => false,
+        Format::Gemini => path.ends_with(":streamGenerateContent"),
+        Format::Anthropic | Format::Responses => body["stream"] == true,
+    }
 }
 
 /// The answer to a successful step (text, tool calls, cut off).
 pub fn answer(
     format: Format,
+    path: &str,
     action: &Action,
     usage: (u64, u64),
     n: u64,
@@ -69,8 +75,9 @@ pub fn answer(
         Format::Anthropic => wire::anthropic_reply(model, action, usage, n),
         Format::OpenAi => wire::openai_reply(model, action, usage, n),
         Format::Responses => responses::reply(model, action, usage, n, request),
+        Format::Gemini => gemini::reply(action, usage, n),
     };
-    if !wants_stream(format, request) {
+    if !wants_stream(format, path, request) {
         return Reply {
             status: StatusCode::OK,
             body: Bytes::from(json.to_string()),
@@ -78,13 +85,14 @@ pub fn answer(
             retry_after: None,
         };
     }
-    let events = match format {
-        Format::Responses => responses::events(&json),
-        _ => anthropic_events(&json),
+    let body = match format {
+        Format::Responses => encode(&responses::events(&json)),
+        Format::Gemini => gemini::sse(&json),
+        _ => encode(&anthropic_events(&json)),
     };
     Reply {
         status: StatusCode::OK,
-        body: encode(&events),
+        body,
         sse: true,
         retry_after: None,
     }
@@ -92,9 +100,19 @@ pub fn answer(
 
 /// The first bytes of an answer and nothing after: for a stream its first event, for
 /// JSON a cut-off object.
-pub fn stall_head(format: Format, n: u64, request: &Value) -> (Bytes, bool) {
-    if wants_stream(format, request) {
-        let reply = answer(format, &Action::Text(String::new()), (0, 0), n, request);
+pub fn stall_head(format: Format, path: &str, n: u64, request: &Value) -> (Bytes, bool) {
+    if format == Format::Gemini && wants_stream(format, path, request) {
+        return (gemini::stall_head(), true);
+    }
+    if wants_stream(format, path, request) {
+        let reply = answer(
+            format,
+            path,
+            &Action::Text(String::new()),
+            (0, 0),
+            n,
+            request,
+        );
         let first = reply
             .body
             .windows(2)
@@ -182,6 +200,7 @@ pub fn error(format: Format, status: u16, message: &str, retry_after: Option<u64
         Format::OpenAi | Format::Responses => {
             json!({"error": {"message": message, "type": kind, "code": null}})
         }
+        Format::Gemini => gemini::error(status.as_u16(), message),
     };
     Reply {
         status,

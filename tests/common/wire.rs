@@ -1,14 +1,15 @@
 //! The model wire formats as the mock sees them: reading recorded requests (system
 //! prompt, first user message, tools offered, tool results sent back), checking them
 //! against the rules the real APIs enforce, and building replies. The Responses API
-//! lives in [`super::responses`]; these functions dispatch to it.
+//! lives in [`super::responses`], the Gemini API in [`super::gemini`]; these functions
+//! dispatch to them.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use super::mock_model::{Action, Format};
-use super::responses;
+use super::{gemini, responses};
 
 /// A tool result the server sent back to the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,7 @@ impl ToolResult {
 pub fn messages(format: Format, body: &Value) -> Vec<Value> {
     match format {
         Format::Responses => responses::messages(body),
+        Format::Gemini => gemini::contents(body),
         Format::Anthropic | Format::OpenAi => {
             body["messages"].as_array().cloned().unwrap_or_default()
         }
@@ -66,12 +68,15 @@ pub fn system_text(format: Format, body: &Value) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         Format::Responses => responses::system_text(body),
+        Format::Gemini => gemini::system_text(body),
     }
 }
 
 pub fn first_user_text(format: Format, body: &Value) -> String {
-    if format == Format::Responses {
-        return responses::first_user_text(body);
+    match format {
+        Format::Responses => return responses::first_user_text(body),
+        Format::Gemini => return gemini::first_user_text(body),
+        Format::Anthropic | Format::OpenAi => {}
     }
     messages(format, body)
         .iter()
@@ -81,15 +86,17 @@ pub fn first_user_text(format: Format, body: &Value) -> String {
 }
 
 pub fn tool_names(format: Format, body: &Value) -> Vec<String> {
-    if format == Format::Responses {
-        return responses::tool_names(body);
+    match format {
+        Format::Responses => return responses::tool_names(body),
+        Format::Gemini => return gemini::tool_names(body),
+        Format::Anthropic | Format::OpenAi => {}
     }
     let tools = body["tools"].as_array().cloned().unwrap_or_default();
     let mut names: Vec<String> = tools
         .iter()
         .filter_map(|t| match format {
             Format::Anthropic => t["name"].as_str(),
-            Format::OpenAi | Format::Responses => t["function"]["name"].as_str(),
+            Format::OpenAi | Format::Responses | Format::Gemini => t["function"]["name"].as_str(),
         })
         .map(str::to_string)
         .collect();
@@ -101,6 +108,7 @@ pub fn tool_results(format: Format, body: &Value) -> Vec<ToolResult> {
     let msgs = messages(format, body);
     match format {
         Format::Responses => responses::tool_results(body),
+        Format::Gemini => gemini::tool_results(body),
         Format::Anthropic => msgs
             .iter()
             .filter(|m| m["role"] == "user")
@@ -131,8 +139,10 @@ pub fn check(format: Format, headers: &HashMap<String, String>, body: &Value) ->
     if let Some(e) = body.get("__unparseable__") {
         return vec![format!("body is not JSON: {e}")];
     }
-    if format == Format::Responses {
-        return responses::check(headers, body);
+    match format {
+        Format::Responses => return responses::check(headers, body),
+        Format::Gemini => return gemini::check(headers, body),
+        Format::Anthropic | Format::OpenAi => {}
     }
     if body["model"].as_str().is_none_or(str::is_empty) {
         p.push("`model` missing".to_string());
@@ -147,7 +157,7 @@ pub fn check(format: Format, headers: &HashMap<String, String>, body: &Value) ->
     match format {
         Format::Anthropic => check_anthropic(headers, body, msgs, &mut p),
         Format::OpenAi => check_openai(headers, body, msgs, &mut p),
-        Format::Responses => {}
+        Format::Responses | Format::Gemini => {}
     }
     p
 }
@@ -335,12 +345,15 @@ pub fn call_id(format: Format, n: u64, i: usize) -> String {
         Format::Anthropic => format!("toolu_mock_{n}_{i}"),
         Format::OpenAi => format!("call_mock_{n}_{i}"),
         Format::Responses => responses::call_id(n, i),
+        Format::Gemini => gemini::call_id(n, i),
     }
 }
 
 pub fn tool_call_ids(format: Format, body: &Value) -> Vec<String> {
-    if format == Format::Responses {
-        return responses::tool_call_ids(body);
+    match format {
+        Format::Responses => return responses::tool_call_ids(body),
+        Format::Gemini => return gemini::tool_call_ids(body),
+        Format::Anthropic | Format::OpenAi => {}
     }
     let assistant = messages(format, body)
         .into_iter()
@@ -352,7 +365,7 @@ pub fn tool_call_ids(format: Format, body: &Value) -> Vec<String> {
             .filter(|b| b["type"] == "tool_use")
             .map(|b| b["id"].clone())
             .collect::<Vec<_>>(),
-        Format::OpenAi | Format::Responses => assistant
+        Format::OpenAi | Format::Responses | Format::Gemini => assistant
             .filter_map(|m| m["tool_calls"].as_array().cloned())
             .flatten()
             .map(|c| c["id"].clone())

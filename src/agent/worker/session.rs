@@ -198,7 +198,6 @@ impl<'a> Session<'a> {
             Some(schema) => Some((schema, self.hand_over("schema.json", &schema.to_string())?)),
             None => None,
         };
-        let prompt_file = self.hand_over("prompt.txt", prompt)?;
         // An agent granted no tool that writes (a scout) gets a read-only session: the
         // sandbox, not the CLI's own permissions, keeps it from editing.
         let mode = match settings.sandbox.mode {
@@ -221,6 +220,8 @@ impl<'a> Session<'a> {
                 .max_cost_usd
                 .map(|cap| cap - agent.peek(|s| s.cost_usd.unwrap_or(0.0))),
         };
+        let prompt_file = self.hand_over("prompt.txt", &dialect.prompt(&run, prompt))?;
+        dialect.prepare(self.cli).map_err(|e| self.failed(e))?;
         let mut argv = vec![program.display().to_string()];
         argv.extend(self.cli.args.iter().cloned());
         argv.extend(dialect.args(&run, self.cli));
@@ -247,7 +248,7 @@ impl<'a> Session<'a> {
         }
         match self.cli.kind {
             CliKind::Codex => Ok(SessionRef::Fresh),
-            CliKind::ClaudeCode => {
+            CliKind::ClaudeCode | CliKind::Gemini => {
                 let id = new_session_id();
                 self.save_session(&id).await?;
                 Ok(SessionRef::New(id))
@@ -574,6 +575,7 @@ fn vendor(kind: CliKind) -> &'static str {
     match kind {
         CliKind::ClaudeCode => "anthropic",
         CliKind::Codex => "openai",
+        CliKind::Gemini => "google",
     }
 }
 

@@ -127,7 +127,7 @@ fn unknown_provider_lists_the_known_ones() {
     let err = resolve_error(&models(OLLAMA, KEYS), Some("gemini:gemini-2.5-pro"));
     assert!(err.contains("\"gemini\""), "{err}");
     assert!(
-        err.contains("Known providers: anthropic, claude-code, codex, ollama, openai"),
+        err.contains("Known providers: anthropic, claude-code, codex, gemini-cli, ollama, openai"),
         "{err}"
     );
     assert!(err.contains("fast = ollama:qwen3:8b"), "{err}");
@@ -209,7 +209,7 @@ fn builtin_base_urls_and_overrides() {
     );
     assert_eq!(
         m.providers(),
-        vec!["anthropic", "claude-code", "codex", "openai"]
+        vec!["anthropic", "claude-code", "codex", "gemini-cli", "openai"]
     );
 }
 
@@ -260,7 +260,7 @@ fn invalid_configs_are_explained() {
         ),
         (
             "[aliases]\nfast = \"ollama:qwen3\"",
-            "known provider (anthropic, claude-code, codex, openai)",
+            "known provider (anthropic, claude-code, codex, gemini-cli, openai)",
         ),
         ("[aliases]\nfast = \"qwen3\"", "must be \"provider:model\""),
         (
