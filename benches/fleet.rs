@@ -330,7 +330,7 @@ async fn run(args: Args) {
         out.insert("sandbox".into(), sandbox::run(args.sandbox_commands).await);
     }
     if has("cli") {
-        out.insert("cli".into(), cli::run(5).await);
+        out.insert("cli".into(), cli::run(20).await);
     }
     out.insert("load_end".into(), json!(stats::loadavg()));
     out.insert(

@@ -1,7 +1,7 @@
 //! Scenario 8, cli: a Claude Code session as an agent beside a built-in agent.
 //!
-//! The same job for each — one agent, `commands` commands in a row, each two model
-//! calls (a tool call, then the answer) against the bench's mock (streamed replies for
+//! The same job for each — one agent, `commands` commands in a row (the first a tool
+//! call and an answer, each later one an answer) against the bench's mock (streamed replies for
 //! Claude Code, which always streams) — through the release server over stdio. For each
 //! runtime: the latency from `create_agent` to its first model request (start), the
 //! wall time of a command, the peak memory of flotilla plus its child processes while
@@ -163,7 +163,7 @@ pub async fn run(commands: usize) -> Value {
         rows.push(measure(model, commands, &bin, &mock).await);
     }
     let title = format!(
-        "## cli: a Claude Code session beside a built-in agent ({commands} commands, 2 model calls each, 50 ms model latency)"
+        "## cli: a Claude Code session beside a built-in agent ({commands} commands: a tool call and an answer, then an answer each; 50 ms model latency)"
     );
     let lines: Vec<Vec<String>> = rows
         .iter()

@@ -504,7 +504,8 @@ async fn hidden_checks(fl: &Flotilla) -> bool {
     let config = fl.root().join("config.toml");
     assert!(std::fs::read_dir(&data).unwrap().next().is_some());
     let script = format!(
-        "echo LIST_START; ls -A {d}; echo LIST_END; cat {c}; echo CONFIG_END; \
+        // 2>&1: ls's complaint and the markers on one pipe, in order.
+        "echo LIST_START; ls -A {d} 2>&1; echo LIST_END; cat {c}; echo CONFIG_END; \
          echo x > {d}/planted || echo PLANT_DENIED",
         d = data.display(),
         c = config.display()
