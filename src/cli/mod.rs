@@ -22,7 +22,7 @@ use crate::model::Usage;
 use crate::sandbox::SandboxMode;
 use crate::tools::Tool;
 
-pub(crate) use setup::{build, detect_default};
+pub(crate) use setup::{CliTable, build, detect_default};
 
 /// Which CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

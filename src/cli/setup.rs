@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{CliKind, CliProvider};
-use crate::config::ProviderConfig;
 
 /// Variables every CLI gets from flotilla's environment when set (besides its own).
 const BASE_VARS: [&str; 10] = [
@@ -25,25 +24,26 @@ const BASE_VARS: [&str; 10] = [
 /// Claude Code's switch for its non-essential traffic (telemetry, update checks).
 const QUIET: &str = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC";
 
+/// What a `[providers.NAME]` table says about a CLI provider (the config module reads
+/// the file; this module does not depend on it).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CliTable<'a> {
+    pub command: Option<&'a str>,
+    pub args: &'a [String],
+    pub env: Option<&'a std::collections::BTreeMap<String, String>>,
+    pub mcp_config: Option<&'a Path>,
+    /// A model-API key the table sets (`base_url`, `headers`, …), refused for a CLI.
+    pub api_key: Option<&'static str>,
+}
+
 /// The provider `name` of `kind`, from its `[providers.NAME]` table (maybe empty).
 pub(crate) fn build(
     name: &str,
     kind: CliKind,
-    table: &ProviderConfig,
+    table: &CliTable<'_>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CliProvider, String> {
-    let api_only = [
-        ("base_url", table.base_url.is_some()),
-        ("api_key_env", table.api_key_env.is_some()),
-        ("max_tokens_field", table.max_tokens_field.is_some()),
-        ("headers", !table.headers.is_empty()),
-        ("temperature", table.temperature.is_some()),
-        (
-            "max_concurrent_requests",
-            table.max_concurrent_requests.is_some(),
-        ),
-    ];
-    if let Some((key, _)) = api_only.iter().find(|(_, set)| *set) {
+    if let Some(key) = table.api_key {
         return Err(format!(
             "[providers.{name}] {key} does not apply to kind = \"{}\": the CLI reaches its \
              provider itself (set its own variables under env, e.g. ANTHROPIC_BASE_URL)",
@@ -58,8 +58,7 @@ pub(crate) fn build(
     }
     let command = table
         .command
-        .clone()
-        .unwrap_or_else(|| kind.default_command().to_string());
+        .map_or_else(|| kind.default_command().to_string(), String::from);
     if command.trim().is_empty() {
         return Err(format!("[providers.{name}] command is empty"));
     }
@@ -70,7 +69,7 @@ pub(crate) fn build(
             vars.push((var.to_string(), value));
         }
     }
-    for (k, v) in &table.env {
+    for (k, v) in table.env.into_iter().flatten() {
         vars.retain(|(name, _)| name != k);
         vars.push((k.clone(), v.clone()));
     }
@@ -96,10 +95,10 @@ pub(crate) fn build(
         name: name.to_string(),
         kind,
         command,
-        args: table.args.clone(),
+        args: table.args.to_vec(),
         env: vars,
         state_dir,
-        mcp_config: table.mcp_config.clone(),
+        mcp_config: table.mcp_config.map(Path::to_path_buf),
         checked: Default::default(),
     })
 }
@@ -282,8 +281,8 @@ mod tests {
 
     #[test]
     fn api_settings_are_refused_for_a_cli() {
-        let table = ProviderConfig {
-            base_url: Some("http://x".into()),
+        let table = CliTable {
+            api_key: Some("base_url"),
             ..Default::default()
         };
         let err = build("c", CliKind::Codex, &table, &|_| None).unwrap_err();

@@ -532,7 +532,7 @@ fn build_provider(
             )
         })?;
     if let Some(cli) = kind.cli() {
-        let provider = crate::cli::build(name, cli, &table, env)?;
+        let provider = crate::cli::build(name, cli, &cli_table(&table), env)?;
         let secrets = provider.secrets();
         return Ok((Slot::Cli(Arc::new(provider)), secrets));
     }
@@ -606,6 +606,28 @@ fn build_provider(
         Slot::Ready(provider),
         endpoint.api_key.into_iter().collect(),
     ))
+}
+
+/// A CLI provider's part of its table, and the first model-API key it sets (refused).
+fn cli_table(table: &super::ProviderConfig) -> crate::cli::CliTable<'_> {
+    let api_only = [
+        ("base_url", table.base_url.is_some()),
+        ("api_key_env", table.api_key_env.is_some()),
+        ("max_tokens_field", table.max_tokens_field.is_some()),
+        ("headers", !table.headers.is_empty()),
+        ("temperature", table.temperature.is_some()),
+        (
+            "max_concurrent_requests",
+            table.max_concurrent_requests.is_some(),
+        ),
+    ];
+    crate::cli::CliTable {
+        command: table.command.as_deref(),
+        args: &table.args,
+        env: Some(&table.env),
+        mcp_config: table.mcp_config.as_deref(),
+        api_key: api_only.iter().find(|(_, set)| *set).map(|(key, _)| *key),
+    }
 }
 
 /// The keys of a CLI provider are refused for a model API's.
