@@ -167,10 +167,38 @@ pub(super) fn spend(agent: &AgentHandle, usage: Option<Usage>, cost: Option<f64>
 
 /// A model call's worst case: its input estimated from the request's size (about four
 /// bytes a token, rounded up) plus the whole output limit, priced when the model is.
+/// The size is summed from the parts, not serialized: this runs before every call,
+/// and writing out the whole conversation a second time cost more than the estimate is
+/// worth.
 fn worst_case(request: &ModelRequest<'_>, price: Option<crate::pricing::Price>) -> budget::Spend {
-    let bytes = request.system.len()
-        + serde_json::to_string(request.messages).map_or(0, |s| s.len())
-        + serde_json::to_string(request.tools).map_or(0, |s| s.len());
+    /// JSON framing of one block or tool (keys, quotes, braces), and of a tool's schema.
+    const FRAMING: usize = 48;
+    const SCHEMA: usize = 600;
+    let blocks: usize = request
+        .messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .map(|b| {
+            FRAMING
+                + match b {
+                    crate::model::Block::Text { text } => text.len(),
+                    crate::model::Block::ToolUse { id, name, input } => {
+                        id.len() + name.len() + json_len(input)
+                    }
+                    crate::model::Block::ToolResult {
+                        tool_use_id,
+                        content,
+                        ..
+                    } => tool_use_id.len() + content.len(),
+                }
+        })
+        .sum();
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|t| FRAMING + SCHEMA + t.name.len() + t.description.len())
+        .sum();
+    let bytes = request.system.len() + blocks + tools;
     let input = (bytes as u64).div_ceil(4);
     let output = u64::from(request.max_tokens);
     budget::Spend {
@@ -178,5 +206,22 @@ fn worst_case(request: &ModelRequest<'_>, price: Option<crate::pricing::Price>) 
             (input as f64 * p.input + output as f64 * p.output) / 1_000_000.0
         }),
         tokens: input + output,
+    }
+}
+
+/// About how many bytes `value` takes as JSON, without writing it out.
+fn json_len(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 12,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_len(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + json_len(v))
+                .sum::<usize>()
+        }
     }
 }
