@@ -142,7 +142,15 @@ impl CliProvider {
                         self.kind.install_hint()
                     )
                 })?;
-                let version = version_of(&program, &self.env)?;
+                // Node CLIs take from 0.3 s to seconds (cold) to say their version: off
+                // the async worker's hands, so other calls go on meanwhile.
+                let run = || version_of(&program, &self.env);
+                let version = match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(run)
+                    }
+                    _ => run(),
+                }?;
                 self.supports(&version)?;
                 Ok((program, version))
             })
