@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Stop;
 use super::step::{charge, check_budget, spend};
-use super::turn::{seated, stalled};
+use super::turn::{check_answer, seated, stalled};
 use crate::agent::AgentHandle;
 use crate::agent::conversation::Conversation;
 use crate::agent::state::Activity;
@@ -117,10 +117,7 @@ impl<'a> Session<'a> {
             self.final_answer(&outcome.text);
             match self.checked(&outcome.text) {
                 None => return Ok(()),
-                Some((message, last)) if self.steps < max_steps => {
-                    tracing::info!(agent = %self.agent.name(), "answer did not validate: {last}");
-                    prompt = message;
-                }
+                Some((message, _)) if self.steps < max_steps => prompt = message,
                 Some((_, last)) => {
                     return Err(Stop::Failed(Failure::OutputSchema { max_steps, last }));
                 }
@@ -514,28 +511,13 @@ impl<'a> Session<'a> {
     /// the session is told and the reason.
     fn checked(&mut self, answer: &str) -> Option<(String, String)> {
         let checkpoint = self.checkpoint.as_ref()?;
-        match checkpoint.check(answer) {
-            Ok(value) => {
-                self.journal(Event::CheckpointPassed {
-                    index: self.index,
-                    value: value.clone(),
-                });
-                self.agent
-                    .with_record(self.index, |r| r.output_json = Some(value));
-                None
-            }
-            Err(failure) => {
-                let message = failure.to_model_message();
-                let error = failure.to_string();
-                self.journal(Event::CheckpointFailed {
-                    index: self.index,
-                    error: error.clone(),
-                    message: message.clone(),
-                });
-                self.conversation.push_instruction(message.clone());
-                Some((message, error))
-            }
-        }
+        check_answer(
+            self.agent,
+            self.index,
+            checkpoint,
+            self.conversation,
+            answer,
+        )
     }
 
     /// The session failed: the message, redacted of the CLI's own secrets.

@@ -137,26 +137,15 @@ impl<'a> Turn<'a> {
             .with_outputs(|o| o.get(self.index as usize - 1).map(|r| r.text.clone()))
             .filter(|t| !t.is_empty())
             .unwrap_or(answer);
-        match checkpoint.check(&answer) {
-            Ok(value) => {
-                self.journal(Event::CheckpointPassed {
-                    index: self.index,
-                    value: value.clone(),
-                });
-                self.agent
-                    .with_record(self.index, |r| r.output_json = Some(value));
-                true
-            }
-            Err(failure) => {
-                let message = failure.to_model_message();
-                let error = failure.to_string();
-                tracing::info!(agent = %self.agent.name(), "answer did not validate: {error}");
-                self.journal(Event::CheckpointFailed {
-                    index: self.index,
-                    error: error.clone(),
-                    message: message.clone(),
-                });
-                self.conversation.push_instruction(message);
+        match check_answer(
+            self.agent,
+            self.index,
+            checkpoint,
+            self.conversation,
+            &answer,
+        ) {
+            None => true,
+            Some((_, error)) => {
                 self.missed = Some(error);
                 false
             }
@@ -181,6 +170,46 @@ impl<'a> Turn<'a> {
         tokio::select! {
             out = work => Ok(out),
             _ = tokio::time::sleep(limit) => Err(Stop::Failed(stalled(limit, waiting_on))),
+        }
+    }
+}
+
+/// Check command `index`'s final `answer` against its output_schema, for any runtime:
+/// a pass is journaled and becomes the command's `output_json`; a miss is journaled and
+/// told to the model (an instruction in `conversation`). `None` on a pass, else what the
+/// model was told and why it missed.
+pub(super) fn check_answer(
+    agent: &AgentHandle,
+    index: u32,
+    checkpoint: &Checkpoint,
+    conversation: &mut Conversation,
+    answer: &str,
+) -> Option<(String, String)> {
+    let journal = |event: Event| {
+        if !agent.cancel.is_cancelled() {
+            agent.record(event);
+        }
+    };
+    match checkpoint.check(answer) {
+        Ok(value) => {
+            journal(Event::CheckpointPassed {
+                index,
+                value: value.clone(),
+            });
+            agent.with_record(index, |r| r.output_json = Some(value));
+            None
+        }
+        Err(failure) => {
+            let message = failure.to_model_message();
+            let error = failure.to_string();
+            tracing::info!(agent = %agent.name(), "answer did not validate: {error}");
+            journal(Event::CheckpointFailed {
+                index,
+                error: error.clone(),
+                message: message.clone(),
+            });
+            conversation.push_instruction(message.clone());
+            Some((message, error))
         }
     }
 }
