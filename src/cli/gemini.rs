@@ -191,15 +191,7 @@ impl Dialect for Gemini {
     }
 
     fn tool_names(&self, tools: &[Tool]) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> = Vec::new();
-        for tool in tools {
-            for name in mapped(*tool) {
-                if !names.contains(name) {
-                    names.push(name);
-                }
-            }
-        }
-        names
+        super::mapped_names(tools, mapped)
     }
 }
 

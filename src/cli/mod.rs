@@ -278,6 +278,17 @@ pub struct CliSession {
     pub reported_usage: Usage,
 }
 
+/// The CLI's tool names standing for `tools`, by `mapped`, each once, in order.
+fn mapped_names(tools: &[Tool], mapped: fn(Tool) -> &'static [&'static str]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in tools.iter().flat_map(|t| mapped(*t)) {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 /// One CLI's arguments and stream format.
 pub(crate) trait Dialect: Send + Sync {
     /// The arguments (after the program and the provider's `args`) for one command;
