@@ -53,15 +53,42 @@ pub fn cli(name: &str) -> PathBuf {
     path
 }
 
-/// `name args…` in `cwd` with the CLIs' directory first on `PATH` (they are Node
-/// scripts) and stdin closed.
-pub fn command(name: &str, cwd: &Path) -> tokio::process::Command {
+/// `PATH` with the CLIs' directory (and their Node) first: they are Node scripts.
+pub fn path() -> String {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs = vec![bin_dir()];
     dirs.extend(std::env::split_paths(&path));
+    std::env::join_paths(dirs)
+        .expect("PATH")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A flotilla server with `config`, on `mock`, whose agents find the CLIs on `PATH`.
+pub async fn flotilla(
+    mock: MockModel,
+    root: std::sync::Arc<tempfile::TempDir>,
+    config: &str,
+) -> super::Flotilla {
+    super::Flotilla::builder()
+        .root(root)
+        .mock(mock)
+        .config(config)
+        .env("PATH", &path())
+        .start()
+        .await
+}
+
+/// `name` in the server's work directory, as the CLIs see it (canonical).
+pub fn work_file(fl: &super::Flotilla, name: &str) -> PathBuf {
+    fl.work().canonicalize().expect("work dir").join(name)
+}
+
+/// `name args…` in `cwd` with the CLIs' directory first on `PATH` and stdin closed.
+pub fn command(name: &str, cwd: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(cli(name));
     cmd.current_dir(cwd)
-        .env("PATH", std::env::join_paths(dirs).expect("PATH"))
+        .env("PATH", path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

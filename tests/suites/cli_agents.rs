@@ -10,17 +10,6 @@ use serde_json::json;
 use crate::common::clis::{self, CODEX_MODEL};
 use crate::common::*;
 
-/// `PATH` with the pinned CLIs (and their Node) first.
-fn path_with_clis() -> String {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![clis::bin_dir()];
-    dirs.extend(std::env::split_paths(&path));
-    std::env::join_paths(dirs)
-        .expect("PATH")
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// The config for both CLI kinds: Claude Code's and Codex's state directories under
 /// `root`, Codex pointed at the mock's Responses API.
 fn cli_config(root: &Path, mock: &MockModel) -> String {
@@ -51,23 +40,13 @@ async fn start() -> Flotilla {
     let mock = MockModel::start().await;
     let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let config = cli_config(root.path(), &mock);
-    Flotilla::builder()
-        .root(root)
-        .mock(mock)
-        .config(&config)
-        .env("PATH", &path_with_clis())
-        .start()
-        .await
-}
-
-fn work_file(fl: &Flotilla, name: &str) -> PathBuf {
-    fl.work().canonicalize().unwrap().join(name)
+    clis::flotilla(mock, root, &config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_code_agent_writes_with_its_own_tools_and_keeps_its_session() {
     let fl = start().await;
-    let target = work_file(&fl, "hello.txt");
+    let target = clis::work_file(&fl, "hello.txt");
     fl.mock.script(
         "[cc-agent]",
         vec![
@@ -160,7 +139,7 @@ async fn a_codex_agent_runs_its_shell_and_resumes_its_thread() {
     let results = fl.mock.requests_for("[cx-agent]")[1].tool_results();
 
     assert_eq!(
-        std::fs::read_to_string(work_file(&fl, "out.txt"))
+        std::fs::read_to_string(clis::work_file(&fl, "out.txt"))
             .ok()
             .as_deref(),
         Some("hello\n"),

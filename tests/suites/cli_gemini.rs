@@ -2,7 +2,7 @@
 //! as a user's client would, the CLI pointed at the mock's Gemini API: a builder runs
 //! its shell, a session carries across commands, a scout is offered no tool that writes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -11,17 +11,6 @@ use crate::common::*;
 
 /// A model Gemini CLI 0.61.0 knows (passed with `-m`, so it asks no router first).
 const GEMINI_MODEL: &str = "gemini-3.1-pro-preview";
-
-/// `PATH` with the pinned CLIs (and their Node) first.
-fn path_with_clis() -> String {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![clis::bin_dir()];
-    dirs.extend(std::env::split_paths(&path));
-    std::env::join_paths(dirs)
-        .expect("PATH")
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// The gemini-cli provider: its home under `root` (no settings.json: flotilla writes
 /// it), its key and the mock as its endpoint.
@@ -41,17 +30,7 @@ async fn start() -> Flotilla {
     let mock = MockModel::start().await;
     let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let config = gemini_config(root.path(), &mock);
-    Flotilla::builder()
-        .root(root)
-        .mock(mock)
-        .config(&config)
-        .env("PATH", &path_with_clis())
-        .start()
-        .await
-}
-
-fn work_file(fl: &Flotilla, name: &str) -> PathBuf {
-    fl.work().canonicalize().unwrap().join(name)
+    clis::flotilla(mock, root, &config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +64,7 @@ async fn a_gemini_builder_runs_its_shell_then_a_resume_hits_the_replayed_results
     );
     let reqs = fl.mock.requests_for("[gm-agent]");
     assert_eq!(
-        std::fs::read_to_string(work_file(&fl, "out.txt"))
+        std::fs::read_to_string(clis::work_file(&fl, "out.txt"))
             .ok()
             .as_deref(),
         Some("hello\n"),
@@ -199,7 +178,7 @@ async fn a_gemini_agent_resumes_its_session_for_the_next_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_scout_is_offered_no_tool_that_writes() {
     let fl = start().await;
-    let target = work_file(&fl, "scout.txt");
+    let target = clis::work_file(&fl, "scout.txt");
     fl.mock.script(
         "[gm-scout]",
         vec![
