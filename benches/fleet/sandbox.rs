@@ -137,16 +137,5 @@ pub async fn run(commands: usize) -> Value {
 /// CPU seconds of this process's waited-for children and their descendants (`cutime`
 /// + `cstime` of `/proc/self/stat`, in 10 ms ticks: meaningful summed over many commands).
 fn children_cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: state is field 3, cutime 16, cstime 17 (1-based).
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(16) + ticks(17)) as f64 / 100.0
+    crate::server::stat_seconds("/proc/self/stat", 16, 17)
 }

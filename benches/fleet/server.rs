@@ -405,18 +405,24 @@ fn command_in(
 
 /// CPU seconds (utime + stime, USER_HZ = 100) from a `/proc/.../stat` file.
 pub fn cpu_s_of(path: &str) -> f64 {
+    stat_seconds(path, 14, 15)
+}
+
+/// Fields `a` + `b` (1-based, clock ticks, USER_HZ = 100) of a `/proc/.../stat` file, in
+/// seconds: utime/stime are 14/15, the waited-for children's cutime/cstime 16/17.
+pub fn stat_seconds(path: &str, a: usize, b: usize) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     let Some((_, rest)) = stat.rsplit_once(") ") else {
         return 0.0;
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: state is field 3, utime 14, stime 15 (1-based).
+    // After the command name: state is field 3 (1-based).
     let ticks = |i: usize| {
         f.get(i - 3)
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (ticks(14) + ticks(15)) as f64 / 100.0
+    (ticks(a) + ticks(b)) as f64 / 100.0
 }
 
 pub fn params(tool: &str, args: Value) -> CallToolRequestParams {
