@@ -4,6 +4,7 @@
 //! its state is read from a `watch` channel, its outputs from a short-lived lock.
 //! Nobody reaches into the worker; the worker alone owns the conversation.
 
+pub mod cancel;
 pub mod conversation;
 pub mod output;
 mod pause;

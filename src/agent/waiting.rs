@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::output::{CommandRecord, CommandStatus};
 use super::state::AgentStatus;
 use super::{AgentHandle, Deferred, lock};
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
 use crate::store::Ack;
 use crate::store::event::Event;
 
@@ -45,7 +45,12 @@ impl AgentHandle {
     /// A dependency failed for good: the held task never runs. It is recorded as
     /// command 1, cancelled, with `why` (naming the dependency) as its error.
     pub fn cancel_deferred(&self, why: &Failure) -> Option<Ack> {
-        let error = why.to_string();
+        self.drop_deferred(why.to_string(), Some(why.kind()))
+    }
+
+    /// The held task never runs: recorded as the next command, cancelled with
+    /// `error`. `None` when there is no held task (it started, or was dropped).
+    pub(super) fn drop_deferred(&self, error: String, failure: Option<FailureKind>) -> Option<Ack> {
         let deferred = lock(&self.deferred).take()?;
         let _inbox = lock(&self.inbox);
         let mut index = 0;
@@ -63,7 +68,7 @@ impl AgentHandle {
             index,
             status: CommandStatus::Cancelled,
             error: Some(error.clone()),
-            failure: Some(why.kind()),
+            failure,
         });
         let mut record = CommandRecord::queued(deferred.task);
         record.status = CommandStatus::Cancelled;

@@ -8,6 +8,7 @@ pub mod params;
 pub mod redacted;
 pub mod results;
 mod schema;
+pub mod tasks;
 pub mod wait;
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct FleetServer {
     instructions: Arc<str>,
     /// Cancelled when the server starts shutting down: waits in flight answer.
     stopping: CancellationToken,
+    /// The `notifications/tasks` watchers ([`tasks`]).
+    watchers: tokio_util::task::TaskTracker,
 }
 
 impl FleetServer {
@@ -68,6 +71,7 @@ impl FleetServer {
             tool_router: Self::lean_router(),
             instructions: instructions.into(),
             stopping: CancellationToken::new(),
+            watchers: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -90,6 +94,7 @@ impl FleetServer {
                         );
                     }
                     tool.input_schema = Arc::new(input);
+                    tasks::mark(tool);
                     if let Some(output) = &tool.output_schema {
                         let mut output = (**output).clone();
                         schema::lean(&mut output, schema::Nulls::Keep);
@@ -643,12 +648,37 @@ impl ServerHandler for FleetServer {
         request: rmcp::model::CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
-        let answer = self.call_checked(request, context).await;
+        let answer = tasks::call_tool(self, request, context).await;
         redacted::answer(&self.registry.fleet().redactor, answer)
     }
 
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, rmcp::ErrorData> {
+        tasks::get(self, request).await
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        tasks::update(self, request).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        tasks::cancel(self, request).await
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder().enable_tools().enable_tasks();
+        ServerConfig::new(capabilities.build())
             .with_server_info(Implementation::new("flotilla", env!("CARGO_PKG_VERSION")))
             .with_instructions(self.instructions.to_string())
     }
