@@ -39,6 +39,7 @@ mod suites {
     mod redaction;
     mod restart;
     mod sandbox;
+    mod tasks;
     mod tool_access;
     mod tools_list;
     mod traces;

@@ -40,7 +40,13 @@ impl AgentHandle {
         let mut inbox = lock(&self.inbox);
         if let Some(pos) = inbox.queue.iter().position(|c| c.index == index) {
             inbox.queue.remove(pos);
-            // Journaled under the inbox lock, so the worker cannot start it meanwhile.
+            // Under the inbox lock, so the worker cannot start it meanwhile; its record
+            // first, so whoever hears of the event reads it ended.
+            self.with_record(index, |r| {
+                r.status = CommandStatus::Cancelled;
+                r.error = Some(CANCELLED_BY_CLIENT.to_string());
+                r.finished_at = Some(SystemTime::now());
+            });
             self.record(Event::Finished {
                 index,
                 status: CommandStatus::Cancelled,
@@ -48,11 +54,6 @@ impl AgentHandle {
                 failure: None,
             });
             drop(inbox);
-            self.with_record(index, |r| {
-                r.status = CommandStatus::Cancelled;
-                r.error = Some(CANCELLED_BY_CLIENT.to_string());
-                r.finished_at = Some(SystemTime::now());
-            });
             self.update(|s| s.pending = s.pending.saturating_sub(1));
             return true;
         }

@@ -87,11 +87,7 @@ pub(super) async fn call_tool(
         notify::watch(server, id.clone(), peer, look.status());
     }
     let mut task = look.task(&id);
-    if let Some(warning) = result
-        .structured_content
-        .as_ref()
-        .and_then(warning_of)
-    {
+    if let Some(warning) = result.structured_content.as_ref().and_then(warning_of) {
         let message = match task.status_message.take() {
             Some(m) => format!("{m}; {warning}"),
             None => warning,

@@ -1,7 +1,8 @@
 //! `notifications/tasks` for session peers (2025-11-25, `initialize`): one tracked,
 //! cancellable watcher per task such a peer created, reading the fleet's event bus and
 //! sending the task's full state (what `tasks/get` answers) whenever its status
-//! changes. It ends when the task ends, its agent goes, the peer goes or the server
+//! changes. It looks again on every event of its agents (but model and tool steps)
+//! and whenever an agent settles. It ends when the task ends, its agent goes, the peer goes or the server
 //! stops. Stateless (2026-07-28) peers have no channel for it; they poll.
 
 use rmcp::model::{
@@ -21,8 +22,12 @@ pub(super) fn watch(server: &FleetServer, id: TaskId, peer: Peer<RoleServer>, fi
     }
     // Subscribed before looking again, so no change falls between the two.
     let mut events = server.registry.fleet().bus.subscribe();
+    // A command's end is published before its record says so; the settle signal
+    // comes after (the agent's status is the last thing a command's end updates).
+    let mut settle = server.registry.watch_fleet();
     let stop = server.stopping.child_token();
     let server = server.clone();
+    tracing::debug!(task = %id, "watching the task for notifications/tasks");
     server.watchers.clone().spawn(async move {
         let mut last = first;
         let mut changed = true;
@@ -39,11 +44,20 @@ pub(super) fn watch(server: &FleetServer, id: TaskId, peer: Peer<RoleServer>, fi
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => return,
+                    Err(e) => {
+                        tracing::debug!(task = %id, "no more notifications/tasks: {e}");
+                        return;
+                    }
                 }
             }
             changed = tokio::select! {
                 () = stop.cancelled() => return,
+                settled = settle.changed() => {
+                    if settled.is_err() {
+                        return;
+                    }
+                    true
+                }
                 event = events.recv() => match event {
                     Ok(e) => {
                         id.0.iter().any(|p| *p.agent_id == *e.agent_id) && matters(&e.event)
@@ -53,6 +67,7 @@ pub(super) fn watch(server: &FleetServer, id: TaskId, peer: Peer<RoleServer>, fi
                 },
             };
             if peer.is_transport_closed() {
+                tracing::debug!(task = %id, "no more notifications/tasks: the peer is gone");
                 return;
             }
         }
@@ -86,7 +101,10 @@ async fn send(server: &FleetServer, id: &TaskId, peer: &Peer<RoleServer>) -> boo
         TaskStatusNotificationParams::new(task),
     ));
     match peer.send_notification(notification).await {
-        Ok(()) => true,
+        Ok(()) => {
+            tracing::debug!(task = %id, "task status sent");
+            true
+        }
         Err(e) => {
             tracing::debug!(task = %id, "task status not sent: {e}");
             false

@@ -30,6 +30,7 @@ fn ttl() -> Duration {
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(DEFAULT_TTL_S);
+        tracing::debug!("tasks are kept {secs}s after they end ({TTL_ENV})");
         Duration::from_secs(secs)
     })
 }
@@ -332,7 +333,10 @@ fn part_look(server: &FleetServer, id: &TaskId, part: &Part) -> Result<PartLook,
         })
     });
     let Some((status, error, queued_at, started_at, finished_at, ahead)) = record else {
-        if part.command == state.commands + 1 && handle.deferred().is_some() {
+        // Held for its dependencies (or being handed over: the scheduler takes the
+        // task before it queues it, while the status still says `waiting`).
+        let held = handle.deferred().is_some() || state.status == AgentStatus::Waiting;
+        if part.command == state.commands + 1 && held {
             let message = if state.waiting_on.is_empty() {
                 "waiting for its dependencies".to_string()
             } else {

@@ -1,0 +1,511 @@
+//! MCP Tasks (SEP-2663) through rmcp's own client declaring the extension, against the
+//! real binary: agent commands answered as tasks, `tasks/get` mapping their state
+//! (working → completed with the output, failed, cancelled), `tasks/cancel` for a
+//! running and a queued command, task ids after a SIGKILL and restart, the TTL,
+//! `notifications/tasks` for a session peer, both protocol generations over HTTP,
+//! and a client without the extension getting today's results.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolResponse, CallToolResult, CancelTaskParams, ClientCapabilities, ClientConfig,
+    DetailedTask, ErrorCode, GetTaskParams, Implementation, ProtocolVersion, TaskPayload,
+    TaskStatus, TaskStatusNotificationParams,
+};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::common::*;
+
+/// A client that declares the Tasks extension and records `notifications/tasks`.
+#[derive(Clone, Default)]
+struct TasksClient {
+    notified: Arc<Mutex<Vec<DetailedTask>>>,
+}
+
+impl ClientHandler for TasksClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_tasks().build(),
+            Implementation::new("tasks-test", "0"),
+        )
+    }
+
+    async fn on_task_status(
+        &self,
+        params: TaskStatusNotificationParams,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.notified.lock().unwrap().push(params.task);
+    }
+}
+
+type Client = RunningService<RoleClient, TasksClient>;
+
+/// A stdio server with a [`TasksClient`] (the harness's client does not declare the
+/// extension). Dropping it kills the server.
+struct TasksServer {
+    client: Client,
+    builder: Builder,
+    handler: TasksClient,
+    child: tokio::process::Child,
+    root: Arc<tempfile::TempDir>,
+    mock: MockModel,
+}
+
+impl TasksServer {
+    async fn start(builder: Builder) -> Self {
+        let (mut child, root, mock) = builder.clone().spawn_raw().await;
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[flotilla] {line}");
+            }
+        });
+        let handler = TasksClient::default();
+        let client = tokio::time::timeout(CALL_TIMEOUT, handler.clone().serve((stdout, stdin)))
+            .await
+            .expect("handshake timed out")
+            .expect("handshake");
+        Self {
+            client,
+            builder,
+            handler,
+            child,
+            root,
+            mock,
+        }
+    }
+
+    /// SIGKILL it and start another on the same store and mock.
+    async fn restart(mut self) -> Self {
+        let pid = self.child.id().unwrap() as i32;
+        kill_quietly(pid);
+        assert!(wait_pid_gone(pid, Duration::from_secs(10)).await);
+        let _ = self.child.wait().await;
+        let builder = self.builder.root(self.root.clone()).mock(self.mock.clone());
+        Self::start(builder).await
+    }
+}
+
+async fn call_once(client: &Client, tool: &str, args: Value) -> CallToolResponse {
+    tokio::time::timeout(CALL_TIMEOUT, client.call_tool_once(params(tool, args)))
+        .await
+        .expect("tools/call timed out")
+        .expect("tools/call")
+}
+
+/// Calls a tool that must answer with a task; returns its id and its seed status.
+async fn call_task(client: &Client, tool: &str, args: Value) -> (String, TaskStatus) {
+    match call_once(client, tool, args.clone()).await {
+        CallToolResponse::Task(t) => {
+            assert_eq!(t.task.poll_interval_ms, Some(1500));
+            assert!(t.task.ttl_ms.is_some_and(|ttl| ttl > 0), "{t:?}");
+            (t.task.task_id, t.task.status)
+        }
+        other => panic!("{tool}({args}) did not answer with a task: {other:?}"),
+    }
+}
+
+async fn get(client: &Client, id: &str) -> Result<DetailedTask, ServiceError> {
+    tokio::time::timeout(CALL_TIMEOUT, client.get_task(GetTaskParams::new(id)))
+        .await
+        .expect("tasks/get timed out")
+        .map(|r| r.task)
+}
+
+/// `tasks/get` until the task has `status`.
+async fn until(client: &Client, id: &str, status: TaskStatus) -> DetailedTask {
+    eventually(&format!("task {id} is {status:?}"), async || {
+        let task = get(client, id).await.unwrap();
+        if task.status() == status {
+            Ok(task)
+        } else {
+            Err(format!("{task:?}"))
+        }
+    })
+    .await
+}
+
+/// A completed task's result as JSON (its structuredContent, which its text repeats).
+fn result_of(task: &DetailedTask) -> Value {
+    let TaskPayload::Completed { result } = &task.payload else {
+        panic!("not completed: {task:?}");
+    };
+    let result: CallToolResult = serde_json::from_value(Value::Object(result.clone())).unwrap();
+    json_of(&result)
+}
+
+fn invalid_params(e: ServiceError) -> String {
+    match e {
+        ServiceError::McpError(e) => {
+            assert_eq!(e.code, ErrorCode::INVALID_PARAMS, "{e:?}");
+            e.message.to_string()
+        }
+        other => panic!("expected invalid params, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_agent_as_a_task_works_then_completes_with_its_output() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    fl.mock.script(
+        "[t1]",
+        vec![Step::text("the answer is 42").delay(Duration::from_millis(1500))],
+    );
+    let (id, seed) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "t1", "task": "[t1] compute"}),
+    )
+    .await;
+    assert_eq!(seed, TaskStatus::Working);
+    let created = fl
+        .client
+        .call_tool(params("get_agent_status", json!({"agent": "t1"})))
+        .await;
+    let agent_id = json_of(&created.unwrap())["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id, format!("{agent_id}/1"));
+
+    let working = get(&fl.client, &id).await.unwrap();
+    assert_eq!(working.status(), TaskStatus::Working, "{working:?}");
+    assert!(working.task.status_message.is_some(), "{working:?}");
+
+    let done = until(&fl.client, &id, TaskStatus::Completed).await;
+    let output = result_of(&done);
+    assert_eq!(output["text"], "the answer is 42", "{output}");
+    assert_eq!(output["command"], 1);
+    assert_eq!(output["command_status"], "done");
+
+    // The session peer was told: completed, with the same result.
+    let notified = eventually("a completed notification", async || {
+        fl.handler
+            .notified
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|t| t.task.task_id == id && t.status() == TaskStatus::Completed)
+            .cloned()
+    })
+    .await;
+    assert_eq!(result_of(&notified)["text"], "the answer is 42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_agent_and_a_batch_answer_with_tasks_create_without_task_does_not() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    // Nothing started: today's result.
+    let CallToolResponse::Complete(plain) =
+        call_once(&fl.client, "create_agent", json!({"name": "cmd"})).await
+    else {
+        panic!("create_agent without a task should answer at once");
+    };
+    let agent_id = json_of(&plain)["agent_id"].as_str().unwrap().to_string();
+    fl.mock
+        .script("[cmd]", vec![Step::text("first"), Step::text("second")]);
+    let (first, _) = call_task(
+        &fl.client,
+        "command_agent",
+        json!({"agent": "cmd", "task": "[cmd] one"}),
+    )
+    .await;
+    assert_eq!(first, format!("{agent_id}/1"));
+    assert_eq!(
+        result_of(&until(&fl.client, &first, TaskStatus::Completed).await)["text"],
+        "first"
+    );
+    let (second, _) = call_task(
+        &fl.client,
+        "command_agent",
+        json!({"agent": "cmd", "task": "[cmd] two"}),
+    )
+    .await;
+    assert_eq!(second, format!("{agent_id}/2"));
+    let out = result_of(&until(&fl.client, &second, TaskStatus::Completed).await);
+    assert_eq!(
+        (out["text"].as_str(), out["command"].as_u64()),
+        (Some("second"), Some(2))
+    );
+
+    // A plan: one task naming every command; completed once all are done.
+    fl.mock.script("[pa]", vec![Step::text("plan a")]);
+    fl.mock.script("[pb]", vec![Step::text("plan b")]);
+    let (batch, _) = call_task(
+        &fl.client,
+        "create_agents",
+        json!({"agents": [
+            {"name": "pa", "task": "[pa] go"},
+            {"name": "pb", "task": "[pb] go", "depends_on": ["pa"]},
+            {"name": "idle"},
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        batch.split('+').count(),
+        2,
+        "{batch}: only agents with a task"
+    );
+    assert!(batch.split('+').all(|p| p.ends_with("/1")), "{batch}");
+    let out = result_of(&until(&fl.client, &batch, TaskStatus::Completed).await);
+    let texts: Vec<&str> = out["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["plan a", "plan b"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_command_is_a_failed_task_with_its_error() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    fl.mock
+        .script("[bad]", vec![Step::fail_with(400, "this model refuses")]);
+    let (id, _) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "bad", "task": "[bad] go"}),
+    )
+    .await;
+    let failed = until(&fl.client, &id, TaskStatus::Failed).await;
+    let TaskPayload::Failed { error } = &failed.payload else {
+        panic!("{failed:?}");
+    };
+    assert_mentions(error["message"].as_str().unwrap(), &["this model refuses"]);
+    assert!(error["code"].is_i64(), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_cancel_cancels_the_running_and_a_queued_command_and_a_restart_agrees() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    // The first command holds its model call; the second queues behind it.
+    fl.mock.script(
+        "[hold]",
+        vec![Step::stall(), Step::stall(), Step::text("third")],
+    );
+    let (running, _) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "hold", "task": "[hold] one"}),
+    )
+    .await;
+    fl.mock
+        .wait_requests("[hold]", 1, Duration::from_secs(30))
+        .await;
+    let (queued, _) = call_task(
+        &fl.client,
+        "command_agent",
+        json!({"agent": "hold", "task": "two"}),
+    )
+    .await;
+    let waiting = get(&fl.client, &queued).await.unwrap();
+    assert_eq!(waiting.status(), TaskStatus::Working);
+    assert_mentions(
+        waiting.task.status_message.as_deref().unwrap(),
+        &["queued behind 1"],
+    );
+
+    // The queued one: dropped at once, journaled.
+    fl.client
+        .cancel_task(CancelTaskParams::new(queued.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&fl.client, &queued).await.unwrap().status(),
+        TaskStatus::Cancelled
+    );
+    assert_eq!(
+        get(&fl.client, &running).await.unwrap().status(),
+        TaskStatus::Working
+    );
+    // Cancelling what has ended is refused.
+    let e = fl
+        .client
+        .cancel_task(CancelTaskParams::new(queued.clone()))
+        .await
+        .unwrap_err();
+    assert_mentions(&invalid_params(e), &["already ended", "cancelled"]);
+
+    // After a SIGKILL the ids still answer, from the store.
+    let fl = fl.restart().await;
+    assert_eq!(
+        get(&fl.client, &queued).await.unwrap().status(),
+        TaskStatus::Cancelled
+    );
+    assert_eq!(
+        get(&fl.client, &running).await.unwrap().status(),
+        TaskStatus::Working
+    );
+
+    // The running one (resumed after the restart): interrupted.
+    fl.mock
+        .wait_requests("[hold]", 2, Duration::from_secs(30))
+        .await;
+    fl.client
+        .cancel_task(CancelTaskParams::new(running.clone()))
+        .await
+        .unwrap();
+    until(&fl.client, &running, TaskStatus::Cancelled).await;
+    let status = fl
+        .client
+        .call_tool(params("get_agent_status", json!({"agent": "hold"})))
+        .await;
+    let status = json_of(&status.unwrap());
+    assert_eq!(status["status"], "cancelled", "{status}");
+    assert_eq!(status["pending"], 0, "{status}");
+    assert_eq!(status["commands"], 2, "{status}");
+    let out = fl
+        .client
+        .call_tool(params(
+            "get_agent_output",
+            json!({"agent": "hold", "command": 2}),
+        ))
+        .await;
+    assert_eq!(json_of(&out.unwrap())["command_status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_task_survives_a_restart_and_is_forgotten_after_its_ttl() {
+    let fl = TasksServer::start(Flotilla::builder().env("FLOTILLA_TASK_TTL_S", "2")).await;
+    fl.mock.script("[keep]", vec![Step::text("kept")]);
+    let (id, _) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "keep", "task": "[keep] go"}),
+    )
+    .await;
+    until(&fl.client, &id, TaskStatus::Completed).await;
+    let fl = fl.restart().await;
+    let task = get(&fl.client, &id).await.unwrap();
+    assert_eq!(result_of(&task)["text"], "kept");
+    assert!(task.task.ttl_ms.unwrap() >= 2000, "{task:?}");
+    let gone = eventually("the task is forgotten after its TTL", async || {
+        match get(&fl.client, &id).await {
+            Ok(task) => Err(format!("{task:?}")),
+            Err(e) => Ok(e),
+        }
+    })
+    .await;
+    assert_mentions(&invalid_params(gone), &["TTL", "get_agent_output"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_and_unknown_task_ids_are_invalid_params_that_say_why() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    for (id, why) in [
+        ("nope", "<agent_id>/<command>"),
+        ("ag-0123456789/0", "not a command number"),
+        ("ag-0123456789/1", "does not exist"),
+    ] {
+        let e = get(&fl.client, id).await.unwrap_err();
+        assert_mentions(&invalid_params(e), &[why]);
+    }
+    let created = call_once(&fl.client, "create_agent", json!({"name": "few"})).await;
+    let CallToolResponse::Complete(created) = created else {
+        panic!("{created:?}");
+    };
+    let agent_id = json_of(&created)["agent_id"].as_str().unwrap().to_string();
+    let e = get(&fl.client, &format!("{agent_id}/3")).await.unwrap_err();
+    assert_mentions(&invalid_params(e), &["has had 0 command"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_the_extension_gets_todays_results() {
+    let fl = Flotilla::start().await;
+    fl.mock.script("[plain]", vec![Step::text("plain")]);
+    let created = fl.create("plain", "[plain] go").await;
+    assert!(created["agent_id"].is_string(), "{created}");
+    let commanded = fl.command("plain", "[plain] again").await;
+    assert_eq!(commanded["command"], 2, "{commanded}");
+    let tools = fl.tools().await;
+    let marked: Vec<&str> = tools
+        .iter()
+        .filter(|t| {
+            t.meta
+                .as_ref()
+                .is_some_and(|m| m.get("io.modelcontextprotocol/tasks").is_some())
+        })
+        .map(|t| t.name.as_ref())
+        .collect();
+    assert_eq!(marked, ["command_agent", "create_agent", "create_agents"]);
+    // tasks/* need the extension declared (rmcp answers -32021).
+    let e = fl
+        .client
+        .get_task(GetTaskParams::new(format!(
+            "{}/1",
+            created["agent_id"].as_str().unwrap()
+        )))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ServiceError::McpError(ref e) if e.code.0 == -32021),
+        "{e:?}"
+    );
+}
+
+/// A tasks client over HTTP: a 2025-11-25 session (`initialize`), or the stateless
+/// 2026-07-28 generation (`server/discover`, per-request metadata).
+async fn http_client(server: &HttpServer, stateless: bool) -> Client {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(TOKEN),
+    );
+    let lifecycle = if stateless {
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        }
+    } else {
+        ClientLifecycleMode::Initialize
+    };
+    tokio::time::timeout(
+        CALL_TIMEOUT,
+        TasksClient::default().serve_with_lifecycle(transport, lifecycle),
+    )
+    .await
+    .expect("HTTP handshake timed out")
+    .expect("HTTP handshake")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_protocol_generations_over_http_answer_with_tasks() {
+    let server = HttpServer::start().await;
+    for (stateless, name) in [(false, "session"), (true, "stateless")] {
+        let client = http_client(&server, stateless).await;
+        let key = format!("[{name}]");
+        server
+            .mock
+            .script(&key, vec![Step::text(format!("{name} done"))]);
+        let (id, _) = call_task(
+            &client,
+            "create_agent",
+            json!({"name": name, "task": format!("{key} go")}),
+        )
+        .await;
+        let task = until(&client, &id, TaskStatus::Completed).await;
+        assert_eq!(result_of(&task)["text"], format!("{name} done"));
+        // The generation really is what was asked for: only 2026-07-28 results carry
+        // `resultType`.
+        let CallToolResponse::Complete(status) =
+            call_once(&client, "get_agent_status", json!({"agent": name})).await
+        else {
+            panic!("get_agent_status answered with a task");
+        };
+        assert_eq!(status.result_type.is_some(), stateless, "{status:?}");
+        // Another connection of the same generation reads the same task.
+        let other = http_client(&server, stateless).await;
+        assert_eq!(
+            get(&other, &id).await.unwrap().status(),
+            TaskStatus::Completed
+        );
+    }
+}
