@@ -509,3 +509,47 @@ async fn both_protocol_generations_over_http_answer_with_tasks() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_batch_interrupts_the_running_agent_and_drops_the_waiting_one() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    fl.mock.script("[first]", vec![Step::stall()]);
+    let (batch, _) = call_task(
+        &fl.client,
+        "create_agents",
+        json!({"agents": [
+            {"name": "first", "task": "[first] go"},
+            {"name": "then", "task": "[then] go", "depends_on": ["first"]},
+        ]}),
+    )
+    .await;
+    fl.mock
+        .wait_requests("[first]", 1, Duration::from_secs(30))
+        .await;
+    let working = get(&fl.client, &batch).await.unwrap();
+    assert_mentions(
+        working.task.status_message.as_deref().unwrap(),
+        &["0 of 2 ended", "then: waiting for its dependencies"],
+    );
+    fl.client
+        .cancel_task(CancelTaskParams::new(batch.clone()))
+        .await
+        .unwrap();
+    let cancelled = until(&fl.client, &batch, TaskStatus::Cancelled).await;
+    assert_mentions(
+        cancelled.task.status_message.as_deref().unwrap(),
+        &["then: cancelled by the client"],
+    );
+    let then = fl
+        .client
+        .call_tool(params(
+            "get_agent_output",
+            json!({"agent": "then", "command": 1}),
+        ))
+        .await;
+    assert_eq!(json_of(&then.unwrap())["command_status"], "cancelled");
+    assert!(
+        fl.mock.requests_for("[then]").is_empty(),
+        "the waiting agent never ran"
+    );
+}

@@ -423,3 +423,46 @@ pub(super) async fn answer(
         None,
     ))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ask(options: &[&str]) -> Asking {
+        Asking {
+            key: "ag-01/1/call_1".into(),
+            name: "scout".into(),
+            question: "Keep v1 or v2?".into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_question_is_an_elicitation_with_its_options_as_an_enum() {
+        let (key, request) = input_request(&ask(&["v1", "v2"])).unwrap();
+        assert_eq!(key, "ag-01/1/call_1");
+        assert!(matches!(request, InputRequest::Elicitation(_)));
+        let wire = serde_json::to_value(&request).unwrap();
+        assert_eq!(wire["method"], "elicitation/create");
+        assert_eq!(
+            wire["params"]["message"],
+            "Agent `scout` asks: Keep v1 or v2?"
+        );
+        let answer = &wire["params"]["requestedSchema"]["properties"]["answer"];
+        assert_eq!(answer["enum"], json!(["v1", "v2"]), "{wire}");
+        assert_eq!(
+            wire["params"]["requestedSchema"]["required"],
+            json!(["answer"])
+        );
+    }
+
+    #[test]
+    fn a_question_without_options_asks_for_free_text() {
+        let (_, request) = input_request(&ask(&[])).unwrap();
+        let wire = serde_json::to_value(&request).unwrap();
+        let answer = &wire["params"]["requestedSchema"]["properties"]["answer"];
+        assert_eq!(answer["type"], "string", "{wire}");
+        assert!(answer.get("enum").is_none(), "{wire}");
+    }
+}
