@@ -38,6 +38,7 @@
 //! max_tokens = 5_000_000              # fleet-wide input + output tokens
 //! max_running = 16                    # agents running a command at once (0: no limit)
 //! stall_timeout_s = 600               # a command with no progress this long fails
+//! ask_timeout_s = 3600                # a question unanswered this long: "proceed" (default: wait)
 //! circuit_failures = 5                # consecutive failed calls that open a circuit
 //! circuit_open_s = 30                 # how long an open circuit holds calls
 //!
@@ -224,6 +225,9 @@ pub struct Limits {
     pub max_running: Option<usize>,
     /// Seconds a command may go without progress before it fails as stalled (default 600).
     pub stall_timeout_s: Option<u64>,
+    /// Seconds an agent's question may wait before it is answered for it with "no
+    /// answer; proceed on your best judgement" (default: it waits for the answer).
+    pub ask_timeout_s: Option<u64>,
     /// Consecutive failed calls to a provider that open its circuit (default 5).
     pub circuit_failures: Option<u32>,
     /// Seconds an open circuit holds calls before one probe call (default 30).

@@ -47,8 +47,10 @@ create_agent with `task` -> wait_for_agents -> command_agent to follow up (the a
 its conversation) -> delete_agent when done. An agent knows only what you and its \
 dependencies tell it. Parallel builders in one git repository: isolation \"worktree\" \
 (each on its own branch flotilla/<name>; a reviewer with base: the builder's name sees its \
-work; delete_agent keeps the branch). pause_agents/resume_agents hold and release the fleet; a `note` in \
-a result means a budget cap is near.";
+work; delete_agent keeps the branch). An agent may ask you a question: status needs_input, its \
+row carries `question` (wait_for_agents wakes for it); answer with command_agent {agent, task: \
+your answer} and its command goes on. pause_agents/resume_agents hold and release the fleet; a \
+`note` in a result means a budget cap is near.";
 
 /// A role profile: extra instructions plus defaults for tools and steps.
 #[derive(Debug, Clone, PartialEq)]

@@ -54,6 +54,10 @@ pub struct Cli {
     /// [limits] stall_timeout_s.
     #[arg(long, env = "FLOTILLA_STALL_TIMEOUT_S", value_name = "SECONDS")]
     pub stall_timeout_s: Option<u64>,
+    /// An agent's question unanswered this long is answered for it ("no answer;
+    /// proceed on your best judgement"). Default: it waits; or [limits] ask_timeout_s.
+    #[arg(long, env = "FLOTILLA_ASK_TIMEOUT_S", value_name = "SECONDS")]
+    pub ask_timeout_s: Option<u64>,
     /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio, e.g.
     /// 127.0.0.1:7777 (port 0 picks a free one). Clients need the bearer token:
     /// FLOTILLA_TOKEN, or the `token` file generated in the data directory.
@@ -148,6 +152,7 @@ impl Settings {
             max_tokens: cli.max_tokens,
             max_running: cli.max_running,
             stall_timeout_s: cli.stall_timeout_s,
+            ask_timeout_s: cli.ask_timeout_s,
         }
         .over(&config)?;
         let serve = match (cli.listen, cli.dashboard) {

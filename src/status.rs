@@ -1,5 +1,5 @@
 //! The statuses of agents and commands: the contract's vocabulary (`running`,
-//! `queued`, … and `done`, `failed`, …), shared by the agent, the store's events, the
+//! `queued`, … and `done`, `failed`, …, and who answered an agent's question), shared by the agent, the store's events, the
 //! fleet's totals and every result. A leaf: it imports nothing of flotilla.
 
 use schemars::JsonSchema;
@@ -48,6 +48,9 @@ pub enum AgentStatus {
     Failed,
     /// Its last command was interrupted.
     Cancelled,
+    /// Asked the orchestrator a question (`question`); `command_agent` answers it.
+    #[serde(rename = "needs_input")]
+    NeedsInput,
 }
 
 impl AgentStatus {
@@ -60,6 +63,7 @@ impl AgentStatus {
             Self::Idle => "idle",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::NeedsInput => "needs_input",
         }
     }
 
@@ -72,6 +76,7 @@ impl AgentStatus {
             Self::Idle,
             Self::Failed,
             Self::Cancelled,
+            Self::NeedsInput,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -87,6 +92,31 @@ impl From<CommandStatus> for AgentStatus {
             C::Done => Self::Idle,
             C::Failed => Self::Failed,
             C::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// Who answered a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Answerer {
+    /// `command_agent` on the agent.
+    Orchestrator,
+    /// A human, on the dashboard.
+    Dashboard,
+    /// An MCP Tasks client (`tasks/update`).
+    Client,
+    /// Nobody within `ask_timeout_s`.
+    Timeout,
+}
+
+impl Answerer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Orchestrator => "orchestrator",
+            Self::Dashboard => "dashboard",
+            Self::Client => "client",
+            Self::Timeout => "timeout",
         }
     }
 }

@@ -11,6 +11,7 @@
 mod common;
 
 mod suites {
+    mod asking;
     mod bad_input;
     mod browser;
     mod budget;

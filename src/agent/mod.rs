@@ -4,6 +4,7 @@
 //! its state is read from a `watch` channel, its outputs from a short-lived lock.
 //! Nobody reaches into the worker; the worker alone owns the conversation.
 
+pub mod asking;
 pub mod cancel;
 pub mod conversation;
 pub mod output;
@@ -100,6 +101,10 @@ pub struct Initial {
     pub paused: bool,
     /// The sequence number of its next event.
     pub next_seq: u64,
+    /// The question its command in progress asked (after a restart).
+    pub asked: Option<asking::Question>,
+    /// An answer journaled before the restart that its worker had not taken yet.
+    pub answer: Option<asking::Answer>,
 }
 
 impl Default for Initial {
@@ -111,6 +116,8 @@ impl Default for Initial {
             queue: VecDeque::new(),
             paused: false,
             next_seq: 1,
+            asked: None,
+            answer: None,
         }
     }
 }
@@ -146,6 +153,10 @@ struct Inbox {
     current: Option<CancellationToken>,
     /// Held by `pause_agents`: the worker takes no new step or command.
     paused: bool,
+    /// The question its running command asked, until the command goes on.
+    asked: Option<asking::Question>,
+    /// The answer to that question, until the worker takes it.
+    answer: Option<asking::Answer>,
 }
 
 /// The registry's handle on one agent.
@@ -155,6 +166,8 @@ pub struct AgentHandle {
     state: watch::Sender<AgentState>,
     inbox: Mutex<Inbox>,
     wake: Notify,
+    /// Wakes a worker waiting for an answer.
+    answered: Notify,
     outputs: Mutex<Vec<CommandRecord>>,
     /// Cancels everything the agent does (delete, shutdown).
     cancel: CancellationToken,
@@ -189,8 +202,11 @@ impl AgentHandle {
                 queue: initial.queue,
                 current: None,
                 paused: initial.paused,
+                asked: initial.asked,
+                answer: initial.answer,
             }),
             wake: Notify::new(),
+            answered: Notify::new(),
             outputs: Mutex::new(initial.outputs),
             cancel: parent.child_token(),
             finished: CancellationToken::new(),

@@ -69,6 +69,8 @@ pub struct AgentState {
     pub before_pause: Option<AgentStatus>,
     /// Set when the agent has been deleted; its worker is gone.
     pub deleted: bool,
+    /// The question it waits on (status `needs_input`).
+    pub question: Option<super::asking::Question>,
 }
 
 impl AgentState {
@@ -90,14 +92,16 @@ impl AgentState {
             attempt: 1,
             before_pause: None,
             deleted: false,
+            question: None,
         }
     }
 
     /// Settled: nothing running and nothing queued, or held (paused: it cannot move
-    /// until resumed, so nobody should sleep on it), or deleted.
+    /// until resumed; needs_input: it waits for an answer, so nobody should sleep on
+    /// it), or deleted.
     pub fn settled(&self) -> bool {
         self.deleted
-            || self.status == AgentStatus::Paused
+            || matches!(self.status, AgentStatus::Paused | AgentStatus::NeedsInput)
             || (!matches!(
                 self.status,
                 AgentStatus::Running | AgentStatus::Queued | AgentStatus::Waiting
@@ -191,6 +195,8 @@ mod tests {
         s.status = AgentStatus::Paused;
         s.pending = 2;
         assert!(s.settled(), "a paused agent cannot move: settled");
+        s.status = AgentStatus::NeedsInput;
+        assert!(s.settled(), "an agent waiting for an answer is settled");
         s.status = AgentStatus::Running;
         s.pending = 0;
         s.deleted = true;

@@ -31,6 +31,8 @@ fn mapped(tool: Tool) -> &'static [&'static str] {
         Tool::ListFiles => &["Glob", "LS"],
         Tool::SearchFiles => &["Grep", "Glob"],
         Tool::RunCommand => &["Bash", "BashOutput", "KillShell"],
+        // Not one of the CLI's own tools: flotilla serves it (see cli::asking).
+        Tool::AskOrchestrator => &[],
     }
 }
 

@@ -57,6 +57,8 @@ fn mapped(tool: Tool) -> &'static [&'static str] {
         Tool::ListFiles => &["list_directory", "glob"],
         Tool::SearchFiles => &["grep_search", "glob"],
         Tool::RunCommand => &["run_shell_command"],
+        // Not one of the CLI's own tools: flotilla serves it (see cli::asking).
+        Tool::AskOrchestrator => &[],
     }
 }
 

@@ -1,6 +1,7 @@
 //! The dashboard's JSON: the fleet snapshot (`/api/fleet`), one agent's detail
 //! (`/api/agents/{name}`), the timeline (`/api/timeline`) and the controls (POST
-//! `/api/agents/{name}/pause|resume|interrupt|delete`, `/api/fleet/pause|resume`).
+//! `/api/agents/{name}/pause|resume|interrupt|delete`, `/api/fleet/pause|resume`, and
+//! `/api/agents/{name}/answer` with `{"answer": …}` for an agent's question).
 //!
 //! Rows are read from each agent's `watch`ed state and its outputs under their short
 //! locks; nothing here holds a lock across an `.await`. Text a person reads (errors,
@@ -65,6 +66,9 @@ pub struct Row {
     pub files_written: usize,
     pub last_error: Option<String>,
     pub waiting_on: Vec<String>,
+    /// The question it waits on (status `needs_input`).
+    pub question: Option<String>,
+    pub options: Vec<String>,
 }
 
 impl Row {
@@ -97,6 +101,11 @@ impl Row {
             files_written,
             last_error: s.last_error.map(|e| redact(h, &e)),
             waiting_on: s.waiting_on,
+            question: s.question.as_ref().map(|q| redact(h, &q.question)),
+            options: s
+                .question
+                .map(|q| q.options.iter().map(|o| redact(h, o)).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -265,6 +274,41 @@ pub async fn control(
     };
     tracing::info!(agent = %name, action, "dashboard control");
     answer(changed.map(|c| json!({ "agent": name, "action": action, "changed": c })))
+}
+
+/// The body of `POST /api/agents/{name}/answer`.
+#[derive(Debug, serde::Deserialize)]
+pub struct AnswerBody {
+    pub answer: String,
+}
+
+/// `POST /api/agents/{name}/answer`: a person answers the agent's question; its
+/// command goes on with the answer. 409 when it has no question open.
+pub async fn answer_question(
+    State(d): State<Arc<Dashboard>>,
+    Path(name): Path<String>,
+    Json(body): Json<AnswerBody>,
+) -> Response {
+    let answered = d
+        .registry
+        .answer(
+            &name,
+            body.answer,
+            crate::agent::asking::Answerer::Dashboard,
+        )
+        .await;
+    tracing::info!(agent = %name, ok = answered.is_ok(), "dashboard answer");
+    match answered {
+        Ok(a) => {
+            Json(json!({ "agent": name, "command": a.index, "answered": true })).into_response()
+        }
+        Err(e @ RegistryError::UnknownAgent { .. }) => unknown(e),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 /// `POST /api/fleet/{action}`: pause or resume every agent.

@@ -16,10 +16,11 @@ use super::Dashboard;
 use crate::agent::state::AgentStatus;
 use crate::fleet::calls::BUCKETS_S;
 
-const STATUSES: [AgentStatus; 7] = [
+const STATUSES: [AgentStatus; 8] = [
     AgentStatus::Running,
     AgentStatus::Queued,
     AgentStatus::Waiting,
+    AgentStatus::NeedsInput,
     AgentStatus::Paused,
     AgentStatus::Idle,
     AgentStatus::Failed,

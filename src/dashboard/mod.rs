@@ -81,6 +81,7 @@ impl Dashboard {
             .route("/api/timeline", get(api::timeline))
             .route("/api/events", get(sse::events))
             .route("/api/agents/{name}", get(api::agent))
+            .route("/api/agents/{name}/answer", post(api::answer_question))
             .route("/api/agents/{name}/{action}", post(api::control))
             .route("/api/fleet/{action}", post(api::fleet_control))
             .route("/metrics", get(metrics::metrics))

@@ -17,6 +17,7 @@ pub struct GuardRails {
     pub max_tokens: Option<u64>,
     pub max_running: Option<usize>,
     pub stall_timeout_s: Option<u64>,
+    pub ask_timeout_s: Option<u64>,
 }
 
 /// Settled values: everything the fleet's guard rails need, so the config is read once.
@@ -25,6 +26,8 @@ pub struct Settled {
     pub caps: Caps,
     pub max_running: usize,
     pub stall_timeout: Duration,
+    /// A question unanswered this long is answered for the agent (`None`: it waits).
+    pub ask_timeout: Option<Duration>,
     pub circuit: CircuitPolicy,
     /// Most characters of each dependency's answer handed to a dependent.
     pub handoff_max_chars: usize,
@@ -61,6 +64,15 @@ impl GuardRails {
         if stall.is_zero() {
             return Err(invalid(
                 "stall_timeout_s (--stall-timeout-s / [limits]) must be at least 1 second".into(),
+            ));
+        }
+        let ask_timeout = self
+            .ask_timeout_s
+            .or(l.ask_timeout_s)
+            .map(Duration::from_secs);
+        if ask_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(invalid(
+                "ask_timeout_s (--ask-timeout-s / [limits]) must be at least 1 second; leave it out to wait for every answer".into(),
             ));
         }
         let defaults = CircuitPolicy::default();
@@ -100,6 +112,7 @@ impl GuardRails {
                 .or(l.max_running)
                 .unwrap_or(DEFAULT_MAX_RUNNING),
             stall_timeout: stall,
+            ask_timeout,
             circuit,
             handoff_max_chars,
             provider_limits: ["anthropic", "openai"]
@@ -126,6 +139,7 @@ impl Settled {
             budget: Budget::new(self.caps, retired),
             max_running: self.max_running,
             stall_timeout: self.stall_timeout,
+            ask_timeout: self.ask_timeout,
             circuit: self.circuit,
             provider_limits: self.provider_limits.clone(),
         }

@@ -52,6 +52,8 @@ pub struct Fleet {
     pub totals: Totals,
     /// A command with no progress (model answer, tool result) for this long fails.
     pub stall_timeout: Duration,
+    /// A question unanswered this long is answered for the agent (`None`: it waits).
+    pub ask_timeout: Option<Duration>,
     /// Replaces provider keys and common key shapes in text handed onward.
     pub redactor: Redactor,
     /// Most characters of each dependency's answer handed to a dependent.
@@ -67,6 +69,7 @@ pub struct FleetOptions {
     /// 0: no limit.
     pub max_running: usize,
     pub stall_timeout: Duration,
+    pub ask_timeout: Option<Duration>,
     pub circuit: CircuitPolicy,
     /// Provider name → `max_concurrent_requests` (absent: no limit).
     pub provider_limits: BTreeMap<String, Option<usize>>,
@@ -80,6 +83,7 @@ impl Default for FleetOptions {
             budget: Budget::default(),
             max_running: DEFAULT_MAX_RUNNING,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            ask_timeout: None,
             circuit: CircuitPolicy::default(),
             provider_limits: BTreeMap::new(),
             redactor: Redactor::default(),
@@ -107,6 +111,7 @@ impl Fleet {
             slots: Arc::new(RunSlots::new(options.max_running)),
             totals: Totals::default(),
             stall_timeout: options.stall_timeout,
+            ask_timeout: options.ask_timeout,
             redactor: options.redactor,
             handoff_max_chars: options.handoff_max_chars,
             gates,

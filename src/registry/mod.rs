@@ -31,6 +31,7 @@ use crate::store::Store;
 use crate::sync::{read, write};
 use crate::tools::{Tool, tool_specs};
 
+mod answer;
 mod create;
 mod policy;
 pub(crate) mod replay;
@@ -548,7 +549,7 @@ fn default_workdir_roots(default_workdir: &Path) -> Vec<PathBuf> {
 pub fn parse_status_filter(s: &str) -> Result<AgentStatus, RegistryError> {
     AgentStatus::parse(s).ok_or_else(|| {
         RegistryError::Invalid(format!(
-            "unknown status `{s}`; use one of running, queued, waiting, paused, idle, failed, cancelled"
+            "unknown status `{s}`; use one of running, queued, waiting, needs_input, paused, idle, failed, cancelled"
         ))
     })
 }

@@ -27,6 +27,9 @@ pub struct Commanded {
     pub waiting: u32,
     /// What the orchestrator should know: the command runs but is not saved.
     pub warning: Option<String>,
+    /// The task was the answer to the agent's question (`index` is the command it
+    /// was asked in, which goes on).
+    pub answered: bool,
 }
 
 /// What [`Registry::hold`] did, by agent name.
@@ -66,6 +69,13 @@ impl Registry {
             ));
         }
         let handle = self.get(agent)?;
+        if !interrupt
+            && let Some(answered) = self
+                .answer_if_asking(&handle, &task, output_schema.is_some())
+                .await?
+        {
+            return Ok(answered);
+        }
         self.may_start(&handle, output_schema.as_ref())?;
         let queued = handle
             .enqueue(task, interrupt, output_schema)
@@ -88,6 +98,7 @@ impl Registry {
             index: queued.index,
             waiting: queued.waiting,
             warning,
+            answered: false,
         })
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::agent::asking::{Answer, Question};
 use crate::agent::conversation::{Conversation, command_instruction, retry_instruction};
 use crate::agent::output::{CommandRecord, CommandStatus};
 use crate::agent::state::AgentStatus;
@@ -59,6 +60,10 @@ pub(crate) struct Restored {
     /// The conversation before the in-progress command's instruction (agents with
     /// `retries`), to start a failed attempt over from.
     pub in_progress_base: Option<Conversation>,
+    /// The question the in-progress command waits on (status `needs_input`).
+    pub question: Option<Question>,
+    /// Its answer, when it was given but the worker had not taken it yet.
+    pub answer: Option<Answer>,
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -131,6 +136,8 @@ impl Replay {
             deferred,
             attempt: 1,
             in_progress_base: None,
+            question: None,
+            answer: None,
         };
         Self {
             r,
@@ -190,6 +197,13 @@ impl Replay {
                 self.r.tool_calls += 1;
                 self.started_tools.push((id, name));
             }
+            Event::Asked {
+                index,
+                id,
+                question,
+                options,
+            } => self.asked(at_ms, index, id, question, options),
+            Event::Answered { id, answer, by, .. } => self.answered(id, answer, by),
             Event::ToolResult {
                 id,
                 content,
@@ -198,6 +212,9 @@ impl Replay {
                 files_written,
                 ..
             } => {
+                if self.r.question.as_ref().is_some_and(|q| q.call_id == id) {
+                    self.close_question();
+                }
                 self.started_tools.retain(|(i, _)| *i != id);
                 if let Some(rec) = self.current_record() {
                     rec.files_read.extend(files_read);
@@ -295,6 +312,45 @@ impl Replay {
         r.attempt = 1;
         self.started_tools.clear();
         self.continues = false;
+        self.close_question();
+    }
+
+    /// The in-progress command asked a question (it counts as a tool call).
+    fn asked(
+        &mut self,
+        at_ms: i64,
+        index: u32,
+        id: String,
+        question: String,
+        options: Vec<String>,
+    ) {
+        self.r.tool_calls += 1;
+        self.r.answer = None;
+        self.r.question = Some(Question {
+            index,
+            call_id: id,
+            question,
+            options,
+            asked_at: time(at_ms),
+        });
+    }
+
+    /// Its question was answered: the worker takes the answer when it resumes, unless
+    /// the call's result follows (then the command went on with it).
+    fn answered(&mut self, id: String, answer: String, by: crate::agent::asking::Answerer) {
+        if self.r.question.as_ref().is_some_and(|q| q.call_id == id) {
+            self.r.answer = Some(Answer {
+                call_id: id,
+                text: answer,
+                by,
+            });
+        }
+    }
+
+    /// No question open any more (answered, or its command moved on).
+    fn close_question(&mut self) {
+        self.r.question = None;
+        self.r.answer = None;
     }
 
     /// A model call answered: count it, and take its text as the answer so far.
@@ -355,6 +411,7 @@ impl Replay {
             r.status = status.into();
             r.last_error = error;
             self.started_tools.clear();
+            self.close_question();
         }
     }
 
@@ -378,11 +435,21 @@ impl Replay {
         r.in_progress_steps = 0;
         self.started_tools.clear();
         self.continues = false;
+        self.close_question();
     }
 
     /// The agent as the whole log left it. Queued records never started stay `queued`.
+    /// A command that was waiting on an unanswered question shows `needs_input`.
     fn finish(mut self) -> Restored {
-        self.r.interrupted_tools = self.started_tools;
+        self.r.interrupted_tools = std::mem::take(&mut self.started_tools);
+        let open = self.r.question.as_ref().map(|q| q.index);
+        if open.is_some() && open == self.r.in_progress {
+            if self.r.answer.is_none() {
+                self.r.status = AgentStatus::NeedsInput;
+            }
+        } else {
+            self.close_question();
+        }
         self.r
     }
 }

@@ -104,6 +104,8 @@ impl Registry {
                 paused: r.paused,
                 next_seq: r.next_seq,
                 deferred: r.deferred.take(),
+                asked: r.question.clone(),
+                answer: r.answer.take(),
             },
         );
         let conversation =
@@ -162,6 +164,7 @@ impl Registry {
         if r.in_progress_interrupted {
             // The orchestrator's interrupt was acknowledged: honour it.
             end_command(handle, index, CommandStatus::Cancelled, None);
+            handle.close_question();
             handle.update(|s| set_status(s, AgentStatus::Cancelled));
             report.cancelled += 1;
             None
@@ -185,6 +188,7 @@ impl Registry {
             })
         } else {
             end_command(handle, index, CommandStatus::Failed, Some(NO_RESUME));
+            handle.close_question();
             handle.update(|s| {
                 set_status(s, AgentStatus::Failed);
                 s.last_error = Some(NO_RESUME.into());
@@ -226,6 +230,8 @@ fn restored_state(r: &mut Restored, pending: u32, cost_usd: Option<f64>) -> Agen
         attempt: r.attempt,
         before_pause: held_idle.then_some(r.status),
         deleted: false,
+        // Answered before the restart: it goes on at once.
+        question: r.question.clone().filter(|_| r.answer.is_none()),
     }
 }
 

@@ -150,7 +150,12 @@ impl FleetServer {
                     .registry
                     .all()
                     .into_iter()
-                    .filter(|h| !h.state().settled())
+                    // A question is work pending too: the orchestrator must answer it.
+                    .filter(|h| {
+                        h.peek(|s| {
+                            !s.settled() || s.status == crate::agent::state::AgentStatus::NeedsInput
+                        })
+                    })
                     .collect();
                 let note = busy
                     .is_empty()
@@ -277,6 +282,7 @@ impl FleetServer {
             status: self.registry.start_status(handle),
             pending: commanded.waiting,
             warning: commanded.warning,
+            answered: commanded.answered,
         }))
     }
 
@@ -504,8 +510,8 @@ impl FleetServer {
         Ok(Json(DeleteAllResult { deleted }))
     }
 
-    /// Sleep until agents settle or `timeout_s` passes (then call again). One call,
-    /// no polling; returns a row per agent.
+    /// Sleep until agents settle, one asks a question (needs_input), or `timeout_s`
+    /// passes (then call again). One call, no polling; returns a row per agent.
     #[tool]
     async fn wait_for_agents(
         &self,

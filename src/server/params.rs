@@ -125,7 +125,7 @@ fn plan_agents<'de, D: serde::Deserializer<'de>>(
 pub struct CommandAgentParams {
     /// The agent's name or id.
     pub agent: String,
-    /// The next instruction.
+    /// The next instruction; for a needs_input agent, the answer to its question.
     pub task: String,
     /// Cancel the current command first. Default false: queue.
     #[serde(default)]
@@ -172,7 +172,7 @@ pub struct AgentsParams {
 pub struct ListAgentsParams {
     /// Only agents with this status.
     #[serde(default)]
-    #[schemars(extend("enum" = ["running", "queued", "waiting", "paused", "idle", "failed", "cancelled"]))]
+    #[schemars(extend("enum" = ["running", "queued", "waiting", "needs_input", "paused", "idle", "failed", "cancelled"]))]
     pub status: Option<String>,
     /// Most rows, 1-1000. Default 100.
     #[serde(default)]

@@ -64,6 +64,10 @@ pub struct CommandAgentResult {
     /// Present when the command is queued but something went wrong saving it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// True when the task was the answer to the agent's question: `command` is the
+    /// command it asked in, which goes on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub answered: bool,
 }
 
 /// One agent's full status.
@@ -97,6 +101,8 @@ pub struct AgentStatusRow {
     /// Dependencies not yet done (status `waiting`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<String>,
+    #[serde(flatten)]
+    pub asking: Asking,
     /// Attempt of the current command, for agents with `retries`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
@@ -107,6 +113,25 @@ pub struct AgentStatusRow {
     pub sandbox: Option<String>,
     #[serde(flatten)]
     pub isolation: Isolation,
+}
+
+/// The question a `needs_input` agent waits on; answer it with command_agent.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct Asking {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// The choices it offered, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl Asking {
+    pub fn of(h: &AgentHandle, question: Option<crate::agent::asking::Question>) -> Self {
+        question.map_or_else(Self::default, |q| Self {
+            question: Some(redact(h, &q.question)),
+            options: q.options.iter().map(|o| redact(h, o)).collect(),
+        })
+    }
 }
 
 /// Where an isolated agent works, and how much it has changed.
@@ -182,6 +207,7 @@ impl AgentStatusRow {
             last_error: s.last_error.map(|e| redact(h, &e)),
             note,
             waiting_on: s.waiting_on,
+            asking: Asking::of(h, s.question),
             attempt: (h.settings.retries > 0).then_some(s.attempt),
             sandbox: sandbox_shown(h),
             isolation: Isolation::default(),
@@ -230,6 +256,8 @@ pub struct AgentRow {
     /// Dependencies not yet done (status `waiting`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<String>,
+    #[serde(flatten)]
+    pub asking: Asking,
     /// Attempt of the current command, for agents with `retries`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
@@ -268,6 +296,7 @@ impl AgentRow {
                 output,
                 output_json,
                 waiting_on: s.waiting_on,
+                asking: Asking::of(h, s.question),
                 attempt: (h.settings.retries > 0).then_some(s.attempt),
                 deleted: s.deleted,
             }

@@ -1,7 +1,9 @@
 //! `wait_for_agents`: how the orchestrator sleeps. One call blocks until all (or
 //! any) of the named agents have settled or the timeout passes, sending MCP progress
 //! notifications while it waits so clients that reset their timeout on progress keep
-//! the call alive.
+//! the call alive. An agent that asks a question (`needs_input`) ends the wait
+//! whatever `until` says: nothing that waits on it moves until the orchestrator
+//! answers.
 //!
 //! At shutdown (SIGTERM/SIGINT) a wait in flight does not vanish with its connection:
 //! the server cancels its `stopping` token first, every wait answers at once as timed
@@ -15,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentHandle;
+use crate::agent::state::AgentStatus;
 
 /// How often a waiting call reports progress even when nothing settled.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -89,10 +92,14 @@ pub async fn wait(
     loop {
         fleet.borrow_and_update();
         let settled = agents.iter().filter(|a| a.peek(|s| s.settled())).count();
-        let done = match until {
-            Until::All => settled == agents.len(),
-            Until::Any => settled > 0 || agents.is_empty(),
-        };
+        let asking = agents
+            .iter()
+            .any(|a| a.peek(|s| s.status == AgentStatus::NeedsInput));
+        let done = asking
+            || match until {
+                Until::All => settled == agents.len(),
+                Until::Any => settled > 0 || agents.is_empty(),
+            };
         if done {
             return Some(Outcome::Settled);
         }

@@ -184,6 +184,22 @@ pub enum Event {
         dependency: String,
         flags: Vec<String>,
     },
+    /// The agent asked the orchestrator (`ask_orchestrator` call `id`): status
+    /// `needs_input` until it is answered.
+    Asked {
+        index: u32,
+        id: String,
+        question: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
+    },
+    /// Its question was answered (journaled before whoever answered is told).
+    Answered {
+        index: u32,
+        id: String,
+        answer: String,
+        by: crate::status::Answerer,
+    },
     /// Held by `pause_agents`.
     Paused,
     /// Let go by `resume_agents`.
@@ -191,7 +207,7 @@ pub enum Event {
 }
 
 /// Every event kind, for the `kinds` filter of `get_agent_events`.
-pub const KINDS: [&str; 18] = [
+pub const KINDS: [&str; 20] = [
     "created",
     "command",
     "started",
@@ -210,6 +226,8 @@ pub const KINDS: [&str; 18] = [
     "handoff_flagged",
     "session",
     "charged",
+    "asked",
+    "answered",
 ];
 
 impl Event {
@@ -233,6 +251,8 @@ impl Event {
             Self::HandoffFlagged { .. } => "handoff_flagged",
             Self::Session { .. } => "session",
             Self::Charged { .. } => "charged",
+            Self::Asked { .. } => "asked",
+            Self::Answered { .. } => "answered",
         }
     }
 
@@ -251,6 +271,8 @@ impl Event {
                 | Self::Evicted { .. }
                 | Self::CheckpointPassed { .. }
                 | Self::Session { .. }
+                | Self::Asked { .. }
+                | Self::Answered { .. }
         )
     }
 
@@ -349,9 +371,37 @@ impl Event {
                 "charged ${cost_usd:.4} and {} in / {} out tokens the CLI reported beyond its model turns",
                 usage.input_tokens, usage.output_tokens
             ),
+            Self::Asked { .. } | Self::Answered { .. } => asking_summary(self, CUT),
             Self::Paused => "paused by pause_agents".to_string(),
             Self::Unpaused => "resumed by resume_agents".to_string(),
         }
+    }
+}
+
+/// `command 2 asks: …? [a | b]`, `command 2 answered by the orchestrator: …`.
+fn asking_summary(event: &Event, cut: usize) -> String {
+    match event {
+        Event::Asked {
+            index,
+            question,
+            options,
+            ..
+        } => {
+            let options = if options.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", short(&options.join(" | "), cut))
+            };
+            format!("command {index} asks: {}{options}", short(question, cut))
+        }
+        Event::Answered {
+            index, answer, by, ..
+        } => format!(
+            "command {index} answered by the {}: {}",
+            by.as_str(),
+            short(answer, cut)
+        ),
+        other => other.kind().to_string(),
     }
 }
 

@@ -14,6 +14,7 @@
 //! timeout or cancel; `text` has the output-capping helpers they share. Tests drive the
 //! tools through [`Tool::run`].
 
+pub mod ask;
 mod command;
 mod fs;
 mod jail;

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::{ToolContext, ToolOutcome, command, fs, guard, list, parse, schema, search, text};
+use super::{ToolContext, ToolOutcome, ask, command, fs, guard, list, parse, schema, search, text};
 use crate::model::ToolSpec;
 use crate::sandbox::{Sandbox, SandboxMode};
 
@@ -28,17 +28,19 @@ pub enum Tool {
     ListFiles,
     SearchFiles,
     RunCommand,
+    AskOrchestrator,
 }
 
 impl Tool {
     /// Every tool, in the order specs are given to the model.
-    pub const ALL: [Tool; 6] = [
+    pub const ALL: [Tool; 7] = [
         Tool::ReadFile,
         Tool::WriteFile,
         Tool::EditFile,
         Tool::ListFiles,
         Tool::SearchFiles,
         Tool::RunCommand,
+        Tool::AskOrchestrator,
     ];
 
     /// Its wire name, e.g. `read_file`.
@@ -50,6 +52,7 @@ impl Tool {
             Tool::ListFiles => "list_files",
             Tool::SearchFiles => "search_files",
             Tool::RunCommand => "run_command",
+            Tool::AskOrchestrator => "ask_orchestrator",
         }
     }
 
@@ -70,7 +73,7 @@ impl Tool {
     /// Whether it only reads (never changes anything, whatever the sandbox).
     pub fn is_read_only(self) -> bool {
         match self {
-            Tool::ReadFile | Tool::ListFiles | Tool::SearchFiles => true,
+            Tool::ReadFile | Tool::ListFiles | Tool::SearchFiles | Tool::AskOrchestrator => true,
             Tool::WriteFile | Tool::EditFile | Tool::RunCommand => false,
         }
     }
@@ -81,7 +84,7 @@ impl Tool {
         match self {
             Tool::WriteFile | Tool::EditFile => true,
             Tool::RunCommand => sandbox.mode != SandboxMode::ReadOnly,
-            Tool::ReadFile | Tool::ListFiles | Tool::SearchFiles => false,
+            Tool::ReadFile | Tool::ListFiles | Tool::SearchFiles | Tool::AskOrchestrator => false,
         }
     }
 
@@ -94,6 +97,7 @@ impl Tool {
             Tool::ListFiles => (list::DESCRIPTION, schema::<list::ListFilesInput>()),
             Tool::SearchFiles => (search::DESCRIPTION, schema::<search::SearchFilesInput>()),
             Tool::RunCommand => (command::DESCRIPTION, schema::<command::RunCommandInput>()),
+            Tool::AskOrchestrator => (ask::DESCRIPTION, schema::<ask::AskInput>()),
         };
         ToolSpec {
             name: self.name().to_string(),
@@ -107,6 +111,7 @@ impl Tool {
         let key = match self {
             Tool::RunCommand => "command",
             Tool::SearchFiles => "pattern",
+            Tool::AskOrchestrator => "question",
             Tool::ReadFile | Tool::WriteFile | Tool::EditFile | Tool::ListFiles => "path",
         };
         let arg = input.get(key).and_then(Value::as_str).map(one_line);
@@ -150,6 +155,11 @@ impl Tool {
                 Ok(i) => command::run_command(i, ctx).await,
                 Err(e) => Err(e),
             },
+            // The worker answers it (a question waits for the orchestrator, not for
+            // the work directory); reaching here means a caller skipped the worker.
+            Tool::AskOrchestrator => Ok(ToolOutcome::error(
+                "ask_orchestrator is answered by the agent's worker, not run as a tool",
+            )),
         };
         let mut outcome = result.unwrap_or_else(|e| ToolOutcome::error(e.to_string()));
         outcome.content = text::cap_middle(&outcome.content, super::MAX_OUTPUT_CHARS);

@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::json;
 
-const ALL_TOOLS: [&str; 6] = [
+const ALL_TOOLS: [&str; 7] = [
+    "ask_orchestrator",
     "edit_file",
     "list_files",
     "read_file",

@@ -11,6 +11,7 @@
 //! journaling at once: a command cut short that way is resumed after a restart, not
 //! recorded as cancelled.
 
+mod ask;
 mod session;
 mod step;
 mod tool_call;
@@ -304,13 +305,16 @@ fn evict(agent: &AgentHandle, conversation: &mut Conversation, job: &mut Job, er
 /// A command is taken up: counters and its record say so.
 fn begin(agent: &AgentHandle, index: u32, queued: bool, attempt: u32) {
     agent.update(|s| {
-        s.status = AgentStatus::Running;
+        // Resumed while waiting on a question: it still waits.
+        if s.question.is_none() {
+            s.status = AgentStatus::Running;
+            s.activity = Some(Activity::now("starting"));
+        }
         s.attempt = attempt;
         if queued {
             s.pending = s.pending.saturating_sub(1);
         }
         s.last_error = None;
-        s.activity = Some(Activity::now("starting"));
     });
     agent.with_record(index, |r| {
         r.status = CommandStatus::Running;

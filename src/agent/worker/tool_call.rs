@@ -21,16 +21,19 @@ impl Turn<'_> {
         let agent = self.agent;
         let settings = &agent.settings;
         self.tool_span = Some(self.trace.tool(&name, &id, &input));
-        let held = if self.token.is_cancelled() {
-            Err(Stop::Cancelled)
-        } else {
-            self.between_steps().await
-        };
         // The model names the tool: parsed once here; unknown and not allowed are one case.
         let allowed = name
             .parse::<Tool>()
             .ok()
             .filter(|t| settings.tools.contains(t));
+        if allowed == Some(Tool::AskOrchestrator) {
+            return self.ask(id, input).await;
+        }
+        let held = if self.token.is_cancelled() {
+            Err(Stop::Cancelled)
+        } else {
+            self.between_steps().await
+        };
         let outcome = if let Err(stop) = held {
             if agent.cancel.is_cancelled() {
                 return Err(stop);
@@ -145,7 +148,7 @@ impl Turn<'_> {
     }
 
     /// Journal the result and give it to the model.
-    fn answer(&mut self, id: String, name: String, outcome: ToolOutcome) {
+    pub(super) fn answer(&mut self, id: String, name: String, outcome: ToolOutcome) {
         if let Some(span) = self.tool_span.take() {
             span.end(&outcome.content, outcome.is_error);
         }

@@ -29,7 +29,7 @@ pub(super) struct Turn<'a> {
     /// Model calls made for this command so far.
     pub(super) steps: u32,
     ticket: u64,
-    slot: Option<SlotGuard>,
+    pub(super) slot: Option<SlotGuard>,
     /// The last model reply was cut off by the output limit: the next continues it.
     pub(super) continues: bool,
     /// The command's output_schema, compiled.
@@ -78,7 +78,10 @@ impl<'a> Turn<'a> {
     }
 
     pub(super) async fn run(mut self) -> Result<(), Stop> {
-        self.between_steps().await?;
+        // Resumed while waiting on a question: it waits without a run slot.
+        if !self.agent.is_asking() {
+            self.between_steps().await?;
+        }
         loop {
             // Tool calls still unanswered (a fresh model answer, or one found on resume).
             let calls = self.conversation.unanswered_tool_calls();

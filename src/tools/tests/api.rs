@@ -11,11 +11,11 @@ fn specs_follow_all_tools_order() {
     let specs = tool_specs(&[Tool::RunCommand, Tool::ReadFile]);
     let got: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(got, ["read_file", "run_command"]);
-    assert_eq!(tool_specs(&Tool::ALL).len(), 6);
+    assert_eq!(tool_specs(&Tool::ALL).len(), 7);
     let read_only: Vec<Tool> = Tool::ALL.into_iter().filter(|t| t.is_read_only()).collect();
     assert_eq!(
         Tool::join(&read_only),
-        "read_file, list_files, search_files"
+        "read_file, list_files, search_files, ask_orchestrator"
     );
     assert!(tool_specs(&[]).is_empty());
 }
@@ -33,7 +33,7 @@ fn names_parse_and_unknown_names_list_the_tools() {
     let e = serde_json::from_value::<Vec<Tool>>(json!(["read_file", "teleport"])).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "unknown tool `teleport` in `tools`; the sub-agent tools are: read_file, write_file, edit_file, list_files, search_files, run_command"
+        "unknown tool `teleport` in `tools`; the sub-agent tools are: read_file, write_file, edit_file, list_files, search_files, run_command, ask_orchestrator"
     );
     assert!("Read_File".parse::<Tool>().is_err());
 }
@@ -106,7 +106,13 @@ fn schemas_are_clean_and_pinned() {
             vec!["command"],
             vec![("command", "string"), ("timeout_s", "integer")],
         ),
+        (
+            "ask_orchestrator",
+            vec!["question"],
+            vec![("question", "string"), ("options", "array")],
+        ),
     ];
+    assert_eq!(specs.len(), expected.len());
     for (spec, (name, required, props)) in specs.iter().zip(expected) {
         assert_eq!(spec.name, name);
         assert!(!spec.description.is_empty());

@@ -1,0 +1,104 @@
+//! An `ask_orchestrator` call in the built-in loop: journal the question, give the run
+//! slot back, show `needs_input`, and wait (no model call, no tool, no slot) until it
+//! is answered or the command is interrupted. The answer is the call's result.
+
+use serde_json::Value;
+
+use super::Stop;
+use super::turn::Turn;
+use crate::agent::asking::Question;
+use crate::failure::Failure;
+use crate::store::event::Event;
+use crate::tools::{Tool, ToolOutcome, ask};
+
+/// What the model is told when its command is interrupted while it waits.
+const INTERRUPTED: &str =
+    "Cancelled: the orchestrator interrupted this command instead of answering the question.";
+
+impl Turn<'_> {
+    pub(super) async fn ask(&mut self, id: String, input: Value) -> Result<(), Stop> {
+        let agent = self.agent;
+        let name = Tool::AskOrchestrator.name().to_string();
+        let (question, options) = match ask::parse(input) {
+            Ok(q) => q,
+            Err(message) => {
+                self.answer(id, name, ToolOutcome::error(message));
+                return Ok(());
+            }
+        };
+        // After a restart the question may be open already: wait on it again.
+        let open = agent.asked(&id);
+        let question = match open {
+            Some(q) => q,
+            None => {
+                if self.token.is_cancelled() {
+                    return self.interrupted(id, name);
+                }
+                self.journal_question(&id, &question, &options).await?;
+                agent.update(|s| s.tool_calls += 1);
+                Question {
+                    index: self.index,
+                    call_id: id.clone(),
+                    question,
+                    options,
+                    asked_at: std::time::SystemTime::now(),
+                }
+            }
+        };
+        tracing::info!(agent = %agent.name(), command = self.index, "asked the orchestrator: {}", question.question);
+        // Waiting holds no run slot.
+        self.slot = None;
+        agent.show_question(question.clone());
+        let answer = agent
+            .await_answer(&question, agent.fleet.ask_timeout, self.token)
+            .await;
+        agent.close_question();
+        match answer {
+            Some(a) => {
+                tracing::info!(agent = %agent.name(), by = a.by.as_str(), "question answered");
+                self.answer(id, name, ToolOutcome::ok(a.text));
+                Ok(())
+            }
+            None => self.interrupted(id, name),
+        }
+    }
+
+    /// Interrupted before an answer: the call gets a result saying so (unless the
+    /// whole agent is stopping, when the log stays as it is, to resume).
+    fn interrupted(&mut self, id: String, name: String) -> Result<(), Stop> {
+        if self.agent.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        self.answer(id, name, ToolOutcome::error(INTERRUPTED));
+        Ok(())
+    }
+
+    /// The question, on disk before anyone can see it (a restart finds it open).
+    async fn journal_question(
+        &self,
+        id: &str,
+        question: &str,
+        options: &[String],
+    ) -> Result<(), Stop> {
+        let agent = self.agent;
+        let ack = agent.record(Event::Asked {
+            index: self.index,
+            id: id.to_string(),
+            question: question.to_string(),
+            options: options.to_vec(),
+        });
+        let saved = match ack {
+            Some(ack) => ack
+                .await
+                .unwrap_or_else(|_| Err("the fleet store is closed".into())),
+            None => Ok(()),
+        };
+        saved.map_err(|e| {
+            tracing::error!(agent = %agent.name(), "could not save a question: {e}");
+            Stop::Failed(Failure::Store {
+                tool: Tool::AskOrchestrator.name().to_string(),
+                error: e.to_string(),
+            })
+        })
+    }
+}
