@@ -11,7 +11,7 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolResponse, CallToolResult, CancelTaskParams, ClientCapabilities, ClientConfig,
     DetailedTask, ErrorCode, GetTaskParams, Implementation, ProtocolVersion, TaskPayload,
-    TaskStatus, TaskStatusNotificationParams,
+    TaskStatus, TaskStatusNotificationParams, UpdateTaskParams,
 };
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -551,5 +551,195 @@ async fn cancelling_a_batch_interrupts_the_running_agent_and_drops_the_waiting_o
     assert!(
         fl.mock.requests_for("[then]").is_empty(),
         "the waiting agent never ran"
+    );
+}
+
+/// The one input request of an `input_required` task: its key and the elicitation.
+fn input_request(task: &DetailedTask) -> (String, Value) {
+    let TaskPayload::InputRequired { input_requests } = &task.payload else {
+        panic!("not input_required: {task:?}");
+    };
+    assert_eq!(input_requests.len(), 1, "{input_requests:?}");
+    let (key, request) = input_requests.iter().next().unwrap();
+    (key.clone(), serde_json::to_value(request).unwrap())
+}
+
+async fn update(client: &Client, id: &str, key: &str, response: Value) -> Result<(), ServiceError> {
+    let responses = [(key.to_string(), response)].into_iter().collect();
+    tokio::time::timeout(
+        CALL_TIMEOUT,
+        client.update_task(UpdateTaskParams::new(id, responses)),
+    )
+    .await
+    .expect("tasks/update timed out")
+}
+
+/// The content of the tool result the model got for its first tool call.
+fn answer_seen(request: &Recorded) -> String {
+    let id = &request.tool_call_ids()[0];
+    let results = request.tool_results();
+    results
+        .iter()
+        .find(|r| &r.id == id)
+        .unwrap_or_else(|| panic!("no result for {id}: {results:?}"))
+        .content
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_is_input_required_and_tasks_update_answers_it_across_a_restart() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    fl.mock.script(
+        "[ask]",
+        vec![
+            Step::tool(
+                "ask_orchestrator",
+                json!({"question": "Two parsers: keep v1 or v2?", "options": ["v1", "v2"]}),
+            ),
+            Step::text("Kept v2, as answered."),
+        ],
+    );
+    let (id, _) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "asker", "task": "[ask] clean up the parsers"}),
+    )
+    .await;
+    let asked = until(&fl.client, &id, TaskStatus::InputRequired).await;
+    let (key, request) = input_request(&asked);
+    assert!(key.starts_with(&format!("{id}/")), "{key}");
+    assert_eq!(request["method"], "elicitation/create");
+    assert_mentions(
+        request["params"]["message"].as_str().unwrap(),
+        &["asker", "Two parsers: keep v1 or v2?"],
+    );
+    let answer = &request["params"]["requestedSchema"]["properties"]["answer"];
+    assert_eq!(answer["enum"], json!(["v1", "v2"]), "{request}");
+    assert_mentions(
+        asked.task.status_message.as_deref().unwrap(),
+        &["keep v1 or v2"],
+    );
+    // The session heard it too.
+    eventually("an input_required notification", async || {
+        fl.handler
+            .notified
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t.task.task_id == id && t.status() == TaskStatus::InputRequired)
+    })
+    .await;
+
+    // The question survives a SIGKILL; so does the task.
+    let fl = fl.restart().await;
+    let again = get(&fl.client, &id).await.unwrap();
+    assert_eq!(input_request(&again).0, key);
+
+    // A key that is not this task's is refused; then the real answer.
+    let e = update(
+        &fl.client,
+        &id,
+        "ag-0000000000/1/x",
+        json!({"action": "accept"}),
+    )
+    .await
+    .unwrap_err();
+    assert_mentions(&invalid_params(e), &["not one of task", "inputRequests"]);
+    let e = update(
+        &fl.client,
+        &id,
+        &key,
+        json!({"action": "accept", "content": {}}),
+    )
+    .await
+    .unwrap_err();
+    assert_mentions(&invalid_params(e), &["content.answer"]);
+    update(
+        &fl.client,
+        &id,
+        &key,
+        json!({"action": "accept", "content": {"answer": "v2"}}),
+    )
+    .await
+    .unwrap();
+    let done = until(&fl.client, &id, TaskStatus::Completed).await;
+    let out = result_of(&done);
+    assert_eq!(
+        (out["command"].as_u64(), out["text"].as_str()),
+        (Some(1), Some("Kept v2, as answered.")),
+        "{out}"
+    );
+    let requests = fl.mock.requests_for("[ask]");
+    assert_eq!(answer_seen(requests.last().unwrap()), "v2");
+    // A late response to the answered question is ignored.
+    update(
+        &fl.client,
+        &id,
+        &key,
+        json!({"action": "accept", "content": {"answer": "v1"}}),
+    )
+    .await
+    .unwrap();
+    let answered = fl
+        .client
+        .call_tool(params(
+            "get_agent_events",
+            json!({"agent": "asker", "kinds": ["answered"]}),
+        ))
+        .await;
+    let answered = json_of(&answered.unwrap());
+    assert_eq!(
+        answered["events"].as_array().unwrap().len(),
+        1,
+        "{answered}"
+    );
+    assert_mentions(
+        answered["events"][0]["summary"].as_str().unwrap(),
+        &["client"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_lets_the_agent_go_on_and_cancelling_cancels_the_command() {
+    let fl = TasksServer::start(Flotilla::builder()).await;
+    let ask = |q: &str| Step::tool("ask_orchestrator", json!({"question": q}));
+    fl.mock
+        .script("[dec]", vec![ask("Which port?"), Step::text("used 8080")]);
+    fl.mock.script("[can]", vec![ask("Delete the tests?")]);
+    let (declined, _) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "dec", "task": "[dec] serve it"}),
+    )
+    .await;
+    let (cancelled, _) = call_task(
+        &fl.client,
+        "create_agent",
+        json!({"name": "can", "task": "[can] tidy"}),
+    )
+    .await;
+    let (key, request) =
+        input_request(&until(&fl.client, &declined, TaskStatus::InputRequired).await);
+    let answer = &request["params"]["requestedSchema"]["properties"]["answer"];
+    assert!(answer.get("enum").is_none(), "free text: {request}");
+    update(&fl.client, &declined, &key, json!({"action": "decline"}))
+        .await
+        .unwrap();
+    until(&fl.client, &declined, TaskStatus::Completed).await;
+    let requests = fl.mock.requests_for("[dec]");
+    assert_mentions(
+        &answer_seen(requests.last().unwrap()),
+        &["declined", "best judgement"],
+    );
+
+    let (key, _) = input_request(&until(&fl.client, &cancelled, TaskStatus::InputRequired).await);
+    update(&fl.client, &cancelled, &key, json!({"action": "cancel"}))
+        .await
+        .unwrap();
+    until(&fl.client, &cancelled, TaskStatus::Cancelled).await;
+    assert_eq!(
+        fl.mock.requests_for("[can]").len(),
+        1,
+        "no model call after the cancel"
     );
 }

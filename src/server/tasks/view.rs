@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rmcp::ErrorData;
-use rmcp::model::{InputRequest, JsonObject, Task, TaskPayload, TaskStatus};
+use rmcp::model::{
+    ElicitResult, ElicitationAction, InputRequest, JsonObject, Task, TaskPayload, TaskStatus,
+};
 use serde_json::{Value, json};
 
 use super::{POLL_INTERVAL_MS, Part, TaskId};
 use crate::agent::AgentHandle;
+use crate::agent::asking::Answerer;
 use crate::agent::output::CommandStatus;
-use crate::agent::state::{AgentStatus, rfc3339};
+use crate::agent::state::{AgentState, AgentStatus, rfc3339};
 use crate::server::FleetServer;
 
 /// How long a task is kept after it ends, unless `FLOTILLA_TASK_TTL_S` says otherwise.
@@ -362,7 +365,11 @@ fn part_look(server: &FleetServer, id: &TaskId, part: &Part) -> Result<PartLook,
         ));
     };
     let paused = state.paused || state.status == AgentStatus::Paused;
+    let asked = (status == CommandStatus::Running)
+        .then(|| asking(&handle, &state, part, redact))
+        .flatten();
     let task_state = match status {
+        _ if let Some(a) = asked => State::Asking(a),
         CommandStatus::Done => State::Done,
         CommandStatus::Failed => State::Failed(redact(
             error.unwrap_or_else(|| "the command failed".to_string()),
@@ -373,17 +380,14 @@ fn part_look(server: &FleetServer, id: &TaskId, part: &Part) -> Result<PartLook,
             "queued behind {ahead} command{}",
             if ahead == 1 { "" } else { "s" }
         )),
-        CommandStatus::Running => match asking(&handle, part) {
-            Some(a) => State::Asking(a),
-            None if state.status == AgentStatus::Queued => {
-                State::Working("queued: waiting for a run slot".into())
-            }
-            None => State::Working(redact(
-                state
-                    .activity_text()
-                    .unwrap_or_else(|| "running".to_string()),
-            )),
-        },
+        CommandStatus::Running if state.status == AgentStatus::Queued => {
+            State::Working("queued: waiting for a run slot".into())
+        }
+        CommandStatus::Running => State::Working(redact(
+            state
+                .activity_text()
+                .unwrap_or_else(|| "running".to_string()),
+        )),
     };
     let updated = [Some(queued_at), started_at, finished_at]
         .into_iter()
@@ -406,22 +410,96 @@ fn part_look(server: &FleetServer, id: &TaskId, part: &Part) -> Result<PartLook,
 }
 
 /// The question `part`'s command is waiting on, if any.
-fn asking(_handle: &AgentHandle, _part: &Part) -> Option<Asking> {
-    None
+fn asking(
+    handle: &AgentHandle,
+    state: &AgentState,
+    part: &Part,
+    redact: impl Fn(String) -> String,
+) -> Option<Asking> {
+    let q = state
+        .question
+        .as_ref()
+        .filter(|q| q.index == part.command)?;
+    Some(Asking {
+        key: format!("{}/{}/{}", part.agent_id, part.command, q.call_id),
+        name: handle.name().to_string(),
+        question: redact(q.question.clone()),
+        options: q.options.iter().cloned().map(&redact).collect(),
+    })
 }
 
-/// Deliver one input response (`tasks/update`): an elicitation result for the
-/// question keyed `key`.
+/// What an agent is told when the user declines to answer (`tasks/update` with
+/// `action: "decline"`): the work goes on.
+pub const DECLINED: &str =
+    "The user declined to answer; proceed on your best judgement and state what you assumed.";
+
+/// Deliver one input response (`tasks/update`): the elicitation result for the
+/// question keyed `<agent_id>/<command>/<call id>`. Accept answers with
+/// `content.answer`; decline answers with [`DECLINED`]; cancel cancels the command.
+/// A response to a question no longer pending (answered meanwhile elsewhere) is
+/// ignored.
 pub(super) async fn answer(
-    _server: &FleetServer,
+    server: &FleetServer,
     id: &TaskId,
     key: &str,
-    _response: Value,
+    response: Value,
 ) -> Result<(), ErrorData> {
-    Err(ErrorData::invalid_params(
-        format!("task `{id}` has no input request `{key}`"),
-        None,
-    ))
+    let bad = |m: String| ErrorData::invalid_params(m, None);
+    let mut pieces = key.splitn(3, '/');
+    let (part, call_id) = match (pieces.next(), pieces.next(), pieces.next()) {
+        (Some(agent), Some(command), Some(call_id)) => (
+            command.parse::<u32>().ok().map(|n| Part::new(agent, n)),
+            call_id,
+        ),
+        _ => (None, ""),
+    };
+    let Some(part) = part.filter(|p| id.0.contains(p)) else {
+        return Err(bad(format!(
+            "`{key}` is not one of task `{id}`'s input requests: answer with the keys of its `inputRequests`"
+        )));
+    };
+    let handle = server
+        .registry
+        .get(&part.agent_id)
+        .map_err(|e| bad(e.to_string()))?;
+    let pending = handle.peek(|s| {
+        s.question
+            .as_ref()
+            .is_some_and(|q| q.index == part.command && q.call_id == call_id)
+    });
+    if !pending {
+        tracing::debug!(task = %id, key, "input response for a question no longer pending: ignored");
+        return Ok(());
+    }
+    let response: ElicitResult = serde_json::from_value(response).map_err(|e| {
+        bad(format!(
+            "the response to `{key}` is not an elicitation result ({e}): send {{\"action\": \"accept\", \"content\": {{\"answer\": \"…\"}}}}"
+        ))
+    })?;
+    let text = match response.action {
+        ElicitationAction::Accept => response
+            .content
+            .as_ref()
+            .and_then(|c| c.get("answer"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                bad(format!(
+                    "the accepted response to `{key}` has no `content.answer` string: put the answer there"
+                ))
+            })?,
+        ElicitationAction::Cancel => {
+            handle.cancel_command(part.command);
+            return Ok(());
+        }
+        _ => DECLINED.to_string(),
+    };
+    server
+        .registry
+        .answer(&part.agent_id, text, Answerer::Client)
+        .await
+        .map(|_| ())
+        .map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
