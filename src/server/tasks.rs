@@ -12,6 +12,7 @@
 
 mod id;
 mod notify;
+mod update;
 mod view;
 
 use rmcp::ErrorData;
@@ -239,7 +240,7 @@ pub(super) async fn update(
     let id = parse(&params.task_id)?;
     view::look(server, &id).map_err(|e| ErrorData::invalid_params(e, None))?;
     for (key, response) in params.input_responses {
-        view::answer(server, &id, &key, response).await?;
+        update::answer(server, &id, &key, response).await?;
     }
     Ok(())
 }
