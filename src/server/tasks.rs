@@ -63,7 +63,11 @@ pub(super) async fn call_tool(
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
-    if !declared(&context) || !TASK_TOOLS.contains(&request.name.as_ref()) {
+    if !TASK_TOOLS.contains(&request.name.as_ref()) {
+        return server.call_checked(request, context).await;
+    }
+    if !declared(&context) {
+        tracing::debug!(tool = %request.name, protocol = ?context.protocol_version(), "the client did not declare the Tasks extension: answered at once");
         return server.call_checked(request, context).await;
     }
     let name = request.name.clone();
@@ -83,6 +87,7 @@ pub(super) async fn call_tool(
             return Ok(answer);
         }
     };
+    tracing::info!(tool = %name, task = %id, "answered with a task (the client declared the Tasks extension)");
     // Session peers are told of status changes (stateless ones poll).
     if peer.peer_info().is_some() {
         notify::watch(server, id.clone(), peer, look.status());
@@ -162,6 +167,7 @@ pub(super) async fn get(
     params: GetTaskParams,
 ) -> Result<GetTaskResult, ErrorData> {
     let id = parse(&params.task_id)?;
+    tracing::debug!(task = %id, "tasks/get");
     let look = view::look(server, &id).map_err(|e| ErrorData::invalid_params(e, None))?;
     let payload = match look.outcome() {
         Outcome::Completed => TaskPayload::Completed {

@@ -743,3 +743,54 @@ async fn declining_lets_the_agent_go_on_and_cancelling_cancels_the_command() {
         "no model call after the cancel"
     );
 }
+
+/// Claude Code 2.1.328 as the orchestrator, over HTTP (it negotiates 2026-07-28). In
+/// `-p` mode it does not declare the Tasks extension (its bundle enables MCP Tasks for
+/// the interactive entrypoint only, behind a feature flag), so it must get, and use,
+/// today's result from a server that advertises the extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_in_print_mode_gets_todays_results_from_a_tasks_server() {
+    let server = HttpServer::start().await;
+    let mock = server.mock.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let config = dir.path().join("mcp.json");
+    let mcp = json!({"mcpServers": {"flotilla": {"type": "http", "url": server.url,
+        "headers": {"Authorization": format!("Bearer {TOKEN}")}}}});
+    std::fs::write(&config, mcp.to_string()).unwrap();
+    mock.script(
+        "[cc-orch]",
+        vec![
+            Step::tool(
+                "mcp__flotilla__create_agent",
+                json!({"name": "sub", "task": "[cc-sub] say hi"}),
+            ),
+            Step::text("orchestrator done"),
+        ],
+    );
+    mock.script("[cc-sub]", vec![Step::text("hi from the sub-agent")]);
+    let mut cmd = clis::claude(&mock, &dir.path().join("home"), &work);
+    cmd.args(["-p", "[cc-orch] start a sub-agent"])
+        .args(["--output-format", "stream-json", "--verbose"])
+        .arg("--mcp-config")
+        .arg(&config)
+        .args([
+            "--strict-mcp-config",
+            "--allowedTools",
+            "mcp__flotilla__create_agent",
+        ]);
+    let run = clis::run(cmd).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(
+        run.of_type("result")[0]["result"],
+        "orchestrator done",
+        "{run:#?}"
+    );
+    let requests = mock.requests_for("[cc-orch]");
+    let result = &requests.last().unwrap().tool_results()[0];
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    let created: Value = serde_json::from_str(&result.content).unwrap();
+    assert_eq!(created["name"], "sub", "{created}");
+    assert!(server.logged("did not declare the Tasks extension"));
+}
