@@ -74,6 +74,9 @@ pub struct Config {
     pub max_output_tokens: Option<u32>,
     /// Most characters of each dependency's answer handed to a dependent (default 8000).
     pub handoff_max_chars: Option<usize>,
+    /// Seconds an agent's question may wait before it is answered for it (default: it
+    /// waits). The same setting as `[limits] ask_timeout_s`; set one of them.
+    pub ask_timeout_s: Option<u64>,
     /// Extra model aliases, `name = "provider:model"`. They may replace the built-ins
     /// `haiku`, `sonnet` and `opus`.
     #[serde(default)]

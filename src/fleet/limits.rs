@@ -66,8 +66,16 @@ impl GuardRails {
                 "stall_timeout_s (--stall-timeout-s / [limits]) must be at least 1 second".into(),
             ));
         }
+        if let (Some(top), Some(limits)) = (config.ask_timeout_s, l.ask_timeout_s)
+            && top != limits
+        {
+            return Err(invalid(format!(
+                "ask_timeout_s is set twice, to {top} at the top and to {limits} in [limits]; keep one"
+            )));
+        }
         let ask_timeout = self
             .ask_timeout_s
+            .or(config.ask_timeout_s)
             .or(l.ask_timeout_s)
             .map(Duration::from_secs);
         if ask_timeout.is_some_and(|t| t.is_zero()) {
@@ -183,5 +191,32 @@ mod tests {
             Config::from_toml_str("[providers.anthropic]\nmax_concurrent_requests = 0\n").unwrap();
         let e = GuardRails::default().over(&bad).unwrap_err().to_string();
         assert!(e.contains("max_concurrent_requests"), "{e}");
+    }
+
+    #[test]
+    fn the_ask_timeout_waits_by_default_and_is_set_once() {
+        let none = GuardRails::default().over(&Config::default()).unwrap();
+        assert_eq!(none.ask_timeout, None, "a question waits for its answer");
+        for toml in ["ask_timeout_s = 30\n", "[limits]\nask_timeout_s = 30\n"] {
+            let config = Config::from_toml_str(toml).unwrap();
+            let s = GuardRails::default().over(&config).unwrap();
+            assert_eq!(s.ask_timeout, Some(Duration::from_secs(30)), "{toml}");
+            let flag = GuardRails {
+                ask_timeout_s: Some(5),
+                ..Default::default()
+            };
+            assert_eq!(
+                flag.over(&config).unwrap().ask_timeout,
+                Some(Duration::from_secs(5)),
+                "the flag wins"
+            );
+        }
+        let twice =
+            Config::from_toml_str("ask_timeout_s = 30\n[limits]\nask_timeout_s = 60\n").unwrap();
+        let e = GuardRails::default().over(&twice).unwrap_err().to_string();
+        assert!(e.contains("set twice"), "{e}");
+        let zero = Config::from_toml_str("[limits]\nask_timeout_s = 0\n").unwrap();
+        let e = GuardRails::default().over(&zero).unwrap_err().to_string();
+        assert!(e.contains("at least 1 second"), "{e}");
     }
 }

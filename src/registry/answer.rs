@@ -2,7 +2,7 @@
 //! `needs_input` agent, the dashboard's answer box, and an MCP Tasks client's
 //! `tasks/update` all come here. Acknowledged once the answer is on disk.
 
-use super::policy::Commanded;
+use super::policy::{Commanded, unsaved};
 use super::{Registry, RegistryError};
 use crate::agent::AgentHandle;
 use crate::agent::asking::{Answerer, Delivered, NotAsking};
@@ -76,16 +76,13 @@ fn refusal(e: &NotAsking) -> String {
 
 /// Acknowledge an answer once it is on disk (a warning when it could not be saved).
 async fn answered(handle: Arc<AgentHandle>, delivered: Delivered) -> Commanded {
-    let warning = match delivered.ack {
-        None => None,
-        Some(ack) => match ack.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!(
-                "the answer was delivered, but could not be saved ({e}); after a restart the agent would ask again"
-            )),
-            Err(_) => Some("the server is stopping; the agent may not take the answer".into()),
-        },
-    };
+    let warning = unsaved(delivered.ack, |e| match e {
+        Some(e) => format!(
+            "the answer was delivered, but could not be saved ({e}); after a restart the agent would ask again"
+        ),
+        None => "the server is stopping; the agent may not take the answer".into(),
+    })
+    .await;
     Commanded {
         handle,
         index: delivered.index,

@@ -83,16 +83,13 @@ impl Registry {
         // Acknowledge only what is on disk: a command is never lost to a crash. If the
         // store fails the command still runs (it is queued): say so, but do not
         // report an error an orchestrator would answer by sending it again.
-        let warning = match queued.ack {
-            None => None,
-            Some(ack) => match ack.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!(
-                    "the command is queued and will run, but could not be saved ({e}); it would be lost if the server restarted"
-                )),
-                Err(_) => Some("the server is stopping; the command may not run".into()),
-            },
-        };
+        let warning = unsaved(queued.ack, |e| match e {
+            Some(e) => format!(
+                "the command is queued and will run, but could not be saved ({e}); it would be lost if the server restarted"
+            ),
+            None => "the server is stopping; the command may not run".into(),
+        })
+        .await;
         Ok(Commanded {
             handle,
             index: queued.index,
@@ -232,4 +229,17 @@ pub(crate) fn check_output_schema(schema: &Value) -> Result<(), RegistryError> {
     Checkpoint::new(schema)
         .map(drop)
         .map_err(RegistryError::Invalid)
+}
+
+/// Wait for `ack` (when there is one): `None` once it is on disk, else the warning
+/// `say` gives for the store's error (`None`: the store closed, the server is stopping).
+pub(super) async fn unsaved(
+    ack: Option<Ack>,
+    say: impl FnOnce(Option<&str>) -> String,
+) -> Option<String> {
+    match ack?.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(say(Some(&e.to_string()))),
+        Err(_) => Some(say(None)),
+    }
 }

@@ -323,23 +323,105 @@ fn an_interrupt_recorded_before_the_crash_is_honoured_by_replay() {
             output_schema: None,
         },
     ];
-    let log = AgentLog {
+    let r = replay(log_of(events)).unwrap();
+    assert_eq!(r.in_progress, Some(1));
+    assert!(r.in_progress_interrupted);
+    assert_eq!(r.in_progress_steps, 1);
+    assert_eq!(r.queued.front().map(|c| c.index), Some(2));
+}
+
+/// A log as the store gives it back, numbered from 1.
+fn log_of(events: Vec<Event>) -> AgentLog {
+    AgentLog {
         agent_id: "ag-1".into(),
         events: events
             .into_iter()
             .enumerate()
             .map(|(i, event)| super::StoredEvent {
                 seq: i as u64 + 1,
-                at_ms: 0,
+                at_ms: 1_000,
                 event,
             })
             .collect(),
+    }
+}
+
+#[test]
+fn an_open_question_comes_back_needs_input_and_an_answer_not_taken_comes_back_with_it() {
+    let asked = || {
+        vec![
+            Event::Created {
+                settings: Box::new(settings()),
+            },
+            command(1, "decide"),
+            Event::Started {
+                index: 1,
+                trace_id: None,
+            },
+            model_calling("ask-1"),
+            Event::Asked {
+                index: 1,
+                id: "ask-1".into(),
+                question: "v1 or v2?".into(),
+                options: vec!["v1".into(), "v2".into()],
+            },
+        ]
     };
-    let r = replay(log).unwrap();
-    assert_eq!(r.in_progress, Some(1));
-    assert!(r.in_progress_interrupted);
-    assert_eq!(r.in_progress_steps, 1);
-    assert_eq!(r.queued.front().map(|c| c.index), Some(2));
+    let open = replay(log_of(asked())).unwrap();
+    assert_eq!(open.status, AgentStatus::NeedsInput);
+    assert_eq!(open.in_progress, Some(1));
+    let q = open.question.as_ref().unwrap();
+    assert_eq!(
+        (q.index, q.call_id.as_str(), q.question.as_str()),
+        (1, "ask-1", "v1 or v2?")
+    );
+    assert_eq!(q.options, ["v1", "v2"]);
+    assert!(open.answer.is_none());
+    assert!(
+        open.interrupted_tools.is_empty(),
+        "a question is not a tool cut short"
+    );
+    assert_eq!(open.tool_calls, 1);
+
+    // Answered (journaled) but the worker had not taken it: it goes on with it.
+    let mut events = asked();
+    events.push(Event::Answered {
+        index: 1,
+        id: "ask-1".into(),
+        answer: "v2".into(),
+        by: crate::status::Answerer::Orchestrator,
+    });
+    let answered = replay(log_of(events.clone())).unwrap();
+    assert_eq!(answered.status, AgentStatus::Running);
+    assert_eq!(
+        answered.answer.as_ref().map(|a| a.text.as_str()),
+        Some("v2")
+    );
+
+    // The answer reached the model: nothing is open any more.
+    events.push(Event::ToolResult {
+        id: "ask-1".into(),
+        name: "ask_orchestrator".into(),
+        content: "v2".into(),
+        is_error: false,
+        files_read: Vec::new(),
+        files_written: Vec::new(),
+    });
+    let went_on = replay(log_of(events.clone())).unwrap();
+    assert!(went_on.question.is_none() && went_on.answer.is_none());
+    assert_eq!(went_on.status, AgentStatus::Running);
+
+    // The command ended while asking (interrupted): no question survives it.
+    let mut ended = asked();
+    ended.push(Event::Finished {
+        index: 1,
+        status: CommandStatus::Cancelled,
+        error: None,
+        failure: None,
+    });
+    let r = replay(log_of(ended)).unwrap();
+    assert!(r.question.is_none());
+    assert_eq!(r.status, AgentStatus::Cancelled);
 }
 
 #[tokio::test]

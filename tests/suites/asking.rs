@@ -24,6 +24,20 @@ async fn wait_question(fl: &Flotilla, agent: &str) -> Value {
     asked
 }
 
+/// The summary of `agent`'s `answered` event.
+async fn answered_summary(fl: &Flotilla, agent: &str) -> String {
+    let page = fl
+        .call(
+            "get_agent_events",
+            json!({"agent": agent, "kinds": ["answered"]}),
+        )
+        .await;
+    page["events"][0]["summary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The content of the tool result answering call `id` in `request`.
 fn result_for(request: &Recorded, id: &str) -> (String, Option<bool>) {
     let results = request.tool_results();
@@ -105,17 +119,10 @@ async fn an_agent_asks_waits_without_a_slot_and_goes_on_with_the_answer() {
     );
     let kinds = fl.event_kinds("asker", &["asked", "answered"]).await;
     assert_eq!(kinds, ["asked", "answered"]);
-    let events = fl
-        .call(
-            "get_agent_events",
-            json!({"agent": "asker", "kinds": ["answered"]}),
-        )
-        .await;
+    let answered = answered_summary(&fl, "asker").await;
     assert!(
-        events
-            .to_string()
-            .contains("answered by the orchestrator: v2"),
-        "{events}"
+        answered.contains("answered by the orchestrator: v2"),
+        "{answered}"
     );
 
     // Nothing to answer now: command_agent is a new command again.
@@ -254,16 +261,8 @@ async fn an_unanswered_question_is_answered_by_the_timeout() {
         content.contains("No answer; proceed on your best judgement and state what you assumed"),
         "{content}"
     );
-    let events = fl
-        .call(
-            "get_agent_events",
-            json!({"agent": "asker", "kinds": ["answered"]}),
-        )
-        .await;
-    assert!(
-        events.to_string().contains("answered by the timeout"),
-        "{events}"
-    );
+    let answered = answered_summary(&fl, "asker").await;
+    assert!(answered.contains("answered by the timeout"), "{answered}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -426,6 +426,70 @@ async fn the_dashboard_in_a_browser() {
         .await;
     fl.call("resume_agents", json!({})).await;
 
+    // A question, answered by a person on the dashboard.
+    m.script(
+        "[asker]",
+        vec![
+            Step::tool(
+                "ask_orchestrator",
+                json!({"question": "Keep the v1 or the v2 parser?", "options": ["v1", "v2"]}),
+            ),
+            Step::text("Kept v2."),
+        ],
+    );
+    fl.create("asker", "[asker] merge the parsers").await;
+    browser
+        .until(
+            "asker needs input",
+            "document.querySelector('#rows tr[data-name=asker]')?.dataset.status === 'needs_input'",
+        )
+        .await;
+    browser
+        .js("document.querySelector('#rows tr[data-name=asker]').click();")
+        .await;
+    browser
+        .until(
+            "the question box",
+            "!document.getElementById('d-ask').hidden && document.getElementById('d-q').textContent === 'Keep the v1 or the v2 parser?'",
+        )
+        .await;
+    if let Ok(path) = std::env::var("FLOTILLA_SCREENSHOT_ASK") {
+        browser.screenshot(&path).await;
+    }
+    browser
+        .js("[...document.querySelectorAll('#d-opts button')].find(b => b.textContent === 'v2').click(); document.getElementById('d-send').click();")
+        .await;
+    browser
+        .until(
+            "asker done",
+            "document.querySelector('#rows tr[data-name=asker]').dataset.status === 'idle'",
+        )
+        .await;
+    assert!(
+        browser
+            .js("return document.getElementById('d-ask').hidden;")
+            .await
+            == json!(true)
+    );
+    let out = fl.output("asker").await;
+    assert_eq!(
+        (out["command"].as_u64(), out["text"].as_str()),
+        (Some(1), Some("Kept v2.")),
+        "{out}"
+    );
+    let answered = fl
+        .call(
+            "get_agent_events",
+            json!({"agent": "asker", "kinds": ["answered"]}),
+        )
+        .await;
+    assert!(
+        answered
+            .to_string()
+            .contains("answered by the dashboard: v2"),
+        "{answered}"
+    );
+
     std::fs::write(fl.work().join("go"), "").unwrap();
     browser.quit().await;
     server.kill().await;

@@ -7,7 +7,6 @@ use serde_json::Value;
 use super::Stop;
 use super::turn::Turn;
 use crate::agent::asking::Question;
-use crate::failure::Failure;
 use crate::store::event::Event;
 use crate::tools::{Tool, ToolOutcome, ask};
 
@@ -34,7 +33,14 @@ impl Turn<'_> {
                 if self.token.is_cancelled() {
                     return self.interrupted(id, name);
                 }
-                self.journal_question(&id, &question, &options).await?;
+                // On disk before anyone can see it: a restart finds it open.
+                let asked = Event::Asked {
+                    index: self.index,
+                    id: id.clone(),
+                    question: question.clone(),
+                    options: options.clone(),
+                };
+                self.journal_durably(asked, &name).await?;
                 agent.update(|s| s.tool_calls += 1);
                 Question {
                     index: self.index,
@@ -71,34 +77,5 @@ impl Turn<'_> {
         }
         self.answer(id, name, ToolOutcome::error(INTERRUPTED));
         Ok(())
-    }
-
-    /// The question, on disk before anyone can see it (a restart finds it open).
-    async fn journal_question(
-        &self,
-        id: &str,
-        question: &str,
-        options: &[String],
-    ) -> Result<(), Stop> {
-        let agent = self.agent;
-        let ack = agent.record(Event::Asked {
-            index: self.index,
-            id: id.to_string(),
-            question: question.to_string(),
-            options: options.to_vec(),
-        });
-        let saved = match ack {
-            Some(ack) => ack
-                .await
-                .unwrap_or_else(|_| Err("the fleet store is closed".into())),
-            None => Ok(()),
-        };
-        saved.map_err(|e| {
-            tracing::error!(agent = %agent.name(), "could not save a question: {e}");
-            Stop::Failed(Failure::Store {
-                tool: Tool::AskOrchestrator.name().to_string(),
-                error: e.to_string(),
-            })
-        })
     }
 }

@@ -82,25 +82,35 @@ impl Turn<'_> {
     /// a second time. A store that cannot take it stops the command rather than run
     /// a tool nobody could account for.
     async fn journal_call(&self, id: &str, name: &str, input: &Value) -> Result<(), Stop> {
+        self.journal_durably(
+            Event::ToolCall {
+                id: id.to_string(),
+                name: name.to_string(),
+                input: input.clone(),
+            },
+            name,
+        )
+        .await
+    }
+
+    /// Journal `event` (of the call to `tool`) and wait until it is on disk; a store
+    /// that cannot take it fails the command (a tool or a question nobody could
+    /// account for after a crash must not go on).
+    pub(super) async fn journal_durably(&self, event: Event, tool: &str) -> Result<(), Stop> {
         let agent = self.agent;
         if agent.cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }
-        let ack = agent.record(Event::ToolCall {
-            id: id.to_string(),
-            name: name.to_string(),
-            input: input.clone(),
-        });
-        let saved = match ack {
+        let saved = match agent.record(event) {
             Some(ack) => ack
                 .await
                 .unwrap_or_else(|_| Err("the fleet store is closed".into())),
             None => Ok(()),
         };
         saved.map_err(|e| {
-            tracing::error!(agent = %agent.name(), "could not save a tool call: {e}");
+            tracing::error!(agent = %agent.name(), tool, "could not save to the fleet store: {e}");
             Stop::Failed(Failure::Store {
-                tool: name.to_string(),
+                tool: tool.to_string(),
                 error: e.to_string(),
             })
         })
