@@ -73,6 +73,12 @@ pub(super) async fn call_tool(
     let name = request.name.clone();
     let arguments = request.arguments.clone();
     let peer = context.peer.clone();
+    // A session (2025-11-25, `initialize`) hears of status changes; the stateless
+    // generation has no channel for them (its clients poll).
+    let session = peer.peer_info().is_some()
+        && context
+            .protocol_version()
+            .is_none_or(|v| v.as_str() < rmcp::model::ProtocolVersion::V_2026_07_28.as_str());
     let answer = server.call_checked(request, context).await?;
     let CallToolResponse::Complete(result) = &answer else {
         return Ok(answer);
@@ -88,8 +94,7 @@ pub(super) async fn call_tool(
         }
     };
     tracing::info!(tool = %name, task = %id, "answered with a task (the client declared the Tasks extension)");
-    // Session peers are told of status changes (stateless ones poll).
-    if peer.peer_info().is_some() {
+    if session {
         notify::watch(server, id.clone(), peer, look.status());
     }
     let mut task = look.task(&id);

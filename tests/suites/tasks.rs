@@ -493,6 +493,19 @@ async fn both_protocol_generations_over_http_answer_with_tasks() {
         .await;
         let task = until(&client, &id, TaskStatus::Completed).await;
         assert_eq!(result_of(&task)["text"], format!("{name} done"));
+        if !stateless {
+            // A session hears of it over its SSE stream.
+            eventually("a completed notification over HTTP", async || {
+                client
+                    .service()
+                    .notified
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t.task.task_id == id && t.status() == TaskStatus::Completed)
+            })
+            .await;
+        }
         // The generation really is what was asked for: only 2026-07-28 results carry
         // `resultType`.
         let CallToolResponse::Complete(status) =
