@@ -253,3 +253,54 @@ fn tool() -> rmcp::model::Tool {
     };
     rmcp::model::Tool::new(spec.name, spec.description, Arc::new(schema))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The HTTP status of an `initialize` sent with `token`.
+    async fn post(url: &str, token: Option<&str>) -> reqwest::StatusCode {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            );
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn only_a_live_invocations_token_opens_the_endpoint() {
+        let other = grant().await.unwrap();
+        let grant = grant().await.unwrap();
+        assert_ne!(grant.token, other.token);
+        assert!(grant.url.starts_with("http://127.0.0.1:"), "{}", grant.url);
+        assert_eq!(post(&grant.url, None).await, 401);
+        assert_eq!(post(&grant.url, Some("not-a-token")).await, 401);
+        assert_eq!(post(&grant.url, Some(&grant.token)).await, 200);
+        let (url, token) = (grant.url.clone(), grant.token.clone());
+        drop(grant);
+        assert_eq!(
+            post(&url, Some(&token)).await,
+            401,
+            "revoked with its invocation"
+        );
+        assert_eq!(post(&url, Some(&other.token)).await, 200);
+    }
+
+    #[test]
+    fn the_one_tool_is_the_built_in_loops_ask_orchestrator() {
+        let t = tool();
+        assert_eq!(t.name, "ask_orchestrator");
+        assert_eq!(t.description.as_deref(), Some(ask::DESCRIPTION));
+        assert_eq!(
+            Value::Object((*t.input_schema).clone()),
+            Tool::AskOrchestrator.spec().input_schema
+        );
+    }
+}

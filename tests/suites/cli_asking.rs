@@ -1,7 +1,7 @@
 //! `ask_orchestrator` for CLI agents, with the real Claude Code (and Codex) pointed at
 //! the mock model: the CLI calls flotilla's ask endpoint as an MCP tool, the agent
 //! shows `needs_input`, `command_agent` answers, and the CLI's next model request
-//! carries the answer as that tool's result. The stall timer is short and the
+//! carries the answer as that tool's result. The stall timer is short (3 s) and the
 //! question waits longer: a session waiting on its question is not killed.
 
 use std::path::Path;
@@ -13,8 +13,11 @@ use crate::common::clis::{self, CODEX_MODEL};
 
 use crate::common::*;
 
-/// Longer than the stall timeout the servers here run with (2 s).
-const QUESTION_WAIT: Duration = Duration::from_secs(4);
+/// The stall timeout of the servers whose questions outwait it: short, but long
+/// enough for a CLI to start on two busy cores.
+const STALL_S: &str = "3";
+/// Longer than [`STALL_S`].
+const QUESTION_WAIT: Duration = Duration::from_secs(6);
 
 fn config(root: &Path, mock: &MockModel) -> String {
     let (claude_home, codex_home) = (root.join("claude-home"), root.join("codex-home"));
@@ -48,9 +51,7 @@ async fn start(extra: &[&str]) -> Flotilla {
         .root(root)
         .mock(mock)
         .config(&config)
-        .env("PATH", &clis::path())
-        .arg("--stall-timeout-s")
-        .arg("2");
+        .env("PATH", &clis::path());
     for a in extra {
         builder = builder.arg(a);
     }
@@ -135,7 +136,7 @@ fn row_of<'a>(waited: &'a Value, agent: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_code_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_the_answer() {
-    let fl = start(&[]).await;
+    let fl = start(&["--stall-timeout-s", STALL_S]).await;
     asks_and_goes_on(
         &fl,
         "cc",
@@ -151,7 +152,7 @@ async fn a_claude_code_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_th
 /// `tool_search` first, which the mock does not script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codex_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_the_answer() {
-    let fl = start(&[]).await;
+    let fl = start(&["--stall-timeout-s", STALL_S]).await;
     asks_and_goes_on(
         &fl,
         "cx",
@@ -160,4 +161,147 @@ async fn a_codex_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_the_answ
         "mcp__flotilla__ask_orchestrator",
     )
     .await;
+}
+
+/// `max_running 1` and `network: false`: the asking session holds no run slot (a
+/// built-in agent runs meanwhile) and still reaches flotilla's endpoint on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asking_claude_code_agent_holds_no_slot_and_reaches_loopback_without_network() {
+    let fl = start(&["--max-running", "1"]).await;
+    fl.mock.script(
+        "[cc-net]",
+        vec![
+            Step::tool(
+                "mcp__flotilla__ask_orchestrator",
+                json!({"question": "Which database?"}),
+            ),
+            Step::text("Used sqlite."),
+        ],
+    );
+    fl.mock
+        .script("[other]", vec![Step::text("other work done")]);
+    fl.call(
+        "create_agent",
+        json!({"name": "cc", "model": "claude-code:sonnet", "network": false,
+               "task": "[cc-net] pick a database"}),
+    )
+    .await;
+    let waited = fl.wait_all(&["cc"]).await;
+    assert_eq!(
+        row_of(&waited, "cc")["status"],
+        "needs_input",
+        "{waited}\n{}",
+        fl.log_tail(30)
+    );
+    fl.create("other", "[other] meanwhile").await;
+    let other = fl.wait_all(&["other"]).await;
+    assert_eq!(row_of(&other, "other")["status"], "idle", "{other}");
+
+    fl.command("cc", "sqlite").await;
+    let done = fl.wait_all(&["cc"]).await;
+    assert_eq!(row_of(&done, "cc")["status"], "idle", "{done}");
+    let requests = fl.mock.requests_for("[cc-net]");
+    assert!(requests[1].body_text().contains("sqlite"), "{requests:#?}");
+}
+
+/// Interrupting the command while its CLI waits on the question kills the session:
+/// the command ends cancelled, and the next command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupting_an_asking_claude_code_agent_cancels_its_command() {
+    let fl = start(&[]).await;
+    fl.mock.script(
+        "[cc-int]",
+        vec![
+            Step::tool(
+                "mcp__flotilla__ask_orchestrator",
+                json!({"question": "Which database?"}),
+            ),
+            Step::text("second command done"),
+        ],
+    );
+    fl.call(
+        "create_agent",
+        json!({"name": "cc", "model": "claude-code:sonnet", "task": "[cc-int] pick a database"}),
+    )
+    .await;
+    let waited = fl.wait_all(&["cc"]).await;
+    assert_eq!(row_of(&waited, "cc")["status"], "needs_input", "{waited}");
+    let next = fl
+        .call(
+            "command_agent",
+            json!({"agent": "cc", "task": "[cc-int] forget it", "interrupt": true}),
+        )
+        .await;
+    assert_eq!(next["command"], 2, "{next}");
+    let done = fl.wait_all(&["cc"]).await;
+    assert_eq!(row_of(&done, "cc")["status"], "idle", "{done}");
+    let first = fl.output_of("cc", 1).await;
+    assert_eq!(first["command_status"], "cancelled", "{first}");
+    let second = fl.output_of("cc", 2).await;
+    assert!(
+        second.to_string().contains("second command done"),
+        "{second}"
+    );
+}
+
+/// flotilla dies while a CLI agent waits on its question: after the restart the
+/// question still shows; once answered, the resumed session is told what it asked
+/// and the answer, and the command ends done as command 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_code_agents_question_survives_a_restart() {
+    let fl = start(&[]).await;
+    fl.mock.script(
+        "[cc-rs]",
+        vec![
+            Step::tool(
+                "mcp__flotilla__ask_orchestrator",
+                json!({"question": "Is the failing test expected?", "options": ["yes", "no"]}),
+            ),
+            Step::text("Treated it as expected."),
+        ],
+    );
+    fl.call(
+        "create_agent",
+        json!({"name": "cc", "model": "claude-code:sonnet", "task": "[cc-rs] fix the build"}),
+    )
+    .await;
+    let waited = fl.wait_all(&["cc"]).await;
+    assert_eq!(row_of(&waited, "cc")["status"], "needs_input", "{waited}");
+
+    let fl = fl.restart().await;
+    let s = fl.status("cc").await;
+    assert_eq!(
+        (s["status"].as_str(), s["question"].as_str()),
+        (Some("needs_input"), Some("Is the failing test expected?")),
+        "{s}"
+    );
+    let answered = fl.command("cc", "yes").await;
+    assert_eq!(
+        (answered["answered"].as_bool(), answered["command"].as_u64()),
+        (Some(true), Some(1)),
+        "{answered}"
+    );
+    let done = fl.wait_all(&["cc"]).await;
+    assert_eq!(
+        row_of(&done, "cc")["status"],
+        "idle",
+        "{done}\n{}",
+        fl.log_tail(30)
+    );
+    let out = fl.output("cc").await;
+    assert_eq!(
+        (out["command"].as_u64(), out["command_status"].as_str()),
+        (Some(1), Some("done")),
+        "{out}"
+    );
+    let after = fl.requests_since_start("[cc-rs]");
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let body = after[0].body_text();
+    assert!(
+        body.contains("You asked the orchestrator: Is the failing test expected?")
+            && body.contains("The orchestrator answered: yes")
+            && body.contains("flotilla restarted"),
+        "{body}"
+    );
+    assert_eq!(fl.event_kinds("cc", &["asked"]).await.len(), 1);
 }
