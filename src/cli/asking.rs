@@ -92,6 +92,21 @@ impl Drop for Grant {
     }
 }
 
+/// The warning for an agent granted `ask_orchestrator` whose CLI cannot call
+/// flotilla's endpoint (Gemini CLI: see docs/cli-agents.md).
+pub(crate) fn unserved(runtime: &crate::config::Runtime, tools: &[Tool]) -> Option<String> {
+    let crate::config::Runtime::Cli(cli) = runtime else {
+        return None;
+    };
+    if !tools.contains(&Tool::AskOrchestrator) || cli.kind.dialect().can_ask() {
+        return None;
+    }
+    Some(format!(
+        "{} sessions cannot call ask_orchestrator: it reads MCP servers only from settings files flotilla may not write (the user's, the work directory's, or a root-owned system file); this agent cannot ask and decides on its own",
+        cli.kind.name()
+    ))
+}
+
 /// A token for one invocation (the endpoint starts on first use).
 pub(crate) async fn grant() -> Result<Grant, String> {
     let endpoint = ENDPOINT.get_or_init(start).await.as_ref()?;

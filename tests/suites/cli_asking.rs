@@ -60,7 +60,12 @@ async fn start(extra: &[&str]) -> Flotilla {
 
 /// The agent asks through its CLI, waits past the stall timeout without a slot, and
 /// goes on with the answer as command 1.
-async fn asks_and_goes_on(fl: &Flotilla, agent: &str, model: &str, key: &str, tool: &str) {
+async fn asks_and_goes_on(
+    fl: &Flotilla,
+    (agent, model): (&str, &str),
+    (key, tool): (&str, &str),
+    wait: Duration,
+) {
     fl.mock.script(
         key,
         vec![
@@ -94,7 +99,7 @@ async fn asks_and_goes_on(fl: &Flotilla, agent: &str, model: &str, key: &str, to
     assert_eq!(row["options"], json!(["v1", "v2"]), "{row}");
 
     // Time passes on purpose: the question outlasts the stall timeout.
-    tokio::time::sleep(QUESTION_WAIT).await;
+    tokio::time::sleep(wait).await;
     let s = fl.status(agent).await;
     assert_eq!(s["status"], "needs_input", "{s}\n{}", fl.log_tail(30));
     assert_eq!(fl.mock.requests_for(key).len(), 1);
@@ -130,6 +135,32 @@ async fn asks_and_goes_on(fl: &Flotilla, agent: &str, model: &str, key: &str, to
     fl.mock.assert_no_protocol_problems();
 }
 
+/// Claude Code has written the ask to its session's transcript: a session killed
+/// before that cannot be resumed (`No conversation found`). A real orchestrator takes
+/// longer than that to answer or interrupt; a test waits for it.
+async fn transcript_holds_the_ask(fl: &Flotilla) {
+    fn holds(dir: &Path) -> bool {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    return holds(&path);
+                }
+                path.extension().is_some_and(|x| x == "jsonl")
+                    && std::fs::read_to_string(&path)
+                        .is_ok_and(|t| t.contains("mcp__flotilla__ask_orchestrator"))
+            })
+    }
+    let projects = fl.root().join("claude-home/projects");
+    eventually("Claude Code's transcript holds the ask", async || {
+        holds(&projects)
+    })
+    .await;
+}
+
 fn row_of<'a>(waited: &'a Value, agent: &str) -> &'a Value {
     row(&waited["agents"], agent)
 }
@@ -139,10 +170,9 @@ async fn a_claude_code_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_th
     let fl = start(&["--stall-timeout-s", STALL_S]).await;
     asks_and_goes_on(
         &fl,
-        "cc",
-        "claude-code:sonnet",
-        "[cc-ask]",
-        "mcp__flotilla__ask_orchestrator",
+        ("cc", "claude-code:sonnet"),
+        ("[cc-ask]", "mcp__flotilla__ask_orchestrator"),
+        QUESTION_WAIT,
     )
     .await;
 }
@@ -155,10 +185,9 @@ async fn a_codex_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_the_answ
     let fl = start(&["--stall-timeout-s", STALL_S]).await;
     asks_and_goes_on(
         &fl,
-        "cx",
-        "codex:gpt-4.1",
-        "[cx-ask]",
-        "mcp__flotilla__ask_orchestrator",
+        ("cx", "codex:gpt-4.1"),
+        ("[cx-ask]", "mcp__flotilla__ask_orchestrator"),
+        QUESTION_WAIT,
     )
     .await;
 }
@@ -226,6 +255,7 @@ async fn interrupting_an_asking_claude_code_agent_cancels_its_command() {
     .await;
     let waited = fl.wait_all(&["cc"]).await;
     assert_eq!(row_of(&waited, "cc")["status"], "needs_input", "{waited}");
+    transcript_holds_the_ask(&fl).await;
     let next = fl
         .call(
             "command_agent",
@@ -267,6 +297,7 @@ async fn a_claude_code_agents_question_survives_a_restart() {
     .await;
     let waited = fl.wait_all(&["cc"]).await;
     assert_eq!(row_of(&waited, "cc")["status"], "needs_input", "{waited}");
+    transcript_holds_the_ask(&fl).await;
 
     let fl = fl.restart().await;
     let s = fl.status("cc").await;
@@ -304,4 +335,30 @@ async fn a_claude_code_agents_question_survives_a_restart() {
         "{body}"
     );
     assert_eq!(fl.event_kinds("cc", &["asked"]).await.len(), 1);
+}
+
+/// Gemini CLI cannot be handed flotilla's endpoint: a gemini-cli agent that may ask is
+/// told so when created; a Claude Code one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_agent_that_may_ask_is_warned_that_it_cannot() {
+    let fl = start(&[]).await;
+    let gemini = fl
+        .call(
+            "create_agent",
+            json!({"name": "gm", "model": "gemini-cli", "tools": ["read_file", "ask_orchestrator"]}),
+        )
+        .await;
+    assert!(
+        gemini["warning"]
+            .to_string()
+            .contains("gemini-cli sessions cannot call ask_orchestrator"),
+        "{gemini}"
+    );
+    let claude = fl
+        .call(
+            "create_agent",
+            json!({"name": "cc", "model": "claude-code", "tools": ["read_file", "ask_orchestrator"]}),
+        )
+        .await;
+    assert!(!claude.to_string().contains("ask_orchestrator"), "{claude}");
 }
