@@ -216,13 +216,7 @@ impl<'a> Session<'a> {
             mode => mode,
         };
         let grant = self.ask_grant(dialect).await?;
-        let ask_config = match &grant {
-            Some(g) => match dialect.ask_config(&g.url, &g.token) {
-                Some(text) => Some(self.hand_over("ask-mcp.json", &text)?),
-                None => None,
-            },
-            None => None,
-        };
+        let ask_config = self.ask_config(dialect, grant.as_ref())?;
         let run = Invocation {
             model: &settings.model.model,
             session,
@@ -304,7 +298,7 @@ impl<'a> Session<'a> {
     /// `text` in a file the CLI reads (its prompt, Codex's output schema): in the
     /// CLI's state directory, which the sandboxed session sees at the same path, under
     /// `flotilla/<agent id>/` (removed with the agent).
-    fn hand_over(&self, name: &str, text: &str) -> Result<std::path::PathBuf, Stop> {
+    pub(super) fn hand_over(&self, name: &str, text: &str) -> Result<std::path::PathBuf, Stop> {
         let dir = self.cli.handover_dir(&self.agent.id).ok_or_else(|| {
             self.failed("the CLI has no state directory (HOME is not set)".into())
         })?;

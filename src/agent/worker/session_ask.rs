@@ -10,6 +10,9 @@
 //! (replay keeps it); once answered, the resumed session is told what it asked and
 //! what the answer was, beside flotilla's restart note.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
 use super::Stop;
 use super::session::{RESTARTED_NOTE, Session};
 use super::turn::seated;
@@ -43,6 +46,22 @@ impl Session<'_> {
             .await
             .map(Some)
             .map_err(|e| self.failed(e))
+    }
+
+    /// The file naming the endpoint for the CLI, when its dialect reads one (mode 0600:
+    /// it holds the run's token).
+    pub(super) fn ask_config(
+        &self,
+        dialect: &dyn Dialect,
+        grant: Option<&Grant>,
+    ) -> Result<Option<PathBuf>, Stop> {
+        let Some(text) = grant.and_then(|g| dialect.ask_config(&g.url, &g.token)) else {
+            return Ok(None);
+        };
+        let file = self.hand_over("ask-mcp.json", &text)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| self.failed(format!("cannot restrict {}: {e}", file.display())))?;
+        Ok(Some(file))
     }
 
     /// Answer the CLI's `ask_orchestrator` call.
