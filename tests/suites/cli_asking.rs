@@ -19,7 +19,8 @@ const STALL_S: &str = "3";
 /// Longer than [`STALL_S`].
 const QUESTION_WAIT: Duration = Duration::from_secs(6);
 
-fn config(root: &Path, mock: &MockModel) -> String {
+/// Both CLIs' providers; `claude_env` is added to Claude Code's `env`.
+fn config(root: &Path, mock: &MockModel, claude_env: &str) -> String {
     let (claude_home, codex_home) = (root.join("claude-home"), root.join("codex-home"));
     std::fs::create_dir_all(&claude_home).unwrap();
     std::fs::create_dir_all(&codex_home).unwrap();
@@ -34,7 +35,7 @@ fn config(root: &Path, mock: &MockModel) -> String {
     )
     .unwrap();
     format!(
-        "[providers.claude-code]\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\", CLAUDE_CODE_MAX_RETRIES = \"0\" }}\n\n\
+        "[providers.claude-code]\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\", CLAUDE_CODE_MAX_RETRIES = \"0\"{claude_env} }}\n\n\
          [providers.codex]\ncommand = \"{}\"\nenv = {{ CODEX_HOME = \"{}\", MOCK_KEY = \"mock-key\" }}\n",
         clis::cli("claude").display(),
         claude_home.display(),
@@ -44,9 +45,13 @@ fn config(root: &Path, mock: &MockModel) -> String {
 }
 
 async fn start(extra: &[&str]) -> Flotilla {
+    start_with(extra, "").await
+}
+
+async fn start_with(extra: &[&str], claude_env: &str) -> Flotilla {
     let mock = MockModel::start().await;
     let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let config = config(root.path(), &mock);
+    let config = config(root.path(), &mock, claude_env);
     let mut builder = Flotilla::builder()
         .root(root)
         .mock(mock)
@@ -167,7 +172,13 @@ fn row_of<'a>(waited: &'a Value, agent: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_code_agent_asks_through_flotillas_mcp_tool_and_goes_on_with_the_answer() {
-    let fl = start(&["--stall-timeout-s", STALL_S]).await;
+    // Claude Code's own limits on an MCP call, shorter than the question waits: the
+    // `timeout` flotilla sets on its server overrides them.
+    let fl = start_with(
+        &["--stall-timeout-s", STALL_S],
+        ", MCP_TOOL_TIMEOUT = \"2000\", CLAUDE_CODE_MCP_TOOL_IDLE_TIMEOUT = \"2000\"",
+    )
+    .await;
     asks_and_goes_on(
         &fl,
         ("cc", "claude-code:sonnet"),
