@@ -16,6 +16,7 @@ mod suites {
     mod browser;
     mod budget;
     mod cli_agents;
+    mod cli_asking;
     mod cli_fake;
     mod cli_gemini;
     mod cli_mock;

@@ -72,6 +72,12 @@ impl AgentHandle {
             .filter(|q| q.call_id == call_id)
     }
 
+    /// The question its command in progress asked and has not gone on from
+    /// (answered or not).
+    pub(crate) fn open_question(&self) -> Option<Question> {
+        lock(&self.inbox).asked.clone()
+    }
+
     /// Whether its command waits on (or is about to take the answer to) a question.
     pub(crate) fn is_asking(&self) -> bool {
         lock(&self.inbox).asked.is_some()

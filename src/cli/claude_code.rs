@@ -7,7 +7,9 @@
 //! run commands it does not have as `--disallowedTools` (a scout cannot edit);
 //! `WebFetch`/`WebSearch` disallowed without `network`; `--json-schema` for an
 //! output_schema; `--max-budget-usd` for what is left of the agent's dollar cap;
-//! `--strict-mcp-config` so a session loads only the provider's `mcp_config`. Never
+//! `--strict-mcp-config` so a session loads only the provider's `mcp_config` (and,
+//! for an agent that may ask, flotilla's ask endpoint as a second `--mcp-config`, its
+//! tool `mcp__flotilla__ask_orchestrator` allowed). Never
 //! `--dangerously-skip-permissions` (refused as root, and not needed).
 //!
 //! Stream: `system`/`init` names the session; each `assistant` line is one content
@@ -21,6 +23,9 @@ use super::{CliEvent, CliProvider, Dialect, Invocation, Outcome, SessionRef, Tur
 use crate::model::Usage;
 use crate::sandbox::SandboxMode;
 use crate::tools::Tool;
+
+/// `ask_orchestrator` as Claude Code names flotilla's MCP tool.
+pub(crate) const ASK_TOOL: &str = "mcp__flotilla__ask_orchestrator";
 
 /// The Claude Code tools standing for each flotilla tool.
 fn mapped(tool: Tool) -> &'static [&'static str] {
@@ -61,7 +66,10 @@ impl Dialect for ClaudeCode {
                 run.system_prompt.to_string(),
             ]);
         }
-        let allowed = self.tool_names(run.tools);
+        let mut allowed = self.tool_names(run.tools);
+        if run.ask.is_some() {
+            allowed.push(ASK_TOOL);
+        }
         if !allowed.is_empty() {
             args.push("--allowedTools".into());
             args.push(allowed.join(","));
@@ -90,7 +98,39 @@ impl Dialect for ClaudeCode {
         if let Some(file) = &provider.mcp_config {
             args.extend(["--mcp-config".into(), file.display().to_string()]);
         }
+        // flotilla's ask endpoint, beside the provider's servers (several
+        // `--mcp-config` add up; `--strict-mcp-config` keeps out everything else).
+        if let Some(file) = run.ask.and_then(|a| a.config) {
+            args.extend(["--mcp-config".into(), file.display().to_string()]);
+        }
         args
+    }
+
+    fn can_ask(&self) -> bool {
+        true
+    }
+
+    fn ask_config(&self, url: &str, token: &str) -> Option<String> {
+        let timeout_ms = super::asking::CALL_TIMEOUT.as_millis();
+        let config = serde_json::json!({"mcpServers": {super::asking::SERVER: {
+            "type": "http",
+            "url": url,
+            "headers": {"Authorization": format!("Bearer {token}")},
+            "timeout": timeout_ms,
+        }}});
+        Some(config.to_string())
+    }
+
+    fn env(&self, run: &Invocation<'_>) -> Vec<(String, String)> {
+        // A question may wait for hours: the per-call limit (the config's `timeout`
+        // covers this server; the variable is the fallback 2.1.x also reads).
+        match run.ask {
+            Some(_) => vec![(
+                "MCP_TOOL_TIMEOUT".into(),
+                super::asking::CALL_TIMEOUT.as_millis().to_string(),
+            )],
+            None => Vec::new(),
+        }
     }
 
     fn line(&mut self, line: &str, out: &mut Vec<CliEvent>) -> Result<(), String> {
@@ -313,6 +353,7 @@ mod tests {
             confined: true,
             output_schema: None,
             max_budget_usd: Some(0.5),
+            ask: None,
         };
         let args = ClaudeCode::default().args(&run, &provider).join(" ");
         assert!(args.contains("--allowedTools Read,Glob,LS,Grep"), "{args}");

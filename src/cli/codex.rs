@@ -4,7 +4,9 @@
 //! `resume <thread>` (the thread id comes from the stream's `thread.started` and is
 //! journaled; `resume` takes no `-C`/`--sandbox` of its own, so they come before it);
 //! `--json`, `-m`, the role's and orchestrator's instructions as
-//! `-c developer_instructions=…`, `--output-schema FILE` for an output_schema, and `-`
+//! `-c developer_instructions=…`, `--output-schema FILE` for an output_schema,
+//! flotilla's ask endpoint as `-c mcp_servers.flotilla.*` (its token in a variable)
+//! for an agent that may ask, and `-`
 //! (the prompt is
 //! read from standard input, which ends). The provider's `args` (`-c` overrides) come
 //! first.
@@ -25,7 +27,7 @@
 
 use serde_json::Value;
 
-use super::{CliEvent, CliProvider, Dialect, Invocation, Outcome, SessionRef, Turn};
+use super::{CliEvent, CliProvider, Dialect, Invocation, Outcome, SessionRef, Turn, asking};
 use crate::model::Usage;
 use crate::sandbox::SandboxMode;
 use crate::tools::Tool;
@@ -85,6 +87,9 @@ impl Dialect for Codex {
         }
         if let Some((_, file)) = run.output_schema {
             args.extend(["--output-schema".into(), file.display().to_string()]);
+        }
+        if let Some(ask) = run.ask {
+            args.extend(ask_server(ask.url));
         }
         // The prompt comes on standard input.
         args.push("-".into());
@@ -150,6 +155,17 @@ impl Dialect for Codex {
         }
     }
 
+    fn can_ask(&self) -> bool {
+        true
+    }
+
+    fn env(&self, run: &Invocation<'_>) -> Vec<(String, String)> {
+        // The token goes by a variable (`bearer_token_env_var`), not on the command line.
+        run.ask
+            .map(|a| vec![(asking::TOKEN_VAR.to_string(), a.token.to_string())])
+            .unwrap_or_default()
+    }
+
     fn tool_names(&self, tools: &[Tool]) -> Vec<&'static str> {
         let mut names = Vec::new();
         if tools.contains(&Tool::RunCommand) {
@@ -190,6 +206,26 @@ impl Codex {
             _ => {}
         }
     }
+}
+
+/// flotilla's ask endpoint as one more MCP server of this run: its URL, the variable
+/// holding the token, and a tool timeout long enough for a question.
+fn ask_server(url: &str) -> Vec<String> {
+    let server = format!("mcp_servers.{}", asking::SERVER);
+    [
+        format!("{server}.url={}", Value::from(url)),
+        format!(
+            "{server}.bearer_token_env_var={}",
+            Value::from(asking::TOKEN_VAR)
+        ),
+        format!(
+            "{server}.tool_timeout_sec={}",
+            asking::CALL_TIMEOUT.as_secs()
+        ),
+    ]
+    .into_iter()
+    .flat_map(|c| ["-c".to_string(), c])
+    .collect()
 }
 
 /// A command, file change or tool call codex started: (id, name, input).

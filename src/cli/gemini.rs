@@ -261,6 +261,7 @@ mod tests {
             confined: true,
             output_schema: None,
             max_budget_usd: None,
+            ask: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! (`agent/worker/session.rs`) runs them through [`process`] and turns the events into
 //! flotilla's own: everything above the seam does not care which runtime an agent has.
 
+pub(crate) mod asking;
 pub(crate) mod claude_code;
 pub(crate) mod codex;
 pub(crate) mod gemini;
@@ -217,6 +218,18 @@ pub struct Invocation<'a> {
     pub output_schema: Option<(&'a Value, &'a Path)>,
     /// What is left of the agent's dollar cap.
     pub max_budget_usd: Option<f64>,
+    /// flotilla's `ask_orchestrator` endpoint, when the agent may ask.
+    pub ask: Option<AskAccess<'a>>,
+}
+
+/// How one invocation reaches flotilla's `ask_orchestrator` endpoint ([`asking`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AskAccess<'a> {
+    pub url: &'a str,
+    /// Its bearer token (this invocation's only).
+    pub token: &'a str,
+    /// The file from [`Dialect::ask_config`], when the dialect wrote one.
+    pub config: Option<&'a Path>,
 }
 
 /// What a CLI's JSON stream says, in flotilla's terms.
@@ -309,4 +322,17 @@ pub(crate) trait Dialect: Send + Sync {
     fn finish(&mut self, out: &mut Vec<CliEvent>);
     /// The CLI's name for a flotilla tool (for the summary of what it may use).
     fn tool_names(&self, tools: &[Tool]) -> Vec<&'static str>;
+    /// Whether it can call `ask_orchestrator` on flotilla's endpoint ([`asking`]).
+    fn can_ask(&self) -> bool {
+        false
+    }
+    /// The config file naming the endpoint, when the CLI reads one (Claude Code's
+    /// `--mcp-config`): its text, for `url` and `token`.
+    fn ask_config(&self, _url: &str, _token: &str) -> Option<String> {
+        None
+    }
+    /// Variables this invocation adds to the CLI's environment.
+    fn env(&self, _run: &Invocation<'_>) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }

@@ -203,6 +203,7 @@ impl Registry {
         let sandbox = self.sandbox_of(spec.sandbox, spec.network, role)?;
         let warnings = unenforced_sandbox(&spec.name, sandbox, &tools)
             .into_iter()
+            .chain(crate::cli::asking::unserved(&model.runtime, &tools))
             .collect();
         let stored = StoredSettings {
             name: spec.name,

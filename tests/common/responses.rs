@@ -225,6 +225,24 @@ fn usage_json(usage: (u64, u64)) -> Value {
     })
 }
 
+/// `name` as `(namespace, tool)` when it is `<namespace>__<tool>` of a namespace the
+/// request offered (Codex offers MCP tools so: `mcp__flotilla` holding `ask_orchestrator`).
+fn namespaced(request: &Value, name: &str) -> Option<(String, String)> {
+    let tools = request["tools"].as_array()?;
+    tools
+        .iter()
+        .filter(|t| t["type"] == "namespace")
+        .find_map(|ns| {
+            let ns_name = ns["name"].as_str()?;
+            let tool = name.strip_prefix(ns_name)?.strip_prefix("__")?;
+            ns["tools"]
+                .as_array()?
+                .iter()
+                .any(|t| t["name"] == tool)
+                .then(|| (ns_name.to_string(), tool.to_string()))
+        })
+}
+
 fn message_item(n: u64, text: &str, status: &str) -> Value {
     json!({"type": "message", "id": format!("msg_mock_{n}"), "role": "assistant",
            "status": status,
@@ -257,9 +275,15 @@ pub fn reply(model: &str, action: &Action, usage: (u64, u64), n: u64, request: &
                            "call_id": call_id(n, i), "name": name, "input": input,
                            "status": "completed"})
                 } else {
-                    json!({"type": "function_call", "id": format!("fc_mock_{n}_{i}"),
+                    let mut call = json!({"type": "function_call", "id": format!("fc_mock_{n}_{i}"),
                            "call_id": call_id(n, i), "name": name,
-                           "arguments": input.to_string(), "status": "completed"})
+                           "arguments": input.to_string(), "status": "completed"});
+                    // `<namespace>__<tool>` of a namespace offered: called as the tool in it.
+                    if let Some((ns, tool)) = namespaced(request, name) {
+                        call["namespace"] = json!(ns);
+                        call["name"] = json!(tool);
+                    }
+                    call
                 }
             }));
             (out, "completed")

@@ -13,6 +13,7 @@
 
 mod ask;
 mod session;
+mod session_ask;
 mod step;
 mod tool_call;
 mod turn;

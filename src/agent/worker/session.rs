@@ -16,14 +16,17 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::Stop;
+use super::session_ask::next_ask;
 use super::step::{charge, check_budget, spend};
 use super::turn::{check_answer, seated, stalled};
 use crate::agent::AgentHandle;
 use crate::agent::conversation::Conversation;
 use crate::agent::state::Activity;
+use crate::cli::asking::Grant;
 use crate::cli::process::Process;
 use crate::cli::{
-    CliEvent, CliKind, CliProvider, CliSession, Dialect, Invocation, Outcome, SessionRef, Turn,
+    AskAccess, CliEvent, CliKind, CliProvider, CliSession, Dialect, Invocation, Outcome,
+    SessionRef, Turn,
 };
 use crate::failure::Failure;
 use crate::fleet::slots::SlotGuard;
@@ -54,12 +57,12 @@ pub(super) struct Session<'a> {
     pub(super) schema: Option<&'a Value>,
     /// The session of earlier commands; set when one starts.
     pub(super) session: &'a mut Option<CliSession>,
-    slot: Option<SlotGuard>,
+    pub(super) slot: Option<SlotGuard>,
     /// The cost and tokens of this invocation's turns, beside the CLI's own count.
     turns_cost: f64,
     turns_usage: Usage,
     /// Tool calls under way: id → CLI tool name.
-    calls: Vec<(String, String)>,
+    pub(super) calls: Vec<(String, String)>,
     /// The command's trace span; the model turn and tool calls under way as spans of
     /// it (a turn's span starts when the CLI starts or its tools have answered).
     trace: &'a CommandSpan,
@@ -105,7 +108,7 @@ impl<'a> Session<'a> {
     /// Run the command: `prompt` first, then the output_schema's complaints until the
     /// answer passes.
     pub(super) async fn run(mut self, prompt: String) -> Result<(), Stop> {
-        let mut prompt = prompt;
+        let mut prompt = self.asked_before_restart(prompt).await?;
         let max_steps = self.agent.settings.max_steps;
         loop {
             seated(self.agent, self.token, self.ticket, &mut self.slot).await?;
@@ -128,7 +131,7 @@ impl<'a> Session<'a> {
     /// One run of the CLI on `prompt`, to its result.
     async fn invoke(&mut self, prompt: &str) -> Result<Outcome, Stop> {
         let mut dialect = self.cli.kind.dialect();
-        let mut process = self.start(prompt, dialect.as_ref()).await?;
+        let (mut process, mut grant) = self.start(prompt, dialect.as_ref()).await?;
         self.chat = Some(self.chat_span());
         self.turns_cost = 0.0;
         self.turns_usage = Usage::default();
@@ -141,6 +144,12 @@ impl<'a> Session<'a> {
                 biased;
                 _ = self.token.cancelled() => return Err(Stop::Cancelled),
                 line = process.next_line() => line,
+                Some(call) = next_ask(&mut grant) => {
+                    // The CLI waits on its MCP call (and prints nothing): no stall
+                    // timer, no run slot until it is answered.
+                    self.cli_ask(call).await?;
+                    continue;
+                }
                 _ = tokio::time::sleep(limit) => {
                     return Err(Stop::Failed(stalled(limit, &waiting_on)));
                 }
@@ -186,7 +195,11 @@ impl<'a> Session<'a> {
     }
 
     /// Start the CLI on `prompt` in the agent's session, confined by its sandbox.
-    async fn start(&mut self, prompt: &str, dialect: &dyn Dialect) -> Result<Process, Stop> {
+    async fn start(
+        &mut self,
+        prompt: &str,
+        dialect: &dyn Dialect,
+    ) -> Result<(Process, Option<Grant>), Stop> {
         let agent = self.agent;
         let settings = &agent.settings;
         let (program, _) = self.cli.check().map_err(|e| self.failed(e))?;
@@ -202,6 +215,8 @@ impl<'a> Session<'a> {
             _ if !settings.can_write() => SandboxMode::ReadOnly,
             mode => mode,
         };
+        let grant = self.ask_grant(dialect).await?;
+        let ask_config = self.ask_config(dialect, grant.as_ref())?;
         let run = Invocation {
             model: &settings.model.model,
             session,
@@ -216,6 +231,11 @@ impl<'a> Session<'a> {
                 .caps
                 .max_cost_usd
                 .map(|cap| cap - agent.peek(|s| s.cost_usd.unwrap_or(0.0))),
+            ask: grant.as_ref().map(|g| AskAccess {
+                url: &g.url,
+                token: &g.token,
+                config: ask_config.as_deref(),
+            }),
         };
         let prompt_file = self.hand_over("prompt.txt", &dialect.prompt(&run, prompt))?;
         dialect.prepare(self.cli).map_err(|e| self.failed(e))?;
@@ -223,18 +243,22 @@ impl<'a> Session<'a> {
         argv.extend(self.cli.args.iter().cloned());
         argv.extend(dialect.args(&run, self.cli));
         let writable: Vec<_> = self.cli.state_dir.iter().cloned().collect();
+        // The invocation's own variables first: the provider's `env` may override them.
+        let mut env = dialect.env(&run);
+        env.extend(self.cli.env.iter().cloned());
         let launch = SessionLaunch {
             argv: &argv,
             cwd: &settings.workdir,
             mode,
             writable: &writable,
-            env: &self.cli.env,
+            env: &env,
             agent: &agent.id,
             stdin: &prompt_file,
         };
         let label = format!("starting {}", self.cli.kind.name());
         agent.update(|s| s.activity = Some(Activity::now(label)));
-        Process::start(&launch).map_err(|e| self.failed(e))
+        let process = Process::start(&launch).map_err(|e| self.failed(e))?;
+        Ok((process, grant))
     }
 
     /// The session this invocation runs in: the agent's, else a new one (Claude Code's
@@ -274,7 +298,7 @@ impl<'a> Session<'a> {
     /// `text` in a file the CLI reads (its prompt, Codex's output schema): in the
     /// CLI's state directory, which the sandboxed session sees at the same path, under
     /// `flotilla/<agent id>/` (removed with the agent).
-    fn hand_over(&self, name: &str, text: &str) -> Result<std::path::PathBuf, Stop> {
+    pub(super) fn hand_over(&self, name: &str, text: &str) -> Result<std::path::PathBuf, Stop> {
         let dir = self.cli.handover_dir(&self.agent.id).ok_or_else(|| {
             self.failed("the CLI has no state directory (HOME is not set)".into())
         })?;
@@ -521,7 +545,7 @@ impl<'a> Session<'a> {
     }
 
     /// The session failed: the message, redacted of the CLI's own secrets.
-    fn failed(&self, message: String) -> Stop {
+    pub(super) fn failed(&self, message: String) -> Stop {
         let mut message = message;
         for secret in self.cli.secrets() {
             if secret.len() >= 8 {
