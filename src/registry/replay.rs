@@ -95,6 +95,9 @@ struct Replay {
     deferred_index: Option<u32>,
     /// Tool calls of the in-progress command that have no result yet.
     started_tools: Vec<(String, String)>,
+    /// Ids of the in-progress command's questions: a CLI session shows its ask as a
+    /// tool call too (before or after the question), and it counts once.
+    asked_ids: Vec<String>,
     /// The last model reply was cut off: the next one continues its answer.
     continues: bool,
 }
@@ -143,6 +146,7 @@ impl Replay {
             r,
             deferred_index: None,
             started_tools: Vec::new(),
+            asked_ids: Vec::new(),
             continues: false,
         }
     }
@@ -194,7 +198,9 @@ impl Replay {
                 }
             }
             Event::ToolCall { id, name, .. } => {
-                self.r.tool_calls += 1;
+                if !self.asked_ids.contains(&id) {
+                    self.r.tool_calls += 1;
+                }
                 self.started_tools.push((id, name));
             }
             Event::Asked {
@@ -315,7 +321,8 @@ impl Replay {
         self.close_question();
     }
 
-    /// The in-progress command asked a question (it counts as a tool call).
+    /// The in-progress command asked a question (it counts as a tool call, once: a CLI
+    /// session's own tool call for it may come before or after).
     fn asked(
         &mut self,
         at_ms: i64,
@@ -324,7 +331,10 @@ impl Replay {
         question: String,
         options: Vec<String>,
     ) {
-        self.r.tool_calls += 1;
+        if !self.started_tools.iter().any(|(i, _)| *i == id) {
+            self.r.tool_calls += 1;
+        }
+        self.asked_ids.push(id.clone());
         self.r.answer = None;
         self.r.question = Some(Question {
             index,

@@ -411,6 +411,21 @@ fn an_open_question_comes_back_needs_input_and_an_answer_not_taken_comes_back_wi
     assert!(went_on.question.is_none() && went_on.answer.is_none());
     assert_eq!(went_on.status, AgentStatus::Running);
 
+    // A CLI session shows its ask as a tool call too, before or after the question:
+    // it counts once.
+    let cli_call = || Event::ToolCall {
+        id: "ask-1".into(),
+        name: "mcp__flotilla__ask_orchestrator".into(),
+        input: json!({"question": "v1 or v2?"}),
+    };
+    let mut after = asked();
+    after.push(cli_call());
+    let mut before = asked();
+    before.insert(before.len() - 1, cli_call());
+    for events in [after, before] {
+        assert_eq!(replay(log_of(events)).unwrap().tool_calls, 1);
+    }
+
     // The command ended while asking (interrupted): no question survives it.
     let mut ended = asked();
     ended.push(Event::Finished {

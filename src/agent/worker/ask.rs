@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::Stop;
+use super::tool_call::journal_durably;
 use super::turn::Turn;
 use crate::agent::asking::Question;
 use crate::store::event::Event;
@@ -40,7 +41,7 @@ impl Turn<'_> {
                     question: question.clone(),
                     options: options.clone(),
                 };
-                self.journal_durably(asked, &name).await?;
+                journal_durably(agent, asked, &name).await?;
                 agent.update(|s| s.tool_calls += 1);
                 Question {
                     index: self.index,

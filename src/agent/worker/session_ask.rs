@@ -15,11 +15,11 @@ use std::path::PathBuf;
 
 use super::Stop;
 use super::session::{RESTARTED_NOTE, Session};
+use super::tool_call::journal_durably;
 use super::turn::seated;
 use crate::agent::asking::{Answer, Question};
 use crate::cli::Dialect;
 use crate::cli::asking::{AskCall, Grant};
-use crate::failure::Failure;
 use crate::store::event::Event;
 use crate::tools::Tool;
 
@@ -94,7 +94,14 @@ impl Session<'_> {
             options,
             asked_at: std::time::SystemTime::now(),
         };
-        if let Err(stop) = self.journal_question(&question).await {
+        // On disk before anyone can see it: a restart finds it open.
+        let asked = Event::Asked {
+            index: question.index,
+            id: question.call_id.clone(),
+            question: question.question.clone(),
+            options: question.options.clone(),
+        };
+        if let Err(stop) = journal_durably(agent, asked, Tool::AskOrchestrator.name()).await {
             let _ = reply.send(Err("Error: flotilla could not save the question.".into()));
             return Err(stop);
         }
@@ -139,30 +146,6 @@ impl Session<'_> {
         Ok(match prompt.strip_prefix(RESTARTED_NOTE) {
             Some(rest) => format!("{RESTARTED_NOTE}\n\n{exchange}{rest}"),
             None => format!("{exchange}\n\n{prompt}"),
-        })
-    }
-
-    /// The question, on disk before anyone can see it (a restart finds it open).
-    async fn journal_question(&self, q: &Question) -> Result<(), Stop> {
-        let agent = self.agent;
-        let ack = agent.record(Event::Asked {
-            index: q.index,
-            id: q.call_id.clone(),
-            question: q.question.clone(),
-            options: q.options.clone(),
-        });
-        let saved = match ack {
-            Some(ack) => ack
-                .await
-                .unwrap_or_else(|_| Err("the fleet store is closed".into())),
-            None => Ok(()),
-        };
-        saved.map_err(|e| {
-            tracing::error!(agent = %agent.name(), "could not save a question: {e}");
-            Stop::Failed(Failure::Store {
-                tool: Tool::AskOrchestrator.name().to_string(),
-                error: e.to_string(),
-            })
         })
     }
 }

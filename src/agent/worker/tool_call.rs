@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::Stop;
 use super::turn::{Turn, stalled};
+use crate::agent::AgentHandle;
 use crate::agent::state::Activity;
 use crate::failure::Failure;
 use crate::store::event::Event;
@@ -82,7 +83,8 @@ impl Turn<'_> {
     /// a second time. A store that cannot take it stops the command rather than run
     /// a tool nobody could account for.
     async fn journal_call(&self, id: &str, name: &str, input: &Value) -> Result<(), Stop> {
-        self.journal_durably(
+        journal_durably(
+            self.agent,
             Event::ToolCall {
                 id: id.to_string(),
                 name: name.to_string(),
@@ -91,29 +93,6 @@ impl Turn<'_> {
             name,
         )
         .await
-    }
-
-    /// Journal `event` (of the call to `tool`) and wait until it is on disk; a store
-    /// that cannot take it fails the command (a tool or a question nobody could
-    /// account for after a crash must not go on).
-    pub(super) async fn journal_durably(&self, event: Event, tool: &str) -> Result<(), Stop> {
-        let agent = self.agent;
-        if agent.cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        let saved = match agent.record(event) {
-            Some(ack) => ack
-                .await
-                .unwrap_or_else(|_| Err("the fleet store is closed".into())),
-            None => Ok(()),
-        };
-        saved.map_err(|e| {
-            tracing::error!(agent = %agent.name(), tool, "could not save to the fleet store: {e}");
-            Stop::Failed(Failure::Store {
-                tool: tool.to_string(),
-                error: e.to_string(),
-            })
-        })
     }
 
     /// Run the tool; past the stall timeout cancel it, wait for its processes to be
@@ -173,4 +152,30 @@ impl Turn<'_> {
         self.conversation
             .push_tool_result(id, outcome.content, outcome.is_error);
     }
+}
+
+/// Journal `event` (of the call to `tool`) and wait until it is on disk, for any
+/// runtime; a store that cannot take it fails the command (a tool or a question
+/// nobody could account for after a crash must not go on).
+pub(super) async fn journal_durably(
+    agent: &AgentHandle,
+    event: Event,
+    tool: &str,
+) -> Result<(), Stop> {
+    if agent.cancel.is_cancelled() {
+        return Err(Stop::Cancelled);
+    }
+    let saved = match agent.record(event) {
+        Some(ack) => ack
+            .await
+            .unwrap_or_else(|_| Err("the fleet store is closed".into())),
+        None => Ok(()),
+    };
+    saved.map_err(|e| {
+        tracing::error!(agent = %agent.name(), tool, "could not save to the fleet store: {e}");
+        Stop::Failed(Failure::Store {
+            tool: tool.to_string(),
+            error: e.to_string(),
+        })
+    })
 }
