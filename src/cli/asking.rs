@@ -94,10 +94,7 @@ impl Drop for Grant {
 
 /// The warning for an agent granted `ask_orchestrator` whose CLI cannot call
 /// flotilla's endpoint (Gemini CLI: see docs/cli-agents.md).
-pub(crate) fn unserved(runtime: &crate::config::Runtime, tools: &[Tool]) -> Option<String> {
-    let crate::config::Runtime::Cli(cli) = runtime else {
-        return None;
-    };
+pub(crate) fn unserved(cli: &super::CliProvider, tools: &[Tool]) -> Option<String> {
     if !tools.contains(&Tool::AskOrchestrator) || cli.kind.dialect().can_ask() {
         return None;
     }

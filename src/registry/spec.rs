@@ -203,7 +203,10 @@ impl Registry {
         let sandbox = self.sandbox_of(spec.sandbox, spec.network, role)?;
         let warnings = unenforced_sandbox(&spec.name, sandbox, &tools)
             .into_iter()
-            .chain(crate::cli::asking::unserved(&model.runtime, &tools))
+            .chain(match &model.runtime {
+                crate::config::Runtime::Cli(cli) => crate::cli::asking::unserved(cli, &tools),
+                crate::config::Runtime::Api(_) => None,
+            })
             .collect();
         let stored = StoredSettings {
             name: spec.name,
