@@ -209,7 +209,7 @@ impl Codex {
 }
 
 /// flotilla's ask endpoint as one more MCP server of this run: its URL, the variable
-/// holding the token, and a tool timeout long enough for a question.
+/// holding the token, a tool timeout long enough for a question, and `required`.
 fn ask_server(url: &str) -> Vec<String> {
     let server = format!("mcp_servers.{}", asking::SERVER);
     [
@@ -222,6 +222,9 @@ fn ask_server(url: &str) -> Vec<String> {
             "{server}.tool_timeout_sec={}",
             asking::CALL_TIMEOUT.as_secs()
         ),
+        // Started before the first model turn, or the run fails saying so: never a
+        // session that silently lacks the tool.
+        format!("{server}.required=true"),
     ]
     .into_iter()
     .flat_map(|c| ["-c".to_string(), c])
