@@ -161,20 +161,43 @@ pub fn claude(mock: &MockModel, home: &Path, cwd: &Path) -> tokio::process::Comm
 /// error item) and that is offered the classic `exec_command` function tool.
 pub const CODEX_MODEL: &str = "gpt-5.5";
 
-/// A `codex` command whose `CODEX_HOME` (under `home`) names `mock` as its Responses
-/// provider, key in `MOCK_KEY`, no retries.
-pub fn codex(mock: &MockModel, home: &Path, cwd: &Path) -> tokio::process::Command {
-    std::fs::create_dir_all(home).expect("codex home");
-    let config = format!(
+/// A `CODEX_HOME/config.toml` naming `mock` as the Responses provider (key in
+/// `MOCK_KEY`, no retries) and [`CODEX_MODEL`].
+fn codex_settings(mock: &MockModel) -> String {
+    format!(
         "model_provider = \"mock\"\nmodel = \"{CODEX_MODEL}\"\n\n[model_providers.mock]\n\
          name = \"mock\"\nbase_url = \"{}\"\nenv_key = \"MOCK_KEY\"\nwire_api = \"responses\"\n\
          request_max_retries = 0\nstream_max_retries = 0\n",
         mock.openai_url()
-    );
-    std::fs::write(home.join("config.toml"), config).expect("codex config");
+    )
+}
+
+/// A `codex` command whose `CODEX_HOME` (under `home`) names `mock` as its Responses
+/// provider, key in `MOCK_KEY`, no retries.
+pub fn codex(mock: &MockModel, home: &Path, cwd: &Path) -> tokio::process::Command {
+    std::fs::create_dir_all(home).expect("codex home");
+    std::fs::write(home.join("config.toml"), codex_settings(mock)).expect("codex config");
     let mut cmd = command("codex", cwd);
     cmd.env("CODEX_HOME", home)
         .env("MOCK_KEY", "mock-key")
         .env_remove("OPENAI_API_KEY");
     cmd
+}
+
+/// The config for both CLI kinds: Claude Code's and Codex's state directories under
+/// `root`, Codex pointed at the mock's Responses API; `claude_env` (`, K = "v"`…) is
+/// added to Claude Code's `env`.
+pub fn both_config(root: &Path, mock: &MockModel, claude_env: &str) -> String {
+    let (claude_home, codex_home) = (root.join("claude-home"), root.join("codex-home"));
+    std::fs::create_dir_all(&claude_home).unwrap();
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(codex_home.join("config.toml"), codex_settings(mock)).unwrap();
+    format!(
+        "[providers.claude-code]\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\", CLAUDE_CODE_MAX_RETRIES = \"0\"{claude_env} }}\n\n\
+         [providers.codex]\ncommand = \"{}\"\nenv = {{ CODEX_HOME = \"{}\", MOCK_KEY = \"mock-key\" }}\n",
+        cli("claude").display(),
+        claude_home.display(),
+        cli("codex").display(),
+        codex_home.display()
+    )
 }

@@ -3,43 +3,17 @@
 //! tools, keep their session across commands, and take part in a plan beside a
 //! built-in agent.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::json;
 
 use crate::common::clis::{self, CODEX_MODEL};
 use crate::common::*;
 
-/// The config for both CLI kinds: Claude Code's and Codex's state directories under
-/// `root`, Codex pointed at the mock's Responses API.
-fn cli_config(root: &Path, mock: &MockModel) -> String {
-    let (claude_home, codex_home) = (root.join("claude-home"), root.join("codex-home"));
-    std::fs::create_dir_all(&claude_home).unwrap();
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        format!(
-            "model_provider = \"mock\"\nmodel = \"{CODEX_MODEL}\"\n\n[model_providers.mock]\n\
-             name = \"mock\"\nbase_url = \"{}\"\nenv_key = \"MOCK_KEY\"\nwire_api = \"responses\"\n\
-             request_max_retries = 0\nstream_max_retries = 0\n",
-            mock.openai_url()
-        ),
-    )
-    .unwrap();
-    format!(
-        "[providers.claude-code]\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\", CLAUDE_CODE_MAX_RETRIES = \"0\" }}\n\n\
-         [providers.codex]\ncommand = \"{}\"\nenv = {{ CODEX_HOME = \"{}\", MOCK_KEY = \"mock-key\" }}\n",
-        clis::cli("claude").display(),
-        claude_home.display(),
-        clis::cli("codex").display(),
-        codex_home.display()
-    )
-}
-
 async fn start() -> Flotilla {
     let mock = MockModel::start().await;
     let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let config = cli_config(root.path(), &mock);
+    let config = clis::both_config(root.path(), &mock, "");
     clis::flotilla(mock, root, &config).await
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::clis::{self, CODEX_MODEL};
+use crate::common::clis;
 
 use crate::common::*;
 
@@ -19,31 +19,6 @@ const STALL_S: &str = "3";
 /// Longer than [`STALL_S`].
 const QUESTION_WAIT: Duration = Duration::from_secs(6);
 
-/// Both CLIs' providers; `claude_env` is added to Claude Code's `env`.
-fn config(root: &Path, mock: &MockModel, claude_env: &str) -> String {
-    let (claude_home, codex_home) = (root.join("claude-home"), root.join("codex-home"));
-    std::fs::create_dir_all(&claude_home).unwrap();
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        format!(
-            "model_provider = \"mock\"\nmodel = \"{CODEX_MODEL}\"\n\n[model_providers.mock]\n\
-             name = \"mock\"\nbase_url = \"{}\"\nenv_key = \"MOCK_KEY\"\nwire_api = \"responses\"\n\
-             request_max_retries = 0\nstream_max_retries = 0\n",
-            mock.openai_url()
-        ),
-    )
-    .unwrap();
-    format!(
-        "[providers.claude-code]\ncommand = \"{}\"\nenv = {{ CLAUDE_CONFIG_DIR = \"{}\", CLAUDE_CODE_MAX_RETRIES = \"0\"{claude_env} }}\n\n\
-         [providers.codex]\ncommand = \"{}\"\nenv = {{ CODEX_HOME = \"{}\", MOCK_KEY = \"mock-key\" }}\n",
-        clis::cli("claude").display(),
-        claude_home.display(),
-        clis::cli("codex").display(),
-        codex_home.display()
-    )
-}
-
 async fn start(extra: &[&str]) -> Flotilla {
     start_with(extra, "").await
 }
@@ -51,7 +26,7 @@ async fn start(extra: &[&str]) -> Flotilla {
 async fn start_with(extra: &[&str], claude_env: &str) -> Flotilla {
     let mock = MockModel::start().await;
     let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let config = config(root.path(), &mock, claude_env);
+    let config = clis::both_config(root.path(), &mock, claude_env);
     let mut builder = Flotilla::builder()
         .root(root)
         .mock(mock)
