@@ -26,10 +26,15 @@ pub const TTL_ENV: &str = "FLOTILLA_TASK_TTL_S";
 fn ttl() -> Duration {
     static TTL: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *TTL.get_or_init(|| {
-        let secs = std::env::var(TTL_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(DEFAULT_TTL_S);
+        let secs = match std::env::var(TTL_ENV) {
+            Err(_) => DEFAULT_TTL_S,
+            Ok(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
+                tracing::warn!(
+                    "{TTL_ENV}={v:?} is not a number of seconds; tasks are kept the default {DEFAULT_TTL_S}s"
+                );
+                DEFAULT_TTL_S
+            }),
+        };
         tracing::debug!("tasks are kept {secs}s after they end ({TTL_ENV})");
         Duration::from_secs(secs)
     })
