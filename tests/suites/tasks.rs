@@ -85,6 +85,15 @@ impl TasksServer {
         }
     }
 
+    /// A plain tool call that must succeed (it does not start work): its JSON.
+    async fn call(&self, tool: &str, args: Value) -> Value {
+        let result = tokio::time::timeout(CALL_TIMEOUT, self.client.call_tool(params(tool, args)))
+            .await
+            .expect("tools/call timed out")
+            .expect("tools/call");
+        json_of(&result)
+    }
+
     /// SIGKILL it and start another on the same store and mock.
     async fn restart(mut self) -> Self {
         let pid = self.child.id().unwrap() as i32;
@@ -168,14 +177,8 @@ async fn create_agent_as_a_task_works_then_completes_with_its_output() {
     )
     .await;
     assert_eq!(seed, TaskStatus::Working);
-    let created = fl
-        .client
-        .call_tool(params("get_agent_status", json!({"agent": "t1"})))
-        .await;
-    let agent_id = json_of(&created.unwrap())["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let created = fl.call("get_agent_status", json!({"agent": "t1"})).await;
+    let agent_id = created["agent_id"].as_str().unwrap().to_string();
     assert_eq!(id, format!("{agent_id}/1"));
 
     let working = get(&fl.client, &id).await.unwrap();
@@ -357,22 +360,14 @@ async fn tasks_cancel_cancels_the_running_and_a_queued_command_and_a_restart_agr
         .await
         .unwrap();
     until(&fl.client, &running, TaskStatus::Cancelled).await;
-    let status = fl
-        .client
-        .call_tool(params("get_agent_status", json!({"agent": "hold"})))
-        .await;
-    let status = json_of(&status.unwrap());
+    let status = fl.call("get_agent_status", json!({"agent": "hold"})).await;
     assert_eq!(status["status"], "cancelled", "{status}");
     assert_eq!(status["pending"], 0, "{status}");
     assert_eq!(status["commands"], 2, "{status}");
     let out = fl
-        .client
-        .call_tool(params(
-            "get_agent_output",
-            json!({"agent": "hold", "command": 2}),
-        ))
+        .call("get_agent_output", json!({"agent": "hold", "command": 2}))
         .await;
-    assert_eq!(json_of(&out.unwrap())["command_status"], "cancelled");
+    assert_eq!(out["command_status"], "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,13 +549,9 @@ async fn cancelling_a_batch_interrupts_the_running_agent_and_drops_the_waiting_o
         &["then: cancelled by the client"],
     );
     let then = fl
-        .client
-        .call_tool(params(
-            "get_agent_output",
-            json!({"agent": "then", "command": 1}),
-        ))
+        .call("get_agent_output", json!({"agent": "then", "command": 1}))
         .await;
-    assert_eq!(json_of(&then.unwrap())["command_status"], "cancelled");
+    assert_eq!(then["command_status"], "cancelled");
     assert!(
         fl.mock.requests_for("[then]").is_empty(),
         "the waiting agent never ran"
@@ -694,13 +685,11 @@ async fn a_question_is_input_required_and_tasks_update_answers_it_across_a_resta
     .await
     .unwrap();
     let answered = fl
-        .client
-        .call_tool(params(
+        .call(
             "get_agent_events",
             json!({"agent": "asker", "kinds": ["answered"]}),
-        ))
+        )
         .await;
-    let answered = json_of(&answered.unwrap());
     assert_eq!(
         answered["events"].as_array().unwrap().len(),
         1,
