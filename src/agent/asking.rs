@@ -5,7 +5,7 @@
 //! answers (the orchestrator through `command_agent`, the dashboard, an MCP Tasks
 //! client, or the ask timeout) goes through [`AgentHandle::answer`], which journals
 //! `answered` durably before it returns, so an answer once acknowledged survives a
-//! crash. The worker takes the answer from the inbox ([`AgentHandle::await_answer`])
+//! crash. The worker takes the answer from the inbox ([`AgentHandle::wait_for_answer`])
 //! whenever it gets there, before or after a restart.
 
 use std::time::{Duration, SystemTime};
@@ -63,24 +63,10 @@ pub struct Delivered {
 }
 
 impl AgentHandle {
-    /// The question of ask_orchestrator call `call_id`, when it was asked (answered
-    /// or not) and its command still runs.
-    pub(crate) fn asked(&self, call_id: &str) -> Option<Question> {
-        lock(&self.inbox)
-            .asked
-            .clone()
-            .filter(|q| q.call_id == call_id)
-    }
-
     /// The question its command in progress asked and has not gone on from
     /// (answered or not).
     pub(crate) fn open_question(&self) -> Option<Question> {
         lock(&self.inbox).asked.clone()
-    }
-
-    /// Whether its command waits on (or is about to take the answer to) a question.
-    pub(crate) fn is_asking(&self) -> bool {
-        lock(&self.inbox).asked.is_some()
     }
 
     /// Answer its open question: journaled (`answered`), then handed to the worker.
@@ -124,9 +110,25 @@ impl AgentHandle {
         })
     }
 
+    /// Show `question` (`needs_input`) until it is answered — by whoever, or by the
+    /// fleet's ask timeout — then close it. `None` when `token` is cancelled first. The
+    /// caller gives its run slot back before, and takes one again after.
+    pub(crate) async fn wait_for_answer(
+        &self,
+        question: Question,
+        token: &CancellationToken,
+    ) -> Option<Answer> {
+        self.show_question(question.clone());
+        let answer = self
+            .await_answer(&question, self.fleet.ask_timeout, token)
+            .await;
+        self.close_question();
+        answer
+    }
+
     /// Wait for the answer to `question`: from the inbox, or the timeout's after
     /// `timeout` from when it was asked. `None` when `token` is cancelled first.
-    pub(crate) async fn await_answer(
+    async fn await_answer(
         &self,
         question: &Question,
         timeout: Option<Duration>,
@@ -175,7 +177,7 @@ impl AgentHandle {
     }
 
     /// Show `question` as open: status `needs_input` (unless it is answered already).
-    pub(crate) fn show_question(&self, question: Question) {
+    fn show_question(&self, question: Question) {
         let mut inbox = lock(&self.inbox);
         inbox.asked = Some(question.clone());
         if inbox.answer.is_none() {

@@ -33,7 +33,7 @@ impl Registry {
         task: &str,
         output_schema: bool,
     ) -> Result<Option<Commanded>, RegistryError> {
-        if !handle.is_asking() {
+        if handle.open_question().is_none() {
             return Ok(None);
         }
         if output_schema {

@@ -27,7 +27,7 @@ impl Turn<'_> {
             }
         };
         // After a restart the question may be open already: wait on it again.
-        let open = agent.asked(&id);
+        let open = agent.open_question().filter(|q| q.call_id == id);
         let question = match open {
             Some(q) => q,
             None => {
@@ -55,12 +55,7 @@ impl Turn<'_> {
         tracing::info!(agent = %agent.name(), command = self.index, "asked the orchestrator: {}", question.question);
         // Waiting holds no run slot.
         self.slot = None;
-        agent.show_question(question.clone());
-        let answer = agent
-            .await_answer(&question, agent.fleet.ask_timeout, self.token)
-            .await;
-        agent.close_question();
-        match answer {
+        match agent.wait_for_answer(question, self.token).await {
             Some(a) => {
                 tracing::info!(agent = %agent.name(), by = a.by.as_str(), "question answered");
                 self.answer(id, name, ToolOutcome::ok(a.text));

@@ -120,14 +120,10 @@ impl Session<'_> {
     /// Show `question`, holding no run slot, until it is answered (`None`: the
     /// command was interrupted first).
     async fn wait_for_answer(&mut self, question: &Question) -> Option<Answer> {
-        let agent = self.agent;
         self.slot = None;
-        agent.show_question(question.clone());
-        let answer = agent
-            .await_answer(question, agent.fleet.ask_timeout, self.token)
-            .await;
-        agent.close_question();
-        answer
+        self.agent
+            .wait_for_answer(question.clone(), self.token)
+            .await
     }
 
     /// After a restart: the question the command's CLI asked before flotilla stopped,

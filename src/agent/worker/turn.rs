@@ -79,7 +79,7 @@ impl<'a> Turn<'a> {
 
     pub(super) async fn run(mut self) -> Result<(), Stop> {
         // Resumed while waiting on a question: it waits without a run slot.
-        if !self.agent.is_asking() {
+        if self.agent.open_question().is_none() {
             self.between_steps().await?;
         }
         loop {
