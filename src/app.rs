@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::dashboard::Dashboard;
 use crate::fleet::Fleet;
 use crate::http::{self, auth::Token};
@@ -42,24 +43,44 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let resume = settings.resume;
     let serve = settings.serve.clone();
+    let joining = cluster_options(&settings, listener.as_ref());
     let registry = Arc::new(registry(settings, store.clone()));
     // Subscribed to the bus before any agent is restored: metrics miss nothing.
     let dashboard = Dashboard::start(registry.clone());
-    restore(&registry, logs, resume);
+    let cluster = match joining {
+        Some(mut options) if store.shared().is_some() => {
+            options.roots = registry.workdir_roots().to_vec();
+            Some(Cluster::start(registry.clone(), logs, options).await?)
+        }
+        _ => {
+            restore(&registry, logs, resume);
+            None
+        }
+    };
+    let server = FleetServer::new(registry.clone()).with_cluster(cluster.clone());
+    if let Some(c) = &cluster {
+        c.set_executor(server.executor());
+        dashboard.set_cluster(c.clone(), server.clone());
+    }
     registry.start_scheduler();
     let stdio = match (listener, token) {
         (Some(listener), Some(token)) if matches!(serve, Serve::Http(_)) => {
             let stop = shutdown_signal();
-            let server = Some(registry.clone());
-            listener.serve(server, dashboard.clone(), token, stop).await;
+            listener
+                .serve(Some(server), dashboard.clone(), token, stop)
+                .await;
             None
         }
         (Some(listener), Some(token)) => {
-            Some(stdio_with_dashboard(&registry, &dashboard, listener, token).await?)
+            Some(stdio_with_dashboard(server, &dashboard, listener, token).await?)
         }
-        _ => Some(serve_stdio(FleetServer::new(registry.clone())).await?),
+        _ => Some(serve_stdio(server).await?),
     };
     registry.shutdown(Duration::from_secs(10)).await;
+    // After the agents stopped: another node takes their commands over at once.
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
     dashboard.shutdown().await;
     if let Some(stdio) = stdio {
         stdio.finish(Duration::from_secs(1)).await;
@@ -179,6 +200,23 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         .with_sandbox_default(settings.sandbox, settings.sandbox_allow_off)
 }
 
+/// How this node joins a fleet of several nodes (a shared PostgreSQL store).
+fn cluster_options(
+    settings: &Settings,
+    listener: Option<&http::Listener>,
+) -> Option<ClusterOptions> {
+    settings.store.as_ref()?;
+    Some(ClusterOptions {
+        // The registry's, once it is built.
+        roots: Vec::new(),
+        url: listener
+            .filter(|_| matches!(settings.serve, Serve::Http(_)))
+            .map(|l| format!("{}mcp", l.dashboard_url())),
+        max_running: settings.cluster.max_running,
+        resume: settings.resume,
+    })
+}
+
 fn restore(registry: &Registry, logs: Vec<AgentLog>, resume: bool) {
     if logs.is_empty() {
         return;
@@ -195,7 +233,7 @@ fn restore(registry: &Registry, logs: Vec<AgentLog>, resume: bool) {
 
 /// MCP on stdio, with the dashboard on its own listener until stdio ends.
 async fn stdio_with_dashboard(
-    registry: &Arc<Registry>,
+    server: FleetServer,
     dashboard: &Arc<Dashboard>,
     listener: http::Listener,
     token: Token,
@@ -210,7 +248,7 @@ async fn stdio_with_dashboard(
                 .await
         }
     });
-    let stdio = serve_stdio(FleetServer::new(registry.clone()).with_dashboard(url)).await;
+    let stdio = serve_stdio(server.with_dashboard(url)).await;
     stop.cancel();
     if served.await.is_err() {
         tracing::warn!("the dashboard listener stopped abnormally");

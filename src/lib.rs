@@ -21,8 +21,12 @@
 //!   [`sandbox`] starts `run_command` in its own PID and mount namespaces, confined
 //!   by Landlock and a network namespace; [`worktree`] gives isolated agents a git
 //!   worktree of their own.
-//! - [`store`]: the durable fleet — an append-only event log per agent in SQLite,
-//!   written off the hot path by one thread; the [`registry`] replays it on restart.
+//! - [`store`]: the durable fleet — an append-only event log per agent in SQLite (or
+//!   a shared PostgreSQL), written off the hot path by one writer; the [`registry`]
+//!   replays it on restart.
+//! - [`cluster`]: one fleet over several nodes sharing a PostgreSQL store — leases
+//!   with fencing tokens, mirrors of the agents other nodes run, calls forwarded to
+//!   the node that runs an agent, placement, takeover when a node dies.
 //! - [`dashboard`]: the live web view of the fleet and `/metrics`, fed by the bus.
 //! - [`prompts`]: the embedded worker prompt, role profiles and orchestrator definition.
 //! - [`failure`]: why a command failed — one type that says whether it is worth
@@ -36,6 +40,7 @@
 pub(crate) mod agent;
 pub mod app;
 pub(crate) mod cli;
+pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod dashboard;
 pub(crate) mod failure;

@@ -7,6 +7,7 @@
 pub mod asking;
 pub mod cancel;
 pub mod conversation;
+mod mirror;
 pub mod output;
 mod pause;
 pub mod state;
@@ -180,6 +181,10 @@ pub struct AgentHandle {
     note: Mutex<Option<String>>,
     /// Its task while it waits for its dependencies.
     deferred: Mutex<Option<Deferred>>,
+    /// In a fleet of several nodes, the node that runs it (`None`: a one-node fleet).
+    node: Mutex<Option<Arc<str>>>,
+    /// Another node runs it: this handle mirrors its log (no worker; see [`mirror`]).
+    mirror: bool,
 }
 
 impl AgentHandle {
@@ -189,6 +194,17 @@ impl AgentHandle {
         parent: &CancellationToken,
         fleet: Arc<Fleet>,
         initial: Initial,
+    ) -> Arc<Self> {
+        Self::build(id, settings, parent, fleet, initial, false)
+    }
+
+    fn build(
+        id: String,
+        settings: AgentSettings,
+        parent: &CancellationToken,
+        fleet: Arc<Fleet>,
+        initial: Initial,
+        mirror: bool,
     ) -> Arc<Self> {
         let priced = settings.model.priced();
         let mut state = initial.state.unwrap_or_else(|| AgentState::new(priced));
@@ -214,12 +230,24 @@ impl AgentHandle {
             next_seq: AtomicU64::new(initial.next_seq),
             note: Mutex::new(None),
             deferred: Mutex::new(initial.deferred),
+            node: Mutex::new(None),
+            mirror,
         })
     }
 
     /// Append to this agent's event log and publish it on the fleet's bus; durable
     /// events return an [`Ack`].
     pub fn record(&self, event: Event) -> Option<Ack> {
+        if self.mirror {
+            // Another node runs it: only that node writes its log.
+            tracing::error!(agent = %self.name(), kind = event.kind(), "refused to write for an agent another node runs");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(format!(
+                "agent `{}` runs on another node; this node cannot change it",
+                self.name()
+            )));
+            return event.is_durable().then_some(rx);
+        }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         if self.fleet.bus.has_listeners() {
             self.fleet.bus.publish(FleetEvent {

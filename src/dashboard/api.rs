@@ -257,6 +257,9 @@ pub async fn control(
         Ok(h) => h,
         Err(e) => return unknown(e),
     };
+    if let Some(server) = d.router().filter(|_| h.is_mirror()) {
+        return elsewhere(server, &h, &name, &action).await;
+    }
     let changed = match action.as_str() {
         "pause" | "resume" => d
             .registry
@@ -276,6 +279,38 @@ pub async fn control(
     answer(changed.map(|c| json!({ "agent": name, "action": action, "changed": c })))
 }
 
+/// A control of an agent another node runs, done there.
+async fn elsewhere(
+    server: &crate::server::FleetServer,
+    h: &crate::agent::AgentHandle,
+    name: &str,
+    action: &str,
+) -> Response {
+    let (tool, args) = match action {
+        "pause" | "resume" => (format!("{action}_agents"), json!({ "agents": [h.id] })),
+        "interrupt" => (
+            crate::server::routed::INTERRUPT.to_string(),
+            json!({ "agent": h.id }),
+        ),
+        "delete" => ("delete_agent".to_string(), json!({ "agent": h.id })),
+        other => {
+            return unknown(format!(
+                "no control `{other}`; use pause, resume, interrupt or delete"
+            ));
+        }
+    };
+    let r = server.call_routed(&tool, args).await;
+    tracing::info!(agent = %name, action, node = ?h.node(), "dashboard control, on the agent's node");
+    if r.is_error == Some(true) {
+        return answer(Err(RegistryError::Store(crate::server::routed::text_of(&r))));
+    }
+    let s = r.structured_content.unwrap_or_default();
+    let changed = s["changed"].as_bool().unwrap_or_else(|| {
+        s["changed"].as_array().is_some_and(|c| !c.is_empty()) || s["deleted"].is_string()
+    });
+    answer(Ok(json!({ "agent": name, "action": action, "changed": changed })))
+}
+
 /// The body of `POST /api/agents/{name}/answer`.
 #[derive(Debug, serde::Deserialize)]
 pub struct AnswerBody {
@@ -289,6 +324,30 @@ pub async fn answer_question(
     Path(name): Path<String>,
     Json(body): Json<AnswerBody>,
 ) -> Response {
+    if let Some(server) = d.router()
+        && let Ok(h) = d.registry.get(&name)
+        && let Some(r) = server
+            .on_owner(
+                &h,
+                crate::server::routed::ANSWER,
+                json!({ "agent": h.id, "answer": body.answer, "by": "dashboard" }),
+            )
+            .await
+    {
+        tracing::info!(agent = %name, ok = r.is_error != Some(true), "dashboard answer, on the agent's node");
+        return match r.is_error {
+            Some(true) => (
+                StatusCode::CONFLICT,
+                Json(json!({ "error": crate::server::routed::text_of(&r) })),
+            )
+                .into_response(),
+            _ => {
+                let command = r.structured_content.as_ref().map(|s| s["command"].clone());
+                Json(json!({ "agent": name, "command": command, "answered": true }))
+                    .into_response()
+            }
+        };
+    }
     let answered = d
         .registry
         .answer(
@@ -321,11 +380,25 @@ pub async fn fleet_control(
         "resume" => false,
         other => return unknown(format!("no fleet control `{other}`; use pause or resume")),
     };
-    let changed = d
-        .registry
-        .hold(None, pause)
-        .await
-        .map(|held| held.changed.len());
+    let changed = match d.router() {
+        // Every node holds the agents it runs.
+        Some(server) => {
+            let r = server.call_routed(&format!("{action}_agents"), json!({})).await;
+            match r.is_error {
+                Some(true) => Err(RegistryError::Store(crate::server::routed::text_of(&r))),
+                _ => Ok(r
+                    .structured_content
+                    .as_ref()
+                    .and_then(|s| s["changed"].as_array().map(Vec::len))
+                    .unwrap_or(0)),
+            }
+        }
+        None => d
+            .registry
+            .hold(None, pause)
+            .await
+            .map(|held| held.changed.len()),
+    };
     tracing::info!(action, changed = ?changed.as_ref().ok(), "dashboard fleet control");
     answer(changed.map(|changed| json!({ "action": action, "changed": changed })))
 }

@@ -45,9 +45,27 @@ pub struct Dashboard {
     pub stop: CancellationToken,
     observer: CancellationToken,
     tracker: TaskTracker,
+    /// This node's fleet of several nodes, if any: the nodes and their health, and
+    /// the server that sends controls of agents other nodes run to those nodes.
+    pub cluster: std::sync::OnceLock<(Arc<crate::cluster::Cluster>, crate::server::FleetServer)>,
 }
 
 impl Dashboard {
+    /// Show the fleet's nodes (a fleet of several nodes).
+    pub fn set_cluster(
+        &self,
+        cluster: Arc<crate::cluster::Cluster>,
+        server: crate::server::FleetServer,
+    ) {
+        let _ = self.cluster.set((cluster, server));
+    }
+
+    /// The server that routes a control to the node that must run it (a fleet of
+    /// several nodes).
+    pub fn router(&self) -> Option<&crate::server::FleetServer> {
+        self.cluster.get().map(|(_, s)| s)
+    }
+
     /// Subscribe to the bus now (before any agent is restored or started, so nothing
     /// is missed) and start the observer.
     pub fn start(registry: Arc<Registry>) -> Arc<Self> {
@@ -62,6 +80,7 @@ impl Dashboard {
             stop: CancellationToken::new(),
             observer,
             tracker,
+            cluster: std::sync::OnceLock::new(),
         })
     }
 

@@ -111,14 +111,29 @@ impl From<Owner<'_>> for Spender {
     }
 }
 
+/// Where a fleet of several nodes keeps its spend: each charge is sent there too.
+pub type ChargeSink = Box<dyn Fn(Spend) + Send + Sync>;
+
 /// The fleet's caps and spend, including agents since deleted.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Budget {
     caps: Caps,
     spent: Mutex<Spend>,
     /// Worst cases of the model calls in flight ([`Reservation`]s).
     reserved: Mutex<Spend>,
     note: Mutex<Option<String>>,
+    /// A fleet of several nodes: the shared store that adds up every node's spend.
+    sink: std::sync::OnceLock<ChargeSink>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("caps", &self.caps)
+            .field("spent", &self.spent())
+            .field("shared", &self.sink.get().is_some())
+            .finish()
+    }
 }
 
 impl Budget {
@@ -129,7 +144,27 @@ impl Budget {
             spent: Mutex::new(spent),
             reserved: Mutex::new(Spend::default()),
             note: Mutex::new(None),
+            sink: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Send every charge to `sink` as well (once): the shared store of a fleet of
+    /// several nodes, which answers with the fleet's total ([`Budget::observe`]).
+    pub fn send_charges_to(&self, sink: ChargeSink) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// The fleet's spend as the shared store counts it (every node's calls). Spend
+    /// only grows: a total older than this node's latest charge changes nothing.
+    pub fn observe(&self, total: Spend) {
+        let (before, after) = {
+            let mut spent = lock(&self.spent);
+            let before = *spent;
+            spent.cost_usd = spent.cost_usd.max(total.cost_usd);
+            spent.tokens = spent.tokens.max(total.tokens);
+            (before, *spent)
+        };
+        self.note_crossing(before, after);
     }
 
     pub fn caps(&self) -> &Caps {
@@ -149,6 +184,16 @@ impl Budget {
             spent.tokens += tokens;
             (before, *spent)
         };
+        if let Some(sink) = self.sink.get() {
+            sink(Spend {
+                cost_usd: cost_usd.unwrap_or(0.0),
+                tokens,
+            });
+        }
+        self.note_crossing(before, after);
+    }
+
+    fn note_crossing(&self, before: Spend, after: Spend) {
         if let Some(note) = crossing(Owner::Fleet, &self.caps, before, after) {
             tracing::warn!("{note}");
             *lock(&self.note) = Some(note);

@@ -58,6 +58,8 @@ pub struct Fleet {
     pub redactor: Redactor,
     /// Most characters of each dependency's answer handed to a dependent.
     pub handoff_max_chars: usize,
+    /// `[cluster] max_running` across every node (a fleet of several nodes).
+    pub fleet_slots: std::sync::OnceLock<Arc<dyn slots::FleetSlots>>,
     gates: BTreeMap<String, Arc<Gate>>,
     default_gate: Arc<Gate>,
     settle: watch::Sender<u64>,
@@ -114,6 +116,7 @@ impl Fleet {
             ask_timeout: options.ask_timeout,
             redactor: options.redactor,
             handoff_max_chars: options.handoff_max_chars,
+            fleet_slots: std::sync::OnceLock::new(),
             gates,
             default_gate: Arc::new(Gate::new("model", None, options.circuit)),
             settle: watch::Sender::new(0),

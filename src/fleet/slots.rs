@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::provider::BoxFuture;
 use crate::sync::lock;
 
 pub struct RunSlots {
@@ -27,9 +28,38 @@ struct Inner {
     waiters: BTreeMap<u64, oneshot::Sender<()>>,
 }
 
-/// A held run slot; freed on drop.
+/// A held run slot; freed on drop (with the fleet-wide slot it carries, if any).
 pub struct SlotGuard {
     slots: Option<Arc<RunSlots>>,
+    /// A slot of the whole fleet's `[cluster] max_running`, freed on drop.
+    fleet: Option<FleetSlot>,
+}
+
+/// A held slot of a fleet of several nodes; frees itself on drop.
+pub type FleetSlot = Box<dyn Send + Sync>;
+
+/// `[cluster] max_running`: run slots counted across every node of the fleet (the
+/// shared store keeps them). Taken after the node's own slot.
+pub trait FleetSlots: Send + Sync {
+    /// The fleet's cap.
+    fn max(&self) -> usize;
+    /// A slot at once, or `None` when all are taken.
+    fn try_take<'a>(&'a self, agent_id: &'a str) -> BoxFuture<'a, Option<FleetSlot>>;
+    /// Wait for a slot (cancel-safe).
+    fn take<'a>(&'a self, agent_id: &'a str) -> BoxFuture<'a, FleetSlot>;
+}
+
+impl SlotGuard {
+    /// Carry a fleet-wide slot too: both are freed together.
+    pub fn with_fleet_slot(mut self, slot: FleetSlot) -> Self {
+        self.fleet = Some(slot);
+        self
+    }
+
+    /// Whether it carries a fleet-wide slot.
+    pub fn has_fleet_slot(&self) -> bool {
+        self.fleet.is_some()
+    }
 }
 
 impl Drop for SlotGuard {
@@ -66,13 +96,17 @@ impl RunSlots {
     /// A slot at once, if one is free and nobody earlier is waiting.
     pub fn try_acquire(self: &Arc<Self>) -> Option<SlotGuard> {
         if self.max == 0 {
-            return Some(SlotGuard { slots: None });
+            return Some(SlotGuard {
+                slots: None,
+                fleet: None,
+            });
         }
         let mut inner = lock(&self.inner);
         (inner.running < self.max && inner.waiters.is_empty()).then(|| {
             inner.running += 1;
             SlotGuard {
                 slots: Some(self.clone()),
+                fleet: None,
             }
         })
     }
@@ -103,6 +137,7 @@ impl RunSlots {
         waiter.rx = None;
         SlotGuard {
             slots: Some(self.clone()),
+            fleet: None,
         }
     }
 

@@ -41,7 +41,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dashboard::Dashboard;
-use crate::registry::Registry;
 use crate::server::{FleetServer, MAX_WAIT_S};
 use auth::{Auth, Token};
 use guard::Guard;
@@ -137,10 +136,10 @@ impl Listener {
     }
 
     /// Serve until `shutdown` completes, then drain and close (see the module docs).
-    /// `registry`: serve MCP at `/mcp` too; `None`: the dashboard alone.
+    /// `server`: serve MCP at `/mcp` too; `None`: the dashboard alone.
     pub async fn serve(
         self,
-        registry: Option<Arc<Registry>>,
+        server: Option<FleetServer>,
         dashboard: Arc<Dashboard>,
         token: Token,
         shutdown: impl Future<Output = ()>,
@@ -149,10 +148,10 @@ impl Listener {
         let sessions_cancel = CancellationToken::new();
         let stopping = CancellationToken::new();
         let auth = Auth::new(token, self.addr.port());
-        let mcp = registry.is_some();
+        let mcp = server.is_some();
         let url = self.dashboard_url();
         let app = router(
-            registry,
+            server,
             &dashboard,
             url.clone(),
             auth,
@@ -205,9 +204,9 @@ pub struct Sessions {
 }
 
 /// The application: every route behind the guard, the token and the limits. Without
-/// a registry, the dashboard alone.
+/// a server, the dashboard alone.
 pub fn router(
-    registry: Option<Arc<Registry>>,
+    server: Option<FleetServer>,
     dashboard: &Arc<Dashboard>,
     dashboard_url: String,
     auth: Auth,
@@ -216,9 +215,9 @@ pub fn router(
     sessions: Sessions,
 ) -> Router {
     let mut app = dashboard.routes();
-    if let Some(registry) = registry {
+    if let Some(server) = server {
         let mcp = Router::new()
-            .route_service(MCP_PATH, mcp_service(registry, sessions, dashboard_url))
+            .route_service(MCP_PATH, mcp_service(server, sessions, dashboard_url))
             .layer(axum::middleware::from_fn(jsonrpc::check));
         app = app.merge(mcp);
     }
@@ -230,12 +229,12 @@ pub fn router(
 
 /// rmcp's Streamable HTTP service over the fleet.
 fn mcp_service(
-    registry: Arc<Registry>,
+    server: FleetServer,
     sessions: Sessions,
     dashboard_url: String,
 ) -> StreamableHttpService<FleetServer, LocalSessionManager> {
     // Built once: a session's server is a clone (an Arc and the tool table).
-    let server = FleetServer::new(registry)
+    let server = server
         .with_dashboard(dashboard_url)
         .with_stopping(sessions.stopping);
     let mut manager = LocalSessionManager::default();

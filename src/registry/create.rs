@@ -334,6 +334,9 @@ impl Registry {
             self.fleet.clone(),
             initial,
         );
+        if let Some(shared) = self.store().shared() {
+            handle.set_node(&shared.node);
+        }
         let mut stored = handle.settings.stored();
         if let Some(d) = &deferred {
             stored.deferred_task = Some(d.task.clone());

@@ -33,6 +33,7 @@ use crate::tools::{Tool, tool_specs};
 
 mod answer;
 mod create;
+mod mirror;
 mod policy;
 pub(crate) mod replay;
 mod restore;
@@ -182,6 +183,16 @@ impl Registry {
         &self.prompts
     }
 
+    /// The directory agents work in when `create_agent` names none.
+    pub fn default_workdir(&self) -> &Path {
+        &self.default_workdir
+    }
+
+    /// The directories agents' work directories must lie under.
+    pub fn workdir_roots(&self) -> &[PathBuf] {
+        &self.workdir_roots
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.fleet.store
     }
@@ -213,7 +224,23 @@ impl Registry {
 
     /// Register a restored agent under its stored id and name and start its worker.
     pub(crate) fn adopt(&self, handle: Arc<AgentHandle>, start: worker::Start) {
+        self.register(&handle);
+        if handle.deferred().is_some() {
+            self.wait_for_dependencies(&handle);
+        }
+        self.tracker.spawn(worker::run(handle, start));
+    }
+
+    /// Make an agent reachable by id and name (a name taken by another id is an error
+    /// in the store: that agent is reachable by id only).
+    fn register(&self, handle: &Arc<AgentHandle>) {
+        if !handle.is_mirror()
+            && let Some(shared) = self.store().shared()
+        {
+            handle.set_node(&shared.node);
+        }
         match self.names.entry(handle.name().to_string()) {
+            Entry::Occupied(o) if *o.get() == handle.id => {}
             Entry::Occupied(_) => {
                 tracing::error!(agent = %handle.name(), id = %handle.id, "two stored agents share a name; this one is reachable by id only");
             }
@@ -224,10 +251,6 @@ impl Registry {
         }
         self.agents.insert(handle.id.clone(), handle.clone());
         self.track_writer(&handle.settings);
-        if handle.deferred().is_some() {
-            self.wait_for_dependencies(&handle);
-        }
-        self.tracker.spawn(worker::run(handle, start));
     }
 
     pub(crate) fn specs_for(&self, tools: &[Tool]) -> Arc<[ToolSpec]> {
@@ -385,7 +408,8 @@ impl Registry {
 
     /// Delete every agent, in parallel. Returns how many.
     pub async fn delete_all(&self) -> usize {
-        let all = self.all();
+        // In a fleet of several nodes each node deletes the agents it runs.
+        let all = self.local_agents();
         let stops = all.iter().map(|h| async move {
             if let Err(e) = self.remove(h).await {
                 tracing::error!(agent = %h.name(), "{e}");
@@ -403,15 +427,7 @@ impl Registry {
     /// Unregister an agent (its name is free at once), stop its worker and its
     /// processes, then remove its records.
     async fn remove(&self, handle: &AgentHandle) -> Result<(), RegistryError> {
-        self.agents.remove(&handle.id);
-        if self
-            .names
-            .remove_if(handle.name(), |_, id| *id == handle.id)
-            .is_some()
-        {
-            write(&self.order).remove(handle.name());
-        }
-        self.untrack_writer(&handle.settings);
+        self.unregister(handle);
         if !handle.shutdown(STOP_GRACE).await {
             tracing::warn!(agent = %handle.name(), "worker did not stop within {STOP_GRACE:?}");
         }
@@ -432,6 +448,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Make an agent unreachable: its name is free at once.
+    fn unregister(&self, handle: &AgentHandle) {
+        self.agents.remove(&handle.id);
+        if self
+            .names
+            .remove_if(handle.name(), |_, id| *id == handle.id)
+            .is_some()
+        {
+            write(&self.order).remove(handle.name());
+        }
+        self.untrack_writer(&handle.settings);
+    }
+
     /// Cancel every agent and wait (bounded) for all tasks to end.
     pub async fn shutdown(&self, grace: Duration) {
         self.cancel.cancel();
@@ -444,7 +473,7 @@ impl Registry {
         }
         if self.ephemeral_worktrees {
             // The fleet ends with the process: so do its worktrees; their branches stay.
-            for h in self.unsorted() {
+            for h in self.local_agents() {
                 if let Some(wt) = &h.settings.worktree {
                     match crate::worktree::remove(wt, h.name()).await {
                         Ok(r) => {

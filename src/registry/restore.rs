@@ -54,7 +54,7 @@ impl Registry {
     /// One agent as its log left it, ready to adopt: its settings resolved from its
     /// stored spec, its state, its interrupted tool calls closed, and its command in
     /// progress resumed, cancelled or failed.
-    fn revive(
+    pub(super) fn revive(
         &self,
         mut r: Restored,
         resume: bool,
@@ -77,20 +77,16 @@ impl Registry {
         } else {
             (Default::default(), queued)
         };
-        let priced = settings
-            .model
-            .price
-            .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
-        let cost_usd = match (priced, r.charged_usd) {
-            (priced, Some(charged)) => Some(priced.unwrap_or(0.0) + charged),
-            (priced, None) => priced.or(settings.model.priced().then_some(0.0)),
-        };
+        let cost_usd = restored_cost(&settings, &r);
         let state = restored_state(&mut r, queue.len() as u32, cost_usd);
-        // Its spend counts against the fleet's budget as before the restart.
-        self.fleet().budget.charge(
-            state.cost_usd,
-            state.tokens.input_tokens + state.tokens.output_tokens,
-        );
+        // Its spend counts against the fleet's budget as before the restart (a shared
+        // store counts the fleet's spend itself: nothing to add).
+        if self.store().shared().is_none() {
+            self.fleet().budget.charge(
+                state.cost_usd,
+                state.tokens.input_tokens + state.tokens.output_tokens,
+            );
+        }
         let interrupted = std::mem::take(&mut r.interrupted_tools);
         let handle = AgentHandle::new(
             r.agent_id.clone(),
@@ -130,24 +126,36 @@ impl Registry {
     /// The model of a restored agent, resolved with this process's keys; one that can
     /// no longer be used fails its calls with a message saying why.
     fn restored_model(&self, spec: &StoredSettings) -> ResolvedModel {
-        self.models()
-            .resolve(Some(&spec.model))
-            .unwrap_or_else(|e| {
-                let message = format!(
-                    "model `{}` cannot be used after the restart: {e}",
-                    spec.model
-                );
-                tracing::warn!(agent = %spec.name, "{message}");
+        self.restored_model_quietly(spec).unwrap_or_else(|(model, message)| {
+            tracing::warn!(agent = %spec.name, "{message}");
+            model
+        })
+    }
+
+    /// [`Registry::restored_model`] without the warning: `Err` holds the stand-in that
+    /// fails every call, and why.
+    pub(super) fn restored_model_quietly(
+        &self,
+        spec: &StoredSettings,
+    ) -> Result<ResolvedModel, (ResolvedModel, String)> {
+        self.models().resolve(Some(&spec.model)).map_err(|e| {
+            let message = format!(
+                "model `{}` cannot be used after the restart: {e}",
+                spec.model
+            );
+            (
                 ResolvedModel {
                     id: spec.model.clone(),
                     model: spec
                         .model
                         .split_once(':')
                         .map_or(spec.model.clone(), |(_, m)| m.to_string()),
-                    runtime: crate::config::Runtime::Api(Arc::new(Unavailable(message))),
+                    runtime: crate::config::Runtime::Api(Arc::new(Unavailable(message.clone()))),
                     price: None,
-                }
-            })
+                },
+                message,
+            )
+        })
     }
 
     /// The command that was running when the log ends: cancelled when the
@@ -199,9 +207,22 @@ impl Registry {
     }
 }
 
+/// What a restored agent has spent: its model calls at today's price, plus what CLI
+/// sessions charged as they went.
+pub(super) fn restored_cost(settings: &crate::agent::AgentSettings, r: &Restored) -> Option<f64> {
+    let priced = settings
+        .model
+        .price
+        .map(|p| r.usages.iter().map(|u| p.cost(*u)).sum::<f64>());
+    match (priced, r.charged_usd) {
+        (priced, Some(charged)) => Some(priced.unwrap_or(0.0) + charged),
+        (priced, None) => priced.or(settings.model.priced().then_some(0.0)),
+    }
+}
+
 /// The state a restored agent shows: its counters as the log left them, `pending`
 /// commands still queued, and `paused` at once when it was held while idle.
-fn restored_state(r: &mut Restored, pending: u32, cost_usd: Option<f64>) -> AgentState {
+pub(super) fn restored_state(r: &mut Restored, pending: u32, cost_usd: Option<f64>) -> AgentState {
     // An idle agent held at the restart shows `paused` at once; one with a command in
     // progress turns `paused` at its next step.
     let held_idle = r.paused && r.in_progress.is_none();

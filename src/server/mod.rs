@@ -7,6 +7,7 @@
 pub mod params;
 pub mod redacted;
 pub mod results;
+pub(crate) mod routed;
 mod schema;
 pub mod tasks;
 pub mod wait;
@@ -56,6 +57,10 @@ pub struct FleetServer {
     stopping: CancellationToken,
     /// The `notifications/tasks` watchers ([`tasks`]).
     watchers: tokio_util::task::TaskTracker,
+    /// This node's fleet of several nodes, if any ([`routed`]).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Answering calls another node forwarded: no placement, no fan-out.
+    forwarded: bool,
 }
 
 impl FleetServer {
@@ -72,7 +77,16 @@ impl FleetServer {
             instructions: instructions.into(),
             stopping: CancellationToken::new(),
             watchers: tokio_util::task::TaskTracker::new(),
+            cluster: None,
+            forwarded: false,
         }
+    }
+
+    /// Serve as one node of a fleet of several: calls for agents other nodes run go
+    /// there ([`routed`]).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The tool router with lean, portable schemas ([`schema::lean`]), built once per
@@ -460,6 +474,7 @@ impl FleetServer {
             agents,
             next_after,
             totals,
+            nodes: self.cluster.as_ref().map(|c| c.nodes()).unwrap_or_default(),
         }))
     }
 
@@ -629,6 +644,9 @@ impl FleetServer {
             request.arguments.as_ref(),
         ) {
             return refused(&request.name, message);
+        }
+        if let Some(answer) = self.route(&request.name, request.arguments.as_ref()).await {
+            return Ok(answer.into());
         }
         let name = request.name.clone();
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);

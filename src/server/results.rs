@@ -113,6 +113,9 @@ pub struct AgentStatusRow {
     pub sandbox: Option<String>,
     #[serde(flatten)]
     pub isolation: Isolation,
+    /// The node that runs it (a fleet of several nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The question a `needs_input` agent waits on; answer it with command_agent.
@@ -211,6 +214,7 @@ impl AgentStatusRow {
             attempt: (h.settings.retries > 0).then_some(s.attempt),
             sandbox: sandbox_shown(h),
             isolation: Isolation::default(),
+            node: h.node().map(|n| n.to_string()),
         }
     }
 }
@@ -264,6 +268,9 @@ pub struct AgentRow {
     /// Present (true) when the agent was deleted while being waited on.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The node that runs it (a fleet of several nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl AgentRow {
@@ -299,6 +306,7 @@ impl AgentRow {
                 asking: Asking::of(h, s.question),
                 attempt: (h.settings.retries > 0).then_some(s.attempt),
                 deleted: s.deleted,
+                node: h.node().map(|n| n.to_string()),
             }
         })
     }
@@ -375,6 +383,9 @@ pub struct ListAgentsResult {
     pub next_after: Option<String>,
     /// Totals over the whole fleet (not just the filtered rows).
     pub totals: FleetTotals,
+    /// The fleet's nodes and their health (a fleet of several nodes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::cluster::NodeRow>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

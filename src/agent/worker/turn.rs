@@ -235,6 +235,12 @@ pub(super) async fn seated(
     if slot.is_none() {
         *slot = Some(take_slot(agent, token, ticket).await?);
     }
+    if let (Some(fleet), Some(held)) = (agent.fleet.fleet_slots.get(), slot.as_ref())
+        && !held.has_fleet_slot()
+        && let Some(held) = slot.take()
+    {
+        *slot = Some(held.with_fleet_slot(take_fleet_slot(agent, fleet.as_ref(), token).await?));
+    }
     agent.update(|s| {
         if s.status != AgentStatus::Running {
             s.status = AgentStatus::Running;
@@ -267,6 +273,36 @@ async fn take_slot(
         biased;
         _ = token.cancelled() => Err(Stop::Cancelled),
         slot = slots.acquire(ticket) => Ok(slot),
+    }
+}
+
+/// A slot of the whole fleet (`[cluster] max_running`), after this node's own:
+/// waiting in line (status `queued`) while the fleet is full.
+async fn take_fleet_slot(
+    agent: &AgentHandle,
+    fleet: &dyn crate::fleet::slots::FleetSlots,
+    token: &CancellationToken,
+) -> Result<crate::fleet::slots::FleetSlot, Stop> {
+    let now = tokio::select! {
+        biased;
+        _ = token.cancelled() => return Err(Stop::Cancelled),
+        now = fleet.try_take(&agent.id) => now,
+    };
+    if let Some(slot) = now {
+        return Ok(slot);
+    }
+    let label = format!(
+        "waiting for a run slot of the fleet ([cluster] max_running {} across its nodes)",
+        fleet.max()
+    );
+    agent.update(|s| {
+        s.status = AgentStatus::Queued;
+        s.activity = Some(Activity::now(label));
+    });
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => Err(Stop::Cancelled),
+        slot = fleet.take(&agent.id) => Ok(slot),
     }
 }
 

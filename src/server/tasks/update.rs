@@ -71,11 +71,24 @@ pub(super) async fn answer(
                 ))
             })?,
         ElicitationAction::Cancel => {
-            handle.cancel_command(part.command);
+            server.cancel_command(&handle, part.command).await;
             return Ok(());
         }
         _ => DECLINED.to_string(),
     };
+    if let Some(answered) = server
+        .on_owner(
+            &handle,
+            crate::server::routed::ANSWER,
+            serde_json::json!({ "agent": handle.id, "answer": text, "by": "client" }),
+        )
+        .await
+    {
+        return match answered.is_error {
+            Some(true) => Err(bad(crate::server::routed::text_of(&answered))),
+            _ => Ok(()),
+        };
+    }
     server
         .registry
         .answer(&part.agent_id, text, Answerer::Client)

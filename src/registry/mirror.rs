@@ -1,0 +1,144 @@
+//! The registry's side of a fleet of several nodes (`crate::cluster` drives it):
+//! mirrors of the agents other nodes run, taking an agent over when its node's lease
+//! expired, and letting one go when this node lost its lease.
+//!
+//! A mirror is built from the agent's whole log with the same replay a restart uses,
+//! so what any node shows is what the owner would show after a restart. It never
+//! writes: no budget charge, no closing of cut-off tool calls (the owner does that
+//! when it resumes).
+
+use std::sync::Arc;
+
+use super::Registry;
+use super::replay::replay;
+use super::restore::{RestoreReport, restored_cost, restored_state};
+use crate::agent::output::CommandRecord;
+use crate::agent::state::AgentState;
+use crate::agent::{AgentHandle, AgentSettings, Initial};
+use crate::store::AgentLog;
+
+/// How long a worker that lost its lease gets to stop before it is left behind.
+const DEMOTE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Registry {
+    /// Show an agent that `node` runs, or refresh what is shown, from its whole log.
+    /// An agent this node runs is left alone.
+    pub fn mirror(&self, log: AgentLog, node: &str) {
+        let existing = self.agents.get(&log.agent_id).map(|e| e.value().clone());
+        match existing {
+            Some(h) if !h.is_mirror() => {}
+            Some(h) => {
+                if let Some((_, initial)) = self.mirror_parts(log) {
+                    h.set_node(node);
+                    if let Some(state) = initial.state {
+                        h.refresh_mirror(state, initial.outputs);
+                    }
+                }
+            }
+            None => {
+                let id = log.agent_id.clone();
+                let Some((settings, initial)) = self.mirror_parts(log) else {
+                    return;
+                };
+                let handle = AgentHandle::new_mirror(
+                    id,
+                    settings,
+                    self.cancel_token(),
+                    self.fleet().clone(),
+                    initial,
+                    node,
+                );
+                self.register(&handle);
+                self.fleet().notify_settle();
+            }
+        }
+    }
+
+    /// Stop showing an agent another node ran (it was deleted there).
+    pub fn unmirror(&self, agent_id: &str) {
+        let Some(handle) = self.agents.get(agent_id).map(|e| e.value().clone()) else {
+            return;
+        };
+        if !handle.is_mirror() {
+            return;
+        }
+        self.unregister(&handle);
+        handle.retire_mirror();
+        self.fleet().notify_settle();
+    }
+
+    /// Run an agent whose node's lease expired: replace its mirror with a live agent
+    /// rebuilt from its log, resuming its command in progress as after a restart.
+    pub fn take_over(&self, log: AgentLog, node: &str) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        let id = log.agent_id.clone();
+        let Some(restored) = replay(log) else {
+            return report;
+        };
+        if let Some(old) = self.agents.get(&id).map(|e| e.value().clone()) {
+            if !old.is_mirror() {
+                return report;
+            }
+            self.agents.remove(&id);
+            self.untrack_writer(&old.settings);
+            old.retire_mirror();
+        }
+        let (handle, start) = self.revive(restored, true, &mut report);
+        handle.set_node(node);
+        self.adopt(handle, start);
+        report.agents += 1;
+        report
+    }
+
+    /// This node lost an agent's lease (another node runs it now): stop its worker at
+    /// once. Its name stays; the caller shows it again as a mirror.
+    pub async fn demote(&self, agent_id: &str) {
+        let Some(handle) = self.agents.get(agent_id).map(|e| e.value().clone()) else {
+            return;
+        };
+        if handle.is_mirror() {
+            return;
+        }
+        self.agents.remove(agent_id);
+        self.untrack_writer(&handle.settings);
+        if !handle.shutdown(DEMOTE_GRACE).await {
+            tracing::warn!(agent = %handle.name(), "worker did not stop within {DEMOTE_GRACE:?} after its lease was lost");
+        }
+        tracing::warn!(agent = %handle.name(), "lease lost to another node: this node stopped the agent");
+    }
+
+    /// Agents this node runs (not mirrors).
+    pub fn local_agents(&self) -> Vec<Arc<AgentHandle>> {
+        self.agents
+            .iter()
+            .filter(|e| !e.value().is_mirror())
+            .map(|e| e.value().clone())
+            .collect()
+    }
+
+    /// The settings and the state an agent's log shows, for a mirror.
+    fn mirror_parts(&self, log: AgentLog) -> Option<(AgentSettings, Initial)> {
+        let mut r = replay(log)?;
+        let model = self
+            .restored_model_quietly(&r.settings)
+            .unwrap_or_else(|(model, _)| model);
+        let settings = self.resolve(r.settings.clone(), model);
+        let cost_usd = restored_cost(&settings, &r);
+        let queue = std::mem::take(&mut r.queued);
+        let state: AgentState = restored_state(&mut r, queue.len() as u32, cost_usd);
+        let outputs: Vec<CommandRecord> = std::mem::take(&mut r.outputs);
+        Some((
+            settings,
+            Initial {
+                state: Some(state),
+                outputs,
+                queue,
+                paused: r.paused,
+                next_seq: r.next_seq,
+                deferred: r.deferred.take(),
+                asked: r.question.clone(),
+                answer: None,
+            },
+        ))
+    }
+}

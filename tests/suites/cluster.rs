@@ -1,0 +1,300 @@
+//! One fleet, several nodes: real flotilla processes on one machine sharing one
+//! throwaway PostgreSQL database (`--store`), each serving MCP over Streamable HTTP,
+//! driven by rmcp clients as users would. One mock model serves them all.
+//!
+//! Placement, forwarding and waits across nodes; SIGKILL of a node mid-command (its
+//! agents finish on another, no tool call run twice); SIGSTOP of a node past its lease
+//! (it writes nothing once it comes back); one budget across nodes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+/// Short leases keep failover tests quick: heartbeats every second.
+const LEASE_S: u64 = 3;
+const LONG: Duration = Duration::from_secs(90);
+
+fn config(extra: &str) -> String {
+    format!("{DEFAULT_CONFIG}\n[cluster]\nlease_s = {LEASE_S}\n{extra}")
+}
+
+/// A node named `name` on `db`, sharing `root` (work directory, data) and `mock`.
+async fn node(
+    db: &str,
+    name: &str,
+    root: &Arc<tempfile::TempDir>,
+    mock: &MockModel,
+    args: &[&str],
+    extra_config: &str,
+) -> HttpServer {
+    let mut b = Flotilla::builder()
+        .with_test_token()
+        .root(root.clone())
+        .mock(mock.clone())
+        .config(&config(extra_config))
+        .arg("--store")
+        .arg(db)
+        .arg("--node")
+        .arg(name);
+    for a in args {
+        b = b.arg(a);
+    }
+    b.start_http().await
+}
+
+/// Until `client` sees every node in `names` healthy.
+async fn until_nodes(client: &Flotilla, names: &[&str]) {
+    eventually(&format!("nodes {names:?} healthy"), async || {
+        let list = client.call("list_agents", json!({})).await;
+        let healthy: Vec<String> = list["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["healthy"] == true)
+            .filter_map(|n| n["node"].as_str().map(String::from))
+            .collect();
+        names.iter().all(|n| healthy.iter().any(|h| h == n))
+    })
+    .await;
+}
+
+/// Until `agent`'s status row (read through `client`) satisfies `check`.
+async fn until_status(client: &Flotilla, agent: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let found = tokio::time::timeout(LONG, async {
+        loop {
+            last = client.status(agent).await;
+            if check(&last) {
+                return last.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("{agent}: {what} never came; last status {last}"))
+}
+
+async fn db_client(db: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_placed_on_another_node_is_commanded_and_awaited_through_any_node() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let mock = MockModel::start().await;
+    // a has one run slot, b four: a new agent goes to b.
+    let a = node(&db, "a", &root, &mock, &["--max-running", "1"], "").await;
+    let b = node(&db, "b", &root, &mock, &["--max-running", "4"], "").await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+
+    mock.script("[x]", vec![Step::text("x one"), Step::text("x two")]);
+    let created = on_a.create("x", "[x] first").await;
+    assert_eq!(created["status"], "running", "{created}");
+    let row = on_a.status("x").await;
+    assert_eq!(row["node"], "b", "placed on the node with more free slots: {row}");
+
+    // A wait on a wakes when b's agent finishes.
+    let waited = on_a.wait_all(&["x"]).await;
+    assert_eq!(row_of(&waited, "x")["status"], "idle", "{waited}");
+    assert_eq!(on_a.output("x").await["text"], "x one");
+
+    // A command through a reaches the agent on b.
+    let commanded = on_a.command("x", "[x] second").await;
+    assert_eq!(commanded["command"], 2, "{commanded}");
+    on_a.wait_all(&["x"]).await;
+    assert_eq!(on_a.output("x").await["text"], "x two");
+    assert_eq!(on_b.output("x").await["text"], "x two");
+    let reqs = mock.requests_for("[x]");
+    assert_eq!(reqs.len(), 2, "one model call per command");
+
+    // Rows carry the node; every node lists the whole fleet and its nodes.
+    for client in [&on_a, &on_b] {
+        let list = client.call("list_agents", json!({})).await;
+        assert_eq!(row(&list["agents"], "x")["node"], "b", "{list}");
+        let nodes: Vec<&str> = list["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["node"].as_str())
+            .collect();
+        assert!(nodes.contains(&"a") && nodes.contains(&"b"), "{list}");
+    }
+
+    // Deleting through a deletes it on b.
+    let deleted = on_a.call("delete_agent", json!({"agent": "x"})).await;
+    assert_eq!(deleted["deleted"], "x", "{deleted}");
+    eventually("x gone on b", async || {
+        on_b.call("list_agents", json!({})).await["agents"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    })
+    .await;
+}
+
+fn row_of<'a>(waited: &'a Value, name: &str) -> &'a Value {
+    row(&waited["agents"], name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_node_mid_command_moves_its_agents_and_runs_no_tool_twice() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let mock = MockModel::start().await;
+    let a = node(&db, "a", &root, &mock, &[], "").await;
+    let b = node(&db, "b", &root, &mock, &[], "").await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    mock.script(
+        "[k]",
+        vec![
+            Step::tool("run_command", json!({"command": "echo run >> runs.txt"})),
+            // b dies waiting for this answer.
+            Step::text("never delivered").delay(Duration::from_secs(60)),
+            Step::text("k final"),
+        ],
+    );
+    on_b.create("k", "[k] do it").await;
+    assert_eq!(on_a.status("k").await["node"], "b");
+    mock.wait_requests("[k]", 2, LONG).await;
+    let killed = Instant::now();
+    b.kill().await;
+
+    let done = until_status(&on_a, "k", "the agent finished on a", |s| {
+        s["node"] == "a" && s["status"] == "idle"
+    })
+    .await;
+    let failover = killed.elapsed();
+    eprintln!("failover: the agent finished on a {:.1}s after b was killed (lease {LEASE_S}s)", failover.as_secs_f64());
+    assert!(
+        failover < Duration::from_secs(LEASE_S + 15),
+        "took {failover:?}: {done}"
+    );
+    assert_eq!(on_a.output("k").await["text"], "k final");
+    let runs = std::fs::read_to_string(root.path().join("work/runs.txt")).unwrap();
+    assert_eq!(runs, "run\n", "the command ran once");
+    // The resumed call carried the tool's one result.
+    let last = mock.requests_for("[k]").pop().unwrap();
+    assert_eq!(last.tool_results().len(), 1, "{:?}", last.tool_results());
+    let events = on_a.event_kinds("k", &[]).await;
+    assert_eq!(
+        events.iter().filter(|k| *k == "tool_call").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(a.logged("took over the agent from node b"), "{}", a.log_tail(40));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_past_its_lease_writes_nothing_when_it_comes_back() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let mock = MockModel::start().await;
+    let a = node(&db, "a", &root, &mock, &[], "").await;
+    let b = node(&db, "b", &root, &mock, &[], "").await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    // b's call is answered while b is stopped; a's, after the takeover, at once.
+    mock.script(
+        "[s]",
+        vec![
+            Step::text("b's late answer").delay(Duration::from_secs(LEASE_S + 4)),
+            Step::text("s final"),
+        ],
+    );
+    on_b.create("s", "[s] go").await;
+    mock.wait_requests("[s]", 1, LONG).await;
+    let pid = nix::unistd::Pid::from_raw(b.pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    until_status(&on_a, "s", "a took the agent over and finished it", |s| {
+        s["node"] == "a" && s["status"] == "idle"
+    })
+    .await;
+    let pg = db_client(&db).await;
+    let last: i64 = pg
+        .query_one("SELECT max(id) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Past the moment b's late answer arrives.
+    mock.wait_no_request_in_flight(LONG).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    eventually("b stopped the agent it lost", async || {
+        b.logged("lease lost") || b.logged("no longer holds")
+    })
+    .await;
+    // b's heartbeats go on; give its worker every chance to write.
+    let beats_before = on_b.call("list_agents", json!({})).await;
+    eventually("b heartbeats again", async || {
+        let n = on_a.call("list_agents", json!({})).await;
+        n["nodes"].as_array().unwrap().iter().any(|n| n["node"] == "b" && n["healthy"] == true)
+    })
+    .await;
+    let written: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM events WHERE node = 'b' AND id > $1",
+            &[&last],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0, "b wrote after it lost the lease; {}", b.log_tail(40));
+    let s = on_b.status("s").await;
+    assert_eq!(s["node"], "a", "{s} / {beats_before}");
+    assert_eq!(on_b.output("s").await["text"], "s final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_budget_spans_the_nodes() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let mock = MockModel::start().await;
+    // Each reply costs 5000 tokens: the cap allows six calls in the whole fleet. Two
+    // nodes that each counted alone would allow six each.
+    let cap = ["--max-tokens", "30000"];
+    let a = node(&db, "a", &root, &mock, &cap, "").await;
+    let b = node(&db, "b", &root, &mock, &cap, "").await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    for key in ["[p]", "[q]"] {
+        mock.script(
+            key,
+            (0..20)
+                .map(|_| Step::tool("list_files", json!({})).usage(4_000, 1_000))
+                .collect(),
+        );
+    }
+    on_a.create("p", "[p] spend").await;
+    on_b.create("q", "[q] spend").await;
+    assert_eq!(on_a.status("q").await["node"], "b");
+    let done = on_a.wait_all(&["p", "q"]).await;
+    for name in ["p", "q"] {
+        let r = row_of(&done, name);
+        assert_eq!(r["status"], "failed", "{done}");
+    }
+    let calls = mock.requests_for("[p]").len() + mock.requests_for("[q]").len();
+    eprintln!("fleet-wide budget: {calls} calls made under a cap worth 6");
+    // Six calls, plus at most what each node had in flight or had not heard of yet.
+    assert!((6..=10).contains(&calls), "{calls} calls made under a 30000-token fleet cap");
+    let list = on_a.call("list_agents", json!({})).await;
+    assert!(
+        list["totals"]["budget"]["tokens"].as_u64().unwrap() >= 30_000,
+        "{list}"
+    );
+    let p = on_b.status("p").await;
+    assert!(
+        p["last_error"].as_str().unwrap_or("").contains("budget"),
+        "{p}"
+    );
+}
