@@ -85,7 +85,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(stdio) = stdio {
         stdio.finish(Duration::from_secs(1)).await;
     }
-    store.close();
+    store.close().await;
     traces.shutdown(Duration::from_secs(3)).await;
     tracing::info!("all agents stopped; store closed");
     Ok(())

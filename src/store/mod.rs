@@ -9,22 +9,27 @@
 //!   commands — come with an acknowledgement that resolves once committed.
 //! - Reads (`get_agent_events`) are served by the same thread, after every earlier
 //!   write, so they always see the log as the agent left it.
+//! - [`Store::open_postgres`] puts the same log in a PostgreSQL database shared by
+//!   several nodes ([`postgres`]): the same messages, a tokio task as the writer, and
+//!   fencing of appends by the agent's lease.
 
 pub mod event;
 pub mod location;
+pub mod postgres;
 mod writer;
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::pricing::Spend;
 use event::Event;
+pub use postgres::{PgOptions, Shared};
 use writer::Msg;
 
 /// The store's file name inside its directory.
@@ -55,6 +60,9 @@ pub enum StoreError {
     Write(String),
     #[error("cannot start the fleet store's writer thread: {0}")]
     Thread(std::io::Error),
+    /// The PostgreSQL store cannot be used (`url` has its password hidden).
+    #[error("cannot use the fleet store {url}: {detail}")]
+    Postgres { url: String, detail: String },
 }
 
 /// One stored event with its place in the log.
@@ -84,11 +92,15 @@ pub struct EventPage {
 pub type Ack = oneshot::Receiver<Result<(), String>>;
 
 pub struct Store {
-    tx: std::sync::mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// SQLite's writer thread (PostgreSQL's writer is a tokio task).
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: Option<File>,
-    /// What deleted agents had spent, as of opening.
+    /// What deleted agents had spent, as of opening (PostgreSQL: the fleet's whole
+    /// spend, see [`Store::retired_spend`]).
     retired: Spend,
+    /// The database and the leases several nodes share (PostgreSQL only).
+    shared: Option<Arc<Shared>>,
 }
 
 impl Store {
@@ -143,8 +155,27 @@ impl Store {
         Self::start(conn, None, Spend::default())
     }
 
+    /// Open (or create) the fleet's store in the PostgreSQL database at `url`, as
+    /// node `opts.node`, and load every agent's log.
+    pub async fn open_postgres(
+        url: &str,
+        opts: PgOptions,
+    ) -> Result<(Self, Vec<AgentLog>), StoreError> {
+        let (shared, logs, total) = postgres::open(url, opts).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(postgres::writer::run(shared.clone(), rx));
+        let store = Self {
+            tx,
+            thread: Mutex::new(None),
+            _lock: None,
+            retired: total,
+            shared: Some(shared),
+        };
+        Ok((store, logs))
+    }
+
     fn start(conn: Connection, lock: Option<File>, retired: Spend) -> Result<Self, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("flotilla-store".into())
             .spawn(move || writer::run(conn, rx))
@@ -154,13 +185,46 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             _lock: lock,
             retired,
+            shared: None,
         })
     }
 
     /// What agents deleted before this process started had spent: the fleet's
-    /// budget keeps counting it.
+    /// budget keeps counting it. On PostgreSQL, the fleet's whole spend at opening
+    /// (`fleet_spend`, which deletes never lower).
     pub fn retired_spend(&self) -> Spend {
         self.retired
+    }
+
+    /// The database and leases shared with other nodes; `None` on SQLite.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+
+    /// Add `delta` to the fleet's spend in the shared store, atomically across nodes;
+    /// resolves to the fleet's new total. `None` on SQLite (one node: its own
+    /// counters are the fleet's).
+    pub fn charge(&self, delta: Spend) -> Option<oneshot::Receiver<Result<Spend, String>>> {
+        self.shared.as_ref()?;
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Charge { delta, reply }).is_err() {
+            tracing::error!("store closed; spend not charged");
+        }
+        Some(rx)
+    }
+
+    /// One agent's whole log, after every earlier write; `None` when it has no events.
+    pub async fn load_agent(&self, agent_id: &str) -> Result<Option<AgentLog>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::LoadAgent {
+                agent_id: agent_id.to_string(),
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Write)
     }
 
     /// Append an event. Returns an [`Ack`] for durable events (see
@@ -234,19 +298,22 @@ impl Store {
             .map_err(StoreError::Write)
     }
 
-    /// Commit what is queued and stop the writer thread.
-    pub fn close(&self) {
-        let _ = self.tx.send(Msg::Close);
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = thread {
-            let _ = t.join();
+    /// Commit what is queued and stop the writer.
+    pub async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close(Some(done))).is_ok() {
+            let _ = rx.await;
         }
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.close();
+        let _ = self.tx.send(Msg::Close(None));
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 }
 
@@ -346,5 +413,9 @@ fn init_schema(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
+/// The throwaway PostgreSQL of the tests (one copy, shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/common/postgres.rs"]
+pub(crate) mod test_postgres;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! Store and replay tests: round trip through SQLite, locking, corruption, paging,
-//! and rebuilding an agent from its log.
+//! Store and replay tests: round trip, paging and loading one agent on both backends
+//! ([`Backend::each`]: SQLite and a throwaway PostgreSQL), SQLite's locking and
+//! corruption, and rebuilding an agent from its log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -125,6 +126,36 @@ fn log_events() -> Vec<Event> {
     ]
 }
 
+/// Where a test's store lives; opening it again gives the same log.
+pub(super) enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh store of each kind: the tests that take it run on both.
+    pub(super) fn each() -> [Backend; 2] {
+        [
+            Backend::Sqlite(tempfile::tempdir().unwrap()),
+            Backend::Postgres(super::test_postgres::database()),
+        ]
+    }
+
+    pub(super) async fn open(&self) -> (Store, Vec<AgentLog>) {
+        match self {
+            Backend::Sqlite(dir) => Store::open(dir.path()).unwrap(),
+            Backend::Postgres(url) => Store::open_postgres(url, pg_options("n1")).await.unwrap(),
+        }
+    }
+}
+
+pub(super) fn pg_options(node: &str) -> super::PgOptions {
+    super::PgOptions {
+        node: node.into(),
+        lease: std::time::Duration::from_secs(15),
+    }
+}
+
 fn append_all(store: &Store, agent: &str, events: Vec<Event>) -> Vec<super::Ack> {
     events
         .into_iter()
@@ -134,17 +165,22 @@ fn append_all(store: &Store, agent: &str, events: Vec<Event>) -> Vec<super::Ack>
 }
 
 #[tokio::test]
-async fn events_round_trip_through_the_file_and_replay_mid_command() {
-    let dir = tempfile::tempdir().unwrap();
+async fn events_round_trip_through_the_store_and_replay_mid_command() {
+    for backend in Backend::each() {
+        round_trip_and_replay(&backend).await;
+    }
+}
+
+async fn round_trip_and_replay(backend: &Backend) {
     {
-        let (store, logs) = Store::open(dir.path()).unwrap();
+        let (store, logs) = backend.open().await;
         assert!(logs.is_empty());
         for ack in append_all(&store, "ag-1", log_events()) {
             ack.await.unwrap().unwrap();
         }
-        store.close();
+        store.close().await;
     }
-    let (store, logs) = Store::open(dir.path()).unwrap();
+    let (store, logs) = backend.open().await;
     assert_eq!(logs.len(), 1);
     let events: Vec<Event> = logs[0].events.iter().map(|e| e.event.clone()).collect();
     assert_eq!(events, log_events());
@@ -181,7 +217,7 @@ async fn events_round_trip_through_the_file_and_replay_mid_command() {
         ]
     );
     assert_eq!(r.conversation.unanswered_tool_calls().len(), 1);
-    store.close();
+    store.close().await;
 }
 
 #[tokio::test]
@@ -193,7 +229,7 @@ async fn a_second_server_on_the_same_store_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains(&std::process::id().to_string()), "{msg}");
     assert!(msg.contains("--data-dir"), "{msg}");
-    first.close();
+    first.close().await;
     drop(first);
     assert!(Store::open(dir.path()).is_ok());
 }
@@ -224,7 +260,7 @@ async fn an_unreadable_event_is_an_error_not_a_silent_gap() {
         for ack in append_all(&store, "ag-1", log_events()) {
             ack.await.unwrap().unwrap();
         }
-        store.close();
+        store.close().await;
     }
     let conn = rusqlite::Connection::open(dir.path().join(super::DB_FILE)).unwrap();
     conn.execute(
@@ -239,9 +275,42 @@ async fn an_unreadable_event_is_an_error_not_a_silent_gap() {
 
 #[tokio::test]
 async fn events_page_with_after_limit_and_kinds_and_delete_removes_them() {
-    let store = Store::in_memory().unwrap();
-    append_all(&store, "ag-1", log_events());
-    append_all(&store, "ag-2", log_events());
+    for backend in Backend::each() {
+        let (store, _) = backend.open().await;
+        page_and_delete(&store).await;
+    }
+    page_and_delete(&Store::in_memory().unwrap()).await;
+}
+
+#[tokio::test]
+async fn one_agents_whole_log_loads_after_earlier_writes() {
+    for backend in Backend::each() {
+        let (store, _) = backend.open().await;
+        assert!(store.load_agent("ag-1").await.unwrap().is_none());
+        // Not awaited: the load comes after them anyway.
+        append_all(&store, "ag-1", log_events());
+        append_all(&store, "ag-2", log_events()[..3].to_vec());
+        let log = store.load_agent("ag-1").await.unwrap().unwrap();
+        assert_eq!(log.agent_id, "ag-1");
+        let events: Vec<Event> = log.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(events, log_events());
+        assert_eq!(
+            store
+                .load_agent("ag-2")
+                .await
+                .unwrap()
+                .unwrap()
+                .events
+                .len(),
+            3
+        );
+        store.close().await;
+    }
+}
+
+async fn page_and_delete(store: &Store) {
+    append_all(store, "ag-1", log_events());
+    append_all(store, "ag-2", log_events());
     let page = store.events("ag-1", 0, 5, None).await.unwrap();
     assert_eq!(
         page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -466,7 +535,7 @@ async fn deleted_agents_spend_stays_with_the_fleet_across_restarts() {
                 .await
                 .unwrap();
         }
-        store.close();
+        store.close().await;
     }
     let (store, logs) = Store::open(dir.path()).unwrap();
     assert!(logs.is_empty());

@@ -1,9 +1,12 @@
 //! The store's one thread: it owns the SQLite connection, commits appends in batches
 //! (one transaction for everything queued, up to a cap), acknowledges durable events
-//! once committed, and answers reads after the writes queued before them.
+//! once committed, and answers reads after the writes queued before them. The
+//! messages ([`Msg`]) and the grouping of rows into logs ([`group`]) are shared with
+//! the PostgreSQL writer.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::Receiver;
+
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
@@ -32,7 +35,7 @@ pub(super) fn retired(conn: &Connection) -> Spend {
 }
 
 /// Most messages committed in one transaction.
-const MAX_BATCH: usize = 4096;
+pub(super) const MAX_BATCH: usize = 4096;
 
 pub(super) enum Msg {
     Append {
@@ -56,13 +59,26 @@ pub(super) enum Msg {
         kinds: Option<Vec<String>>,
         reply: oneshot::Sender<Result<EventPage, String>>,
     },
-    Close,
+    /// One agent's whole log (`None` without events), after every earlier write.
+    LoadAgent {
+        agent_id: String,
+        reply: oneshot::Sender<Result<Option<AgentLog>, String>>,
+    },
+    /// Add to the fleet's shared spend (PostgreSQL only); answers the new total.
+    Charge {
+        delta: Spend,
+        reply: oneshot::Sender<Result<Spend, String>>,
+    },
+    /// Commit what is queued, answer `done`, and stop.
+    Close(Option<oneshot::Sender<()>>),
 }
 
-pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>) {
+pub(super) fn run(mut conn: Connection, mut rx: UnboundedReceiver<Msg>) {
     let mut batch = Vec::with_capacity(64);
     loop {
-        let Ok(first) = rx.recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -107,7 +123,18 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Msg>) -> bool {
                         .map_err(|e| e.to_string()),
                 );
             }
-            Msg::Close => closing = true,
+            Msg::LoadAgent { agent_id, reply } => {
+                let _ = reply.send(load_agent(conn, &agent_id));
+            }
+            // Never sent to SQLite (`Store::charge` answers None); dropping the
+            // reply tells a caller the store cannot charge.
+            Msg::Charge { .. } => {}
+            Msg::Close(done) => {
+                closing = true;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
         }
     }
     closing
@@ -161,7 +188,7 @@ fn commit(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-fn parse(agent_id: &str, seq: i64, data: &str) -> Result<Event, String> {
+pub(super) fn parse(agent_id: &str, seq: i64, data: &str) -> Result<Event, String> {
     serde_json::from_str(data)
         .map_err(|e| format!("event {seq} of agent {agent_id} cannot be read ({e})"))
 }
@@ -201,28 +228,69 @@ fn read_events(
     Ok(EventPage { events, more })
 }
 
+/// One row of the events table, as [`group`] reads it.
+pub(super) struct Row {
+    pub agent_id: String,
+    pub seq: i64,
+    pub at_ms: i64,
+    pub data: String,
+    /// The row's place in the table: its insertion order.
+    pub id: i64,
+}
+
 /// Every agent's log, for replay at start-up.
 pub(super) fn load(conn: &Connection) -> Result<Vec<AgentLog>, String> {
-    let mut stmt = conn
-        .prepare("SELECT agent_id, seq, at_ms, data, id FROM events ORDER BY agent_id, seq")
-        .map_err(|e| e.to_string())?;
-    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    select(
+        conn,
+        "SELECT agent_id, seq, at_ms, data, id FROM events ORDER BY agent_id, seq",
+        [],
+    )
+}
+
+/// One agent's whole log, `None` when it has no events.
+fn load_agent(conn: &Connection, agent_id: &str) -> Result<Option<AgentLog>, String> {
+    let logs = select(
+        conn,
+        "SELECT agent_id, seq, at_ms, data, id FROM events WHERE agent_id = ?1 ORDER BY seq",
+        [agent_id],
+    )?;
+    Ok(logs.into_iter().next())
+}
+
+fn select(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AgentLog>, String> {
+    let get = |e: rusqlite::Error| e.to_string();
+    let mut stmt = conn.prepare_cached(sql).map_err(get)?;
+    let mut rows = stmt.query(params).map_err(get)?;
+    let mut all = Vec::new();
+    while let Some(row) = rows.next().map_err(get)? {
+        all.push(Row {
+            agent_id: row.get(0).map_err(get)?,
+            seq: row.get(1).map_err(get)?,
+            at_ms: row.get(2).map_err(get)?,
+            data: row.get(3).map_err(get)?,
+            id: row.get(4).map_err(get)?,
+        });
+    }
+    group(all)
+}
+
+/// Rows (ordered by agent and seq) into logs, in creation order: restored agents
+/// line up for run slots as they did.
+pub(super) fn group(rows: Vec<Row>) -> Result<Vec<AgentLog>, String> {
     let mut logs: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
     // Where each agent's log starts in the table: its creation order.
     let mut first: BTreeMap<String, i64> = BTreeMap::new();
-    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-        let get = |e: rusqlite::Error| e.to_string();
-        let agent_id: String = row.get(0).map_err(get)?;
-        let seq: i64 = row.get(1).map_err(get)?;
-        let at_ms: i64 = row.get(2).map_err(get)?;
-        let data: String = row.get(3).map_err(get)?;
-        let row_id: i64 = row.get(4).map_err(get)?;
-        let event = parse(&agent_id, seq, &data)?;
-        let start = first.entry(agent_id.clone()).or_insert(row_id);
-        *start = (*start).min(row_id);
-        logs.entry(agent_id).or_default().push(StoredEvent {
-            seq: seq as u64,
-            at_ms,
+    for row in rows {
+        let event = parse(&row.agent_id, row.seq, &row.data)?;
+        let start = first.entry(row.agent_id.clone()).or_insert(row.id);
+        *start = (*start).min(row.id);
+        logs.entry(row.agent_id).or_default().push(StoredEvent {
+            seq: row.seq as u64,
+            at_ms: row.at_ms,
             event,
         });
     }
@@ -230,7 +298,6 @@ pub(super) fn load(conn: &Connection) -> Result<Vec<AgentLog>, String> {
         .into_iter()
         .map(|(agent_id, events)| AgentLog { agent_id, events })
         .collect();
-    // In creation order, so restored agents line up for run slots as they did.
     logs.sort_by_key(|l| first.get(&l.agent_id).copied().unwrap_or(i64::MAX));
     Ok(logs)
 }

@@ -23,6 +23,7 @@ pub mod gemini;
 pub mod git;
 pub mod http;
 pub mod mock_model;
+pub mod postgres;
 pub mod procs;
 pub mod reply;
 pub mod responses;
