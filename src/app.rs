@@ -33,7 +33,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // HTTP: bind and check the token rules before anything starts, so a busy port or
     // a missing token fails at once, before restored agents resume.
     let bound = bind(&settings).await?;
-    let (store, logs) = open_store(&settings.storage).await?;
+    let (store, logs) = match &settings.store {
+        Some(url) => open_shared_store(url, &settings.cluster).await?,
+        None => open_store(&settings.storage).await?,
+    };
     let (listener, token) = match bound {
         None => (None, None),
         Some((l, env_token)) => (
@@ -173,6 +176,25 @@ async fn open_store(storage: &Storage) -> anyhow::Result<(Arc<Store>, Vec<AgentL
     .await
     .context("the store opener stopped")??;
     tracing::info!(store = %dir.join(crate::store::DB_FILE).display(), agents = logs.len(), "fleet store opened");
+    Ok((Arc::new(store), logs))
+}
+
+/// Open the PostgreSQL store several nodes share, as this node.
+async fn open_shared_store(
+    url: &str,
+    cluster: &crate::settings::cluster::ClusterSettings,
+) -> anyhow::Result<(Arc<Store>, Vec<AgentLog>)> {
+    let options = crate::store::PgOptions {
+        node: cluster.node.clone(),
+        lease: cluster.lease,
+    };
+    let (store, logs) = Store::open_postgres(url, options).await?;
+    tracing::info!(
+        store = %crate::store::postgres::redact(url),
+        node = %cluster.node,
+        agents = logs.len(),
+        "fleet store opened: PostgreSQL, shared by the fleet's nodes"
+    );
     Ok((Arc::new(store), logs))
 }
 

@@ -50,6 +50,11 @@
 //!
 //! [worktrees]                         # isolated agents (isolation = "worktree")
 //! max_file_mib = 10                   # larger files are not counted nor committed
+//!
+//! # store = "postgres://user:pass@db/fleet"  # one fleet on several nodes (default: SQLite)
+//! [cluster]                           # with a postgres store
+//! lease_s = 15                        # a node silent this long loses its agents
+//! max_running = 64                    # agents running at once across all nodes
 //! ```
 
 mod models;
@@ -101,6 +106,12 @@ pub struct Config {
     /// Isolated agents' git worktrees.
     #[serde(default)]
     pub worktrees: WorktreesConfig,
+    /// The fleet's store: `postgres://…` to share one fleet between several nodes
+    /// (default: SQLite in the data directory). `--store` / `FLOTILLA_STORE` override.
+    pub store: Option<String>,
+    /// A fleet of several nodes sharing a PostgreSQL store.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The file this was read from, for error messages (not a config key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -272,6 +283,18 @@ pub struct WorktreesConfig {
     /// Largest file (MiB) counted in `diff_stat` and committed when the agent is
     /// deleted (default 10); larger ones are moved to a kept directory instead.
     pub max_file_mib: Option<u64>,
+}
+
+/// `[cluster]`: a fleet of several nodes sharing a PostgreSQL store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Seconds a node may miss its heartbeat before its agents move (default 15).
+    pub lease_s: Option<u64>,
+    /// Agents running a command at once across every node (default: no fleet cap).
+    pub max_running: Option<usize>,
+    /// The git remote worktree agents push to (reserved; not used yet).
+    pub remote: Option<String>,
 }
 
 /// A config file that cannot be used. Messages name the file and what to change.

@@ -13,6 +13,8 @@ use crate::fleet::limits::{GuardRails, Settled};
 use crate::prompts::Prompts;
 use crate::sandbox::{Sandbox, SandboxMode};
 
+pub mod cluster;
+
 /// An MCP server (stdio, or Streamable HTTP with --listen) that gives an orchestrator LLM a fleet of working sub-agents.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla", version, about)]
@@ -31,6 +33,13 @@ pub struct Cli {
     /// user's data directory, e.g. ~/.local/share/flotilla/fleets/<project>-<hash>/.
     #[arg(long, env = "FLOTILLA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The fleet's store: a postgres:// URL shares one fleet between several nodes.
+    /// Default: SQLite in the data directory (or `store` in the config).
+    #[arg(long, env = "FLOTILLA_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// This node's name in a fleet of several nodes. Default: the host name.
+    #[arg(long, env = "FLOTILLA_NODE", value_name = "NAME")]
+    pub node: Option<String>,
     /// After a restart, do not resume commands that were running: mark them failed
     /// (and cancel queued ones) instead.
     #[arg(long)]
@@ -135,6 +144,9 @@ pub struct Settings {
     pub serve: Serve,
     pub allow_hosts: Vec<String>,
     pub allow_origins: Vec<String>,
+    /// A shared PostgreSQL store (`--store`): this process is one node of a fleet.
+    pub store: Option<String>,
+    pub cluster: cluster::ClusterSettings,
 }
 
 impl Settings {
@@ -165,6 +177,8 @@ impl Settings {
                 "--allow-host and --allow-origin apply to a listener: add --listen ADDR (or --dashboard ADDR)"
             );
         }
+        let store = cluster::store(cli.store.or_else(|| config.store.clone()), cli.ephemeral)?;
+        let cluster = cluster::ClusterSettings::resolve(cli.node, &config.cluster)?;
         let storage = storage(cli.ephemeral, cli.data_dir, &workdir)?;
         let workdir_roots = crate::workdirs::load_roots(&config.limits.workdir_roots, &workdir)
             .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
@@ -189,6 +203,8 @@ impl Settings {
             serve,
             allow_hosts: cli.allow_host,
             allow_origins: cli.allow_origin,
+            store,
+            cluster,
         })
     }
 

@@ -20,6 +20,7 @@ mod suites {
     mod cli_fake;
     mod cli_gemini;
     mod cli_mock;
+    mod cluster;
     mod commands;
     mod dashboard;
     mod delete;

@@ -73,7 +73,8 @@ impl Cluster {
         };
         let id: i64 = row.get(0);
         let node: String = row.get(1);
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut rx = Some(rx);
         self.waiting.insert(id, tx);
         client
             .execute("SELECT pg_notify('flotilla_requests', $1)", &[&node])
@@ -86,8 +87,16 @@ impl Cluster {
             if let Some(answer) = self.answer_of(id).await? {
                 break Some(answer);
             }
+            let woken = async {
+                match rx.as_mut() {
+                    Some(r) => {
+                        let _ = r.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = &mut rx => {}
+                _ = woken => rx = None,
                 _ = tokio::time::sleep(RECHECK) => {}
                 _ = tokio::time::sleep_until(deadline) => break None,
                 _ = self.cancel.cancelled() => break None,
@@ -116,7 +125,13 @@ impl Cluster {
         let row = client
             .query_opt("SELECT result FROM requests WHERE id = $1", &[&id])
             .await?;
-        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+        Ok(match row {
+            Some(r) => r.get::<_, Option<String>>(0),
+            // Removed with its agent, which was deleted before it could be answered.
+            None => Some(
+                refusal("the agent was deleted on its node before this call could run").to_string(),
+            ),
+        })
     }
 
     /// A forwarded call's answer came (`NOTIFY flotilla_replies`).

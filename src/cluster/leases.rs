@@ -87,7 +87,7 @@ impl Cluster {
 
     /// Extend every lease this node holds; stop the agents whose lease another node
     /// has now.
-    async fn renew(&self) -> anyhow::Result<()> {
+    async fn renew(self: &Arc<Self>) -> anyhow::Result<()> {
         let began = Instant::now();
         let held = self.held();
         let client = self.shared.pool.get().await?;
@@ -290,13 +290,10 @@ impl Cluster {
             .await?
         {
             let tokens: i64 = r.get(1);
-            self.registry
-                .fleet()
-                .budget
-                .observe(crate::pricing::Spend {
-                    cost_usd: r.get(0),
-                    tokens: tokens.max(0) as u64,
-                });
+            self.registry.fleet().budget.observe(crate::pricing::Spend {
+                cost_usd: r.get(0),
+                tokens: tokens.max(0) as u64,
+            });
         }
         Ok(())
     }

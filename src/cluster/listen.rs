@@ -20,7 +20,9 @@ pub(super) async fn listen(cluster: Arc<Cluster>) {
     loop {
         match session(&cluster, first).await {
             Ok(()) => return,
-            Err(e) => tracing::warn!("the store's notification connection failed: {e}; reconnecting"),
+            Err(e) => {
+                tracing::warn!("the store's notification connection failed: {e}; reconnecting")
+            }
         }
         first = false;
         tokio::select! {
@@ -32,7 +34,8 @@ pub(super) async fn listen(cluster: Arc<Cluster>) {
 
 /// One connection's life. `Ok` only on shutdown.
 async fn session(cluster: &Arc<Cluster>, first: bool) -> anyhow::Result<()> {
-    let (client, mut connection) = crate::store::postgres::connect(&cluster.shared.url).await?;
+    let (client, mut connection) =
+        tokio_postgres::connect(&cluster.shared.url, tokio_postgres::NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = cluster.tracker.spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -150,10 +150,6 @@ impl Cluster {
         self.shared.lease
     }
 
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
-
     /// Set what runs tool calls forwarded to this node (once).
     pub fn set_executor(&self, executor: Arc<dyn Executor>) {
         let _ = self.executor.set(executor);
@@ -234,10 +230,7 @@ impl Cluster {
                 if let Err(e) = me.refresh_now(&id).await {
                     tracing::warn!(agent_id = %id, "cannot refresh the agent from the store: {e}");
                 }
-                let again = me
-                    .refreshing
-                    .remove_if(&id, |_, again| !*again)
-                    .is_none();
+                let again = me.refreshing.remove_if(&id, |_, again| !*again).is_none();
                 if !again {
                     return;
                 }
@@ -258,6 +251,28 @@ impl Cluster {
         }
     }
 
+    /// Look an agent this node has not heard of up in the store, by name or id, and
+    /// mirror it.
+    pub async fn learn(&self, agent: &str) {
+        let found = async {
+            let client = self.shared.pool.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT agent_id FROM events WHERE kind = 'created'
+                       AND (agent_id = $1 OR (data::jsonb -> 'settings' ->> 'name') = $1)
+                     ORDER BY id DESC LIMIT 1",
+                    &[&agent],
+                )
+                .await?;
+            anyhow::Ok(row.map(|r| r.get::<_, String>(0)))
+        };
+        match found.await {
+            Ok(Some(id)) => self.sync(&[id]).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(agent, "cannot look the agent up in the store: {e}"),
+        }
+    }
+
     async fn refresh_now(&self, agent_id: &str) -> anyhow::Result<()> {
         if let Ok(h) = self.registry.get(agent_id)
             && !h.is_mirror()
@@ -267,9 +282,7 @@ impl Cluster {
         let owner = self.owner(agent_id).await?;
         match self.registry.store().load_agent(agent_id).await? {
             None => self.registry.unmirror(agent_id),
-            Some(log) => self
-                .registry
-                .mirror(log, owner.as_deref().unwrap_or("?")),
+            Some(log) => self.registry.mirror(log, owner.as_deref().unwrap_or("?")),
         }
         Ok(())
     }

@@ -144,9 +144,6 @@ impl Cluster {
 
     /// Whether this node can run an agent working in `dir`.
     pub fn serves(&self, dir: &Path) -> bool {
-        self.options
-            .roots
-            .iter()
-            .any(|r| dir.starts_with(r))
+        self.options.roots.iter().any(|r| dir.starts_with(r))
     }
 }

@@ -14,7 +14,7 @@ use crate::provider::BoxFuture;
 use crate::store::postgres::Shared;
 
 /// The advisory lock that serialises taking fleet slots.
-const SLOTS_LOCK: i64 = 0x666c_6f74_696c_6c61;
+const SLOTS_LOCK: i64 = 0x666c_6f74_736c_6f74; // "flotslot"
 /// A waiter looks again this often even without a notification (a dead node's slots
 /// free up only by its heartbeat's age).
 const RECHECK: Duration = Duration::from_secs(2);

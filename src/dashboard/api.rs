@@ -302,13 +302,17 @@ async fn elsewhere(
     let r = server.call_routed(&tool, args).await;
     tracing::info!(agent = %name, action, node = ?h.node(), "dashboard control, on the agent's node");
     if r.is_error == Some(true) {
-        return answer(Err(RegistryError::Store(crate::server::routed::text_of(&r))));
+        return answer(Err(RegistryError::Store(crate::server::routed::text_of(
+            &r,
+        ))));
     }
     let s = r.structured_content.unwrap_or_default();
     let changed = s["changed"].as_bool().unwrap_or_else(|| {
         s["changed"].as_array().is_some_and(|c| !c.is_empty()) || s["deleted"].is_string()
     });
-    answer(Ok(json!({ "agent": name, "action": action, "changed": changed })))
+    answer(Ok(
+        json!({ "agent": name, "action": action, "changed": changed }),
+    ))
 }
 
 /// The body of `POST /api/agents/{name}/answer`.
@@ -343,8 +347,7 @@ pub async fn answer_question(
                 .into_response(),
             _ => {
                 let command = r.structured_content.as_ref().map(|s| s["command"].clone());
-                Json(json!({ "agent": name, "command": command, "answered": true }))
-                    .into_response()
+                Json(json!({ "agent": name, "command": command, "answered": true })).into_response()
             }
         };
     }
@@ -383,7 +386,9 @@ pub async fn fleet_control(
     let changed = match d.router() {
         // Every node holds the agents it runs.
         Some(server) => {
-            let r = server.call_routed(&format!("{action}_agents"), json!({})).await;
+            let r = server
+                .call_routed(&format!("{action}_agents"), json!({}))
+                .await;
             match r.is_error {
                 Some(true) => Err(RegistryError::Store(crate::server::routed::text_of(&r))),
                 _ => Ok(r

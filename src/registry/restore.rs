@@ -126,10 +126,11 @@ impl Registry {
     /// The model of a restored agent, resolved with this process's keys; one that can
     /// no longer be used fails its calls with a message saying why.
     fn restored_model(&self, spec: &StoredSettings) -> ResolvedModel {
-        self.restored_model_quietly(spec).unwrap_or_else(|(model, message)| {
-            tracing::warn!(agent = %spec.name, "{message}");
-            model
-        })
+        self.restored_model_quietly(spec)
+            .unwrap_or_else(|(model, message)| {
+                tracing::warn!(agent = %spec.name, "{message}");
+                model
+            })
     }
 
     /// [`Registry::restored_model`] without the warning: `Err` holds the stand-in that

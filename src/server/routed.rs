@@ -35,8 +35,11 @@ impl FleetServer {
     ) -> Option<CallToolResult> {
         let cluster = self.cluster.as_ref()?;
         let args = args.cloned().unwrap_or_default();
+        self.learn(cluster, &args).await;
         let answer = match tool {
-            "create_agent" if !self.forwarded => self.place(cluster, tool, args, |a| a).await?,
+            "create_agent" if !self.forwarded => {
+                self.place(cluster, tool, args, Clone::clone).await?
+            }
             "create_agents" if !self.forwarded => {
                 let first = args
                     .get("agents")
@@ -58,7 +61,9 @@ impl FleetServer {
                     .forward(Forwarded::Agent(&id), tool, Value::Object(args))
                     .await
             }
-            "pause_agents" | "resume_agents" => return self.hold_everywhere(cluster, tool, args).await,
+            "pause_agents" | "resume_agents" => {
+                return self.hold_everywhere(cluster, tool, args).await;
+            }
             "delete_all_agents" if !self.forwarded => {
                 return Some(self.delete_everywhere(cluster).await);
             }
@@ -107,6 +112,24 @@ impl FleetServer {
             return r;
         }
         parse(self.dispatch(tool, args).await)
+    }
+
+    /// Agents the call names that this node has not heard of yet (created on another
+    /// node a moment ago: a client behind a load balancer may ask here next) are read
+    /// from the store first.
+    async fn learn(&self, cluster: &Arc<Cluster>, args: &JsonObject) {
+        let mut names: Vec<&str> = Vec::new();
+        names.extend(args.get("agent").and_then(Value::as_str));
+        for key in ["agents", "depends_on"] {
+            if let Some(list) = args.get(key).and_then(Value::as_array) {
+                names.extend(list.iter().filter_map(Value::as_str));
+            }
+        }
+        for name in names {
+            if self.registry.get(name).is_err() {
+                cluster.learn(name).await;
+            }
+        }
     }
 
     /// A new agent (or a plan, placed by its first agent) goes to the node with the
@@ -167,8 +190,12 @@ impl FleetServer {
         args: JsonObject,
     ) -> Option<CallToolResult> {
         let named: Option<Vec<String>> = args.get("agents").and_then(|a| {
-            a.as_array()
-                .map(|v| v.iter().filter_map(Value::as_str).map(String::from).collect())
+            a.as_array().map(|v| {
+                v.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
         });
         // A forwarded hold names exactly the agents this node runs.
         if self.forwarded {
@@ -180,7 +207,10 @@ impl FleetServer {
         };
         let mut by_node: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
         for h in &handles {
-            let node = h.is_mirror().then(|| h.node().map(|n| n.to_string())).flatten();
+            let node = h
+                .is_mirror()
+                .then(|| h.node().map(|n| n.to_string()))
+                .flatten();
             by_node.entry(node).or_default().push(h.id.clone());
         }
         let mut changed = Vec::new();
@@ -220,20 +250,44 @@ impl FleetServer {
     async fn delete_everywhere(&self, cluster: &Arc<Cluster>) -> CallToolResult {
         let mut deleted = 0u64;
         let mut errors = Vec::new();
-        let here = parse(self.execute_here("delete_all_agents", serde_json::json!({})).await);
-        deleted += here.structured_content.as_ref().and_then(|s| s["deleted"].as_u64()).unwrap_or(0);
-        for node in cluster.nodes().into_iter().filter(|n| n.node != cluster.node() && n.agents > 0) {
+        let here = parse(
+            self.execute_here("delete_all_agents", serde_json::json!({}))
+                .await,
+        );
+        deleted += here
+            .structured_content
+            .as_ref()
+            .and_then(|s| s["deleted"].as_u64())
+            .unwrap_or(0);
+        for node in cluster
+            .nodes()
+            .into_iter()
+            .filter(|n| n.node != cluster.node() && n.agents > 0)
+        {
             let answer = parse(
                 cluster
-                    .forward(Forwarded::Node(&node.node), "delete_all_agents", serde_json::json!({}))
+                    .forward(
+                        Forwarded::Node(&node.node),
+                        "delete_all_agents",
+                        serde_json::json!({}),
+                    )
                     .await,
             );
             if answer.is_error == Some(true) {
                 errors.push(format!("node {}: {}", node.node, text_of(&answer)));
             }
-            deleted += answer.structured_content.as_ref().and_then(|s| s["deleted"].as_u64()).unwrap_or(0);
+            deleted += answer
+                .structured_content
+                .as_ref()
+                .and_then(|s| s["deleted"].as_u64())
+                .unwrap_or(0);
         }
-        let ids: Vec<String> = self.registry.unsorted().iter().map(|h| h.id.clone()).collect();
+        let ids: Vec<String> = self
+            .registry
+            .unsorted()
+            .iter()
+            .map(|h| h.id.clone())
+            .collect();
         cluster.sync(&ids).await;
         if !errors.is_empty() {
             return refused(&format!("deleted {deleted} agents; {}", errors.join("; ")));
@@ -258,7 +312,9 @@ impl FleetServer {
     /// The forwardable tools by name, without an MCP request around them.
     async fn dispatch(&self, tool: &str, args: Value) -> Value {
         fn p<T: serde::de::DeserializeOwned>(args: Value) -> Result<Parameters<T>, String> {
-            serde_json::from_value(args).map(Parameters).map_err(|e| e.to_string())
+            serde_json::from_value(args)
+                .map(Parameters)
+                .map_err(|e| e.to_string())
         }
         fn out<R: IntoCallToolResult>(r: R) -> Value {
             match r.into_call_tool_result() {
@@ -345,8 +401,9 @@ impl Executor for FleetServer {
     fn execute(&self, tool: String, args: Value) -> crate::provider::BoxFuture<'static, Value> {
         let me = self.clone();
         Box::pin(async move {
-            let answer = me.dispatch(&tool, args).await;
-            me.registry.fleet().redactor.redact_value(answer)
+            let mut answer = me.dispatch(&tool, args).await;
+            me.registry.fleet().redactor.redact_json(&mut answer);
+            answer
         })
     }
 }
@@ -374,9 +431,17 @@ fn touched(r: &CallToolResult) -> Vec<String> {
     let Some(s) = &r.structured_content else {
         return Vec::new();
     };
-    let mut ids: Vec<String> = s["agent_id"].as_str().map(String::from).into_iter().collect();
+    let mut ids: Vec<String> = s["agent_id"]
+        .as_str()
+        .map(String::from)
+        .into_iter()
+        .collect();
     if let Some(rows) = s["agents"].as_array() {
-        ids.extend(rows.iter().filter_map(|r| r["agent_id"].as_str()).map(String::from));
+        ids.extend(
+            rows.iter()
+                .filter_map(|r| r["agent_id"].as_str())
+                .map(String::from),
+        );
     }
     ids
 }

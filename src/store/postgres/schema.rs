@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS fleet_spend (id INT PRIMARY KEY CHECK (id = 1),
 CREATE TABLE IF NOT EXISTS requests (
   id BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, agent_id TEXT, tool TEXT NOT NULL,
   args TEXT NOT NULL, result TEXT, claimed_by TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS fleet_slots (
+  agent_id TEXT PRIMARY KEY, node TEXT NOT NULL, since TIMESTAMPTZ NOT NULL DEFAULT now());
 ";
 
 /// Create the tables if missing and check the schema version.

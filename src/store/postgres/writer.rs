@@ -229,7 +229,9 @@ async fn commit(shared: &Shared, batch: &[Msg]) -> Result<Outcome, String> {
                 for sql in [
                     "DELETE FROM events WHERE agent_id = $1",
                     "DELETE FROM leases WHERE agent_id = $1",
-                    "DELETE FROM requests WHERE agent_id = $1",
+                    // A claimed call is being answered (maybe this very delete): its
+                    // caller reads the answer and removes the row.
+                    "DELETE FROM requests WHERE agent_id = $1 AND claimed_by IS NULL",
                 ] {
                     let stmt = tx.prepare_cached(sql).await.map_err(err)?;
                     tx.execute(&stmt, &[agent_id]).await.map_err(err)?;
