@@ -236,7 +236,7 @@ pub(super) async fn cancel(
         ));
     }
     for (part, handle) in look.parts() {
-        if server.cancel_command(&handle, part.command).await {
+        if server.cancel_command(handle, part.command).await {
             tracing::info!(agent = %handle.name(), command = part.command, "command cancelled by tasks/cancel");
         }
     }
