@@ -32,7 +32,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // HTTP: bind and check the token rules before anything starts, so a busy port or
     // a missing token fails at once, before restored agents resume.
     let bound = bind(&settings).await?;
-    let (store, logs) = open_store(&settings.storage).await?;
+    let (store, logs) = open_store(&settings).await?;
     let (listener, token) = match bound {
         None => (None, None),
         Some((l, env_token)) => (
@@ -136,8 +136,24 @@ fn data_dir(settings: &Settings) -> Option<&std::path::Path> {
 }
 
 /// Open the store (or keep the fleet in memory) and read back every agent's log.
-async fn open_store(storage: &Storage) -> anyhow::Result<(Arc<Store>, Vec<AgentLog>)> {
-    let dir = match storage {
+/// With `--store`, the fleet's log is in PostgreSQL, shared with other nodes; the
+/// data directory still holds the token file and worktrees.
+async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<Store>, Vec<AgentLog>)> {
+    if let Some(url) = &settings.store {
+        let node = settings.cluster.node.clone();
+        let opts = crate::store::PgOptions {
+            node: node.clone(),
+            lease: settings.cluster.lease,
+        };
+        let (store, logs) = Store::open_postgres(url, opts).await?;
+        let shown = crate::store::postgres::redact(url);
+        tracing::info!(
+            "fleet store opened: postgres {shown} as node {node}, agents = {}",
+            logs.len()
+        );
+        return Ok((Arc::new(store), logs));
+    }
+    let dir = match &settings.storage {
         Storage::Ephemeral { worktrees } => {
             tracing::info!(worktrees = %worktrees.display(), "ephemeral fleet: agents' git worktrees go to a temp directory");
             return Ok((Arc::new(Store::in_memory()?), Vec::new()));
