@@ -182,7 +182,7 @@ async fn open_store(storage: &Storage) -> anyhow::Result<(Arc<Store>, Vec<AgentL
 /// Open the PostgreSQL store several nodes share, as this node.
 async fn open_shared_store(
     url: &str,
-    cluster: &crate::settings::cluster::ClusterSettings,
+    cluster: &crate::settings::ClusterSettings,
 ) -> anyhow::Result<(Arc<Store>, Vec<AgentLog>)> {
     let options = crate::store::PgOptions {
         node: cluster.node.clone(),

@@ -9,6 +9,8 @@
 //! ```toml
 //! default_model = "sonnet"            # FLOTILLA_MODEL overrides
 //! max_output_tokens = 8192
+//! # store = "postgres://flotilla@db/fleet"  # a fleet shared by several nodes (--store,
+//!                                     # FLOTILLA_STORE); default: SQLite in the data dir
 //!
 //! [aliases]                           # alias = "provider:model"
 //! fast = "ollama:qwen3:8b"
@@ -51,10 +53,10 @@
 //! [worktrees]                         # isolated agents (isolation = "worktree")
 //! max_file_mib = 10                   # larger files are not counted nor committed
 //!
-//! # store = "postgres://user:pass@db/fleet"  # one fleet on several nodes (default: SQLite)
-//! [cluster]                           # with a postgres store
-//! lease_s = 15                        # a node silent this long loses its agents
-//! max_running = 64                    # agents running at once across all nodes
+//! [cluster]                           # several nodes on one `store` (--node NAME names this one)
+//! lease_s = 15                        # an agent's lease lasts this long unrenewed (min 2)
+//! # max_running = 64                  # agents running at once across the fleet
+//! # remote = "origin"                 # git remote for isolated agents on any node
 //! ```
 
 mod models;
@@ -82,6 +84,9 @@ pub struct Config {
     /// Seconds an agent's question may wait before it is answered for it (default: it
     /// waits). The same setting as `[limits] ask_timeout_s`; set one of them.
     pub ask_timeout_s: Option<u64>,
+    /// The fleet's shared store: a `postgres://` URL (`--store` and `FLOTILLA_STORE`
+    /// take precedence). Default: SQLite in the data directory.
+    pub store: Option<String>,
     /// Extra model aliases, `name = "provider:model"`. They may replace the built-ins
     /// `haiku`, `sonnet` and `opus`.
     #[serde(default)]
@@ -106,10 +111,7 @@ pub struct Config {
     /// Isolated agents' git worktrees.
     #[serde(default)]
     pub worktrees: WorktreesConfig,
-    /// The fleet's store: `postgres://…` to share one fleet between several nodes
-    /// (default: SQLite in the data directory). `--store` / `FLOTILLA_STORE` override.
-    pub store: Option<String>,
-    /// A fleet of several nodes sharing a PostgreSQL store.
+    /// Several nodes serving one fleet on a shared `store`.
     #[serde(default)]
     pub cluster: ClusterConfig,
     /// The file this was read from, for error messages (not a config key).
@@ -285,15 +287,15 @@ pub struct WorktreesConfig {
     pub max_file_mib: Option<u64>,
 }
 
-/// `[cluster]`: a fleet of several nodes sharing a PostgreSQL store.
+/// `[cluster]`: several nodes serving one fleet on a shared store.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Seconds a node may miss its heartbeat before its agents move (default 15).
+    /// Seconds an agent's lease lasts without renewal (default 15, at least 2).
     pub lease_s: Option<u64>,
-    /// Agents running a command at once across every node (default: no fleet cap).
+    /// Agents running a command at once across every node (default: no fleet-wide cap).
     pub max_running: Option<usize>,
-    /// The git remote worktree agents push to (reserved; not used yet).
+    /// A git remote (URL or name) isolated agents' branches go through.
     pub remote: Option<String>,
 }
 
@@ -396,6 +398,7 @@ mod tests {
     const FULL: &str = r#"
 default_model = "fast"
 max_output_tokens = 4096
+store = "postgres://flotilla@db/fleet"
 
 [aliases]
 fast = "ollama:qwen3:8b"
@@ -418,6 +421,11 @@ output = 0.5
 max_retries = 2
 initial_backoff_ms = 10
 max_backoff_ms = 100
+
+[cluster]
+lease_s = 5
+max_running = 40
+remote = "origin"
 "#;
 
     #[test]
@@ -425,6 +433,13 @@ max_backoff_ms = 100
         let config = Config::from_toml_str(FULL).unwrap();
         assert_eq!(config.default_model.as_deref(), Some("fast"));
         assert_eq!(config.max_output_tokens, Some(4096));
+        assert_eq!(
+            config.store.as_deref(),
+            Some("postgres://flotilla@db/fleet")
+        );
+        assert_eq!(config.cluster.lease_s, Some(5));
+        assert_eq!(config.cluster.max_running, Some(40));
+        assert_eq!(config.cluster.remote.as_deref(), Some("origin"));
         assert_eq!(config.aliases["fast"], "ollama:qwen3:8b");
         let ollama = &config.providers["ollama"];
         assert_eq!(ollama.kind, Some(ProviderKind::OpenAi));

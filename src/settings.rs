@@ -3,6 +3,8 @@
 //! names it. Everything downstream takes a [`Settings`] and never reads a flag, a
 //! variable or the config file again.
 
+mod cluster;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -12,8 +14,7 @@ use crate::config::{Config, Models};
 use crate::fleet::limits::{GuardRails, Settled};
 use crate::prompts::Prompts;
 use crate::sandbox::{Sandbox, SandboxMode};
-
-pub mod cluster;
+pub use cluster::ClusterSettings;
 
 /// An MCP server (stdio, or Streamable HTTP with --listen) that gives an orchestrator LLM a fleet of working sub-agents.
 #[derive(Debug, Parser)]
@@ -33,11 +34,12 @@ pub struct Cli {
     /// user's data directory, e.g. ~/.local/share/flotilla/fleets/<project>-<hash>/.
     #[arg(long, env = "FLOTILLA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The fleet's store: a postgres:// URL shares one fleet between several nodes.
-    /// Default: SQLite in the data directory (or `store` in the config).
+    /// The fleet's store shared by several nodes: a PostgreSQL URL
+    /// (postgres://user:password@host/db). Default: SQLite in the data directory.
     #[arg(long, env = "FLOTILLA_STORE", value_name = "URL")]
     pub store: Option<String>,
-    /// This node's name in a fleet of several nodes. Default: the host name.
+    /// This node's name in a shared store ([A-Za-z0-9._-], at most 64). Default: the
+    /// host name.
     #[arg(long, env = "FLOTILLA_NODE", value_name = "NAME")]
     pub node: Option<String>,
     /// After a restart, do not resume commands that were running: mark them failed
@@ -139,14 +141,16 @@ pub struct Settings {
     /// The guard rails: flags over `[limits]`.
     pub limits: Settled,
     pub storage: Storage,
+    /// The PostgreSQL URL of a store shared with other nodes (`--store`); `None`:
+    /// SQLite in the data directory.
+    pub store: Option<String>,
+    /// This node and the `[cluster]` settings.
+    pub cluster: ClusterSettings,
     /// Resume commands that were running when the server stopped.
     pub resume: bool,
     pub serve: Serve,
     pub allow_hosts: Vec<String>,
     pub allow_origins: Vec<String>,
-    /// A shared PostgreSQL store (`--store`): this process is one node of a fleet.
-    pub store: Option<String>,
-    pub cluster: cluster::ClusterSettings,
 }
 
 impl Settings {
@@ -177,9 +181,9 @@ impl Settings {
                 "--allow-host and --allow-origin apply to a listener: add --listen ADDR (or --dashboard ADDR)"
             );
         }
-        let store = cluster::store(cli.store.or_else(|| config.store.clone()), cli.ephemeral)?;
-        let cluster = cluster::ClusterSettings::resolve(cli.node, &config.cluster)?;
         let storage = storage(cli.ephemeral, cli.data_dir, &workdir)?;
+        let store = cluster::store_url(cli.store.or(config.store.clone()), cli.ephemeral)?;
+        let cluster = ClusterSettings::resolve(cli.node, &config.cluster)?;
         let workdir_roots = crate::workdirs::load_roots(&config.limits.workdir_roots, &workdir)
             .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
         let sandbox = Sandbox {
@@ -199,12 +203,12 @@ impl Settings {
             prompts,
             limits,
             storage,
+            store,
+            cluster,
             resume: !cli.no_resume,
             serve,
             allow_hosts: cli.allow_host,
             allow_origins: cli.allow_origin,
-            store,
-            cluster,
         })
     }
 

@@ -38,6 +38,7 @@ mod suites {
     mod output;
     mod pause;
     mod plans;
+    mod postgres_store;
     mod providers;
     mod redaction;
     mod restart;

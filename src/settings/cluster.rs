@@ -1,40 +1,47 @@
-//! The settings of a fleet of several nodes: the shared store's URL (`--store`,
-//! `FLOTILLA_STORE`, `store`), this node's name (`--node`, `FLOTILLA_NODE`, default the
-//! host name) and `[cluster]`.
+//! Where the fleet is shared and who this node is: the store URL (`--store`,
+//! `FLOTILLA_STORE`, `store`: PostgreSQL only), the node's name (`--node`,
+//! `FLOTILLA_NODE`, default the host name) and `[cluster]` (lease, fleet-wide run
+//! slots, git remote).
 
 use std::time::Duration;
 
 use crate::config::ClusterConfig;
+use crate::store::postgres::redact;
 
-/// Default `[cluster] lease_s`.
-pub const DEFAULT_LEASE_S: u64 = 15;
-/// The shortest lease: heartbeats come every third of it.
+/// How long a lease lasts by default, and at least.
+const DEFAULT_LEASE_S: u64 = 15;
 const MIN_LEASE_S: u64 = 2;
+const MAX_NODE_LEN: usize = 64;
 
-/// `[cluster]` and the node's name, checked.
-#[derive(Debug, Clone)]
+/// This node and the `[cluster]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
+    /// This node's name: written with every event and lease.
     pub node: String,
+    /// How long an agent's lease lasts without renewal.
     pub lease: Duration,
     /// Agents running a command at once across every node.
     pub max_running: Option<usize>,
+    /// The git remote (URL or name) isolated agents' branches go through.
     pub remote: Option<String>,
 }
 
 impl ClusterSettings {
+    /// `--node` (else the host name) and `[cluster]`, checked.
     pub fn resolve(node: Option<String>, config: &ClusterConfig) -> anyhow::Result<Self> {
         let node = match node {
-            Some(n) => n,
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "node".into()),
+            Some(n) => check_node(&n, "--node / FLOTILLA_NODE")?,
+            None => {
+                let host = nix::unistd::gethostname().map_err(|e| {
+                    anyhow::anyhow!("cannot read the host name ({e}): pass --node NAME")
+                })?;
+                check_node(&host.to_string_lossy(), "the host name (pass --node NAME)")?
+            }
         };
-        check_node(&node)?;
         let lease_s = config.lease_s.unwrap_or(DEFAULT_LEASE_S);
         if lease_s < MIN_LEASE_S {
             anyhow::bail!(
-                "invalid config: [cluster] lease_s = {lease_s} is too short; give at least {MIN_LEASE_S} (default {DEFAULT_LEASE_S})"
+                "invalid config: [cluster] lease_s = {lease_s}: a lease must last at least {MIN_LEASE_S} seconds"
             );
         }
         Ok(Self {
@@ -46,34 +53,32 @@ impl ClusterSettings {
     }
 }
 
-/// A node name: 1–64 of `A-Z a-z 0-9 . _ -`.
-fn check_node(node: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&node.len())
-        && node
+fn check_node(name: &str, origin: &str) -> anyhow::Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NODE_LEN
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !ok {
         anyhow::bail!(
-            "--node `{node}` is not a node name: use 1 to 64 letters, digits, '.', '_' or '-' (e.g. --node build-1)"
+            "node name {name:?} from {origin} is not usable: use 1 to {MAX_NODE_LEN} of A-Z a-z 0-9 . _ -"
         );
     }
-    Ok(())
+    Ok(name.to_string())
 }
 
 /// The shared store's URL, checked: PostgreSQL only, and not with `--ephemeral`.
-pub fn store(url: Option<String>, ephemeral: bool) -> anyhow::Result<Option<String>> {
-    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
-        return Ok(None);
-    };
+pub fn store_url(url: Option<String>, ephemeral: bool) -> anyhow::Result<Option<String>> {
+    let Some(url) = url else { return Ok(None) };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         anyhow::bail!(
-            "--store takes a postgres:// (or postgresql://) URL, not `{}`; omit it to keep the fleet in SQLite in the data directory",
-            crate::store::postgres::redact(&url)
+            "the fleet store {} (--store / FLOTILLA_STORE / store) is not a PostgreSQL URL: only postgres://… and postgresql://… are accepted; leave it unset to keep the fleet in SQLite in the data directory",
+            redact(&url)
         );
     }
     if ephemeral {
         anyhow::bail!(
-            "--ephemeral keeps nothing, and --store keeps the fleet in PostgreSQL: choose one"
+            "--ephemeral keeps nothing, but a shared fleet store is set (--store / FLOTILLA_STORE / store): use one or the other"
         );
     }
     Ok(Some(url))
@@ -85,29 +90,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_leases_and_urls_are_checked() {
-        let c =
-            ClusterSettings::resolve(Some("build-1".into()), &ClusterConfig::default()).unwrap();
-        assert_eq!(c.node, "build-1");
-        assert_eq!(c.lease, Duration::from_secs(15));
-        let e =
-            ClusterSettings::resolve(Some("a b".into()), &ClusterConfig::default()).unwrap_err();
-        assert!(e.to_string().contains("not a node name"), "{e}");
-        let short = ClusterConfig {
-            lease_s: Some(1),
-            ..Default::default()
-        };
-        let e = ClusterSettings::resolve(Some("a".into()), &short).unwrap_err();
-        assert!(e.to_string().contains("lease_s = 1"), "{e}");
-        assert!(ClusterSettings::resolve(None, &ClusterConfig::default()).is_ok());
-
-        assert_eq!(store(None, false).unwrap(), None);
-        let url = "postgres://u:pw@db/fleet".to_string();
-        assert_eq!(store(Some(url.clone()), false).unwrap(), Some(url.clone()));
-        let e = store(Some("mysql://u:pw@db/x".into()), false)
+    fn only_postgres_urls_are_a_store_and_never_with_ephemeral() {
+        assert_eq!(store_url(None, true).unwrap(), None);
+        let pg = "postgresql://u:pw@db/fleet".to_string();
+        assert_eq!(
+            store_url(Some(pg.clone()), false).unwrap(),
+            Some(pg.clone())
+        );
+        let e = store_url(Some("mysql://u:pw@db/x".into()), false)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("postgres://") && !e.contains("pw@"), "{e}");
-        assert!(store(Some(url), true).is_err());
+        assert!(
+            e.contains("postgres://") && e.contains("SQLite in the data directory"),
+            "{e}"
+        );
+        assert!(!e.contains("pw@"), "{e}");
+        let e = store_url(Some(pg), true).unwrap_err().to_string();
+        assert!(e.contains("--ephemeral"), "{e}");
+    }
+
+    #[test]
+    fn node_names_are_checked_and_default_to_the_host_name() {
+        let c = ClusterConfig::default();
+        let s = ClusterSettings::resolve(Some("node-1.a_b".into()), &c).unwrap();
+        assert_eq!(s.node, "node-1.a_b");
+        assert_eq!(s.lease, Duration::from_secs(15));
+        for bad in ["", "a b", "ü", &"x".repeat(65)] {
+            let e = ClusterSettings::resolve(Some(bad.into()), &c)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("A-Z a-z 0-9 . _ -"), "{e}");
+        }
+        let host = nix::unistd::gethostname().unwrap();
+        assert_eq!(
+            ClusterSettings::resolve(None, &c).unwrap().node,
+            host.to_string_lossy()
+        );
+    }
+
+    #[test]
+    fn cluster_keys_resolve_and_a_short_lease_is_refused() {
+        let c = ClusterConfig {
+            lease_s: Some(3),
+            max_running: Some(40),
+            remote: Some("origin".into()),
+        };
+        let s = ClusterSettings::resolve(Some("n".into()), &c).unwrap();
+        assert_eq!(s.lease, Duration::from_secs(3));
+        assert_eq!(s.max_running, Some(40));
+        assert_eq!(s.remote.as_deref(), Some("origin"));
+        let c = ClusterConfig {
+            lease_s: Some(1),
+            ..ClusterConfig::default()
+        };
+        let e = ClusterSettings::resolve(Some("n".into()), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[cluster] lease_s"), "{e}");
     }
 }

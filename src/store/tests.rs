@@ -15,7 +15,7 @@ use crate::agent::state::AgentStatus;
 use crate::model::{Block, Message, Role, StopReason, Usage};
 use crate::registry::replay::replay;
 
-fn settings() -> StoredSettings {
+pub(super) fn settings() -> StoredSettings {
     StoredSettings {
         name: "a".into(),
         role: None,
@@ -55,7 +55,7 @@ fn model_calling(id: &str) -> Event {
     }
 }
 
-fn command(index: u32, task: &str) -> Event {
+pub(super) fn command(index: u32, task: &str) -> Event {
     Event::Command {
         index,
         task: task.into(),
