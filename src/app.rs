@@ -190,10 +190,10 @@ async fn open_shared_store(
     };
     let (store, logs) = Store::open_postgres(url, options).await?;
     tracing::info!(
-        store = %crate::store::postgres::redact(url),
-        node = %cluster.node,
-        agents = logs.len(),
-        "fleet store opened: PostgreSQL, shared by the fleet's nodes"
+        "fleet store opened: postgres {} as node {}, agents = {}",
+        crate::store::postgres::redact(url),
+        cluster.node,
+        logs.len()
     );
     Ok((Arc::new(store), logs))
 }

@@ -66,6 +66,17 @@ impl AgentHandle {
         self.state.send_modify(|s| s.last_activity_at = last);
     }
 
+    /// Say why nothing moves (a mirror only): its node stopped heartbeating.
+    pub(crate) fn note_orphaned(&self, why: &str) {
+        if !self.mirror || self.peek(|s| s.settled()) {
+            return;
+        }
+        if self.peek(|s| s.activity.as_ref().is_some_and(|a| a.label == why)) {
+            return;
+        }
+        self.update(|s| s.activity = Some(super::state::Activity::now(why)));
+    }
+
     /// Stop showing it (deleted on its node, or this node runs it now).
     pub(crate) fn retire_mirror(&self) {
         if self.mirror {

@@ -68,7 +68,10 @@ impl Cluster {
             tracing::warn!("heartbeat: cannot update this node's row: {e}");
         }
         match self.read_nodes().await {
-            Ok(rows) => *crate::sync::write(&self.nodes) = rows,
+            Ok(rows) => {
+                *crate::sync::write(&self.nodes) = rows;
+                self.flag_orphans();
+            }
             Err(e) => tracing::warn!("heartbeat: cannot read the fleet's nodes: {e}"),
         }
         if let Err(e) = self.read_spend().await {
@@ -173,6 +176,7 @@ impl Cluster {
             .collect();
         let mut client = self.shared.pool.get().await?;
         let tx = client.transaction().await?;
+        crate::store::postgres::bound_transaction(&tx, self.lease()).await?;
         let rows = tx
             .query(
                 "WITH expired AS (

@@ -40,6 +40,9 @@ use crate::sync::{lock, read};
 pub use forward::{Executor, Forwarded, refusal};
 pub use nodes::NodeRow;
 
+/// The shortest time between two refreshes of one mirror.
+const REFRESH_EVERY: Duration = Duration::from_millis(100);
+
 /// What a node needs to join the fleet.
 pub struct ClusterOptions {
     /// Directories whose agents this node can run (its work directory and roots).
@@ -236,6 +239,12 @@ impl Cluster {
                 }
                 if let Some(mut a) = me.refreshing.get_mut(&id) {
                     *a = false;
+                }
+                // A busy agent writes many events a second: read it at most every
+                // REFRESH_EVERY, not once per event.
+                tokio::select! {
+                    _ = me.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(REFRESH_EVERY) => {}
                 }
             }
         });

@@ -142,6 +142,39 @@ impl Cluster {
         Some(best.node.clone())
     }
 
+    /// Agents whose node stopped heartbeating say so, and whether a node can take
+    /// them over (one that serves their work directory), or they wait for one.
+    pub(super) fn flag_orphans(&self) {
+        let nodes = crate::sync::read(&self.nodes);
+        for h in self.registry.unsorted() {
+            if !h.is_mirror() {
+                continue;
+            }
+            let Some(owner) = h.node() else { continue };
+            let Some(row) = nodes.iter().find(|n| *n.node == *owner) else {
+                continue;
+            };
+            if row.healthy {
+                continue;
+            }
+            let dir = &h.settings.workdir;
+            let why = if nodes.iter().any(|n| n.healthy && n.serves(dir)) {
+                format!(
+                    "its node {owner} stopped heartbeating {:.0}s ago; a node serving {} takes it over",
+                    row.heartbeat_age_s,
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "its node {owner} stopped heartbeating {:.0}s ago, and no healthy node serves {}: it waits for one",
+                    row.heartbeat_age_s,
+                    dir.display()
+                )
+            };
+            h.note_orphaned(&why);
+        }
+    }
+
     /// Whether this node can run an agent working in `dir`.
     pub fn serves(&self, dir: &Path) -> bool {
         self.options.roots.iter().any(|r| dir.starts_with(r))

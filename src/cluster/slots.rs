@@ -51,6 +51,7 @@ impl SharedSlots {
     async fn attempt(self: &Arc<Self>, agent_id: &str) -> anyhow::Result<Option<FleetSlot>> {
         let mut client = self.shared.pool.get().await?;
         let tx = client.transaction().await?;
+        crate::store::postgres::bound_transaction(&tx, self.shared.lease).await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SLOTS_LOCK])
             .await?;
         // Slots of nodes that stopped heartbeating are free.

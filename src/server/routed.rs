@@ -118,13 +118,28 @@ impl FleetServer {
     /// node a moment ago: a client behind a load balancer may ask here next) are read
     /// from the store first.
     async fn learn(&self, cluster: &Arc<Cluster>, args: &JsonObject) {
-        let mut names: Vec<&str> = Vec::new();
-        names.extend(args.get("agent").and_then(Value::as_str));
-        for key in ["agents", "depends_on"] {
-            if let Some(list) = args.get(key).and_then(Value::as_array) {
-                names.extend(list.iter().filter_map(Value::as_str));
+        fn named<'a>(args: &'a JsonObject, names: &mut Vec<&'a str>) {
+            // `name`: a new agent's, which must not exist on any node either.
+            for key in ["agent", "name", "base"] {
+                names.extend(args.get(key).and_then(Value::as_str));
+            }
+            for key in ["agents", "depends_on"] {
+                for item in args
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match item {
+                        Value::String(s) => names.push(s),
+                        Value::Object(spec) => named(spec, names),
+                        _ => {}
+                    }
+                }
             }
         }
+        let mut names: Vec<&str> = Vec::new();
+        named(args, &mut names);
         for name in names {
             if self.registry.get(name).is_err() {
                 cluster.learn(name).await;

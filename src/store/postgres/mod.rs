@@ -69,6 +69,21 @@ impl Shared {
     }
 }
 
+/// Bound how long a transaction of this node may sit open while the node does not
+/// answer (stopped, frozen, cut off): the server ends it after half a lease, so the
+/// row locks it holds (a lease `FOR SHARE`, a takeover's `FOR UPDATE`, the fleet
+/// slots' advisory lock) never stop another node from taking its agents over.
+pub async fn bound_transaction(
+    tx: &deadpool_postgres::Transaction<'_>,
+    lease: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    let ms = (lease.as_millis() / 2).max(1000);
+    tx.batch_execute(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = {ms}"
+    ))
+    .await
+}
+
 /// `url` with the password (in the authority or a `password=` parameter) replaced.
 pub fn redact(url: &str) -> String {
     let mut out = url.to_string();

@@ -195,6 +195,9 @@ async fn commit(shared: &Shared, batch: &[Msg]) -> Result<Outcome, String> {
     }
     let mut client = shared.pool.get().await.map_err(err)?;
     let tx = client.transaction().await.map_err(err)?;
+    super::bound_transaction(&tx, shared.lease)
+        .await
+        .map_err(err)?;
     let mut outcome = Outcome {
         created: create_leases(&tx, shared, batch).await?,
         ..Outcome::default()
