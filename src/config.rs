@@ -56,7 +56,7 @@
 //! [cluster]                           # several nodes on one `store` (--node NAME names this one)
 //! lease_s = 15                        # an agent's lease lasts this long unrenewed (min 2)
 //! # max_running = 64                  # agents running at once across the fleet
-//! # remote = "origin"                 # git remote for isolated agents on any node
+//! # remote                           # reserved (worktree agents on any node): refused for now
 //! ```
 
 mod models;
@@ -295,7 +295,7 @@ pub struct ClusterConfig {
     pub lease_s: Option<u64>,
     /// Agents running a command at once across every node (default: no fleet-wide cap).
     pub max_running: Option<usize>,
-    /// A git remote (URL or name) isolated agents' branches go through.
+    /// Reserved: a git remote for worktree agents on any node (not built yet: refused).
     pub remote: Option<String>,
 }
 

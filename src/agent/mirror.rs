@@ -47,10 +47,17 @@ impl AgentHandle {
 
     /// Show the state and outputs its log has now (a mirror only). Waits and the
     /// fleet's totals see the change like any other.
-    pub(crate) fn refresh_mirror(&self, state: AgentState, outputs: Vec<CommandRecord>) {
+    pub(crate) fn refresh_mirror(
+        &self,
+        state: AgentState,
+        outputs: Vec<CommandRecord>,
+        next_seq: u64,
+    ) {
         if !self.mirror {
             return;
         }
+        self.next_seq
+            .store(next_seq, std::sync::atomic::Ordering::Relaxed);
         let last = state.last_activity_at;
         *lock(&self.outputs) = outputs;
         {

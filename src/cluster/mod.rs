@@ -260,6 +260,53 @@ impl Cluster {
         }
     }
 
+    /// Bring these agents' mirrors up to date with the store before a read: a client
+    /// that changed an agent through another node (or behind a load balancer) reads
+    /// what it did here too. One query; only mirrors behind the log are read again.
+    pub async fn freshen(&self, agent_ids: &[String]) {
+        let mirrors: Vec<String> = agent_ids
+            .iter()
+            .filter(|id| self.registry.get(id).is_ok_and(|h| h.is_mirror()))
+            .cloned()
+            .collect();
+        if mirrors.is_empty() {
+            return;
+        }
+        let latest = async {
+            let client = self.shared.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT agent_id, max(seq) FROM events WHERE agent_id = ANY($1) GROUP BY agent_id",
+                    &[&mirrors],
+                )
+                .await?;
+            anyhow::Ok(
+                rows.iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let latest = match latest.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("cannot check the agents against the store: {e}");
+                return;
+            }
+        };
+        let behind: Vec<String> = mirrors
+            .into_iter()
+            .filter(|id| {
+                let known = self.registry.get(id).map(|h| h.last_seq()).unwrap_or(0);
+                match latest.iter().find(|(l, _)| l == id) {
+                    Some((_, max)) => known < (*max).max(0) as u64,
+                    // Deleted on its node.
+                    None => true,
+                }
+            })
+            .collect();
+        self.sync(&behind).await;
+    }
+
     /// Look an agent this node has not heard of up in the store, by name or id, and
     /// mirror it.
     pub async fn learn(&self, agent: &str) {

@@ -31,7 +31,7 @@ impl Registry {
                 if let Some((_, initial)) = self.mirror_parts(log) {
                     h.set_node(node);
                     if let Some(state) = initial.state {
-                        h.refresh_mirror(state, initial.outputs);
+                        h.refresh_mirror(state, initial.outputs, initial.next_seq);
                     }
                 }
             }

@@ -36,6 +36,7 @@ impl FleetServer {
         let cluster = self.cluster.as_ref()?;
         let args = args.cloned().unwrap_or_default();
         self.learn(cluster, &args).await;
+        self.freshen(cluster, tool, &args).await;
         let answer = match tool {
             "create_agent" if !self.forwarded => {
                 self.place(cluster, tool, args, Clone::clone).await?
@@ -145,6 +146,44 @@ impl FleetServer {
                 cluster.learn(name).await;
             }
         }
+    }
+
+    /// Before a read of agents other nodes run, their mirrors catch up with the log.
+    async fn freshen(&self, cluster: &Arc<Cluster>, tool: &str, args: &JsonObject) {
+        /// A default wait over more mirrors than this relies on notifications alone.
+        const MOST: usize = 200;
+        let ids: Vec<String> = match tool {
+            "get_agent_status" | "get_agent_output" | "get_agent_events" => args
+                .get("agent")
+                .and_then(Value::as_str)
+                .and_then(|a| self.registry.get(a).ok())
+                .map(|h| vec![h.id.clone()])
+                .unwrap_or_default(),
+            "wait_for_agents" => match args.get("agents").and_then(Value::as_array) {
+                Some(names) => names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|n| self.registry.get(n).ok())
+                    .map(|h| h.id.clone())
+                    .collect(),
+                None => {
+                    let mirrors: Vec<String> = self
+                        .registry
+                        .unsorted()
+                        .iter()
+                        .filter(|h| h.is_mirror())
+                        .map(|h| h.id.clone())
+                        .collect();
+                    if mirrors.len() > MOST {
+                        Vec::new()
+                    } else {
+                        mirrors
+                    }
+                }
+            },
+            _ => Vec::new(),
+        };
+        cluster.freshen(&ids).await;
     }
 
     /// A new agent (or a plan, placed by its first agent) goes to the node with the

@@ -44,11 +44,16 @@ impl ClusterSettings {
                 "invalid config: [cluster] lease_s = {lease_s}: a lease must last at least {MIN_LEASE_S} seconds"
             );
         }
+        if let Some(remote) = &config.remote {
+            anyhow::bail!(
+                "invalid config: [cluster] remote = {remote:?}: worktree agents on any node through a git remote are not built yet (an isolated agent runs on the node that made its worktree, which a shared filesystem lets every node reach); remove the key"
+            );
+        }
         Ok(Self {
             node,
             lease: Duration::from_secs(lease_s),
             max_running: config.max_running,
-            remote: config.remote.clone(),
+            remote: None,
         })
     }
 }
@@ -133,12 +138,23 @@ mod tests {
         let c = ClusterConfig {
             lease_s: Some(3),
             max_running: Some(40),
-            remote: Some("origin".into()),
+            remote: None,
         };
         let s = ClusterSettings::resolve(Some("n".into()), &c).unwrap();
         assert_eq!(s.lease, Duration::from_secs(3));
         assert_eq!(s.max_running, Some(40));
-        assert_eq!(s.remote.as_deref(), Some("origin"));
+        // Not built yet: refused, not ignored.
+        let c = ClusterConfig {
+            remote: Some("origin".into()),
+            ..ClusterConfig::default()
+        };
+        let e = ClusterSettings::resolve(Some("n".into()), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[cluster] remote") && e.contains("not built yet"),
+            "{e}"
+        );
         let c = ClusterConfig {
             lease_s: Some(1),
             ..ClusterConfig::default()

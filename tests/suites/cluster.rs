@@ -412,3 +412,46 @@ async fn one_budget_spans_the_nodes() {
         "{p}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_asked_on_one_node_is_answered_through_another() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let mock = MockModel::start().await;
+    let a = node(&db, "a", &root, &mock, &[], "").await;
+    let b = node(&db, "b", &root, &mock, &[], "").await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    mock.script(
+        "[ask]",
+        vec![
+            Step::tool(
+                "ask_orchestrator",
+                json!({"question": "v1 or v2?", "options": ["v1", "v2"]}),
+            ),
+            Step::text("kept v2"),
+        ],
+    );
+    on_b.create("asker", "[ask] merge the parsers").await;
+    // A wait on a wakes with b's agent's question.
+    let waited = on_a.wait_all(&["asker"]).await;
+    let asked = row_of(&waited, "asker");
+    assert_eq!(asked["status"], "needs_input", "{waited}");
+    assert_eq!(asked["question"], "v1 or v2?", "{waited}");
+    assert_eq!(asked["options"], json!(["v1", "v2"]), "{waited}");
+    // The answer, given to a, reaches the agent on b as its tool's result.
+    let answered = on_a.command("asker", "v2").await;
+    assert_eq!(answered["answered"], true, "{answered}");
+    assert_eq!(answered["command"], 1, "{answered}");
+    let done = on_a.wait_all(&["asker"]).await;
+    assert_eq!(row_of(&done, "asker")["status"], "idle", "{done}");
+    assert_eq!(on_b.output("asker").await["text"], "kept v2");
+    let requests = mock.requests_for("[ask]");
+    assert_eq!(requests.len(), 2);
+    let results = requests[1].tool_results();
+    assert!(
+        results.iter().any(|r| format!("{r:?}").contains("v2")),
+        "{results:?}"
+    );
+}
