@@ -84,6 +84,15 @@ impl AgentHandle {
         self.update(|s| s.activity = Some(super::state::Activity::now(why)));
     }
 
+    /// Cancel its worker and wait (bounded) until it has exited, without retiring the
+    /// handle (its lease went to another node; a mirror takes its place first).
+    pub(crate) async fn stop_worker(&self, grace: std::time::Duration) -> bool {
+        self.cancel.cancel();
+        tokio::time::timeout(grace, self.finished.cancelled())
+            .await
+            .is_ok()
+    }
+
     /// Stop showing it (deleted on its node, or this node runs it now).
     pub(crate) fn retire_mirror(&self) {
         if self.mirror {

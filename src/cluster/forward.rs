@@ -110,6 +110,12 @@ impl Cluster {
         client
             .execute("DELETE FROM requests WHERE id = $1", &[&id])
             .await?;
+        tracing::debug!(
+            id,
+            tool,
+            answered = answer.is_some(),
+            "forwarded call ended"
+        );
         match answer {
             Some(a) => Ok(serde_json::from_str(&a)?),
             None => anyhow::bail!(
@@ -157,6 +163,7 @@ impl Cluster {
         let me = self.clone();
         self.tracker.spawn(async move {
             for (id, tool, args) in claimed {
+                tracing::debug!(id, tool, "answering a call another node forwarded");
                 let args: Value = serde_json::from_str(&args).unwrap_or(Value::Null);
                 let answer = me.execute(&tool, args).await;
                 if let Err(e) = me.reply(id, &answer).await {

@@ -142,7 +142,17 @@ impl Cluster {
     pub(super) async fn lost(self: &Arc<Self>, agent_id: &str) {
         // Out of the map first: from now on the store refuses this node's appends.
         let token = self.shared.leases.remove(agent_id).map(|(_, t)| t);
-        self.registry.demote(agent_id).await;
+        let owner = self.owner(agent_id).await.ok().flatten();
+        let log = self
+            .registry
+            .store()
+            .load_agent(agent_id)
+            .await
+            .ok()
+            .flatten();
+        self.registry
+            .demote(agent_id, log, owner.as_deref().unwrap_or("?"))
+            .await;
         // Still ours in the store (this node could not renew in time, and nobody took
         // it yet): let it go now, so a node that can renew takes it over.
         if let Some(token) = token

@@ -68,43 +68,51 @@ impl Registry {
     }
 
     /// Run an agent whose node's lease expired: replace its mirror with a live agent
-    /// rebuilt from its log, resuming its command in progress as after a restart.
+    /// rebuilt from its log, resuming its command in progress as after a restart. The
+    /// live agent is in place before the mirror is retired, so a wait on it follows it.
     pub fn take_over(&self, log: AgentLog, node: &str) -> RestoreReport {
         let mut report = RestoreReport::default();
         let id = log.agent_id.clone();
         let Some(restored) = replay(log) else {
             return report;
         };
-        if let Some(old) = self.agents.get(&id).map(|e| e.value().clone()) {
-            if !old.is_mirror() {
-                return report;
-            }
-            self.agents.remove(&id);
-            self.untrack_writer(&old.settings);
-            old.retire_mirror();
+        let old = self.agents.get(&id).map(|e| e.value().clone());
+        if old.as_ref().is_some_and(|o| !o.is_mirror()) {
+            return report;
         }
         let (handle, start) = self.revive(restored, true, &mut report);
         handle.set_node(node);
+        if let Some(old) = &old {
+            self.untrack_writer(&old.settings);
+        }
         self.adopt(handle, start);
+        if let Some(old) = old {
+            old.retire_mirror();
+        }
         report.agents += 1;
         report
     }
 
     /// This node lost an agent's lease (another node runs it now): stop its worker at
-    /// once. Its name stays; the caller shows it again as a mirror.
-    pub async fn demote(&self, agent_id: &str) {
+    /// once, then show it as a mirror of `log` (`owner` runs it). The mirror is in
+    /// place before the stopped agent is retired, so a wait on it follows it.
+    pub async fn demote(&self, agent_id: &str, log: Option<AgentLog>, owner: &str) {
         let Some(handle) = self.agents.get(agent_id).map(|e| e.value().clone()) else {
             return;
         };
         if handle.is_mirror() {
             return;
         }
-        self.agents.remove(agent_id);
-        self.untrack_writer(&handle.settings);
-        if !handle.shutdown(DEMOTE_GRACE).await {
+        if !handle.stop_worker(DEMOTE_GRACE).await {
             tracing::warn!(agent = %handle.name(), "worker did not stop within {DEMOTE_GRACE:?} after its lease was lost");
         }
         tracing::warn!(agent = %handle.name(), "lease lost to another node: this node stopped the agent");
+        self.untrack_writer(&handle.settings);
+        self.agents.remove(agent_id);
+        if let Some(log) = log {
+            self.mirror(log, owner);
+        }
+        handle.shutdown(std::time::Duration::ZERO).await;
     }
 
     /// Agents this node runs (not mirrors).

@@ -554,15 +554,17 @@ impl FleetServer {
                 "timeout_s must be between 0 and {MAX_WAIT_S} seconds; got {timeout_s}. For longer waits, call again when it returns timed_out"
             ));
         }
-        let (agents, note) = self.wait_targets(p.agents.as_deref())?;
+        let (mut agents, note) = self.wait_targets(p.agents.as_deref())?;
         let started = Instant::now();
         let progress = progress_notifier(&ctx, self.registry.fleet().redactor.clone());
         let stops = wait::Stops {
             client: &ctx.ct,
             server: &self.stopping,
         };
+        let registry = self.registry.clone();
         let outcome = wait::wait(
-            &agents,
+            &mut agents,
+            |h| registry.get(&h.id).ok().filter(|now| !Arc::ptr_eq(now, h)),
             until,
             Duration::from_secs_f64(timeout_s),
             self.registry.watch_fleet(),

@@ -67,11 +67,12 @@ pub struct Stops<'a> {
     pub server: &'a CancellationToken,
 }
 
-/// Wait for `agents` until the condition holds, `timeout` passes or the server stops.
+/// Wait for `agents` (replaced by `replaced` when their handle changes) until the condition holds, `timeout` passes or the server stops.
 /// `fleet` wakes on any settle change; `progress` is called on each change and every
 /// [`HEARTBEAT`]. Returns `None` if the client cancels first.
 pub async fn wait(
-    agents: &[Arc<AgentHandle>],
+    agents: &mut [Arc<AgentHandle>],
+    replaced: impl Fn(&Arc<AgentHandle>) -> Option<Arc<AgentHandle>>,
     until: Until,
     timeout: Duration,
     mut fleet: tokio::sync::watch::Receiver<u64>,
@@ -91,6 +92,15 @@ pub async fn wait(
     };
     loop {
         fleet.borrow_and_update();
+        // In a fleet of several nodes an agent's handle is replaced when it changes
+        // node (a mirror taken over here, a lost lease shown as a mirror): follow it.
+        for a in agents.iter_mut() {
+            if a.peek(|s| s.deleted)
+                && let Some(now) = replaced(a)
+            {
+                *a = now;
+            }
+        }
         let settled = agents.iter().filter(|a| a.peek(|s| s.settled())).count();
         let asking = agents
             .iter()
