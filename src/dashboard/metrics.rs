@@ -3,7 +3,9 @@
 //! Counters come from the observer (events on the bus since the process started;
 //! failed commands by [`crate::failure::FailureKind`]); gauges from the fleet's totals
 //! and run slots; the model-call latency histogram and provider errors from each
-//! provider gate ([`crate::fleet::calls`]). Every series is prefixed `flotilla_`.
+//! provider gate ([`crate::fleet::calls`]); in a fleet of several nodes, each node's
+//! health from its last heartbeat ([`crate::cluster::NodeRow`], label `node`). Every
+//! series is prefixed `flotilla_`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axum::response::IntoResponse;
 
 use super::Dashboard;
 use crate::agent::state::AgentStatus;
+use crate::cluster::NodeRow;
 use crate::fleet::calls::BUCKETS_S;
 
 const STATUSES: [AgentStatus; 8] = [
@@ -72,6 +75,9 @@ pub fn render(d: &Dashboard) -> String {
     calls_and_spend(&mut out, d);
     run_slots(&mut out, d);
     provider_gates(&mut out, d);
+    if let Some(nodes) = d.nodes() {
+        fleet_nodes(&mut out, &nodes);
+    }
     single(
         &mut out,
         "observer_missed_events_total",
@@ -236,6 +242,51 @@ fn run_slots(out: &mut String, d: &Dashboard) {
         "Commands given and not yet started.",
         pending,
     );
+}
+
+/// A node's value of one gauge (`None`: the node has no such series).
+type NodeGauge = fn(&NodeRow) -> Option<f64>;
+
+/// Each node of a fleet of several nodes, as its last heartbeat left it.
+fn fleet_nodes(out: &mut String, nodes: &[NodeRow]) {
+    let gauges: [(&str, &str, NodeGauge); 5] = [
+        (
+            "node_healthy",
+            "1 while the node heartbeats within its lease, else 0.",
+            |n| Some(if n.healthy { 1.0 } else { 0.0 }),
+        ),
+        ("node_agents", "Agents the node runs.", |n| {
+            Some(f64::from(n.agents))
+        }),
+        (
+            "node_running",
+            "Agents running a command on the node.",
+            |n| Some(f64::from(n.running)),
+        ),
+        (
+            "node_free_slots",
+            "Run slots free on the node (only nodes with a max_running).",
+            |n| n.free_slots.map(f64::from),
+        ),
+        (
+            "node_heartbeat_age_seconds",
+            "Seconds since the node's last heartbeat, as last read.",
+            |n| Some(n.heartbeat_age_s),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let samples: Vec<(String, f64)> = nodes
+            .iter()
+            .filter_map(|n| value(n).map(|v| (format!("node=\"{}\"", esc(&n.node)), v)))
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        family(out, name, "gauge", help);
+        for (labels, v) in samples {
+            line(out, name, &labels, v);
+        }
+    }
 }
 
 /// Per provider gate: the model-call latency histogram and failed attempts by kind.
