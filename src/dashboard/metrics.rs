@@ -342,3 +342,45 @@ fn provider_gates(out: &mut String, d: &Dashboard) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, healthy: bool, free_slots: Option<u32>) -> NodeRow {
+        NodeRow {
+            node: name.into(),
+            healthy,
+            heartbeat_age_s: 1.5,
+            agents: 3,
+            running: 2,
+            free_slots,
+            url: None,
+            roots: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_node_is_a_series_and_free_slots_only_where_capped() {
+        let mut out = String::new();
+        fleet_nodes(
+            &mut out,
+            &[node("a", true, Some(2)), node("b\"x", false, None)],
+        );
+        for expected in [
+            "# TYPE flotilla_node_healthy gauge",
+            "flotilla_node_healthy{node=\"a\"} 1",
+            "flotilla_node_healthy{node=\"b\\\"x\"} 0",
+            "flotilla_node_agents{node=\"a\"} 3",
+            "flotilla_node_running{node=\"b\\\"x\"} 2",
+            "flotilla_node_free_slots{node=\"a\"} 2",
+            "flotilla_node_heartbeat_age_seconds{node=\"a\"} 1.5",
+        ] {
+            assert!(out.lines().any(|l| l == expected), "{expected}\n{out}");
+        }
+        assert!(!out.contains("flotilla_node_free_slots{node=\"b"), "{out}");
+        let mut uncapped = String::new();
+        fleet_nodes(&mut uncapped, &[node("b", true, None)]);
+        assert!(!uncapped.contains("free_slots"), "{uncapped}");
+    }
+}

@@ -282,3 +282,22 @@ async fn chromium(binary: &str, what: &str, url: &str) -> String {
     assert!(out.status.success(), "chromium: {}", out.status);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_node_fleet_shows_no_nodes() {
+    let server = HttpServer::start().await;
+    server.mock.script("[o]", vec![Step::text("done")]);
+    let fl = server.client().await;
+    fl.create("o", "[o] go").await;
+    fl.wait_all(&["o"]).await;
+    let f = fleet(&server).await;
+    assert!(f.get("nodes").is_none(), "{f}");
+    assert!(agent_of(&f, "o").get("node").is_none(), "{f}");
+    let text = get(&server, "/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("flotilla_agents{status=\"idle\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("flotilla_node_"), "{text}");
+    server.kill().await;
+}
