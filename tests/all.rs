@@ -21,6 +21,7 @@ mod suites {
     mod cli_gemini;
     mod cli_mock;
     mod cluster;
+    mod cluster_dashboard;
     mod commands;
     mod dashboard;
     mod delete;

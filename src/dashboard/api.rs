@@ -3,6 +3,9 @@
 //! `/api/agents/{name}/pause|resume|interrupt|delete`, `/api/fleet/pause|resume`, and
 //! `/api/agents/{name}/answer` with `{"answer": …}` for an agent's question).
 //!
+//! In a fleet of several nodes the snapshot carries `nodes` (each node's health) and
+//! every row its `node`.
+//!
 //! Rows are read from each agent's `watch`ed state and its outputs under their short
 //! locks; nothing here holds a lock across an `.await`. Text a person reads (errors,
 //! answers, tool arguments) goes through the fleet's redactor first.
@@ -69,6 +72,9 @@ pub struct Row {
     /// The question it waits on (status `needs_input`).
     pub question: Option<String>,
     pub options: Vec<String>,
+    /// The node that runs it (a fleet of several nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Row {
@@ -106,6 +112,7 @@ impl Row {
                 .question
                 .map(|q| q.options.iter().map(|o| redact(h, o)).collect())
                 .unwrap_or_default(),
+            node: h.node().map(|n| n.to_string()),
         }
     }
 }
@@ -156,12 +163,17 @@ impl Header {
     }
 }
 
-/// `GET /api/fleet`: header and every row, in name order.
+/// `GET /api/fleet`: header and every row, in name order; in a fleet of several
+/// nodes, `nodes` too (each node and its health).
 pub async fn fleet(State(d): State<Arc<Dashboard>>) -> Json<Value> {
     let agents = d.registry.all();
     let header = Header::of(&d, &agents);
     let rows: Vec<Row> = agents.iter().map(|h| Row::of(h)).collect();
-    Json(json!({ "header": header, "agents": rows, "now_ms": crate::store::now_ms() }))
+    let mut body = json!({ "header": header, "agents": rows, "now_ms": crate::store::now_ms() });
+    if let Some(nodes) = d.nodes() {
+        body["nodes"] = json!(nodes);
+    }
+    Json(body)
 }
 
 /// `GET /api/timeline`: each agent's latest marks (`[at_ms, kind, ok, label]`).

@@ -3,7 +3,9 @@
 //! Counters come from the observer (events on the bus since the process started;
 //! failed commands by [`crate::failure::FailureKind`]); gauges from the fleet's totals
 //! and run slots; the model-call latency histogram and provider errors from each
-//! provider gate ([`crate::fleet::calls`]). Every series is prefixed `flotilla_`.
+//! provider gate ([`crate::fleet::calls`]); in a fleet of several nodes, each node's
+//! health from its last heartbeat ([`crate::cluster::NodeRow`], label `node`). Every
+//! series is prefixed `flotilla_`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axum::response::IntoResponse;
 
 use super::Dashboard;
 use crate::agent::state::AgentStatus;
+use crate::cluster::NodeRow;
 use crate::fleet::calls::BUCKETS_S;
 
 const STATUSES: [AgentStatus; 8] = [
@@ -72,6 +75,9 @@ pub fn render(d: &Dashboard) -> String {
     calls_and_spend(&mut out, d);
     run_slots(&mut out, d);
     provider_gates(&mut out, d);
+    if let Some(nodes) = d.nodes() {
+        fleet_nodes(&mut out, &nodes);
+    }
     single(
         &mut out,
         "observer_missed_events_total",
@@ -238,6 +244,51 @@ fn run_slots(out: &mut String, d: &Dashboard) {
     );
 }
 
+/// A node's value of one gauge (`None`: the node has no such series).
+type NodeGauge = fn(&NodeRow) -> Option<f64>;
+
+/// Each node of a fleet of several nodes, as its last heartbeat left it.
+fn fleet_nodes(out: &mut String, nodes: &[NodeRow]) {
+    let gauges: [(&str, &str, NodeGauge); 5] = [
+        (
+            "node_healthy",
+            "1 while the node heartbeats within its lease, else 0.",
+            |n| Some(if n.healthy { 1.0 } else { 0.0 }),
+        ),
+        ("node_agents", "Agents the node runs.", |n| {
+            Some(f64::from(n.agents))
+        }),
+        (
+            "node_running",
+            "Agents running a command on the node.",
+            |n| Some(f64::from(n.running)),
+        ),
+        (
+            "node_free_slots",
+            "Run slots free on the node (only nodes with a max_running).",
+            |n| n.free_slots.map(f64::from),
+        ),
+        (
+            "node_heartbeat_age_seconds",
+            "Seconds since the node's last heartbeat, as last read.",
+            |n| Some(n.heartbeat_age_s),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let samples: Vec<(String, f64)> = nodes
+            .iter()
+            .filter_map(|n| value(n).map(|v| (format!("node=\"{}\"", esc(&n.node)), v)))
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        family(out, name, "gauge", help);
+        for (labels, v) in samples {
+            line(out, name, &labels, v);
+        }
+    }
+}
+
 /// Per provider gate: the model-call latency histogram and failed attempts by kind.
 fn provider_gates(out: &mut String, d: &Dashboard) {
     let gates: Vec<_> = d
@@ -289,5 +340,47 @@ fn provider_gates(out: &mut String, d: &Dashboard) {
                 n,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, healthy: bool, free_slots: Option<u32>) -> NodeRow {
+        NodeRow {
+            node: name.into(),
+            healthy,
+            heartbeat_age_s: 1.5,
+            agents: 3,
+            running: 2,
+            free_slots,
+            url: None,
+            roots: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_node_is_a_series_and_free_slots_only_where_capped() {
+        let mut out = String::new();
+        fleet_nodes(
+            &mut out,
+            &[node("a", true, Some(2)), node("b\"x", false, None)],
+        );
+        for expected in [
+            "# TYPE flotilla_node_healthy gauge",
+            "flotilla_node_healthy{node=\"a\"} 1",
+            "flotilla_node_healthy{node=\"b\\\"x\"} 0",
+            "flotilla_node_agents{node=\"a\"} 3",
+            "flotilla_node_running{node=\"b\\\"x\"} 2",
+            "flotilla_node_free_slots{node=\"a\"} 2",
+            "flotilla_node_heartbeat_age_seconds{node=\"a\"} 1.5",
+        ] {
+            assert!(out.lines().any(|l| l == expected), "{expected}\n{out}");
+        }
+        assert!(!out.contains("flotilla_node_free_slots{node=\"b"), "{out}");
+        let mut uncapped = String::new();
+        fleet_nodes(&mut uncapped, &[node("b", true, None)]);
+        assert!(!uncapped.contains("free_slots"), "{uncapped}");
     }
 }

@@ -10,6 +10,10 @@
 //! - `page.html`: the page — HTML, CSS and JS in one file embedded in the binary; no
 //!   CDN, no build step.
 //!
+//! In a fleet of several nodes (`crate::cluster`) the snapshot, the live feed and
+//! `/metrics` also show each node and its health, rows carry their node, and controls
+//! of an agent another node runs are done on that node.
+//!
 //! Routes (all behind [`crate::http::auth`]; POSTs need the `Origin` check too):
 //! `GET /`, `/api/fleet`, `/api/timeline`, `/api/events`, `/api/agents/{name}`,
 //! `/metrics`; `POST /api/agents/{name}/{pause|resume|interrupt|delete}`,
@@ -64,6 +68,12 @@ impl Dashboard {
     /// several nodes).
     pub fn router(&self) -> Option<&crate::server::FleetServer> {
         self.cluster.get().map(|(_, s)| s)
+    }
+
+    /// Every node of the fleet and its health as last read (a fleet of several nodes;
+    /// `None` with one node).
+    pub fn nodes(&self) -> Option<Vec<crate::cluster::NodeRow>> {
+        self.cluster.get().map(|(c, _)| c.nodes())
     }
 
     /// Subscribe to the bus now (before any agent is restored or started, so nothing

@@ -8,15 +8,18 @@
 //!   An agent's state changes just after it journals an event (a command's end is
 //!   journaled, then its status set), so the row sent with the event can be a step
 //!   behind; this catches it up.
+//! - `event: nodes` — in a fleet of several nodes, every [`NODES_EVERY`]: each node and
+//!   its health, then (`event: rows`) the rows of agents other nodes run that changed
+//!   since (their mirrors change without events on this node's bus).
 //! - `event: resync` — this client fell behind the bus and missed events: refetch
 //!   the snapshot.
 //!
 //! A stream ends when the server shuts down.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -32,6 +35,19 @@ use super::api::{Header, Row, event_json};
 
 /// How often the header is sent while events arrive.
 const HEADER_EVERY: Duration = Duration::from_millis(500);
+/// How often the nodes (and the changed rows of other nodes' agents) are sent.
+const NODES_EVERY: Duration = Duration::from_secs(1);
+
+/// What a mirror's row shows that changes (a changed one is sent again).
+type Look = (
+    &'static str,
+    u32,
+    u32,
+    u64,
+    u64,
+    SystemTime,
+    Option<Arc<str>>,
+);
 
 pub async fn events(
     State(d): State<Arc<Dashboard>>,
@@ -43,6 +59,8 @@ pub async fn events(
         touched: HashSet::new(),
         last: HashSet::new(),
         pending: None,
+        nodes_tick: d.cluster.get().map(|_| tokio::time::interval(NODES_EVERY)),
+        mirrors: HashMap::new(),
         d,
     };
     let stream = futures::stream::unfold(feed, |mut feed| async move {
@@ -65,6 +83,10 @@ struct Feed {
     last: HashSet<Arc<str>>,
     /// The `rows` message to send after the header.
     pending: Option<SseEvent>,
+    /// A fleet of several nodes: when to send the nodes next.
+    nodes_tick: Option<tokio::time::Interval>,
+    /// Each mirror as last sent, by id.
+    mirrors: HashMap<String, Look>,
 }
 
 impl Feed {
@@ -96,6 +118,13 @@ impl Feed {
                     }
                     continue;
                 }
+                () = next_tick(self.nodes_tick.as_mut()) => {
+                    if let Some(nodes) = self.d.nodes() {
+                        self.pending = self.changed_mirrors();
+                        return Some(sse("nodes", &json!(nodes)));
+                    }
+                    continue;
+                }
                 e = self.rx.recv() => e,
             };
             return match event {
@@ -119,6 +148,46 @@ impl Feed {
                 Err(RecvError::Closed) => None,
             };
         }
+    }
+}
+
+impl Feed {
+    /// The `rows` message with the mirrors that changed since they were last sent.
+    fn changed_mirrors(&mut self) -> Option<SseEvent> {
+        let mut rows = Vec::new();
+        let mut seen = HashMap::with_capacity(self.mirrors.len());
+        for h in self.d.registry.unsorted() {
+            if !h.is_mirror() {
+                continue;
+            }
+            let look: Look = h.peek(|s| {
+                (
+                    s.status.as_str(),
+                    s.commands,
+                    s.pending,
+                    s.steps,
+                    s.tool_calls,
+                    s.last_activity_at,
+                    h.node(),
+                )
+            });
+            if self.mirrors.get(&h.id) != Some(&look) {
+                rows.push(Row::of(&h));
+            }
+            seen.insert(h.id.clone(), look);
+        }
+        self.mirrors = seen;
+        (!rows.is_empty()).then(|| sse("rows", &json!(rows)))
+    }
+}
+
+/// The next tick of `tick`; never without one.
+async fn next_tick(tick: Option<&mut tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

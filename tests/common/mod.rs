@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod clis;
+pub mod cluster;
 pub mod gemini;
 pub mod git;
 pub mod http;

@@ -9,56 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::cluster::{LEASE_S, node, until_nodes};
 use crate::common::*;
 use serde_json::{Value, json};
 
-/// Short leases keep failover tests quick: heartbeats every second.
-const LEASE_S: u64 = 3;
 const LONG: Duration = Duration::from_secs(90);
-
-fn config(extra: &str) -> String {
-    format!("{DEFAULT_CONFIG}\n[cluster]\nlease_s = {LEASE_S}\n{extra}")
-}
-
-/// A node named `name` on `db`, sharing `root` (work directory, data) and `mock`.
-async fn node(
-    db: &str,
-    name: &str,
-    root: &Arc<tempfile::TempDir>,
-    mock: &MockModel,
-    args: &[&str],
-    extra_config: &str,
-) -> HttpServer {
-    let mut b = Flotilla::builder()
-        .with_test_token()
-        .root(root.clone())
-        .mock(mock.clone())
-        .config(&config(extra_config))
-        .arg("--store")
-        .arg(db)
-        .arg("--node")
-        .arg(name);
-    for a in args {
-        b = b.arg(a);
-    }
-    b.start_http().await
-}
-
-/// Until `client` sees every node in `names` healthy.
-async fn until_nodes(client: &Flotilla, names: &[&str]) {
-    eventually(&format!("nodes {names:?} healthy"), async || {
-        let list = client.call("list_agents", json!({})).await;
-        let healthy: Vec<String> = list["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["healthy"] == true)
-            .filter_map(|n| n["node"].as_str().map(String::from))
-            .collect();
-        names.iter().all(|n| healthy.iter().any(|h| h == n))
-    })
-    .await;
-}
 
 /// Until `agent`'s status row (read through `client`) satisfies `check`.
 async fn until_status(
