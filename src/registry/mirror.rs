@@ -133,7 +133,13 @@ impl Registry {
         let settings = self.resolve(r.settings.clone(), model);
         let cost_usd = restored_cost(&settings, &r);
         let queue = std::mem::take(&mut r.queued);
-        let state: AgentState = restored_state(&mut r, queue.len() as u32, cost_usd);
+        let mut state: AgentState = restored_state(&mut r, queue.len() as u32, cost_usd);
+        // Held in the middle of a command: its node parks it at its next step, which
+        // writes nothing; show it held at once (as its own node does within a step).
+        if r.paused && state.status == crate::agent::state::AgentStatus::Running {
+            state.before_pause = Some(state.status);
+            state.status = crate::agent::state::AgentStatus::Paused;
+        }
         let outputs: Vec<CommandRecord> = std::mem::take(&mut r.outputs);
         Some((
             settings,
