@@ -410,3 +410,81 @@ async fn a_question_asked_on_one_node_is_answered_through_another() {
         "{results:?}"
     );
 }
+
+/// On a filesystem every node shares, a worktree agent on one node can start from the
+/// work of a worktree agent another node ran (through the shared repository; a git
+/// remote for nodes that share no filesystem is not built yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worktree_agent_on_one_node_starts_from_another_nodes_agent() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("README.md"), "repo\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    );
+    let mock = MockModel::start().await;
+    let a = node(&db, "a", &root, &mock, &[], "").await;
+    let b = node(&db, "b", &root, &mock, &[], "").await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    until_nodes(&on_b, &["a", "b"]).await;
+    mock.script(
+        "[first]",
+        vec![
+            Step::tool(
+                "write_file",
+                json!({"path": "feature.txt", "content": "from a\n"}),
+            ),
+            Step::text("wrote it"),
+        ],
+    );
+    on_a.call(
+        "create_agent",
+        json!({"name": "first", "task": "[first] write", "isolation": "worktree"}),
+    )
+    .await;
+    on_a.wait_all(&["first"]).await;
+    assert_eq!(on_b.status("first").await["node"], "a");
+    mock.script(
+        "[second]",
+        vec![
+            Step::tool("read_file", json!({"path": "feature.txt"})),
+            Step::text("read it"),
+        ],
+    );
+    let second = on_b
+        .call(
+            "create_agent",
+            json!({"name": "second", "task": "[second] read", "isolation": "worktree", "base": "first"}),
+        )
+        .await;
+    assert_eq!(second["branch"], "flotilla/second", "{second}");
+    assert_eq!(on_b.status("second").await["node"], "b");
+    on_b.wait_all(&["second"]).await;
+    let read = mock.requests_for("[second]").pop().unwrap();
+    assert!(
+        format!("{:?}", read.tool_results()).contains("from a"),
+        "{:?}",
+        read.tool_results()
+    );
+    let branches = git(&work, &["branch", "--list", "flotilla/*"]);
+    assert!(
+        branches.contains("flotilla/first") && branches.contains("flotilla/second"),
+        "{branches}"
+    );
+}
