@@ -4,6 +4,7 @@
 //! `isError: true` whose message says what was wrong and how to fix it. Every result
 //! and progress message is redacted on its way out ([`redacted`]).
 
+mod executor;
 pub mod params;
 pub mod redacted;
 pub mod results;
