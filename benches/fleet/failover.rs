@@ -5,7 +5,10 @@
 //! idle, on node a). flotilla's promise: the lease expires `lease_s` after b's last
 //! renewal (which came 0 to `lease_s / 3` before the kill) and a claims it at its next
 //! heartbeat (every `lease_s / 3`): ⅔ to 4⁄3 of `lease_s` after the kill, plus the
-//! replay and the rest of the command.
+//! replay and the rest of the command. Run `i` of `n` kills b `(i + ½) / n` of a
+//! heartbeat period after its model call began to be held, so the runs spread over
+//! where in b's heartbeat cycle the kill falls (killed at once, it would always come
+//! just after b's first renewal: the worst case).
 
 use std::time::Duration;
 
@@ -23,8 +26,9 @@ pub async fn run(leases: &[u64], runs: usize) -> Value {
         let mut takeover = Vec::with_capacity(runs);
         let mut done = Vec::with_capacity(runs);
         let mut early = Vec::new();
-        for _ in 0..runs {
-            let kill = one(lease).await;
+        for i in 0..runs {
+            let heartbeat = Duration::from_secs(lease) / 3;
+            let kill = one(lease, heartbeat.mul_f64((i as f64 + 0.5) / runs as f64)).await;
             takeover.push(kill.takeover);
             done.push(kill.done);
             early.extend(kill.early);
@@ -82,7 +86,7 @@ struct Kill {
     early: Vec<Value>,
 }
 
-async fn one(lease: u64) -> Kill {
+async fn one(lease: u64, after: Duration) -> Kill {
     let mock = Mock::start(Duration::from_millis(1), 2, 1).await;
     let config = format!("[cluster]\nlease_s = {lease}\n");
     let mut fleet = Nodes::start(&mock.url, &["a", "b"], &config, &[]).await;
@@ -109,6 +113,7 @@ async fn one(lease: u64) -> Kill {
         .await
         .expect("the agent on b never reached its held model call");
 
+    tokio::time::sleep(after).await;
     let epoch = mock.epoch();
     let killed = epoch.elapsed();
     b.kill().await;
