@@ -8,12 +8,13 @@
 //! cargo bench --bench fleet                                  # every scenario, default sizes
 //! cargo bench --bench fleet -- --scenario scale --agents 100,1000,5000
 //! cargo bench --bench fleet -- --scenario memory,control --json target/fleet.json
+//! cargo bench --bench fleet -- --scenario failover,nodes --leases 3 # several nodes
 //! ```
 //!
 //! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
 //! passes its path in `CARGO_BIN_EXE_flotilla`.
 //!
-//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|cli|all` (comma list),
+//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|cli|failover|nodes|all` (comma list),
 //! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
 //! scale, memory and guards, default 200), `--steps N` (model calls per scale and guards
 //! agent, default 5), `--idle N,..` (memory, default 1000,10000), `--running N` (memory,
@@ -33,6 +34,14 @@
 //! figure beside the same figure in a saved `--json` file of an earlier run, with the
 //! ratio; keep a baseline with `--json target/baseline.json` and compare later runs to it).
 //!
+//! PostgreSQL (a throwaway cluster the bench starts, as the tests do; `initdb` must be
+//! installed): `--stores sqlite,postgres` (scale and control on each, one node, printed
+//! side by side; default both), `--pg-agents N,..` (scale sizes on PostgreSQL, default
+//! 100,1000), `--pg-control-agents N` (default 10000). Several nodes on one database:
+//! `failover` (two nodes, SIGKILL of the one running an agent mid-command; `--leases
+//! S,..` default 3,15, `--failover-runs N` default 3) and `nodes` (agents per node:
+//! `--node-agents N` created through one node of three, default 60, beside one node).
+//!
 //! Scenarios that run many agents at once (scale, memory, persistence) start the server
 //! with `FLOTILLA_MAX_RUNNING=0`: flotilla's default of 16 run slots would queue them.
 
@@ -48,14 +57,22 @@ mod context;
 mod control;
 #[path = "fleet/definitions.rs"]
 mod definitions;
+#[path = "fleet/failover.rs"]
+mod failover;
 #[path = "fleet/guards.rs"]
 mod guards;
 #[path = "fleet/memory.rs"]
 mod memory;
 #[path = "fleet/mock.rs"]
 mod mock;
+#[path = "fleet/nodes.rs"]
+mod nodes;
 #[path = "fleet/persistence.rs"]
 mod persistence;
+#[path = "fleet/placement.rs"]
+mod placement;
+#[path = "../tests/common/postgres.rs"]
+mod postgres;
 #[path = "fleet/sandbox.rs"]
 mod sandbox;
 #[path = "fleet/scale.rs"]
@@ -64,11 +81,15 @@ mod scale;
 mod server;
 #[path = "fleet/stats.rs"]
 mod stats;
+#[path = "fleet/store.rs"]
+mod store;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+
+use crate::store::Store;
 
 #[derive(Debug)]
 struct Args {
@@ -93,9 +114,15 @@ struct Args {
     guard_runs: usize,
     sandbox_commands: usize,
     plan_batch: usize,
+    stores: Vec<Store>,
+    pg_agents: Vec<usize>,
+    pg_control_agents: usize,
+    leases: Vec<usize>,
+    failover_runs: usize,
+    node_agents: usize,
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "scale",
     "memory",
     "control",
@@ -104,6 +131,8 @@ const SCENARIOS: [&str; 8] = [
     "guards",
     "sandbox",
     "cli",
+    "failover",
+    "nodes",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -129,6 +158,12 @@ fn parse_args() -> Result<Args, String> {
         guard_runs: 1,
         sandbox_commands: 300,
         plan_batch: 0,
+        stores: vec![Store::Sqlite, Store::Postgres],
+        pg_agents: vec![100, 1000],
+        pg_control_agents: 10_000,
+        leases: vec![3, 15],
+        failover_runs: 3,
+        node_agents: 60,
     };
     let mut it = std::env::args().skip(1);
     fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -198,6 +233,17 @@ fn parse_args() -> Result<Args, String> {
             "--guard-runs" => a.guard_runs = num(&value()?)?,
             "--sandbox-commands" => a.sandbox_commands = num(&value()?)?,
             "--plan-batch" => a.plan_batch = num(&value()?)?,
+            "--stores" => {
+                a.stores = value()?
+                    .split(',')
+                    .map(Store::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--pg-agents" => a.pg_agents = list(&value()?)?,
+            "--pg-control-agents" => a.pg_control_agents = num(&value()?)?,
+            "--leases" => a.leases = list(&value()?)?,
+            "--failover-runs" => a.failover_runs = num(&value()?)?,
+            "--node-agents" => a.node_agents = num(&value()?)?,
             "--help" => {
                 println!(
                     "{}",
@@ -274,11 +320,21 @@ async fn run(args: Args) {
     let has = |s: &str| args.scenarios.iter().any(|x| x == s);
     let latency = Duration::from_millis(args.latency_ms);
 
+    let on = |s: Store| args.stores.contains(&s);
     if has("scale") {
-        out.insert(
-            "scale".into(),
-            scale::run(&args.agents, latency, args.steps).await,
-        );
+        if on(Store::Sqlite) {
+            out.insert(
+                "scale".into(),
+                scale::run(Store::Sqlite, &args.agents, latency, args.steps).await,
+            );
+        }
+        if on(Store::Postgres) {
+            let pg = scale::run(Store::Postgres, &args.pg_agents, latency, args.steps).await;
+            if let Some(sqlite) = out.get("scale") {
+                scale::side_by_side(sqlite, &pg);
+            }
+            out.insert("scale_postgres".into(), pg);
+        }
     }
     let mut reuse = None;
     if has("memory") {
@@ -294,7 +350,15 @@ async fn run(args: Args) {
     if has("control") {
         out.insert(
             "control".into(),
-            control::run(args.samples, args.control_agents, reuse, args.plan_batch).await,
+            control::run(
+                args.samples,
+                args.control_agents,
+                args.pg_control_agents,
+                reuse,
+                args.plan_batch,
+                &args.stores,
+            )
+            .await,
         );
     }
     if has("context") {
@@ -331,6 +395,19 @@ async fn run(args: Args) {
     }
     if has("cli") {
         out.insert("cli".into(), cli::run(20).await);
+    }
+    if has("failover") {
+        let leases: Vec<u64> = args.leases.iter().map(|&l| l as u64).collect();
+        out.insert(
+            "failover".into(),
+            failover::run(&leases, args.failover_runs.max(1)).await,
+        );
+    }
+    if has("nodes") {
+        out.insert(
+            "nodes".into(),
+            placement::run(args.node_agents, latency, args.steps).await,
+        );
     }
     out.insert("load_end".into(), json!(stats::loadavg()));
     out.insert(

@@ -2,6 +2,9 @@
 //! call at a time, with a large fleet registered. `ping` (no tool, no registry) is the
 //! floor set by the transport and the two rmcp stacks. Then `ping` and
 //! `get_agent_status` again over Streamable HTTP (`--listen`), on a fleet as large.
+//!
+//! Each store of `--stores` runs the same calls (SQLite with `--control-agents`,
+//! PostgreSQL with `--pg-control-agents`), printed side by side.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,7 @@ use crate::memory::populate;
 use crate::mock::{Mock, write_project};
 use crate::server::{Server, text_of};
 use crate::stats::{Rng, Summary, kib, loadavg, ms, round, table};
+use crate::store::Store;
 
 struct Measured {
     what: String,
@@ -55,19 +59,70 @@ where
     }
 }
 
+/// The control plane on each store in `stores`: SQLite with a fleet of `agents` (reusing
+/// the memory scenario's server when given), PostgreSQL with `pg_agents`.
 pub async fn run(
+    samples: usize,
+    agents: usize,
+    pg_agents: usize,
+    mut reuse: Option<(Server, Mock, usize)>,
+    batch: usize,
+    stores: &[Store],
+) -> Value {
+    let mut out = serde_json::Map::new();
+    let mut runs = Vec::new();
+    for &store in stores {
+        let load_before = loadavg();
+        let (results, list_wire) = match store {
+            Store::Sqlite => on(store, samples, agents, reuse.take(), batch).await,
+            Store::Postgres => on(store, samples, pg_agents, None, batch).await,
+        };
+        print(store, &results, list_wire);
+        let report = json!({
+            "calls": results.iter().map(|m| json!({
+                "call": m.what,
+                "fleet": m.fleet,
+                "latency": m.summary.json(),
+                "server_cpu_us_per_call": round(m.cpu_us, 1),
+                "result_text_bytes": m.bytes,
+            })).collect::<Vec<_>>(),
+            "list_agents_wire_bytes": list_wire,
+            "load_before": load_before,
+            "load_after": loadavg(),
+        });
+        // SQLite's figures stay where earlier `--json` baselines have them.
+        match (store, report) {
+            (Store::Sqlite, Value::Object(m)) => out.extend(m),
+            (_, report) => {
+                out.insert("postgres".into(), report);
+            }
+        }
+        runs.push((store, results));
+    }
+    if let Some(reused) = reuse {
+        reused.0.stop().await;
+    }
+    if let [(a, first), (b, second)] = runs.as_slice() {
+        side_by_side(*a, first, *b, second);
+    }
+    Value::Object(out)
+}
+
+/// Every call of the scenario on one store: its measurements and the wire bytes of a
+/// 100-row `list_agents` page.
+async fn on(
+    store: Store,
     samples: usize,
     agents: usize,
     reuse: Option<(Server, Mock, usize)>,
     batch: usize,
-) -> Value {
-    let load_before = loadavg();
+) -> (Vec<Measured>, u64) {
     let mut results = Vec::new();
 
     // A one-agent fleet: the baseline.
     {
         let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
-        let server = Server::start(&mock.url, write_project).await;
+        let server = Server::start_on(store, &mock.url, write_project, &[]).await;
         server
             .call_ok("create_agent", json!({"name": "idle-00000"}))
             .await;
@@ -96,7 +151,7 @@ pub async fn run(
         Some((s, m, have)) => (s, m, have),
         None => {
             let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
-            let server = Server::start(&mock.url, write_project).await;
+            let server = Server::start_on(store, &mock.url, write_project, &[]).await;
             (server, mock, 0)
         }
     };
@@ -212,7 +267,7 @@ pub async fn run(
     // kept-alive connection (the transport a shared service adds).
     {
         let mock = Mock::start(Duration::from_millis(1), 5, 1).await;
-        let server = Server::start_http(&mock.url, write_project).await;
+        let server = Server::start_http_on(store, &mock.url, write_project).await;
         populate(&server, 0, fleet, batch).await;
         results.push(
             measure(&server, "ping over HTTP", fleet, samples, |_| async {
@@ -238,6 +293,10 @@ pub async fn run(
         server.stop().await;
     }
 
+    (results, list_wire)
+}
+
+fn print(store: Store, results: &[Measured], list_wire: u64) {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|m| {
@@ -258,7 +317,10 @@ pub async fn run(
         })
         .collect();
     table(
-        "Control plane: sequential round trips over stdio, then Streamable HTTP (client → server → client)",
+        &format!(
+            "Control plane, {}: sequential round trips over stdio, then Streamable HTTP (client → server → client)",
+            store.label()
+        ),
         &[
             "call",
             "fleet",
@@ -279,16 +341,37 @@ pub async fn run(
             .map_or(0, |m| m.bytes) as f64),
         kib(list_wire as f64)
     );
-    json!({
-        "calls": results.iter().map(|m| json!({
-            "call": m.what,
-            "fleet": m.fleet,
-            "latency": m.summary.json(),
-            "server_cpu_us_per_call": round(m.cpu_us, 1),
-            "result_text_bytes": m.bytes,
-        })).collect::<Vec<_>>(),
-        "list_agents_wire_bytes": list_wire,
-        "load_before": load_before,
-        "load_after": loadavg(),
-    })
+}
+
+/// The same calls on two stores, row by row.
+fn side_by_side(a: Store, first: &[Measured], b: Store, second: &[Measured]) {
+    let rows: Vec<Vec<String>> = first
+        .iter()
+        .zip(second)
+        .map(|(x, y)| {
+            vec![
+                x.what.clone(),
+                format!("{} / {}", x.fleet, y.fleet),
+                ms(x.summary.p50),
+                ms(y.summary.p50),
+                ms(x.summary.p99),
+                ms(y.summary.p99),
+                format!("{:.0} / {:.0} µs", x.cpu_us, y.cpu_us),
+            ]
+        })
+        .collect();
+    let (a, b) = (a.label(), b.label());
+    table(
+        &format!("Control plane, {a} beside {b} (one node)"),
+        &[
+            "call",
+            "fleet",
+            &format!("{a} p50"),
+            &format!("{b} p50"),
+            &format!("{a} p99"),
+            &format!("{b} p99"),
+            "server CPU/call",
+        ],
+        &rows,
+    );
 }

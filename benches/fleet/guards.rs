@@ -342,7 +342,17 @@ pub async fn run(agents: usize, latency: Duration, steps: u32, runs: usize) -> V
     let mut results: Vec<Vec<Value>> = vec![Vec::new(); limits.len()];
     for _ in 0..runs {
         for (i, &limit) in limits.iter().enumerate() {
-            results[i].push(scale::one(agents, latency, steps, limit, scale::Via::Single).await);
+            results[i].push(
+                scale::one(
+                    crate::store::Store::Sqlite,
+                    agents,
+                    latency,
+                    steps,
+                    limit,
+                    scale::Via::Single,
+                )
+                .await,
+            );
         }
     }
     let mut rows = Vec::new();

@@ -7,13 +7,17 @@
 //! - the agent's kind and index come from a marker in its task, `[bench k=KIND a=IDX]`;
 //! - `scale` agents make one `read_file` call per step until the last step, which is a
 //!   short final answer; `scout`/`planner`/`builder` agents follow a fixed script of
-//!   realistic tool calls and end with a final answer of realistic size.
+//!   realistic tool calls and end with a final answer of realistic size;
+//! - a `hold` agent (the failover scenario) reads a file, then its final answer is
+//!   held: the first request for it waits [`HOLD`] (its node is killed meanwhile), a
+//!   repeat of it (the node that took the agent over) is answered at once. That one
+//!   piece of state lives in the agent's [`Slot`].
 //!
 //! Every reply waits the configured latency first (`tokio::time::sleep`: nothing
 //! blocks). The mock also timestamps each agent's requests so the bench can split wall
 //! time into model time and flotilla's own turnaround between two model calls.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,10 @@ use serde_json::{Value, json};
 /// Input tokens reported per request are `request bytes / 4`; output tokens this.
 const OUTPUT_TOKENS: u64 = 40;
 
+/// How long a `hold` agent's first final-answer request waits: longer than any
+/// failover the bench measures.
+pub const HOLD: Duration = Duration::from_secs(600);
+
 pub struct Mock {
     pub url: String,
     shared: Arc<Shared>,
@@ -40,6 +48,11 @@ pub struct Slot {
     pub first_ns: AtomicU64,
     /// When the mock last answered this agent.
     pub last_reply_ns: AtomicU64,
+    /// `hold` agents: when the held request arrived (0: not yet).
+    pub held_ns: AtomicU64,
+    /// `hold` agents: when the same request came again (from another node).
+    pub repeated_ns: AtomicU64,
+    held: AtomicBool,
 }
 
 pub struct Shared {
@@ -60,6 +73,8 @@ pub struct Shared {
     pub gaps_ns: Mutex<Vec<u64>>,
     /// Time from request arrival to reply (ns): latency plus the mock's own work.
     pub holds_ns: Mutex<Vec<u64>>,
+    /// Woken when a `hold` agent's request starts being held.
+    pub held: tokio::sync::Notify,
 }
 
 impl Mock {
@@ -78,6 +93,7 @@ impl Mock {
             last_final_ns: AtomicU64::new(0),
             gaps_ns: Mutex::new(Vec::new()),
             holds_ns: Mutex::new(Vec::new()),
+            held: tokio::sync::Notify::new(),
         });
         let app = Router::new()
             .route("/v1/messages", post(messages))
@@ -99,6 +115,18 @@ impl Mock {
     /// The bench's one clock: the mock timestamps against it, so does the client.
     pub fn epoch(&self) -> Instant {
         self.shared.epoch
+    }
+
+    /// Until `hold` agent `agent`'s request is being held.
+    pub async fn until_held(&self, agent: usize) {
+        let slot = &self.shared.slots[agent];
+        loop {
+            let woken = self.shared.held.notified();
+            if slot.held_ns.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 }
 
@@ -136,6 +164,7 @@ enum Kind {
     Scout,
     Planner,
     Builder,
+    Hold,
 }
 
 fn marker(body: &str) -> Marker {
@@ -153,6 +182,7 @@ fn marker(body: &str) -> Marker {
             Some(("k", "scout")) => m.kind = Kind::Scout,
             Some(("k", "planner")) => m.kind = Kind::Planner,
             Some(("k", "builder")) => m.kind = Kind::Builder,
+            Some(("k", "hold")) => m.kind = Kind::Hold,
             Some(("a", n)) => m.agent = n.parse().ok(),
             _ => {}
         }
@@ -220,7 +250,17 @@ async fn messages(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     drop(body);
 
-    tokio::time::sleep(st.latency).await;
+    let mut latency = st.latency;
+    if let (Kind::Hold, Some(slot), true) = (m.kind, slot, final_answer) {
+        if slot.held.swap(true, Ordering::Relaxed) {
+            slot.repeated_ns.store(arrived, Ordering::Relaxed);
+        } else {
+            slot.held_ns.store(arrived.max(1), Ordering::Relaxed);
+            st.held.notify_waiters();
+            latency = HOLD;
+        }
+    }
+    tokio::time::sleep(latency).await;
 
     let now = st.now_ns();
     if let Some(slot) = slot {
@@ -332,6 +372,7 @@ fn reply(
         Kind::Scout => &SCOUT,
         Kind::Planner => &PLANNER,
         Kind::Builder => &BUILDER,
+        Kind::Hold => &HOLDER,
     };
     match script.get(step as usize - 1) {
         Some((name, input, note)) => (call(name, input(), note), "tool_use", false),
@@ -347,6 +388,12 @@ fn reply(
 }
 
 type ScriptStep = (&'static str, fn() -> Value, &'static str);
+
+const HOLDER: [ScriptStep; 1] = [(
+    "read_file",
+    || json!({"path": "data.txt"}),
+    "Reading data.txt.",
+)];
 
 const SCOUT: [ScriptStep; 5] = [
     (

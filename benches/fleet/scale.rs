@@ -8,6 +8,9 @@
 //! The fleet runs without run slots (`--max-running 0`, see [`UNLIMITED`]): flotilla's
 //! default of 16 would make this a measure of the queue. [`one`] with a limit is the
 //! `guards` scenario's comparison.
+//!
+//! On each store of `--stores`: SQLite with `--agents`, PostgreSQL (one node) with
+//! `--pg-agents`; [`side_by_side`] prints the sizes both ran.
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::mock::{Mock, write_project};
 use crate::server::{Server, UNLIMITED, call, cpu_s_of, text_of};
 use crate::stats::{Summary, loadavg, ms, round, table};
+use crate::store::Store;
 
-pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
+pub async fn run(store: Store, sizes: &[usize], latency: Duration, steps: u32) -> Value {
     let mut results = Vec::new();
     let mut rows = Vec::new();
     let mut splits = Vec::new();
@@ -26,7 +30,7 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
         .iter()
         .flat_map(|n| [(n, Via::Single), (n, Via::Plan)])
     {
-        let r = one(n, latency, steps, 0, via).await;
+        let r = one(store, n, latency, steps, 0, via).await;
         rows.push(vec![
             format!("{n} {}", via.label()),
             format!("{:.3} s", r["wall_s"].as_f64().unwrap_or(0.0)),
@@ -66,7 +70,8 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
     }
     table(
         &format!(
-            "Scale: N agents × {steps} model calls ({} ms each) with a read_file between; create all, one wait_for_agents",
+            "Scale, {}: N agents × {steps} model calls ({} ms each) with a read_file between; create all, one wait_for_agents",
+            store.label(),
             latency.as_millis()
         ),
         &[
@@ -85,7 +90,10 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
         &rows,
     );
     table(
-        "Scale, where the time goes (start delay: create sent → first model request; turnaround: model reply → same agent's next request, incl. the tool; settle lag: last final answer → wait_for_agents returned)",
+        &format!(
+            "Scale, {}, where the time goes (start delay: create sent → first model request; turnaround: model reply → same agent's next request, incl. the tool; settle lag: last final answer → wait_for_agents returned)",
+            store.label()
+        ),
         &[
             "agents",
             "start p50",
@@ -101,6 +109,72 @@ pub async fn run(sizes: &[usize], latency: Duration, steps: u32) -> Value {
         &splits,
     );
     Value::Array(results)
+}
+
+/// The sizes both stores ran, row by row: wall ÷ ideal, create latency and server CPU.
+pub fn side_by_side(sqlite: &Value, postgres: &Value) {
+    let empty = Vec::new();
+    let theirs = postgres.as_array().unwrap_or(&empty);
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(0.0);
+    let rows: Vec<Vec<String>> = sqlite
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter_map(|s| {
+            let p = theirs
+                .iter()
+                .find(|p| p["agents"] == s["agents"] && p["created_via"] == s["created_via"])?;
+            Some(vec![
+                format!(
+                    "{} {}",
+                    s["agents"],
+                    s["created_via"].as_str().unwrap_or("")
+                ),
+                format!("{:.3} / {:.3} s", f(s, "wall_s"), f(p, "wall_s")),
+                format!(
+                    "{:.3} / {:.3}",
+                    f(s, "overhead_ratio"),
+                    f(p, "overhead_ratio")
+                ),
+                format!(
+                    "{} / {}",
+                    ms(s["create_ms"]["p50_ms"].as_f64().unwrap_or(0.0)),
+                    ms(p["create_ms"]["p50_ms"].as_f64().unwrap_or(0.0))
+                ),
+                format!(
+                    "{} / {}",
+                    ms(f(s, "create_burst_ms")),
+                    ms(f(p, "create_burst_ms"))
+                ),
+                format!(
+                    "{:.0} / {:.0} µs",
+                    f(s, "server_cpu_us_per_step"),
+                    f(p, "server_cpu_us_per_step")
+                ),
+                format!(
+                    "{} / {}",
+                    s["load_before"].as_str().unwrap_or(""),
+                    p["load_before"].as_str().unwrap_or("")
+                ),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    table(
+        "Scale, SQLite / PostgreSQL (one node)",
+        &[
+            "agents",
+            "wall",
+            "wall ÷ ideal",
+            "create p50",
+            "create burst",
+            "server CPU/step",
+            "load before",
+        ],
+        &rows,
+    );
 }
 
 /// How the fleet is created.
@@ -131,14 +205,22 @@ fn task(i: usize) -> Value {
 /// One fleet of `n` agents. `max_running`: the server's run slots (0: none). With slots
 /// the agents run in waves of `max_running`, so the ideal is ⌈n / max_running⌉ × one
 /// agent's ideal.
-pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize, via: Via) -> Value {
+pub async fn one(
+    store: Store,
+    n: usize,
+    latency: Duration,
+    steps: u32,
+    max_running: usize,
+    via: Via,
+) -> Value {
     let load_before = loadavg();
     let mock = Mock::start(latency, steps, n).await;
     let server = if max_running == 0 {
-        Server::start_env(&mock.url, write_project, UNLIMITED).await
+        Server::start_on(store, &mock.url, write_project, UNLIMITED).await
     } else {
         let limit = max_running.to_string();
-        Server::start_env(
+        Server::start_on(
+            store,
             &mock.url,
             write_project,
             &[("FLOTILLA_MAX_RUNNING", limit.as_str())],
@@ -302,6 +384,7 @@ pub async fn one(n: usize, latency: Duration, steps: u32, max_running: usize, vi
     server.stop().await;
     json!({
         "agents": n,
+        "store": store.label(),
         "created_via": via.label(),
         "steps": steps,
         "latency_ms": latency.as_millis() as u64,

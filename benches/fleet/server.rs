@@ -19,6 +19,8 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 
+use crate::store::Store;
+
 /// The binary cargo built for this bench (same profile: `cargo bench` builds it).
 pub const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
 
@@ -108,8 +110,40 @@ impl Server {
         setup: impl FnOnce(&Path),
         env: &[(&str, &str)],
     ) -> Self {
-        let (program, extra) = command();
+        Self::start_on(Store::Sqlite, mock_url, setup, env).await
+    }
+
+    /// Like [`Server::start_env`], keeping its fleet in `store` (one node).
+    pub async fn start_on(
+        store: Store,
+        mock_url: &str,
+        setup: impl FnOnce(&Path),
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (program, mut extra) = command();
+        extra.extend(store.args());
         Self::start_with(&program, &extra, env, mock_url, setup).await
+    }
+
+    /// One node of a fleet on PostgreSQL: `--store db --node name`, working in the
+    /// shared directory `work` (so every node serves the same agents), with `config`
+    /// (e.g. a `[cluster]` table) as its config file.
+    pub async fn start_node(
+        mock_url: &str,
+        db: &str,
+        name: &str,
+        work: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (program, mut extra) = command();
+        extra.extend(["--store", db, "--node", name].map(String::from));
+        let config = config.to_string();
+        let setup = move |own: &Path| {
+            let dir = own.parent().expect("the server's temp dir");
+            std::fs::write(dir.join("config.toml"), config).expect("node config");
+        };
+        Self::start_in(&program, &extra, env, mock_url, Some(work), setup).await
     }
 
     /// Like [`Server::start_env`], with an explicit binary and extra arguments.
@@ -120,7 +154,24 @@ impl Server {
         mock_url: &str,
         setup: impl FnOnce(&Path),
     ) -> Self {
+        Self::start_in(program, extra, env, mock_url, None, setup).await
+    }
+
+    /// Like [`Server::start_with`], working in `shared` (when given) rather than in a
+    /// work directory of its own.
+    async fn start_in(
+        program: &Path,
+        extra: &[String],
+        env: &[(&str, &str)],
+        mock_url: &str,
+        shared: Option<&Path>,
+        setup: impl FnOnce(&Path),
+    ) -> Self {
         let (dir, work, mut cmd) = command_in(program, extra, mock_url, setup);
+        if let Some(shared) = shared {
+            cmd.current_dir(shared);
+        }
+        let work = shared.map_or(work, Path::to_path_buf);
         cmd.envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -163,11 +214,12 @@ impl Server {
         }
     }
 
-    /// Like [`Server::start`], but serving MCP Streamable HTTP on a free loopback port
+    /// Like [`Server::start_on`], but serving MCP Streamable HTTP on a free loopback port
     /// (`--listen 127.0.0.1:0`, a bearer token), driven by rmcp's HTTP client.
-    pub async fn start_http(mock_url: &str, setup: impl FnOnce(&Path)) -> Self {
+    pub async fn start_http_on(store: Store, mock_url: &str, setup: impl FnOnce(&Path)) -> Self {
         const TOKEN: &str = "bench-token-0123456789abcdef";
         let (program, mut extra) = command();
+        extra.extend(store.args());
         extra.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
         let (dir, work, mut cmd) = command_in(&program, &extra, mock_url, setup);
         cmd.stdin(Stdio::null())
@@ -336,6 +388,12 @@ impl Server {
             *by.entry(name).or_insert(0.0) += cpu_s_of(&stat.to_string_lossy());
         }
         by
+    }
+
+    /// SIGKILL the process (a node dying mid-work) and reap it.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.cancel()).await;
     }
 
     /// Close the session (stdin EOF) and wait for the process to exit.
