@@ -144,6 +144,15 @@ async fn sigkill_of_a_node_mid_command_moves_its_agents_and_runs_no_tool_twice()
     let killed = Instant::now();
     b.kill().await;
 
+    // One wait on a survivor follows both agents across the takeover: it returns
+    // when they are done on their new node, not when their mirrors are retired.
+    let waited = on_c.wait_all(&["k1", "k2"]).await;
+    for k in ["k1", "k2"] {
+        let r = row_of(&waited, k);
+        assert_eq!(r["status"], "idle", "{waited}");
+        assert_ne!(r["node"], "b", "{waited}");
+        assert!(r.get("deleted").is_none(), "{waited}");
+    }
     for k in ["k1", "k2"] {
         let done = until_status(&on_c, k, "the agent finished on another node", |s| {
             s["node"] != "b" && s["status"] == "idle"
