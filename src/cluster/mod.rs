@@ -314,8 +314,11 @@ impl Cluster {
             let client = self.shared.pool.get().await?;
             let row = client
                 .query_opt(
-                    "SELECT agent_id FROM events WHERE kind = 'created'
-                       AND (agent_id = $1 OR (data::jsonb -> 'settings' ->> 'name') = $1)
+                    // Each half uses an index (by agent, by name).
+                    "(SELECT agent_id, id FROM events WHERE agent_id = $1 AND kind = 'created')
+                     UNION ALL
+                     (SELECT agent_id, id FROM events WHERE kind = 'created'
+                        AND ((data::jsonb) -> 'settings' ->> 'name') = $1)
                      ORDER BY id DESC LIMIT 1",
                     &[&agent],
                 )

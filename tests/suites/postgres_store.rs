@@ -41,6 +41,12 @@ async fn agents_and_their_output_survive_a_sigkill_on_postgres() {
     fl.wait_all(&["pg-p"]).await;
     fl.create("pg-q", "[q] wait").await;
     m.wait_requests("[q]", 1, LONG).await;
+    // Its start is in the store (events are read after every earlier write): killed
+    // now, it is a command in progress, which the restart resumes.
+    eventually("pg-q's start in the store", async || {
+        !fl.event_kinds("pg-q", &["started"]).await.is_empty()
+    })
+    .await;
     let log = fl.log_tail(200);
     assert!(
         log.contains("fleet store opened: postgres postgresql://postgres@/")
