@@ -72,6 +72,11 @@ pub struct Cluster {
     renewed: Mutex<Instant>,
     /// `[cluster] max_running`, when set.
     slots: Option<Arc<slots::SharedSlots>>,
+    /// This process, in its node's row (another process under this node's name
+    /// writes another).
+    instance: String,
+    /// This process has written its node's row once.
+    reported: std::sync::atomic::AtomicBool,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -94,7 +99,12 @@ impl Cluster {
             .max_running
             .filter(|n| *n > 0)
             .map(|n| slots::SharedSlots::new(shared.clone(), n));
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let instance = format!("{}-{:016x}", std::process::id(), u64::from_le_bytes(bytes));
         let cluster = Arc::new(Self {
+            instance,
+            reported: std::sync::atomic::AtomicBool::new(false),
             slots,
             shared,
             registry,

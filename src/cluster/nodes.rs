@@ -59,13 +59,16 @@ impl Cluster {
             .map(|r| r.to_string_lossy().into_owned())
             .collect();
         let client = self.shared.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO nodes (node, heartbeat_at, started_at, max_running, running, agents, roots, url)
-                 VALUES ($1, now(), now(), $2, $3, $4, $5, $6)
+        let row = client
+            .query_one(
+                "WITH prev AS (SELECT instance FROM nodes WHERE node = $1)
+                 INSERT INTO nodes (node, heartbeat_at, started_at, max_running, running, agents, roots, url, instance)
+                 VALUES ($1, now(), now(), $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (node) DO UPDATE SET heartbeat_at = now(),
                    max_running = excluded.max_running, running = excluded.running,
-                   agents = excluded.agents, roots = excluded.roots, url = excluded.url",
+                   agents = excluded.agents, roots = excluded.roots, url = excluded.url,
+                   instance = excluded.instance
+                 RETURNING (SELECT instance FROM prev)",
                 &[
                     &self.node(),
                     &(slots.max() as i32),
@@ -73,9 +76,23 @@ impl Cluster {
                     &(local.len() as i32),
                     &roots,
                     &self.options.url,
+                    &self.instance,
                 ],
             )
             .await?;
+        // Since this node's last beat another process wrote its row: two processes run
+        // under one name (the first beat may find this node's previous life).
+        let prev: Option<String> = row.get(0);
+        let before = self
+            .reported
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        if before && prev.is_some_and(|p| p != self.instance) {
+            tracing::error!(
+                node = %self.node(),
+                "another flotilla process is running as node {}: two processes under one --node renew the same leases, and nothing stops both running one agent. Stop one of them, or give it its own --node",
+                self.node()
+            );
+        }
         Ok(())
     }
 

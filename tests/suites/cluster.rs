@@ -497,3 +497,49 @@ async fn a_worktree_agent_on_one_node_starts_from_another_nodes_agent() {
         "{branches}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_under_one_node_name_are_told() {
+    let db = postgres::database();
+    let root = Arc::new(tempfile::tempdir().unwrap());
+    let mock = MockModel::start().await;
+    let first = node(&db, "same", &root, &mock, &[], "").await;
+    let second = node(&db, "same", &root, &mock, &[], "").await;
+    eventually(
+        "one of them says another process runs as node same",
+        async || {
+            first.logged("another flotilla process is running as node same")
+                || second.logged("another flotilla process is running as node same")
+        },
+    )
+    .await;
+    // A node restarted under its own name is not taken for another process.
+    let solo = node(&db, "solo", &root, &mock, &[], "").await;
+    let client = solo.client().await;
+    until_nodes(&client, &["solo"]).await;
+    solo.kill().await;
+    let again = node(&db, "solo", &root, &mock, &[], "").await;
+    // Three beats of the restarted node, seen in its row.
+    let pg = db_client(&db).await;
+    let mut beats = Vec::new();
+    eventually("three beats of the restarted node", async || {
+        let at: String = pg
+            .query_one(
+                "SELECT heartbeat_at::text FROM nodes WHERE node = 'solo'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if beats.last() != Some(&at) {
+            beats.push(at);
+        }
+        beats.len() > 3
+    })
+    .await;
+    assert!(
+        !again.logged("another flotilla process"),
+        "{}",
+        again.log_tail(30)
+    );
+}

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS fleet_spend (id INT PRIMARY KEY CHECK (id = 1),
 CREATE TABLE IF NOT EXISTS requests (
   id BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, agent_id TEXT, tool TEXT NOT NULL,
   args TEXT NOT NULL, result TEXT, claimed_by TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+-- Which process writes a node's row: two live processes under one --node are told.
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS instance TEXT;
 -- Agents by name (a node looks up one it has not heard of, and checks a new name).
 CREATE INDEX IF NOT EXISTS events_created_by_name
   ON events (((data::jsonb) -> 'settings' ->> 'name')) WHERE kind = 'created';
