@@ -54,3 +54,35 @@ pub async fn until_nodes(client: &Flotilla, names: &[&str]) {
     })
     .await;
 }
+
+/// Nodes `a` and `b` on a fresh database, sharing a fresh root (each node holds it)
+/// and mock, with a client each; `a`'s client has seen both healthy.
+pub struct TwoNodes {
+    pub db: String,
+    pub mock: MockModel,
+    pub a: HttpServer,
+    pub b: HttpServer,
+    pub on_a: Flotilla,
+    pub on_b: Flotilla,
+}
+
+/// Start [`TwoNodes`]: `a_args` and `b_args` for each node's command line, `extra`
+/// for both configs' `[cluster]` section.
+pub async fn two_nodes(a_args: &[&str], b_args: &[&str], extra: &str) -> TwoNodes {
+    let db = super::postgres::database();
+    let root = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mock = MockModel::start().await;
+    let a = node(&db, "a", &root, &mock, a_args, extra).await;
+    let b = node(&db, "b", &root, &mock, b_args, extra).await;
+    let on_a = a.client().await;
+    let on_b = b.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    TwoNodes {
+        db,
+        mock,
+        a,
+        b,
+        on_a,
+        on_b,
+    }
+}

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::cluster::{LEASE_S, node, until_nodes};
+use crate::common::cluster::{LEASE_S, TwoNodes, node, two_nodes, until_nodes};
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -46,15 +46,15 @@ async fn db_client(db: &str) -> tokio_postgres::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_placed_on_another_node_is_commanded_and_awaited_through_any_node() {
-    let db = postgres::database();
-    let root = Arc::new(tempfile::tempdir().unwrap());
-    let mock = MockModel::start().await;
     // a has one run slot, b four: a new agent goes to b.
-    let a = node(&db, "a", &root, &mock, &["--max-running", "1"], "").await;
-    let b = node(&db, "b", &root, &mock, &["--max-running", "4"], "").await;
-    let on_a = a.client().await;
-    let on_b = b.client().await;
-    until_nodes(&on_a, &["a", "b"]).await;
+    let TwoNodes {
+        mock,
+        a: _a,
+        b: _b,
+        on_a,
+        on_b,
+        ..
+    } = two_nodes(&["--max-running", "1"], &["--max-running", "4"], "").await;
 
     mock.script("[x]", vec![Step::text("x one"), Step::text("x two")]);
     let created = on_a.create("x", "[x] first").await;
@@ -202,15 +202,15 @@ async fn sigkill_of_a_node_mid_command_moves_its_agents_and_runs_no_tool_twice()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_runs_at_most_its_cluster_max_running_across_nodes() {
-    let db = postgres::database();
-    let root = Arc::new(tempfile::tempdir().unwrap());
-    let mock = MockModel::start().await;
     let cap = "max_running = 1";
-    let a = node(&db, "a", &root, &mock, &[], cap).await;
-    let b = node(&db, "b", &root, &mock, &[], cap).await;
-    let on_a = a.client().await;
-    let on_b = b.client().await;
-    until_nodes(&on_a, &["a", "b"]).await;
+    let TwoNodes {
+        mock,
+        a: _a,
+        b: _b,
+        on_a,
+        on_b,
+        ..
+    } = two_nodes(&[], &[], cap).await;
     for key in ["[m]", "[n]"] {
         mock.script(
             key,
@@ -258,14 +258,15 @@ async fn the_fleet_runs_at_most_its_cluster_max_running_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_past_its_lease_writes_nothing_when_it_comes_back() {
-    let db = postgres::database();
-    let root = Arc::new(tempfile::tempdir().unwrap());
-    let mock = MockModel::start().await;
-    let a = node(&db, "a", &root, &mock, &[], "").await;
-    let b = node(&db, "b", &root, &mock, &[], "").await;
-    let on_a = a.client().await;
-    let on_b = b.client().await;
-    until_nodes(&on_a, &["a", "b"]).await;
+    let TwoNodes {
+        db,
+        mock,
+        a: _a,
+        b,
+        on_a,
+        on_b,
+        ..
+    } = two_nodes(&[], &[], "").await;
     // b's call is answered while b is stopped; a's, after the takeover, at once.
     mock.script(
         "[s]",
@@ -327,17 +328,17 @@ async fn a_node_stopped_past_its_lease_writes_nothing_when_it_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_budget_spans_the_nodes() {
-    let db = postgres::database();
-    let root = Arc::new(tempfile::tempdir().unwrap());
-    let mock = MockModel::start().await;
     // Each reply costs 5000 tokens: the cap allows six calls in the whole fleet. Two
     // nodes that each counted alone would allow six each.
     let cap = ["--max-tokens", "30000"];
-    let a = node(&db, "a", &root, &mock, &cap, "").await;
-    let b = node(&db, "b", &root, &mock, &cap, "").await;
-    let on_a = a.client().await;
-    let on_b = b.client().await;
-    until_nodes(&on_a, &["a", "b"]).await;
+    let TwoNodes {
+        mock,
+        a: _a,
+        b: _b,
+        on_a,
+        on_b,
+        ..
+    } = two_nodes(&cap, &cap, "").await;
     for key in ["[p]", "[q]"] {
         mock.script(
             key,
@@ -379,14 +380,14 @@ async fn one_budget_spans_the_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_asked_on_one_node_is_answered_through_another() {
-    let db = postgres::database();
-    let root = Arc::new(tempfile::tempdir().unwrap());
-    let mock = MockModel::start().await;
-    let a = node(&db, "a", &root, &mock, &[], "").await;
-    let b = node(&db, "b", &root, &mock, &[], "").await;
-    let on_a = a.client().await;
-    let on_b = b.client().await;
-    until_nodes(&on_a, &["a", "b"]).await;
+    let TwoNodes {
+        mock,
+        a: _a,
+        b: _b,
+        on_a,
+        on_b,
+        ..
+    } = two_nodes(&[], &[], "").await;
     mock.script(
         "[ask]",
         vec![

@@ -6,10 +6,9 @@
 //! nodes in its header; `FLOTILLA_CLUSTER_SCREENSHOT=path.png` saves a screenshot.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::cluster::{node, until_nodes};
+use crate::common::cluster::{TwoNodes, two_nodes};
 use crate::common::http::{HttpServer, TOKEN};
 use crate::common::*;
 use reqwest::header::AUTHORIZATION;
@@ -71,15 +70,15 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_dashboard_shows_and_steers_the_agents_of_another_node() {
-    let db = postgres::database();
-    let root = Arc::new(tempfile::tempdir().unwrap());
-    let mock = MockModel::start().await;
     // a has one run slot, b four: new agents go to b.
-    let a = node(&db, "a", &root, &mock, &["--max-running", "1"], "").await;
-    let b = node(&db, "b", &root, &mock, &["--max-running", "4"], "").await;
-    let on_a = a.client().await;
-    let on_b = b.client().await;
-    until_nodes(&on_a, &["a", "b"]).await;
+    let TwoNodes {
+        mock,
+        a,
+        b: _b,
+        on_a,
+        on_b,
+        ..
+    } = two_nodes(&["--max-running", "1"], &["--max-running", "4"], "").await;
 
     // x, on b, runs a tool that holds until the test writes `go`.
     mock.script(
