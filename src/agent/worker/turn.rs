@@ -265,6 +265,16 @@ async fn take_slot(
         slots.running(),
         slots.max()
     );
+    queued(agent, token, label, slots.acquire(ticket)).await
+}
+
+/// Show `agent` `queued` with `label` while it waits for `slot` (cancel-safe).
+async fn queued<T>(
+    agent: &AgentHandle,
+    token: &CancellationToken,
+    label: String,
+    slot: impl std::future::Future<Output = T>,
+) -> Result<T, Stop> {
     agent.update(|s| {
         s.status = AgentStatus::Queued;
         s.activity = Some(Activity::now(label));
@@ -272,7 +282,7 @@ async fn take_slot(
     tokio::select! {
         biased;
         _ = token.cancelled() => Err(Stop::Cancelled),
-        slot = slots.acquire(ticket) => Ok(slot),
+        slot = slot => Ok(slot),
     }
 }
 
@@ -295,15 +305,7 @@ async fn take_fleet_slot(
         "waiting for a run slot of the fleet ([cluster] max_running {} across its nodes)",
         fleet.max()
     );
-    agent.update(|s| {
-        s.status = AgentStatus::Queued;
-        s.activity = Some(Activity::now(label));
-    });
-    tokio::select! {
-        biased;
-        _ = token.cancelled() => Err(Stop::Cancelled),
-        slot = fleet.take(&agent.id) => Ok(slot),
-    }
+    queued(agent, token, label, fleet.take(&agent.id)).await
 }
 
 /// A command stalled for `limit` waiting on `waiting_on`.
