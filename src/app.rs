@@ -215,11 +215,19 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
     if let Some(mib) = settings.config.worktrees.max_file_mib {
         crate::worktree::set_max_file_mib(mib);
     }
-    Registry::new(settings.models, settings.prompts, settings.workdir, fleet)
+    let in_fleet = settings.store.is_some();
+    let remote = settings.cluster.remote.clone();
+    let registry = Registry::new(settings.models, settings.prompts, settings.workdir, fleet)
         .with_workdir_roots(settings.workdir_roots)
         .with_worktrees_root(worktrees)
         .with_ephemeral_worktrees(ephemeral)
-        .with_sandbox_default(settings.sandbox, settings.sandbox_allow_off)
+        .with_sandbox_default(settings.sandbox, settings.sandbox_allow_off);
+    // Worktree agents go through a git remote only in a fleet of several nodes.
+    if in_fleet {
+        registry.with_git_remote(remote)
+    } else {
+        registry
+    }
 }
 
 /// How this node joins a fleet of several nodes (a shared PostgreSQL store).

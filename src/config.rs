@@ -56,7 +56,7 @@
 //! [cluster]                           # several nodes on one `store` (--node NAME names this one)
 //! lease_s = 15                        # an agent's lease lasts this long unrenewed (min 2)
 //! # max_running = 64                  # agents running at once across the fleet
-//! # remote                           # reserved (worktree agents on any node): refused for now
+//! # remote = "origin"                 # git remote of worktree agents: a URL, a remote's name, "" for none
 //! ```
 
 mod models;
@@ -295,7 +295,9 @@ pub struct ClusterConfig {
     pub lease_s: Option<u64>,
     /// Agents running a command at once across every node (default: no fleet-wide cap).
     pub max_running: Option<usize>,
-    /// Reserved: a git remote for worktree agents on any node (not built yet: refused).
+    /// The git remote worktree agents go through, so any node can run them: a URL, a
+    /// remote of the work directory's repository by name, or `""` for none. Default:
+    /// the repository's own remote.
     pub remote: Option<String>,
 }
 

@@ -22,6 +22,7 @@ mod suites {
     mod cli_mock;
     mod cluster;
     mod cluster_dashboard;
+    mod cluster_remote;
     mod commands;
     mod dashboard;
     mod delete;

@@ -55,6 +55,7 @@ async fn once(variant: Option<(SandboxMode, bool)>, root: &std::path::Path) {
         cancel: CancellationToken::new(),
         sandbox: Sandbox { mode, network },
         agent: "bench".into(),
+        visible: Vec::new(),
     };
     let out = flotilla::tools::Tool::RunCommand
         .run(json!({"command": "true"}), &ctx)

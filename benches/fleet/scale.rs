@@ -425,6 +425,7 @@ pub async fn tool_time_ms(work: &std::path::Path) -> f64 {
         cancel: CancellationToken::new(),
         sandbox: Default::default(),
         agent: "bench".into(),
+        visible: Vec::new(),
     };
     let mut samples = Vec::with_capacity(300);
     for i in 0..320 {

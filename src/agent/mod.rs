@@ -75,6 +75,14 @@ impl AgentSettings {
         self.tools.iter().any(|t| t.writes(self.sandbox))
     }
 
+    /// The git directory a confined command must still see for git to work in the
+    /// agent's worktree: its node's clone of the remote, which lies in flotilla's
+    /// (hidden) data directory.
+    pub fn git_dir_to_show(&self) -> Option<std::path::PathBuf> {
+        let wt = self.worktree.as_ref().filter(|w| w.remote.is_some())?;
+        crate::worktree::git_dir_of(wt)
+    }
+
     /// Why it cannot work at all right now: its worktree is gone.
     pub fn workspace_missing(&self) -> Option<String> {
         self.worktree

@@ -155,19 +155,31 @@ impl Cluster {
             .await;
         // Still ours in the store (this node could not renew in time, and nobody took
         // it yet): let it go now, so a node that can renew takes it over.
-        if let Some(token) = token
-            && let Ok(client) = self.shared.pool.get().await
-            && let Err(e) = client
+        if let Some(token) = token {
+            self.let_go(agent_id, token).await;
+        }
+        self.refresh(agent_id);
+    }
+
+    /// Let the lease of `agent_id` (held with `token`) expire now: the next node
+    /// able to run the agent takes it over.
+    async fn let_go(&self, agent_id: &str, token: i64) {
+        self.shared.leases.remove(agent_id);
+        let released = match self.shared.pool.get().await {
+            Ok(client) => client
                 .execute(
                     "UPDATE leases SET expires_at = now()
                      WHERE agent_id = $1 AND node = $2 AND token = $3",
                     &[&agent_id, &self.node(), &token],
                 )
                 .await
-        {
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = released {
             tracing::warn!(agent_id, "cannot release the lease: {e}");
         }
-        self.refresh(agent_id);
     }
 
     /// Claim expired leases of agents this node can serve, as many as it has free run
@@ -192,9 +204,10 @@ impl Cluster {
                 "WITH expired AS (
                      SELECT l.agent_id, l.node AS was FROM leases l
                      WHERE l.expires_at < now()
-                       AND EXISTS (SELECT 1 FROM unnest($4::text[]) AS r(root)
+                       AND (l.workdir = ''
+                            OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS r(root)
                                    WHERE l.workdir = r.root OR l.workdir LIKE r.root || '/%'
-                                      OR r.root = '')
+                                      OR r.root = ''))
                      ORDER BY l.expires_at
                      FOR UPDATE SKIP LOCKED LIMIT $3)
                  UPDATE leases l SET node = $1, token = l.token + 1,
@@ -223,7 +236,16 @@ impl Cluster {
             self.shared.leases.insert(id.clone(), token);
             match self.registry.store().load_agent(&id).await {
                 Ok(Some(log)) => {
-                    let report = self.registry.take_over(log, self.node());
+                    // A worktree with a git remote is made here from its branch first.
+                    let moved = match self.registry.bring_worktree(&log).await {
+                        Ok(moved) => moved,
+                        Err(e) => {
+                            tracing::error!(agent_id = %id, from = %was, "cannot take the agent over: {e}; its lease is let go for the next try");
+                            self.let_go(&id, token).await;
+                            continue;
+                        }
+                    };
+                    let report = self.registry.take_over(log, self.node(), moved);
                     tracing::info!(agent_id = %id, from = %was, resumed = report.resumed, "took over the agent from node {was}");
                 }
                 Ok(None) => {

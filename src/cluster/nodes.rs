@@ -130,19 +130,20 @@ impl Cluster {
         Ok(nodes)
     }
 
-    /// Where a new agent working in `dir` goes: the healthy node serving `dir` with the
-    /// most free run slots (then the fewest agents; this node wins a tie). `None`:
-    /// no node serves `dir`. With `runs`, the chosen node's free slots are counted down
+    /// Where a new agent working in `dir` goes: the healthy node serving `dir` (any
+    /// node, without one: a worktree agent with a git remote) with the most free run
+    /// slots (then the fewest agents; this node wins a tie). `None`: no node serves
+    /// `dir`. With `runs`, the chosen node's free slots are counted down
     /// until its next heartbeat, so a burst of creates spreads out.
-    pub fn place(self: &Arc<Self>, dir: &Path, runs: bool) -> Option<String> {
+    pub fn place(self: &Arc<Self>, dir: Option<&Path>, runs: bool) -> Option<String> {
         let me = self.node().to_string();
         let mut nodes = crate::sync::write(&self.nodes);
-        if !nodes.iter().any(|n| n.node == me) && self.serves(dir) {
+        if !nodes.iter().any(|n| n.node == me) && dir.is_none_or(|d| self.serves(d)) {
             return Some(me);
         }
         let best = nodes
             .iter_mut()
-            .filter(|n| n.healthy && n.serves(dir))
+            .filter(|n| n.healthy && dir.is_none_or(|d| n.serves(d)))
             .max_by(|a, b| {
                 a.free()
                     .cmp(&b.free())
@@ -175,7 +176,17 @@ impl Cluster {
                 continue;
             }
             let dir = &h.settings.workdir;
-            let why = if nodes.iter().any(|n| n.healthy && n.serves(dir)) {
+            let anywhere = h
+                .settings
+                .worktree
+                .as_ref()
+                .is_some_and(|w| w.remote.is_some());
+            let why = if anywhere && nodes.iter().any(|n| n.healthy) {
+                format!(
+                    "its node {owner} stopped heartbeating {:.0}s ago; another node takes it over and rebuilds its worktree from its branch in the remote",
+                    row.heartbeat_age_s
+                )
+            } else if nodes.iter().any(|n| n.healthy && n.serves(dir)) {
                 format!(
                     "its node {owner} stopped heartbeating {:.0}s ago; a node serving {} takes it over",
                     row.heartbeat_age_s,

@@ -35,11 +35,13 @@ pub(crate) struct Prepared {
     pub(super) warnings: Vec<String>,
 }
 
-/// A worktree to make: in `repo`, at `path`, from `base`.
+/// A worktree to make: in `repo`, at `path`, from `base`; with `remote` (a URL),
+/// `repo` is this node's clone of it and the branch is pushed there.
 pub(crate) struct Isolate {
-    repo: worktree::Repo,
-    path: PathBuf,
-    base: String,
+    pub(super) repo: worktree::Repo,
+    pub(super) path: PathBuf,
+    pub(super) base: String,
+    pub(super) remote: Option<String>,
 }
 
 /// A created agent and what the orchestrator should know about it.
@@ -222,17 +224,32 @@ impl Registry {
                 if base.trim().is_empty() {
                     return Err("`base` is empty; omit it to start from HEAD, or give a git ref or an agent's name".into());
                 }
-                let dir = self.workdir(spec.workdir.as_deref(), false).await?;
-                let repo = worktree::repo_of(&dir).await?;
                 let root = self.worktrees_root().to_path_buf();
                 tokio::fs::create_dir_all(&root).await.map_err(|e| {
                     format!("cannot create `{}` for worktrees: {e}", root.display())
                 })?;
                 let root = tokio::fs::canonicalize(&root).await.unwrap_or(root);
                 let path = root.join(&spec.name);
+                // Through a git remote: resolved by the node that placed it here, or now.
+                let remote = match &spec.remote {
+                    Some(r) => Some(r.clone()),
+                    None => self.remote_for(spec.workdir.as_deref()).await?,
+                };
+                if let Some(remote) = remote {
+                    let workdir = within(&path, &remote.prefix);
+                    let iso = self.isolate_remote(&remote, path, base).await?;
+                    return Ok((workdir, Some(iso)));
+                }
+                let dir = self.workdir(spec.workdir.as_deref(), false).await?;
+                let repo = worktree::repo_of(&dir).await?;
                 Ok((
                     within(&path, &repo.prefix),
-                    Some(Isolate { repo, path, base }),
+                    Some(Isolate {
+                        repo,
+                        path,
+                        base,
+                        remote: None,
+                    }),
                 ))
             }
         }
@@ -256,6 +273,8 @@ impl Registry {
                 "base `{}` is an agent created in this same call, which has no work yet; create `{name}` once `{0}` is done (wait_for_agents), with base \"{0}\"",
                 iso.base
             ));
+        } else if let Some(url) = &iso.remote {
+            self.remote_base(iso, url).await?
         } else if let Ok(h) = self.get(&iso.base) {
             let Some(wt) = &h.settings.worktree else {
                 return Err(format!(
@@ -275,8 +294,18 @@ impl Registry {
             worktree::resolve_ref(&iso.repo, &iso.base).await?
         };
         let branch = worktree::branch_of(&name);
-        worktree::check_branch_free(&iso.repo, &branch).await?;
-        let wt = worktree::add(&iso.repo, &iso.path, &branch, &commit, &iso.base).await?;
+        match &iso.remote {
+            Some(url) => self.remote_branch_free(iso, url, &branch).await?,
+            None => worktree::check_branch_free(&iso.repo, &branch).await?,
+        }
+        let mut wt = worktree::add(&iso.repo, &iso.path, &branch, &commit, &iso.base).await?;
+        if iso.remote.is_some() {
+            wt.remote.clone_from(&iso.remote);
+            if let Err(e) = self.publish_new(&mut wt, &name).await {
+                worktree::discard(&iso.repo, &wt).await;
+                return Err(e);
+            }
+        }
         let workdir = within(&wt.path, &iso.repo.prefix);
         if let Err(e) = tokio::fs::create_dir_all(&workdir).await {
             worktree::discard(&iso.repo, &wt).await;
@@ -391,7 +420,7 @@ impl Registry {
 }
 
 /// `dir/prefix`, without the trailing `/` that joining an empty prefix would add.
-fn within(dir: &std::path::Path, prefix: &std::path::Path) -> PathBuf {
+pub(super) fn within(dir: &std::path::Path, prefix: &std::path::Path) -> PathBuf {
     if prefix.as_os_str().is_empty() {
         dir.to_path_buf()
     } else {

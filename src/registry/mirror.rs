@@ -16,6 +16,7 @@ use crate::agent::output::CommandRecord;
 use crate::agent::state::AgentState;
 use crate::agent::{AgentHandle, AgentSettings, Initial};
 use crate::store::AgentLog;
+use crate::store::event::Event;
 
 /// How long a worker that lost its lease gets to stop before it is left behind.
 const DEMOTE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -28,11 +29,29 @@ impl Registry {
         match existing {
             Some(h) if !h.is_mirror() => {}
             Some(h) => {
-                if let Some((_, initial)) = self.mirror_parts(log) {
-                    h.set_node(node);
-                    if let Some(state) = initial.state {
-                        h.refresh_mirror(state, initial.outputs, initial.next_seq);
-                    }
+                let Some((settings, initial)) = self.mirror_parts(log) else {
+                    return;
+                };
+                if settings.workdir != h.settings.workdir {
+                    // Another node rebuilt its worktree: a mirror with its new settings
+                    // takes the old one's place (a wait on it follows).
+                    let handle = AgentHandle::new_mirror(
+                        h.id.clone(),
+                        settings,
+                        self.cancel_token(),
+                        self.fleet().clone(),
+                        initial,
+                        node,
+                    );
+                    self.untrack_writer(&h.settings);
+                    self.register(&handle);
+                    h.retire_mirror();
+                    self.fleet().notify_settle();
+                    return;
+                }
+                h.set_node(node);
+                if let Some(state) = initial.state {
+                    h.refresh_mirror(state, initial.outputs, initial.next_seq);
                 }
             }
             None => {
@@ -70,18 +89,34 @@ impl Registry {
     /// Run an agent whose node's lease expired: replace its mirror with a live agent
     /// rebuilt from its log, resuming its command in progress as after a restart. The
     /// live agent is in place before the mirror is retired, so a wait on it follows it.
-    pub fn take_over(&self, log: AgentLog, node: &str) -> RestoreReport {
+    pub fn take_over(
+        &self,
+        log: AgentLog,
+        node: &str,
+        moved: Option<crate::worktree::Worktree>,
+    ) -> RestoreReport {
         let mut report = RestoreReport::default();
         let id = log.agent_id.clone();
-        let Some(restored) = replay(log) else {
+        let Some(mut restored) = replay(log) else {
             return report;
         };
         let old = self.agents.get(&id).map(|e| e.value().clone());
         if old.as_ref().is_some_and(|o| !o.is_mirror()) {
             return report;
         }
+        // Its worktree, made on this node from the remote: it works there now.
+        if let Some(wt) = &moved {
+            restored.settings.workdir = super::create::within(&wt.path, &wt.prefix);
+            restored.settings.worktree = Some(wt.clone());
+        }
         let (handle, start) = self.revive(restored, true, &mut report);
         handle.set_node(node);
+        if let Some(worktree) = moved {
+            handle.record(Event::Relocated {
+                node: node.to_string(),
+                worktree,
+            });
+        }
         if let Some(old) = &old {
             self.untrack_writer(&old.settings);
         }

@@ -35,6 +35,7 @@ mod answer;
 mod create;
 mod mirror;
 mod policy;
+mod remote;
 pub(crate) mod replay;
 mod restore;
 mod schedule;
@@ -85,6 +86,8 @@ pub struct Registry {
     worktrees_root: PathBuf,
     /// `--ephemeral`: worktrees are removed (branches kept) at shutdown.
     ephemeral_worktrees: bool,
+    /// In a fleet of several nodes: the git remote worktree agents go through.
+    remotes: Option<remote::Remotes>,
     /// `sandbox` / `network` of agents that set neither (nor their role): config.
     sandbox_default: crate::sandbox::Sandbox,
     /// The operator allows agents and roles to ask for `sandbox: "off"`.
@@ -122,6 +125,7 @@ impl Registry {
             sandbox_default: crate::sandbox::Sandbox::default(),
             sandbox_allow_off: false,
             ephemeral_worktrees: false,
+            remotes: None,
             writers: Default::default(),
             default_workdir,
             cancel: CancellationToken::new(),
@@ -471,6 +475,7 @@ impl Registry {
         {
             tracing::warn!("some agents did not stop within {grace:?}");
         }
+        self.publish_all().await;
         if self.ephemeral_worktrees {
             // The fleet ends with the process: so do its worktrees; their branches stay.
             for h in self.local_agents() {

@@ -151,6 +151,12 @@ impl Replay {
         }
     }
 
+    /// Another node took it over and made its worktree there: it works in that one.
+    fn relocated(&mut self, worktree: crate::worktree::Worktree) {
+        self.r.settings.workdir = super::create::within(&worktree.path, &worktree.prefix);
+        self.r.settings.worktree = Some(worktree);
+    }
+
     /// Apply one event of the log.
     fn apply(&mut self, seq: u64, at_ms: i64, event: Event) {
         self.r.next_seq = seq + 1;
@@ -160,7 +166,9 @@ impl Replay {
             | Event::Retry { .. }
             | Event::Resumed { .. }
             | Event::Escalated { .. }
+            | Event::Pushed { .. }
             | Event::HandoffFlagged { .. } => {}
+            Event::Relocated { worktree, .. } => self.relocated(worktree),
             Event::Command {
                 index,
                 task,

@@ -43,6 +43,9 @@ pub struct CreateSpec {
     pub isolation: Option<crate::worktree::Isolation>,
     /// With isolation: a git ref or an agent's name to start from (default `HEAD`).
     pub base: Option<String>,
+    /// With isolation, in a fleet: the git remote the node that placed the agent on
+    /// this one resolved (this node may not have its work directory).
+    pub remote: Option<crate::worktree::RemoteSpec>,
     /// Default: the role's, else config.
     pub sandbox: Option<SandboxMode>,
     /// Whether its commands may reach the network; default: the role's, else config.

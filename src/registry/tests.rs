@@ -75,6 +75,9 @@ async fn a_spec_with_a_worktree_names_it_in_the_prompt_either_way() {
         admin_dir: dir.join(".git/worktrees/scout-1"),
         base_commit: "0".repeat(40),
         base: "HEAD".into(),
+        remote: None,
+        prefix: std::path::PathBuf::new(),
+        stamp: None,
     });
     let with_worktree = registry.resolve(spec.clone(), created.model.clone());
     assert!(with_worktree.system_prompt.contains("flotilla/scout-1"));

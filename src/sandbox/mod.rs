@@ -488,10 +488,11 @@ pub fn shell_command(
     cwd: &Path,
     sandbox: Sandbox,
     agent: &str,
+    visible: &[PathBuf],
 ) -> tokio::process::Command {
     if let Some(cmd) = RUNTIME
         .get()
-        .and_then(|r| r.command(command, cwd, sandbox, agent))
+        .and_then(|r| r.command_with(command, cwd, sandbox, agent, &[], visible))
     {
         return cmd;
     }

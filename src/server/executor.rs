@@ -21,6 +21,15 @@ impl FleetServer {
         here.dispatch(tool, args).await
     }
 
+    /// `_remote` (a git remote resolved by the node that placed an agent) comes from
+    /// another node of the fleet, never from a client.
+    pub(super) fn between_nodes_only(&self, remote_given: bool) -> Result<(), String> {
+        if remote_given && !self.forwarded {
+            return Err("unknown field `_remote`: it is set by flotilla between the nodes of a fleet; leave it out".into());
+        }
+        Ok(())
+    }
+
     /// What runs the calls other nodes forward to this one.
     pub fn executor(&self) -> Arc<dyn Executor> {
         let mut here = self.clone();

@@ -214,6 +214,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<CreateAgentParams>,
     ) -> Result<Json<CreateAgentResult>, String> {
+        self.between_nodes_only(p.remote.is_some())?;
         let (handle, warnings) = self.registry.create(p.into()).await?;
         let state = handle.state();
         let warning = join_notes(
@@ -242,6 +243,7 @@ impl FleetServer {
         &self,
         Parameters(p): Parameters<CreateAgentsParams>,
     ) -> Result<Json<CreateAgentsResult>, String> {
+        self.between_nodes_only(p.agents.iter().any(|a| a.remote.is_some()))?;
         let specs = p.agents.into_iter().map(CreateSpec::from).collect();
         let handles = self.registry.create_plan(specs).await?;
         let warnings = handles

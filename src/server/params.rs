@@ -64,6 +64,11 @@ pub struct CreateAgentParams {
     /// Network for its commands. Default: the role's, config's, else false.
     #[serde(default)]
     pub network: Option<bool>,
+    /// Between nodes only (not in the schema): the git remote the placing node
+    /// resolved for a worktree agent.
+    #[serde(default, rename = "_remote")]
+    #[schemars(skip)]
+    pub remote: Option<crate::worktree::RemoteSpec>,
 }
 
 /// A create_agent call's arguments, as the registry takes them: the one place they
@@ -88,6 +93,7 @@ impl From<CreateAgentParams> for CreateSpec {
             base: p.base,
             sandbox: p.sandbox,
             network: p.network,
+            remote: p.remote,
         }
     }
 }

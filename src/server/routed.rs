@@ -199,7 +199,13 @@ impl FleetServer {
             None => self.registry.default_workdir().to_path_buf(),
         };
         let runs = tool == "create_agents" || spec.get("task").is_some_and(Value::is_string);
-        let Some(node) = cluster.place(&dir, runs) else {
+        // A worktree agent with a git remote can run on any node: the node it goes to
+        // is told the remote (it may not have the work directory).
+        let remote = match self.remote_of(tool, &spec).await {
+            Ok(r) => r,
+            Err(e) => return Some(crate::cluster::refusal(&e)),
+        };
+        let Some(node) = cluster.place(remote.is_none().then_some(dir.as_path()), runs) else {
             return Some(crate::cluster::refusal(&format!(
                 "no node of the fleet serves the work directory {} (this node serves {}); give a workdir under a node's roots, or start a node that serves it",
                 dir.display(),
@@ -215,7 +221,9 @@ impl FleetServer {
             return None;
         }
         // The other node resolves paths against its own directory: send them absolute.
-        if tool == "create_agent" {
+        if let Some(remote) = remote {
+            args.insert("_remote".into(), serde_json::json!(remote));
+        } else if tool == "create_agent" {
             args.insert("workdir".into(), Value::String(dir.display().to_string()));
         } else if let Some(Value::Array(agents)) = args.get_mut("agents") {
             for a in agents.iter_mut().filter_map(Value::as_object_mut) {
@@ -232,6 +240,23 @@ impl FleetServer {
                 .forward(Forwarded::Node(&node), tool, Value::Object(args))
                 .await,
         )
+    }
+
+    /// The git remote a new worktree agent (`create_agent` with isolation) goes
+    /// through, as this node resolves it; `None`: none (or another tool).
+    async fn remote_of(
+        &self,
+        tool: &str,
+        spec: &JsonObject,
+    ) -> Result<Option<crate::worktree::RemoteSpec>, String> {
+        if tool != "create_agent"
+            || spec.get("isolation").and_then(Value::as_str) != Some("worktree")
+        {
+            return Ok(None);
+        }
+        self.registry
+            .remote_for(spec.get("workdir").and_then(Value::as_str))
+            .await
     }
 
     /// pause_agents / resume_agents: each node holds the agents it runs.

@@ -22,8 +22,8 @@ pub struct ClusterSettings {
     pub lease: Duration,
     /// Agents running a command at once across every node.
     pub max_running: Option<usize>,
-    /// The git remote (URL or name) isolated agents' branches go through.
-    pub remote: Option<String>,
+    /// The git remote worktree agents' branches go through (`[cluster] remote`).
+    pub remote: crate::worktree::GitRemote,
 }
 
 impl ClusterSettings {
@@ -44,16 +44,13 @@ impl ClusterSettings {
                 "invalid config: [cluster] lease_s = {lease_s}: a lease must last at least {MIN_LEASE_S} seconds"
             );
         }
-        if let Some(remote) = &config.remote {
-            anyhow::bail!(
-                "invalid config: [cluster] remote = {remote:?}: worktree agents on any node through a git remote are not built yet (an isolated agent runs on the node that made its worktree, which a shared filesystem lets every node reach); remove the key"
-            );
-        }
+        let remote = crate::worktree::GitRemote::parse(config.remote.as_deref())
+            .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
         Ok(Self {
             node,
             lease: Duration::from_secs(lease_s),
             max_running: config.max_running,
-            remote: None,
+            remote,
         })
     }
 }
@@ -143,18 +140,21 @@ mod tests {
         let s = ClusterSettings::resolve(Some("n".into()), &c).unwrap();
         assert_eq!(s.lease, Duration::from_secs(3));
         assert_eq!(s.max_running, Some(40));
-        // Not built yet: refused, not ignored.
+        assert_eq!(s.remote, crate::worktree::GitRemote::Own);
         let c = ClusterConfig {
             remote: Some("origin".into()),
+            ..ClusterConfig::default()
+        };
+        let s = ClusterSettings::resolve(Some("n".into()), &c).unwrap();
+        assert_eq!(s.remote, crate::worktree::GitRemote::Named("origin".into()));
+        let c = ClusterConfig {
+            remote: Some("not a remote".into()),
             ..ClusterConfig::default()
         };
         let e = ClusterSettings::resolve(Some("n".into()), &c)
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("[cluster] remote") && e.contains("not built yet"),
-            "{e}"
-        );
+        assert!(e.contains("invalid config: [cluster] remote"), "{e}");
         let c = ClusterConfig {
             lease_s: Some(1),
             ..ClusterConfig::default()

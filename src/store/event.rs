@@ -204,10 +204,26 @@ pub enum Event {
     Paused,
     /// Let go by `resume_agents`.
     Unpaused,
+    /// A worktree agent with a git remote: at the end of command `index`, its work was
+    /// committed onto its branch and pushed (`commit`), or could not be (`error`).
+    Pushed {
+        index: u32,
+        branch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Node `node` took the agent over and made its worktree there from its branch in
+    /// the remote: it works in this worktree from now on.
+    Relocated {
+        node: String,
+        worktree: crate::worktree::Worktree,
+    },
 }
 
 /// Every event kind, for the `kinds` filter of `get_agent_events`.
-pub const KINDS: [&str; 20] = [
+pub const KINDS: [&str; 22] = [
     "created",
     "command",
     "started",
@@ -228,6 +244,8 @@ pub const KINDS: [&str; 20] = [
     "charged",
     "asked",
     "answered",
+    "pushed",
+    "relocated",
 ];
 
 impl Event {
@@ -253,6 +271,8 @@ impl Event {
             Self::Charged { .. } => "charged",
             Self::Asked { .. } => "asked",
             Self::Answered { .. } => "answered",
+            Self::Pushed { .. } => "pushed",
+            Self::Relocated { .. } => "relocated",
         }
     }
 
@@ -273,6 +293,7 @@ impl Event {
                 | Self::Session { .. }
                 | Self::Asked { .. }
                 | Self::Answered { .. }
+                | Self::Relocated { .. }
         )
     }
 
@@ -372,9 +393,35 @@ impl Event {
                 usage.input_tokens, usage.output_tokens
             ),
             Self::Asked { .. } | Self::Answered { .. } => asking_summary(self, CUT),
+            Self::Pushed { .. } | Self::Relocated { .. } => worktree_summary(self, CUT),
             Self::Paused => "paused by pause_agents".to_string(),
             Self::Unpaused => "resumed by resume_agents".to_string(),
         }
+    }
+}
+
+/// The summary of a worktree agent's `pushed` and `relocated` events.
+fn worktree_summary(event: &Event, cut: usize) -> String {
+    match event {
+        Event::Pushed {
+            index,
+            branch,
+            commit,
+            error,
+        } => match (commit, error) {
+            (_, Some(e)) => format!("command {index}: {branch} NOT pushed: {}", short(e, cut)),
+            (Some(c), None) => format!(
+                "command {index}: work committed and pushed to {branch} at {}",
+                &c[..c.len().min(12)]
+            ),
+            (None, None) => format!("command {index}: {branch} pushed"),
+        },
+        Event::Relocated { node, worktree } => format!(
+            "node {node} took it over: worktree {} rebuilt from {} in the remote",
+            worktree.path.display(),
+            worktree.branch
+        ),
+        _ => String::new(),
     }
 }
 

@@ -153,6 +153,23 @@ enum End {
     Cancelled,
 }
 
+/// `sh -c command` in the agent's work directory, in its sandbox and a process group
+/// of its own, its output piped.
+fn spawn(command: &str, ctx: &ToolContext) -> Result<tokio::process::Child, ToolError> {
+    crate::sandbox::shell_command(command, &ctx.root, ctx.sandbox, &ctx.agent, &ctx.visible)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            ToolError::Model(format!(
+                "could not start `sh -c` in the work directory: {e}"
+            ))
+        })
+}
+
 /// `run_command`: run, capture, enforce the timeout and cancellation.
 pub async fn run_command(input: RunCommandInput, ctx: &ToolContext) -> ToolResult {
     if input.command.trim().is_empty() {
@@ -164,19 +181,7 @@ pub async fn run_command(input: RunCommandInput, ctx: &ToolContext) -> ToolResul
         .timeout_s
         .unwrap_or(DEFAULT_TIMEOUT_S)
         .clamp(1, MAX_TIMEOUT_S);
-    let mut child =
-        crate::sandbox::shell_command(&input.command, &ctx.root, ctx.sandbox, &ctx.agent)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                ToolError::Model(format!(
-                    "could not start `sh -c` in the work directory: {e}"
-                ))
-            })?;
+    let mut child = spawn(&input.command, ctx)?;
     let mut group = GroupKiller(
         child
             .id()

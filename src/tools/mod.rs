@@ -48,6 +48,10 @@ pub struct ToolContext {
     pub sandbox: crate::sandbox::Sandbox,
     /// The agent's id (its commands' private temp directory is named after it).
     pub agent: String,
+    /// Places a confined command still sees (read-only) where flotilla's data
+    /// directory is hidden: the git directory of a worktree agent's clone, so git
+    /// works in its worktree.
+    pub visible: Vec<PathBuf>,
 }
 
 /// The result of one tool call.

@@ -76,8 +76,45 @@ pub(super) async fn git_within(
     cwd: &Path,
     env: &[(&str, &Path)],
 ) -> Result<String, String> {
+    run(&OVERRIDES, limit, args, cwd, env).await
+}
+
+/// Longest a fetch from or a push to a git remote may take.
+pub(super) const REMOTE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Command-line config of git talking to a remote (fetch, push) from a clone only
+/// flotilla writes: still no hooks and nothing a repository could name, but the user's
+/// own ssh, credential helpers and `insteadOf` rules apply, and only the transports
+/// that run no program of the URL's choosing (`ext::` and the like stay refused).
+const REMOTE_OVERRIDES: [&str; 12] = [
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "commit.gpgSign=false",
+    "push.gpgSign=false",
+    "core.pager=cat",
+    "protocol.allow=never",
+    "protocol.file.allow=always",
+    "protocol.git.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.http.allow=always",
+    "protocol.https.allow=always",
+    "submodule.recurse=false",
+];
+
+/// Git that fetches from or pushes to `url`, in the clone `cwd`.
+pub(super) async fn git_remote(args: &[&str], cwd: &Path) -> Result<String, String> {
+    run(&REMOTE_OVERRIDES, REMOTE_TIMEOUT, args, cwd, &[]).await
+}
+
+async fn run(
+    overrides: &[&str],
+    limit: Duration,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new("git");
-    for o in OVERRIDES {
+    for o in overrides {
         cmd.args(["-c", o]);
     }
     cmd.args(args)

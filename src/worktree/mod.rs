@@ -22,6 +22,7 @@
 
 mod git;
 mod keep;
+mod remote;
 mod remove;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use self::git::{Shadow, git, git_within};
 pub use self::keep::Kept;
+pub use self::remote::{
+    Clones, GitRemote, RemoteRepo, RemoteSpec, publish, reachable, rebuild, stamp,
+};
 pub use self::remove::{Removed, remove};
 
 /// Longest counting an agent's changes for its status may take.
@@ -87,6 +91,26 @@ pub struct Worktree {
     pub base_commit: String,
     /// The base as given: a git ref, or an agent's name.
     pub base: String,
+    /// The git remote (URL) its branch is pushed to at the end of every command, so
+    /// any node of a fleet can run it (see `remote.rs`); `None`: it works in the
+    /// repository of its work directory, on a node that serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Its work directory relative to the worktree's top (`""` at the top): where
+    /// it works again when another node rebuilds the worktree.
+    #[serde(default, skip_serializing_if = "crate::worktree::is_top")]
+    pub prefix: PathBuf,
+    /// With a remote: the mark of this very worktree, also written in its
+    /// administrative directory. A node that takes the agent over and finds the same
+    /// mark there reaches this worktree (a shared filesystem) and keeps it; else it
+    /// rebuilds the worktree from the remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+}
+
+/// The top of a worktree (an empty prefix).
+fn is_top(prefix: &Path) -> bool {
+    prefix.as_os_str().is_empty()
 }
 
 /// Files changed, lines inserted and deleted: the agent's work against its base,
@@ -250,6 +274,18 @@ pub async fn add(
     commit: &str,
     base: &str,
 ) -> Result<Worktree, String> {
+    add_as(repo, path, branch, commit, base, "-b").await
+}
+
+/// [`add`], with `-b` (a new branch) or `-B` (the branch reset to `commit`).
+async fn add_as(
+    repo: &Repo,
+    path: &Path,
+    branch: &str,
+    commit: &str,
+    base: &str,
+    new_branch: &str,
+) -> Result<Worktree, String> {
     if path.exists() {
         return Err(format!(
             "`{}` exists already (left from an earlier agent?); remove it (`git worktree remove {0}` or delete the directory), or choose another name",
@@ -270,7 +306,7 @@ pub async fn add(
             "add",
             "--quiet",
             "--no-checkout",
-            "-b",
+            new_branch,
             branch,
             &shown,
             commit,
@@ -287,6 +323,9 @@ pub async fn add(
         admin_dir: PathBuf::from(admin),
         base_commit: commit.to_string(),
         base: base.to_string(),
+        remote: None,
+        prefix: repo.prefix.clone(),
+        stamp: None,
     };
     let checkout = async {
         WtGit::new(&wt)
@@ -395,11 +434,20 @@ pub async fn snapshot_commit(wt: &Worktree, agent: &str) -> Result<(String, Snap
 }
 
 async fn commit_snapshot(g: &WtGit<'_>, agent: &str) -> Result<(String, Snapshot), String> {
+    let message = format!("flotilla: uncommitted work of agent {agent}");
+    commit_snapshot_as(g, agent, &message).await
+}
+
+/// [`commit_snapshot`] with a message of its own.
+async fn commit_snapshot_as(
+    g: &WtGit<'_>,
+    agent: &str,
+    message: &str,
+) -> Result<(String, Snapshot), String> {
     let snap = snapshot_within(g, git::GIT_TIMEOUT).await?;
     if !snap.dirty {
         return Ok((snap.head.clone(), snap));
     }
-    let message = format!("flotilla: uncommitted work of agent {agent}");
     let who = PathBuf::from(format!("flotilla agent {agent}"));
     let email = PathBuf::from(format!("{agent}@flotilla.invalid"));
     let env = [
@@ -417,7 +465,7 @@ async fn commit_snapshot(g: &WtGit<'_>, agent: &str) -> Result<(String, Snapshot
                 "-p",
                 &snap.head,
                 "-m",
-                &message,
+                message,
             ],
             &env,
         )
@@ -482,6 +530,11 @@ fn common_dir(wt: &Worktree) -> Option<PathBuf> {
     let text = std::fs::read_to_string(wt.admin_dir.join("commondir")).ok()?;
     let common = wt.admin_dir.join(text.trim());
     common.canonicalize().ok()
+}
+
+/// The git directory (shared by its worktrees) of the repository `wt` is in.
+pub fn git_dir_of(wt: &Worktree) -> Option<PathBuf> {
+    common_dir(wt)
 }
 
 /// The repository's common directory of an existing worktree, for comparing repos.

@@ -19,6 +19,8 @@ pub struct Removed {
     /// The worktree could not be removed by git (e.g. the agent rewrote its `.git`
     /// file): flotilla deleted the directory itself and pruned it from the repository.
     pub forced: bool,
+    /// An agent with a remote: the branch pushed there (`Ok`), or why not.
+    pub pushed: Option<Result<String, String>>,
 }
 
 impl Removed {
@@ -35,6 +37,13 @@ impl Removed {
                 self.branch
             )
         };
+        match &self.pushed {
+            Some(Ok(url)) => s.push_str(&format!(" and was pushed to {url}")),
+            Some(Err(e)) => s.push_str(&format!(
+                " (NOT pushed to the remote: {e}; the branch is in this node's clone of it)"
+            )),
+            None => {}
+        }
         if self.forced {
             s.push_str(" (git refused to remove it, its `.git` file was changed: flotilla deleted the directory and pruned it)");
         }
@@ -62,6 +71,7 @@ pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
         committed: false,
         kept: Kept::default(),
         forced: false,
+        pushed: None,
     };
     if !wt.path.is_dir() {
         let _ = git(&[&git_dir, "worktree", "prune"], &common, &[]).await;
@@ -88,6 +98,13 @@ pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
         .await
         .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
         removed.committed = true;
+    }
+    if let Some(url) = &wt.remote {
+        removed.pushed = Some(
+            super::remote::push(&common, url, &wt.branch)
+                .await
+                .map(|()| url.clone()),
+        );
     }
     let ignored = g
         .run(

@@ -660,6 +660,11 @@ pub fn row<'a>(rows: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {name} in {rows}"))
 }
 
+/// `name`'s row in the answer of a `wait_for_agents`.
+pub fn row_of<'a>(waited: &'a Value, name: &str) -> &'a Value {
+    row(&waited["agents"], name)
+}
+
 /// Whether a `files_written`/`files_read` list names `rel` (relative or absolute form).
 pub fn lists_path(list: &Value, rel: &str) -> bool {
     list.as_array()

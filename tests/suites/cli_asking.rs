@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::clis;
 
@@ -139,10 +139,6 @@ async fn transcript_holds_the_ask(fl: &Flotilla) {
         holds(&projects)
     })
     .await;
-}
-
-fn row_of<'a>(waited: &'a Value, agent: &str) -> &'a Value {
-    row(&waited["agents"], agent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

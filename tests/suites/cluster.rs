@@ -106,10 +106,6 @@ async fn an_agent_placed_on_another_node_is_commanded_and_awaited_through_any_no
     .await;
 }
 
-fn row_of<'a>(waited: &'a Value, name: &str) -> &'a Value {
-    row(&waited["agents"], name)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_node_mid_command_moves_its_agents_and_runs_no_tool_twice() {
     let db = postgres::database();

@@ -12,6 +12,7 @@
 //! recorded as cancelled.
 
 mod ask;
+mod push;
 mod session;
 mod session_ask;
 mod step;
@@ -139,6 +140,7 @@ pub async fn run(agent: Arc<AgentHandle>, start: Start) {
             // Deleted or shutting down: leave the log as it is (resumed on restart).
             break;
         }
+        push::push_work(&agent, job.index).await;
         end(&agent, job.index, result).await;
     }
 }

@@ -114,6 +114,7 @@ impl Turn<'_> {
             cancel: cancel.clone(),
             sandbox: self.agent.settings.sandbox,
             agent: self.agent.id.clone(),
+            visible: self.agent.settings.git_dir_to_show().into_iter().collect(),
         };
         let run = tool.run(input, &ctx);
         tokio::pin!(run);

@@ -307,7 +307,16 @@ async fn create_leases(
             )
             .await
             .map_err(err)?;
-        let workdir = settings.workdir.to_string_lossy().into_owned();
+        // A worktree agent with a git remote can run on any node: no directory to serve.
+        let anywhere = settings
+            .worktree
+            .as_ref()
+            .is_some_and(|w| w.remote.is_some());
+        let workdir = if anywhere {
+            String::new()
+        } else {
+            settings.workdir.to_string_lossy().into_owned()
+        };
         let inserted = tx
             .execute(&stmt, &[agent_id, &shared.node, &lease_ms, &workdir])
             .await

@@ -30,6 +30,7 @@ impl Fixture {
                 cancel: CancellationToken::new(),
                 sandbox: Default::default(),
                 agent: "test".into(),
+                visible: Vec::new(),
             },
         }
     }

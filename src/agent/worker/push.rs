@@ -1,0 +1,40 @@
+//! A worktree agent with a git remote hands its work over at the end of every
+//! command: committed onto its branch and pushed (see `worktree/remote.rs`), before
+//! the command's end is recorded, so whoever waits for it finds the branch there.
+
+use super::super::AgentHandle;
+use super::super::state::Activity;
+use crate::store::event::Event;
+
+/// Commit and push the agent's work after command `index`; a failure is recorded
+/// (`pushed` with its error) and logged, and the command ends as it would have.
+pub(super) async fn push_work(agent: &AgentHandle, index: u32) {
+    let Some(wt) = agent
+        .settings
+        .worktree
+        .as_ref()
+        .filter(|w| w.remote.is_some())
+    else {
+        return;
+    };
+    agent.update(|s| {
+        s.activity = Some(Activity::now(format!(
+            "pushing its work to {} in the remote",
+            wt.branch
+        )));
+    });
+    let message = format!("flotilla: agent {}, command {index}", agent.name());
+    let (commit, error) = match crate::worktree::publish(wt, agent.name(), &message).await {
+        Ok(commit) => (Some(commit), None),
+        Err(e) => {
+            tracing::warn!(agent = %agent.name(), branch = %wt.branch, "could not push the agent's work: {e}");
+            (None, Some(e))
+        }
+    };
+    agent.record(Event::Pushed {
+        index,
+        branch: wt.branch.clone(),
+        commit,
+        error,
+    });
+}

@@ -1,0 +1,201 @@
+//! Worktree agents through a git remote, in a fleet of several nodes (see
+//! `worktree/remote.rs`): which remote a new agent's repository goes through, its
+//! base fetched from there, and its worktree brought to the node that takes it over.
+
+use std::path::PathBuf;
+
+use super::Registry;
+use super::create::Isolate;
+use crate::store::AgentLog;
+use crate::store::event::Event;
+use crate::worktree::{self, GitRemote, RemoteRepo, RemoteSpec, Worktree};
+
+/// The remotes of a node in a fleet: which one, and this node's clones of them.
+pub(crate) struct Remotes {
+    pub(super) choice: GitRemote,
+    pub(super) clones: worktree::Clones,
+}
+
+impl Registry {
+    /// Worktree agents go through `choice` (`[cluster] remote`): set only on a node of
+    /// a fleet with a shared store. Clones go under the worktrees root.
+    pub fn with_git_remote(mut self, choice: GitRemote) -> Self {
+        let clones = worktree::Clones::new(&self.worktrees_root);
+        self.remotes = Some(Remotes { choice, clones });
+        self
+    }
+
+    /// The remote a new worktree agent working in `workdir` (a directory asked for,
+    /// relative to this node's) goes through, and where in the repository it works;
+    /// `None`: no remote, it works in the repository of its work directory.
+    pub async fn remote_for(&self, workdir: Option<&str>) -> Result<Option<RemoteSpec>, String> {
+        let Some(remotes) = &self.remotes else {
+            return Ok(None);
+        };
+        let repo = match self.workdir(workdir, false).await {
+            Ok(dir) => worktree::repo_of(&dir).await.ok(),
+            Err(_) => None,
+        };
+        Ok(remotes
+            .choice
+            .url_for(repo.as_ref())
+            .await?
+            .map(|url| RemoteSpec {
+                url,
+                prefix: repo.map(|r| r.prefix).unwrap_or_default(),
+            }))
+    }
+
+    /// The clone of `spec`'s remote on this node, for a worktree at `path`.
+    pub(super) async fn isolate_remote(
+        &self,
+        spec: &RemoteSpec,
+        path: PathBuf,
+        base: String,
+    ) -> Result<Isolate, String> {
+        let Some(remotes) = &self.remotes else {
+            return Err(
+                "this node is not part of a fleet with a git remote ([cluster] remote and --store)"
+                    .into(),
+            );
+        };
+        let clone = remotes.clones.open(&spec.url, &spec.prefix).await?;
+        Ok(Isolate {
+            repo: clone.repo,
+            path,
+            base,
+            remote: Some(spec.url.clone()),
+        })
+    }
+
+    /// The commit a worktree agent with a remote starts from: `base` fetched from the
+    /// remote. An agent of this node starts from its work as it is (as without a
+    /// remote); one another node runs, from what it last pushed.
+    pub(super) async fn remote_base(&self, iso: &Isolate, url: &str) -> Result<String, String> {
+        let Some(remotes) = &self.remotes else {
+            return Err("no git remote on this node".into());
+        };
+        let clone = RemoteRepo {
+            repo: iso.repo.clone(),
+            url: url.to_string(),
+        };
+        remotes.clones.fetch_all(&clone).await?;
+        let Ok(h) = self.get(&iso.base) else {
+            return clone.resolve(&iso.base).await;
+        };
+        let Some(wt) = &h.settings.worktree else {
+            return Err(format!(
+                "base `{}` is an agent without a worktree of its own (created without isolation \"worktree\"); give a git ref instead (default HEAD)",
+                iso.base
+            ));
+        };
+        if wt.remote.as_deref() != Some(url) {
+            return Err(format!(
+                "base `{}` is an agent working in another repository than the remote {url}",
+                iso.base
+            ));
+        }
+        if !h.is_mirror() {
+            return Ok(worktree::snapshot_commit(wt, h.name()).await?.0);
+        }
+        clone.resolve(&wt.branch).await.map_err(|_| {
+            format!(
+                "base `{}` runs on another node and its branch {} is not in the remote {url} yet",
+                iso.base, wt.branch
+            )
+        })
+    }
+
+    /// A new branch for the agent: refused when the remote has it already.
+    pub(super) async fn remote_branch_free(
+        &self,
+        iso: &Isolate,
+        url: &str,
+        branch: &str,
+    ) -> Result<(), String> {
+        RemoteRepo {
+            repo: iso.repo.clone(),
+            url: url.to_string(),
+        }
+        .check_branch_free(branch)
+        .await
+    }
+
+    /// Mark a new worktree and push its branch, so the remote has it from the start
+    /// (another node can start from it, and take it over, before its first command
+    /// ends).
+    pub(super) async fn publish_new(&self, wt: &mut Worktree, name: &str) -> Result<(), String> {
+        worktree::stamp(wt, &self.node_name()).await?;
+        worktree::publish(wt, name, &format!("flotilla: agent {name} created"))
+            .await
+            .map(|_| ())
+    }
+
+    /// This node's name in the fleet (for stamps).
+    fn node_name(&self) -> String {
+        self.store()
+            .shared()
+            .map(|s| s.node.clone())
+            .unwrap_or_else(|| "local".into())
+    }
+
+    /// Before this node runs an agent another node ran (a takeover): its worktree
+    /// made here from its branch in the remote, when the one its log names is not
+    /// reachable. `None`: nothing to move (no worktree with a remote, or this node
+    /// reaches it).
+    pub async fn bring_worktree(&self, log: &AgentLog) -> Result<Option<Worktree>, String> {
+        let Some(wt) = latest_worktree(log) else {
+            return Ok(None);
+        };
+        if wt.remote.is_none() || worktree::reachable(&wt) {
+            return Ok(None);
+        }
+        let Some(remotes) = &self.remotes else {
+            return Err(format!(
+                "the agent works through the git remote {}, and this node has no remote configured ([cluster] remote must not be \"\")",
+                wt.remote.as_deref().unwrap_or_default()
+            ));
+        };
+        let name = wt.branch.trim_start_matches("flotilla/").to_string();
+        let path = self.worktrees_root.join(&name);
+        tokio::fs::create_dir_all(&self.worktrees_root)
+            .await
+            .map_err(|e| format!("cannot create `{}`: {e}", self.worktrees_root.display()))?;
+        worktree::rebuild(&remotes.clones, &wt, &path, &self.node_name())
+            .await
+            .map(Some)
+    }
+
+    /// Push the work of every agent this node runs in a worktree with a remote (at
+    /// shutdown, once their workers stopped), so the node that takes them over
+    /// starts from it.
+    pub(super) async fn publish_all(&self) {
+        for h in self.local_agents() {
+            let Some(wt) = h.settings.worktree.as_ref().filter(|w| w.remote.is_some()) else {
+                continue;
+            };
+            let message = format!(
+                "flotilla: agent {}, work so far (its node stopped)",
+                h.name()
+            );
+            match worktree::publish(wt, h.name(), &message).await {
+                Ok(commit) => {
+                    tracing::info!(agent = %h.name(), branch = %wt.branch, %commit, "pushed the agent's work before stopping")
+                }
+                Err(e) => {
+                    tracing::warn!(agent = %h.name(), branch = %wt.branch, "could not push the agent's work before stopping: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// The worktree an agent's log leaves it in: its creation's, or the last node's that
+/// rebuilt it.
+fn latest_worktree(log: &AgentLog) -> Option<Worktree> {
+    log.events.iter().rev().find_map(|e| match &e.event {
+        Event::Relocated { worktree, .. } => Some(worktree.clone()),
+        Event::Created { settings } => settings.worktree.clone(),
+        _ => None,
+    })
+}

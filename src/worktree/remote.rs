@@ -1,0 +1,606 @@
+//! Worktree agents any node of a fleet can run: their repository is reached through a
+//! git remote (`[cluster] remote`, else the repository's own), not through a shared
+//! filesystem.
+//!
+//! Each node keeps a bare clone of the remote of its own, written only by flotilla
+//! (`<worktrees root>/.clones/<name>-<hash>.git`). The remote's branches, tags and
+//! `HEAD` are fetched under `refs/fleet/` in it, so nothing fetched ever moves a branch
+//! an agent works on. An agent's worktree is made in that clone on `flotilla/<name>`,
+//! and [`publish`] commits its work onto the branch and pushes it to the remote at the
+//! end of every command: another node can start an agent from it (`base: "<agent>"`),
+//! the user sees it in the remote, and a node that takes the agent over [`rebuild`]s
+//! the worktree from it. Pushes are fast-forward only: a branch someone else moved in
+//! the remote is never overwritten.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use super::git::{git, git_remote};
+use super::{Repo, Worktree, WtGit, add_as, commit_snapshot_as, common_dir};
+
+/// Where the agents' fetched refs go in a clone.
+const FLEET: &str = "refs/fleet";
+
+/// `[cluster] remote`: which git remote worktree agents go through.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GitRemote {
+    /// `remote = ""`: none; worktree agents run on nodes serving their repository.
+    Off,
+    /// Unset: the repository's own (its branch's upstream remote, else `origin`, else
+    /// its only one); a repository without one works as with `Off`.
+    #[default]
+    Own,
+    /// A remote of the repository, by name.
+    Named(String),
+    /// A URL (`https://…`, `ssh://…`, `git@host:path`, or an absolute path).
+    Url(String),
+}
+
+impl GitRemote {
+    /// The configured value, checked: what was wrong and how to fix it.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        let Some(v) = value else {
+            return Ok(Self::Own);
+        };
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(Self::Off);
+        }
+        if v.starts_with('-') || v.chars().any(char::is_control) {
+            return Err(format!(
+                "[cluster] remote = {v:?} is neither a git URL nor a remote's name"
+            ));
+        }
+        if is_url(v) {
+            return Ok(Self::Url(v.to_string()));
+        }
+        if v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        {
+            return Ok(Self::Named(v.to_string()));
+        }
+        Err(format!(
+            "[cluster] remote = {v:?} is neither a git URL (https://…, ssh://…, git@host:path, /absolute/path) nor a remote's name (such as \"origin\")"
+        ))
+    }
+
+    /// The URL the worktree agents of `repo` (the repository of their work directory,
+    /// on the node that creates them; none when it has none) go through, or `None`.
+    pub async fn url_for(&self, repo: Option<&Repo>) -> Result<Option<String>, String> {
+        match (self, repo) {
+            (Self::Off, _) | (Self::Own, None) => Ok(None),
+            (Self::Url(url), _) => Ok(Some(url.clone())),
+            (Self::Named(name), None) => Err(format!(
+                "[cluster] remote = \"{name}\" names a remote of the work directory's repository, but the work directory is not in one on this node; give a workdir inside the repository, or set [cluster] remote to the remote's URL"
+            )),
+            (Self::Named(name), Some(repo)) => match remote_url(repo, name).await {
+                Some(url) => Ok(Some(url)),
+                None => Err(format!(
+                    "[cluster] remote = \"{name}\" is not a remote of the repository at `{}`; add it (`git remote add {name} URL`) or set [cluster] remote to a URL",
+                    repo.toplevel.display()
+                )),
+            },
+            (Self::Own, Some(repo)) => own_remote(repo).await,
+        }
+    }
+}
+
+/// A URL rather than a remote's name: a scheme, an absolute path, or scp-like
+/// `[user@]host:path`.
+fn is_url(v: &str) -> bool {
+    if v.contains("://") || v.starts_with('/') {
+        return true;
+    }
+    match v.split_once(':') {
+        Some((host, _)) => !host.is_empty() && !host.contains('/'),
+        None => false,
+    }
+}
+
+/// `remote.<name>.url` of the repository's own config file (includes not followed).
+async fn remote_url(repo: &Repo, name: &str) -> Option<String> {
+    let key = format!("remote.{name}.url");
+    config_get(repo, &["--get", &key]).await.filter(|u| {
+        let ok = !u.starts_with('-');
+        if !ok {
+            tracing::warn!(remote = %name, "ignoring a remote URL that starts with '-'");
+        }
+        ok
+    })
+}
+
+async fn config_get(repo: &Repo, args: &[&str]) -> Option<String> {
+    let file = repo.common_dir.join("config");
+    let shown = file.display().to_string();
+    let mut all = vec!["config", "--file", &shown];
+    all.extend_from_slice(args);
+    git(&all, &repo.common_dir, &[])
+        .await
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// The remote of the checked-out branch's upstream, else `origin`, else the only one.
+async fn own_remote(repo: &Repo) -> Result<Option<String>, String> {
+    let branch = git(
+        &["symbolic-ref", "--quiet", "--short", "HEAD"],
+        &repo.toplevel,
+        &[],
+    )
+    .await
+    .unwrap_or_default();
+    if !branch.is_empty() {
+        let key = format!("branch.{branch}.remote");
+        if let Some(name) = config_get(repo, &["--get", &key]).await
+            && let Some(url) = remote_url(repo, &name).await
+        {
+            return Ok(Some(url));
+        }
+    }
+    if let Some(url) = remote_url(repo, "origin").await {
+        return Ok(Some(url));
+    }
+    let all = config_get(repo, &["--get-regexp", r"^remote\..*\.url$"])
+        .await
+        .unwrap_or_default();
+    let urls: Vec<&str> = all
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, url)| url))
+        .filter(|u| !u.starts_with('-'))
+        .collect();
+    Ok(match urls.as_slice() {
+        [one] => Some((*one).to_string()),
+        _ => None,
+    })
+}
+
+/// The remote a node that placed an agent on another resolved for it, and where in
+/// the repository the agent works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSpec {
+    pub url: String,
+    #[serde(default)]
+    pub prefix: PathBuf,
+}
+
+/// The file in a worktree's administrative directory holding its stamp.
+const STAMP_FILE: &str = "flotilla-stamp";
+
+/// Give the worktree a stamp of its own, written beside it (see [`Worktree::stamp`]).
+pub async fn stamp(wt: &mut Worktree, node: &str) -> Result<(), String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mark = format!("{node}-{}-{nanos:x}", std::process::id());
+    tokio::fs::write(wt.admin_dir.join(STAMP_FILE), &mark)
+        .await
+        .map_err(|e| format!("cannot write `{}`: {e}", wt.admin_dir.display()))?;
+    wt.stamp = Some(mark);
+    Ok(())
+}
+
+/// This node reaches the very worktree `wt` describes (its own, or another node's
+/// on a shared filesystem).
+pub fn reachable(wt: &Worktree) -> bool {
+    wt.path.is_dir()
+        && wt.stamp.as_deref().is_some_and(|mark| {
+            std::fs::read_to_string(wt.admin_dir.join(STAMP_FILE)).is_ok_and(|s| s == mark)
+        })
+}
+
+/// This node's clones of the fleet's remotes, one per URL.
+pub struct Clones {
+    root: PathBuf,
+    /// One fetch at a time per clone (two would race for the same refs).
+    fetching: DashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// The clone of one remote, ready to use.
+pub struct RemoteRepo {
+    pub repo: Repo,
+    pub url: String,
+}
+
+impl Clones {
+    /// Clones under `<worktrees_root>/.clones`.
+    pub fn new(worktrees_root: &Path) -> Self {
+        Self {
+            root: worktrees_root.join(".clones"),
+            fetching: DashMap::new(),
+        }
+    }
+
+    /// The clone of `url` (made, empty, when missing); the agent works at `prefix`
+    /// in it.
+    pub async fn open(&self, url: &str, prefix: &Path) -> Result<RemoteRepo, String> {
+        let dir = self.root.join(clone_name(url));
+        if !dir.join("HEAD").is_file() {
+            tokio::fs::create_dir_all(&self.root)
+                .await
+                .map_err(|e| format!("cannot create `{}`: {e}", self.root.display()))?;
+            let shown = dir.display().to_string();
+            git(&["init", "--quiet", "--bare", &shown], &self.root, &[])
+                .await
+                .map_err(|e| format!("cannot make a clone of {url} at `{shown}`: {e}"))?;
+        }
+        Ok(RemoteRepo {
+            repo: Repo {
+                toplevel: dir.clone(),
+                common_dir: dir,
+                prefix: prefix.to_path_buf(),
+            },
+            url: url.to_string(),
+        })
+    }
+
+    /// Fetch `refspecs` from the clone's remote, one fetch at a time per clone.
+    async fn fetch(&self, clone: &RemoteRepo, refspecs: &[&str]) -> Result<(), String> {
+        let lock = self
+            .fetching
+            .entry(clone.repo.common_dir.clone())
+            .or_default()
+            .clone();
+        let _one = lock.lock().await;
+        let git_dir = format!("--git-dir={}", clone.repo.common_dir.display());
+        let mut args = vec![
+            git_dir.as_str(),
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--end-of-options",
+            &clone.url,
+        ];
+        args.extend_from_slice(refspecs);
+        git_remote(&args, &clone.repo.common_dir)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot fetch from {}: {e}", clone.url))
+    }
+
+    /// Fetch the remote's branches, tags and `HEAD` (an empty remote has none).
+    pub async fn fetch_all(&self, clone: &RemoteRepo) -> Result<(), String> {
+        let heads = format!("+refs/heads/*:{FLEET}/heads/*");
+        let tags = format!("+refs/tags/*:{FLEET}/tags/*");
+        let head = format!("+HEAD:{FLEET}/HEAD");
+        match self.fetch(clone, &[&head, &heads, &tags]).await {
+            Err(e) if e.contains("remote ref HEAD") => self.fetch(clone, &[&heads, &tags]).await,
+            other => other,
+        }
+    }
+
+    /// Fetch one branch of the remote: its commit, or `None` when the remote has no
+    /// such branch.
+    pub async fn fetch_branch(
+        &self,
+        clone: &RemoteRepo,
+        branch: &str,
+    ) -> Result<Option<String>, String> {
+        let spec = format!("+refs/heads/{branch}:{FLEET}/heads/{branch}");
+        match self.fetch(clone, &[&spec]).await {
+            Ok(()) => Ok(Some(
+                rev(&clone.repo, &format!("{FLEET}/heads/{branch}")).await?,
+            )),
+            Err(e) if e.contains("couldn't find remote ref") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl RemoteRepo {
+    /// The commit `base` (a git ref of the remote: `HEAD`, a branch, a tag, a commit,
+    /// with `~n`/`^` after it) names, once fetched.
+    pub async fn resolve(&self, base: &str) -> Result<String, String> {
+        for candidate in candidates(base) {
+            if let Ok(commit) = rev(&self.repo, &candidate).await {
+                return Ok(commit);
+            }
+        }
+        if base == "HEAD" {
+            return Err(format!(
+                "the remote {} has no commit yet (no HEAD): push a first commit to it, then create the agent",
+                self.url
+            ));
+        }
+        Err(format!(
+            "base `{base}` is neither an agent nor a git ref (branch, tag or commit) of the remote {}. Give a ref the remote has (default HEAD, its default branch) or the name of an agent created with isolation \"worktree\"",
+            self.url
+        ))
+    }
+
+    /// Refuse a branch the remote has already (fetched by [`Clones::fetch_all`]); a
+    /// stale one of this clone alone (deleted in the remote since) is dropped.
+    pub async fn check_branch_free(&self, branch: &str) -> Result<(), String> {
+        if rev(&self.repo, &format!("{FLEET}/heads/{branch}"))
+            .await
+            .is_ok()
+        {
+            return Err(format!(
+                "branch `{branch}` already exists in the remote {} (left by an earlier agent of this name?). Review and merge it, then delete it (`git push {0} --delete {branch}`), or choose another name",
+                self.url
+            ));
+        }
+        let full = format!("refs/heads/{branch}");
+        if rev(&self.repo, &full).await.is_ok() {
+            let git_dir = format!("--git-dir={}", self.repo.common_dir.display());
+            git(
+                &[&git_dir, "update-ref", "-d", &full],
+                &self.repo.common_dir,
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "branch `{branch}` is left in this node's clone `{}` and cannot be dropped: {e}",
+                    self.repo.common_dir.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Where in the clone a base may be: `HEAD` is the remote's; a name is first one of
+/// its branches, then one of its tags, then anything git resolves (a commit).
+fn candidates(base: &str) -> Vec<String> {
+    let cut = base.find(['~', '^']).unwrap_or(base.len());
+    let (name, rest) = base.split_at(cut);
+    if name == "HEAD" {
+        return vec![format!("{FLEET}/HEAD{rest}")];
+    }
+    let name = name.strip_prefix("refs/heads/").unwrap_or(name);
+    vec![
+        format!("{FLEET}/heads/{name}{rest}"),
+        format!("{FLEET}/tags/{name}{rest}"),
+        base.to_string(),
+    ]
+}
+
+/// The commit `spec` names in `repo`.
+async fn rev(repo: &Repo, spec: &str) -> Result<String, String> {
+    let git_dir = format!("--git-dir={}", repo.common_dir.display());
+    let spec = format!("{spec}^{{commit}}");
+    git(
+        &[
+            &git_dir,
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ],
+        &repo.common_dir,
+        &[],
+    )
+    .await
+    .and_then(|c| {
+        if c.is_empty() {
+            Err("no such commit".into())
+        } else {
+            Ok(c)
+        }
+    })
+}
+
+/// `<last part of the URL>-<hash of the URL>.git`: stable, readable, one per URL.
+fn clone_name(url: &str) -> String {
+    let last = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo")
+        .trim_end_matches(".git");
+    let readable: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(40)
+        .collect();
+    let readable = readable.trim_start_matches('.');
+    let readable = if readable.is_empty() {
+        "repo"
+    } else {
+        readable
+    };
+    format!("{readable}-{:016x}.git", fnv1a(url.as_bytes()))
+}
+
+/// FNV-1a, 64 bits: stable across builds (the std hasher is not promised to be).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Commit the agent's work (everything in its worktree, as on delete) onto its branch
+/// with `message`, and push the branch to its remote. The pushed commit.
+pub async fn publish(wt: &Worktree, agent: &str, message: &str) -> Result<String, String> {
+    let Some(url) = &wt.remote else {
+        return Err("the worktree has no remote".into());
+    };
+    let common = common_dir(wt).ok_or_else(|| {
+        format!(
+            "cannot find the repository of the worktree `{}`",
+            wt.path.display()
+        )
+    })?;
+    let g = WtGit::new(wt).await?;
+    let (commit, snap) = commit_snapshot_as(&g, agent, message).await?;
+    let git_dir = format!("--git-dir={}", common.display());
+    let full = format!("refs/heads/{}", wt.branch);
+    if snap.dirty {
+        git(
+            &[
+                &git_dir,
+                "update-ref",
+                "-m",
+                message,
+                &full,
+                &commit,
+                &snap.head,
+            ],
+            &common,
+            &[],
+        )
+        .await
+        .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
+        // The worktree's index follows its new head: the work shows as committed.
+        g.run(&["read-tree", "HEAD"], &[]).await?;
+    }
+    drop(g);
+    push(&common, url, &wt.branch).await?;
+    Ok(commit)
+}
+
+/// Push `branch` of the clone at `common` to `url`, fast-forward only.
+pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), String> {
+    let git_dir = format!("--git-dir={}", common.display());
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    git_remote(
+        &[
+            &git_dir,
+            "push",
+            "--quiet",
+            "--no-verify",
+            "--no-recurse-submodules",
+            "--end-of-options",
+            url,
+            &spec,
+        ],
+        common,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| {
+        if e.contains("non-fast-forward") || e.contains("fetch first") || e.contains("rejected") {
+            format!(
+                "{url} has commits on {branch} that this agent's branch does not (pushed by someone else?); they were not overwritten: {e}"
+            )
+        } else {
+            format!("cannot push {branch} to {url}: {e}")
+        }
+    })
+}
+
+/// Make the worktree of an agent another node ran, on this node at `path`, from its
+/// branch in the remote (what it pushed at the end of its last command). A worktree
+/// left at `path` by an earlier stay of the agent here goes: the remote's is newer.
+pub async fn rebuild(
+    clones: &Clones,
+    wt: &Worktree,
+    path: &Path,
+    node: &str,
+) -> Result<Worktree, String> {
+    let Some(url) = &wt.remote else {
+        return Err("the worktree has no remote".into());
+    };
+    let clone = clones.open(url, &wt.prefix).await?;
+    let commit = clones
+        .fetch_branch(&clone, &wt.branch)
+        .await?
+        .ok_or_else(|| {
+            format!(
+                "the remote {url} has no branch {} (deleted there?): the agent's work cannot be brought to this node",
+                wt.branch
+            )
+        })?;
+    let git_dir = format!("--git-dir={}", clone.repo.common_dir.display());
+    if tokio::fs::symlink_metadata(path).await.is_ok() {
+        let shown = path.display().to_string();
+        let by_git = git(
+            &[&git_dir, "worktree", "remove", "--force", "--force", &shown],
+            &clone.repo.common_dir,
+            &[],
+        )
+        .await;
+        if by_git.is_err() {
+            let p = path.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(p))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot clear `{shown}` for the agent's worktree: {e}"))?;
+        }
+    }
+    let _ = git(
+        &[&git_dir, "worktree", "prune"],
+        &clone.repo.common_dir,
+        &[],
+    )
+    .await;
+    let mut made = add_as(&clone.repo, path, &wt.branch, &commit, &wt.base, "-B").await?;
+    made.base_commit.clone_from(&wt.base_commit);
+    made.remote = Some(url.clone());
+    made.prefix.clone_from(&wt.prefix);
+    stamp(&mut made, node).await?;
+    let workdir = made.path.join(&made.prefix);
+    tokio::fs::create_dir_all(&workdir)
+        .await
+        .map_err(|e| format!("cannot create `{}`: {e}", workdir.display()))?;
+    Ok(made)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remotes_parse_as_urls_names_or_off() {
+        assert_eq!(GitRemote::parse(None).unwrap(), GitRemote::Own);
+        assert_eq!(GitRemote::parse(Some("  ")).unwrap(), GitRemote::Off);
+        for url in [
+            "https://example.invalid/org/repo.git",
+            "ssh://git@host/repo",
+            "git@host:org/repo.git",
+            "/srv/git/repo.git",
+            "file:///srv/git/repo.git",
+        ] {
+            assert_eq!(
+                GitRemote::parse(Some(url)).unwrap(),
+                GitRemote::Url(url.into()),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            GitRemote::parse(Some("origin")).unwrap(),
+            GitRemote::Named("origin".into())
+        );
+        for bad in ["--upload-pack=x", "a b", "x\ny"] {
+            let e = GitRemote::parse(Some(bad)).unwrap_err();
+            assert!(e.contains("[cluster] remote"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bases_are_looked_up_among_the_remotes_refs_first() {
+        assert_eq!(candidates("HEAD"), ["refs/fleet/HEAD"]);
+        assert_eq!(candidates("HEAD~2"), ["refs/fleet/HEAD~2"]);
+        assert_eq!(
+            candidates("main^"),
+            ["refs/fleet/heads/main^", "refs/fleet/tags/main^", "main^"]
+        );
+        assert_eq!(
+            candidates("refs/heads/flotilla/a"),
+            [
+                "refs/fleet/heads/flotilla/a",
+                "refs/fleet/tags/flotilla/a",
+                "refs/heads/flotilla/a"
+            ]
+        );
+    }
+
+    #[test]
+    fn clones_are_named_after_their_remote_and_stable() {
+        let a = clone_name("git@host:org/project.git");
+        assert!(a.starts_with("project-") && a.ends_with(".git"), "{a}");
+        assert_eq!(a, clone_name("git@host:org/project.git"));
+        assert_ne!(a, clone_name("https://host/org/project.git"));
+        assert!(clone_name("/").starts_with("repo-"));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
+}
