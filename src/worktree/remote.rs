@@ -11,6 +11,12 @@
 //! the user sees it in the remote, and a node that takes the agent over [`rebuild`]s
 //! the worktree from it. Pushes are fast-forward only: a branch someone else moved in
 //! the remote is never overwritten.
+//!
+//! Between those pushes, [`checkpoint`] pushes the work in progress after every tool
+//! call that may have changed files, before its result is journaled, to a ref of the
+//! agent's own outside the branches (`refs/flotilla-wip/<name>`, overwritten each
+//! time): a node that takes the agent over in the middle of a command finds its files
+//! as the journaled tool results left them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +24,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use super::git::{git, git_remote};
-use super::{Repo, Worktree, WtGit, add_as, commit_snapshot_as, common_dir};
+use super::git::{GIT_TIMEOUT, git, git_remote};
+use super::{Repo, Worktree, WtGit, add_as, commit_snapshot_as, common_dir, snapshot_within};
 
 /// Where the agents' fetched refs go in a clone.
 const FLEET: &str = "refs/fleet";
@@ -293,6 +299,39 @@ impl Clones {
     }
 }
 
+impl Clones {
+    /// The agent's work in progress in the remote, when it continues `head` (the
+    /// branch's commit): pushed during the command that was running. An older one (from
+    /// before the branch last moved) is `None`.
+    async fn fetch_wip(
+        &self,
+        clone: &RemoteRepo,
+        branch: &str,
+        head: &str,
+    ) -> Result<Option<String>, String> {
+        let local = format!(
+            "{FLEET}/wip/{}",
+            branch.strip_prefix("flotilla/").unwrap_or(branch)
+        );
+        let spec = format!("+{}:{local}", wip_ref(branch));
+        match self.fetch(clone, &[&spec]).await {
+            Ok(()) => {}
+            Err(e) if e.contains("couldn't find remote ref") => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let wip = rev(&clone.repo, &local).await?;
+        let git_dir = format!("--git-dir={}", clone.repo.common_dir.display());
+        let continues = git(
+            &[&git_dir, "merge-base", "--is-ancestor", head, &wip],
+            &clone.repo.common_dir,
+            &[],
+        )
+        .await
+        .is_ok();
+        Ok(continues.then_some(wip))
+    }
+}
+
 impl RemoteRepo {
     /// The commit `base` (a git ref of the remote: `HEAD`, a branch, a tag, a commit,
     /// with `~n`/`^` after it) names, once fetched.
@@ -457,6 +496,88 @@ pub async fn publish(wt: &Worktree, agent: &str, message: &str) -> Result<String
     Ok(commit)
 }
 
+/// The agent's work-in-progress ref, in the remote and fetched (a ref, not a branch:
+/// the remote's branch list shows only `flotilla/<name>`).
+fn wip_ref(branch: &str) -> String {
+    format!(
+        "refs/flotilla-wip/{}",
+        branch.strip_prefix("flotilla/").unwrap_or(branch)
+    )
+}
+
+/// Push the worktree as it is now (a commit on top of its head; the head itself when
+/// nothing is uncommitted) to the agent's work-in-progress ref, unless its tree is
+/// `last`, the one pushed before. The tree pushed, or `None` when it was `last`.
+pub async fn checkpoint(
+    wt: &Worktree,
+    agent: &str,
+    last: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some(url) = &wt.remote else {
+        return Ok(None);
+    };
+    let g = WtGit::new(wt).await?;
+    let snap = snapshot_within(&g, GIT_TIMEOUT).await?;
+    if last == Some(snap.tree.as_str()) {
+        return Ok(None);
+    }
+    let commit = if snap.dirty {
+        let (commit, _) = commit_snapshot_as(
+            &g,
+            agent,
+            &format!("flotilla: agent {agent}, work in progress"),
+        )
+        .await?;
+        commit
+    } else {
+        snap.head.clone()
+    };
+    drop(g);
+    let common = common_dir(wt).ok_or("cannot find the worktree's repository")?;
+    let git_dir = format!("--git-dir={}", common.display());
+    let spec = format!("+{commit}:{}", wip_ref(&wt.branch));
+    git_remote(
+        &[
+            &git_dir,
+            "push",
+            "--quiet",
+            "--no-verify",
+            "--no-recurse-submodules",
+            "--end-of-options",
+            url,
+            &spec,
+        ],
+        &common,
+    )
+    .await
+    .map_err(|e| format!("cannot push the work in progress to {url}: {e}"))?;
+    Ok(Some(snap.tree))
+}
+
+/// Delete the agent's work-in-progress ref in the remote (its work is on its branch
+/// now); one that is not there is no error.
+pub(super) async fn drop_wip(common: &Path, url: &str, branch: &str) {
+    let git_dir = format!("--git-dir={}", common.display());
+    let spec = format!(":{}", wip_ref(branch));
+    if let Err(e) = git_remote(
+        &[
+            &git_dir,
+            "push",
+            "--quiet",
+            "--no-verify",
+            "--end-of-options",
+            url,
+            &spec,
+        ],
+        common,
+    )
+    .await
+        && !e.contains("does not exist")
+    {
+        tracing::debug!(%branch, "could not delete the work-in-progress ref: {e}");
+    }
+}
+
 /// Push `branch` of the clone at `common` to `url`, fast-forward only.
 pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), String> {
     let git_dir = format!("--git-dir={}", common.display());
@@ -509,6 +630,7 @@ pub async fn rebuild(
                 wt.branch
             )
         })?;
+    let wip = clones.fetch_wip(&clone, &wt.branch, &commit).await?;
     let git_dir = format!("--git-dir={}", clone.repo.common_dir.display());
     if tokio::fs::symlink_metadata(path).await.is_ok() {
         let shown = path.display().to_string();
@@ -533,6 +655,12 @@ pub async fn rebuild(
     )
     .await;
     let mut made = add_as(&clone.repo, path, &wt.branch, &commit, &wt.base, "-B").await?;
+    if let Some(wip) = wip {
+        // The files as the last checkpoint left them, uncommitted on top of the head.
+        let g = WtGit::new(&made).await?;
+        g.run(&["read-tree", "--reset", "-u", &wip], &[]).await?;
+        g.run(&["read-tree", "HEAD"], &[]).await?;
+    }
     made.base_commit.clone_from(&wt.base_commit);
     made.remote = Some(url.clone());
     made.prefix.clone_from(&wt.prefix);

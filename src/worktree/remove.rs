@@ -100,11 +100,11 @@ pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
         removed.committed = true;
     }
     if let Some(url) = &wt.remote {
-        removed.pushed = Some(
-            super::remote::push(&common, url, &wt.branch)
-                .await
-                .map(|()| url.clone()),
-        );
+        let pushed = super::remote::push(&common, url, &wt.branch).await;
+        if pushed.is_ok() {
+            super::remote::drop_wip(&common, url, &wt.branch).await;
+        }
+        removed.pushed = Some(pushed.map(|()| url.clone()));
     }
     let ignored = g
         .run(

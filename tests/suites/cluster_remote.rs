@@ -182,12 +182,19 @@ async fn worktree_agents_on_nodes_without_a_shared_filesystem_meet_through_the_r
         "from b\n",
         "the worktree made on a holds what b pushed"
     );
-    // What b's command did after its last push went with b's disk.
-    assert!(!here.join("more.txt").exists());
+    // What b's command did before it died was pushed in progress, after the tool ran
+    // and before its result was journaled: a finds it.
+    assert_eq!(
+        std::fs::read_to_string(here.join("more.txt")).unwrap(),
+        "more\n"
+    );
     assert_eq!(on_a.output("second").await["text"], "finished on a");
     // What a pushed after the resumed command, on top of what b pushed.
     let files = in_remote(&bare, &["ls-tree", "--name-only", "flotilla/second"]);
-    assert_eq!(files, "README.md\nafter.txt\nfeature.txt\nsecond.txt\n");
+    assert_eq!(
+        files,
+        "README.md\nafter.txt\nfeature.txt\nmore.txt\nsecond.txt\n"
+    );
     let log = in_remote(&bare, &["log", "--format=%s", "flotilla/second"]);
     assert!(
         log.contains("flotilla: agent second, command 2")
@@ -196,6 +203,7 @@ async fn worktree_agents_on_nodes_without_a_shared_filesystem_meet_through_the_r
     );
 
     // A delete (here through a, which runs both now) keeps the branch in the remote.
+    assert!(!in_remote(&bare, &["for-each-ref", "refs/flotilla-wip/second"]).is_empty());
     let deleted = on_a.call("delete_agent", json!({"agent": "first"})).await;
     assert!(
         deleted.to_string().contains(&format!("pushed to {url}")),
@@ -204,6 +212,12 @@ async fn worktree_agents_on_nodes_without_a_shared_filesystem_meet_through_the_r
     assert_eq!(
         in_remote(&bare, &["show", "flotilla/first:feature.txt"]),
         "from a\n"
+    );
+    let deleted = on_a.call("delete_agent", json!({"agent": "second"})).await;
+    assert!(deleted.to_string().contains("pushed to"), "{deleted}");
+    assert_eq!(
+        in_remote(&bare, &["for-each-ref", "refs/flotilla-wip/"]),
+        ""
     );
 }
 

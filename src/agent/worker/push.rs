@@ -1,10 +1,37 @@
 //! A worktree agent with a git remote hands its work over at the end of every
 //! command: committed onto its branch and pushed (see `worktree/remote.rs`), before
 //! the command's end is recorded, so whoever waits for it finds the branch there.
+//! After each tool call that may have changed files, before its result is journaled,
+//! the work in progress is pushed too: a node that takes the agent over finds the
+//! files as the journaled results left them.
 
 use super::super::AgentHandle;
 use super::super::state::Activity;
+use super::turn::Turn;
 use crate::store::event::Event;
+
+impl Turn<'_> {
+    /// Push the work in progress (nothing when the files did not change since the
+    /// last push of this command). A failure is logged; the command goes on.
+    pub(super) async fn push_progress(&mut self) {
+        let agent = self.agent;
+        let Some(wt) = agent
+            .settings
+            .worktree
+            .as_ref()
+            .filter(|w| w.remote.is_some())
+        else {
+            return;
+        };
+        match crate::worktree::checkpoint(wt, agent.name(), self.pushed_tree.as_deref()).await {
+            Ok(Some(tree)) => self.pushed_tree = Some(tree),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(agent = %agent.name(), branch = %wt.branch, "could not push the work in progress: {e}");
+            }
+        }
+    }
+}
 
 /// Commit and push the agent's work after command `index`; a failure is recorded
 /// (`pushed` with its error) and logged, and the command ends as it would have.

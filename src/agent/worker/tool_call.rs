@@ -54,6 +54,9 @@ impl Turn<'_> {
             });
             self.journal_call(&id, &name, &input).await?;
             let outcome = self.run_within_stall(&id, tool, input).await?;
+            if tool.writes(settings.sandbox) {
+                self.push_progress().await;
+            }
             if !outcome.files_read.is_empty() || !outcome.files_written.is_empty() {
                 agent.with_record(self.index, |r| {
                     r.files_read.extend(outcome.files_read.iter().cloned());

@@ -40,6 +40,9 @@ pub(super) struct Turn<'a> {
     pub(super) trace: &'a CommandSpan,
     /// The span of the tool call under way, ended by its answer.
     pub(super) tool_span: Option<ToolSpan>,
+    /// A worktree agent with a git remote: the tree of its work last pushed in
+    /// progress (see `push.rs`).
+    pub(super) pushed_tree: Option<String>,
 }
 
 impl<'a> Turn<'a> {
@@ -68,6 +71,7 @@ impl<'a> Turn<'a> {
             missed: None,
             trace: CommandSpan::off(),
             tool_span: None,
+            pushed_tree: None,
         }
     }
 
