@@ -3,6 +3,7 @@
 //! the store holds, serve MCP (stdio, or Streamable HTTP), and on stdin EOF, SIGINT or
 //! SIGTERM cancel every agent and wait for them, so no process is left behind.
 
+use crate::worktree::Pinned;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let resume = settings.resume;
     let serve = settings.serve.clone();
     let joining = cluster_options(&settings, listener.as_ref());
-    let registry = Arc::new(registry(settings, store.clone()));
+    let pinned = pin_remote(&settings).await?;
+    let registry = Arc::new(registry(settings, store.clone(), pinned));
     // Subscribed to the bus before any agent is restored: metrics miss nothing.
     let dashboard = Dashboard::start(registry.clone());
     let cluster = match joining {
@@ -199,7 +201,7 @@ async fn open_shared_store(
 }
 
 /// The fleet context and the registry over it.
-fn registry(settings: Settings, store: Arc<Store>) -> Registry {
+fn registry(settings: Settings, store: Arc<Store>, pinned: Option<Pinned>) -> Registry {
     let secrets = settings.models.secret_values();
     let fleet = Fleet::new(
         store.clone(),
@@ -216,7 +218,6 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         crate::worktree::set_max_file_mib(mib);
     }
     let in_fleet = settings.store.is_some();
-    let remote = settings.cluster.remote.clone();
     let registry = Registry::new(settings.models, settings.prompts, settings.workdir, fleet)
         .with_workdir_roots(settings.workdir_roots)
         .with_worktrees_root(worktrees)
@@ -224,10 +225,33 @@ fn registry(settings: Settings, store: Arc<Store>) -> Registry {
         .with_sandbox_default(settings.sandbox, settings.sandbox_allow_off);
     // Worktree agents go through a git remote only in a fleet of several nodes.
     if in_fleet {
-        registry.with_git_remote(remote)
+        registry.with_git_remote(pinned)
     } else {
         registry
     }
+}
+
+/// In a fleet: the git remote worktree agents go through (`[cluster] remote`), read
+/// now, before any agent runs.
+async fn pin_remote(settings: &Settings) -> anyhow::Result<Option<Pinned>> {
+    if settings.store.is_none() {
+        return Ok(None);
+    }
+    let pinned = settings
+        .cluster
+        .remote
+        .pin(&settings.workdir)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    match &pinned {
+        Some(p) => {
+            tracing::info!(remote = %p.url, only_repository = ?p.repo, "worktree agents go through a git remote ([cluster] remote)")
+        }
+        None => tracing::info!(
+            "worktree agents work in their repository on a node serving it (no git remote: [cluster] remote)"
+        ),
+    }
+    Ok(pinned)
 }
 
 /// How this node joins a fleet of several nodes (a shared PostgreSQL store).

@@ -296,8 +296,8 @@ pub struct ClusterConfig {
     /// Agents running a command at once across every node (default: no fleet-wide cap).
     pub max_running: Option<usize>,
     /// The git remote worktree agents go through, so any node can run them: a URL, a
-    /// remote of the work directory's repository by name, or `""` for none. Default:
-    /// the repository's own remote.
+    /// remote of the repository flotilla runs in by name, or `""` for none. Default:
+    /// that repository's own remote (read when the node starts).
     pub remote: Option<String>,
 }
 

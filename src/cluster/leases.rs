@@ -164,13 +164,18 @@ impl Cluster {
     /// Let the lease of `agent_id` (held with `token`) expire now: the next node
     /// able to run the agent takes it over.
     async fn let_go(&self, agent_id: &str, token: i64) {
+        self.let_go_for(agent_id, token, Duration::ZERO).await;
+    }
+
+    /// Let the lease go, to expire `after` from now.
+    async fn let_go_for(&self, agent_id: &str, token: i64, after: Duration) {
         self.shared.leases.remove(agent_id);
         let released = match self.shared.pool.get().await {
             Ok(client) => client
                 .execute(
-                    "UPDATE leases SET expires_at = now()
+                    "UPDATE leases SET expires_at = now() + make_interval(secs => $4)
                      WHERE agent_id = $1 AND node = $2 AND token = $3",
-                    &[&agent_id, &self.node(), &token],
+                    &[&agent_id, &self.node(), &token, &after.as_secs_f64()],
                 )
                 .await
                 .map(|_| ())
@@ -235,17 +240,16 @@ impl Cluster {
             let was: String = r.get(2);
             self.shared.leases.insert(id.clone(), token);
             match self.registry.store().load_agent(&id).await {
+                Ok(Some(log)) if self.registry.must_bring_worktree(&log) => {
+                    // Its worktree is made here from the git remote first: off the
+                    // heartbeat (a fetch can take long), which keeps renewing the lease.
+                    let cluster = self.clone();
+                    self.tracker.spawn(async move {
+                        cluster.take_over_with_worktree(id, token, was, log).await;
+                    });
+                }
                 Ok(Some(log)) => {
-                    // A worktree with a git remote is made here from its branch first.
-                    let moved = match self.registry.bring_worktree(&log).await {
-                        Ok(moved) => moved,
-                        Err(e) => {
-                            tracing::error!(agent_id = %id, from = %was, "cannot take the agent over: {e}; its lease is let go for the next try");
-                            self.let_go(&id, token).await;
-                            continue;
-                        }
-                    };
-                    let report = self.registry.take_over(log, self.node(), moved);
+                    let report = self.registry.take_over(log, self.node(), None);
                     tracing::info!(agent_id = %id, from = %was, resumed = report.resumed, "took over the agent from node {was}");
                 }
                 Ok(None) => {
@@ -257,6 +261,44 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Take over an agent whose worktree must be made on this node from its git
+    /// remote. If it cannot be (the remote unreachable, its branch gone), the lease is
+    /// let go for a lease's time, and the agent's status says why.
+    async fn take_over_with_worktree(
+        self: Arc<Self>,
+        id: String,
+        token: i64,
+        was: String,
+        log: crate::store::AgentLog,
+    ) {
+        let moved = tokio::select! {
+            _ = self.cancel.cancelled() => return,
+            moved = self.registry.bring_worktree(&log) => moved,
+        };
+        let still_ours = self.shared.leases.get(&id).map(|t| *t) == Some(token);
+        match moved {
+            Ok(moved) if still_ours => {
+                let report = self.registry.take_over(log, self.node(), moved);
+                tracing::info!(agent_id = %id, from = %was, resumed = report.resumed, "took over the agent from node {was}, its worktree made here from the git remote");
+            }
+            Ok(_) => {
+                tracing::warn!(agent_id = %id, "lost the lease while making the agent's worktree; another node runs it");
+            }
+            Err(e) => {
+                let why = format!(
+                    "node {} could not make its worktree from the git remote: {e}; it tries again in {}s (another node may first)",
+                    self.node(),
+                    self.lease().as_secs()
+                );
+                tracing::error!(agent_id = %id, from = %was, "cannot take the agent over: {why}");
+                if let Ok(h) = self.registry.get(&id) {
+                    h.note_orphaned(&why);
+                }
+                self.let_go_for(&id, token, self.lease()).await;
+            }
+        }
     }
 
     /// At start: the leases this node still holds (it restarted before they expired),

@@ -8,42 +8,55 @@ use super::Registry;
 use super::create::Isolate;
 use crate::store::AgentLog;
 use crate::store::event::Event;
-use crate::worktree::{self, GitRemote, RemoteRepo, RemoteSpec, Worktree};
+use crate::worktree::{self, Pinned, RemoteRepo, RemoteSpec, Worktree};
 
-/// The remotes of a node in a fleet: which one, and this node's clones of them.
+/// A node in a fleet: its clones of the fleet's remotes, and the remote its new
+/// worktree agents go through (`None`: no remote of its own; it still runs agents
+/// whose remote another node resolved).
 pub(crate) struct Remotes {
-    pub(super) choice: GitRemote,
+    pub(super) pinned: Option<Pinned>,
     pub(super) clones: worktree::Clones,
 }
 
 impl Registry {
-    /// Worktree agents go through `choice` (`[cluster] remote`): set only on a node of
-    /// a fleet with a shared store. Clones go under the worktrees root.
-    pub fn with_git_remote(mut self, choice: GitRemote) -> Self {
+    /// A node of a fleet with a shared store: worktree agents go through `pinned`
+    /// (`[cluster] remote`, settled at start). Clones go under the worktrees root.
+    pub fn with_git_remote(mut self, pinned: Option<Pinned>) -> Self {
         let clones = worktree::Clones::new(&self.worktrees_root);
-        self.remotes = Some(Remotes { choice, clones });
+        self.remotes = Some(Remotes { pinned, clones });
         self
     }
 
     /// The remote a new worktree agent working in `workdir` (a directory asked for,
     /// relative to this node's) goes through, and where in the repository it works;
-    /// `None`: no remote, it works in the repository of its work directory.
+    /// `None`: no remote, it works in the repository of its work directory. A remote
+    /// read from a repository's config applies to agents in that repository only.
     pub async fn remote_for(&self, workdir: Option<&str>) -> Result<Option<RemoteSpec>, String> {
-        let Some(remotes) = &self.remotes else {
+        let Some(pinned) = self.remotes.as_ref().and_then(|r| r.pinned.as_ref()) else {
             return Ok(None);
         };
         let repo = match self.workdir(workdir, false).await {
             Ok(dir) => worktree::repo_of(&dir).await.ok(),
+            // A workdir this node does not have is fine with a URL of the fleet's.
+            Err(_) if pinned.repo.is_none() && workdir.is_none() => None,
+            Err(e) if pinned.repo.is_some() => return Err(e),
             Err(_) => None,
         };
-        Ok(remotes
-            .choice
-            .url_for(repo.as_ref())
-            .await?
-            .map(|url| RemoteSpec {
-                url,
-                prefix: repo.map(|r| r.prefix).unwrap_or_default(),
-            }))
+        if let Some(only) = &pinned.repo {
+            let same = repo.as_ref().is_some_and(|r| {
+                r.common_dir
+                    .canonicalize()
+                    .unwrap_or_else(|_| r.common_dir.clone())
+                    == *only
+            });
+            if !same {
+                return Ok(None);
+            }
+        }
+        Ok(Some(RemoteSpec {
+            url: pinned.url.clone(),
+            prefix: repo.map(|r| r.prefix).unwrap_or_default(),
+        }))
     }
 
     /// The clone of `spec`'s remote on this node, for a worktree at `path`.
@@ -54,11 +67,9 @@ impl Registry {
         base: String,
     ) -> Result<Isolate, String> {
         let Some(remotes) = &self.remotes else {
-            return Err(
-                "this node is not part of a fleet with a git remote ([cluster] remote and --store)"
-                    .into(),
-            );
+            return Err("this node is not part of a fleet (--store): it cannot run a worktree agent through a git remote".into());
         };
+        spec.check()?;
         let clone = remotes.clones.open(&spec.url, &spec.prefix).await?;
         Ok(Isolate {
             repo: clone.repo,
@@ -139,6 +150,12 @@ impl Registry {
             .unwrap_or_else(|| "local".into())
     }
 
+    /// Whether taking over the agent of `log` means making its worktree here first
+    /// ([`Registry::bring_worktree`]).
+    pub fn must_bring_worktree(&self, log: &AgentLog) -> bool {
+        latest_worktree(log).is_some_and(|wt| wt.remote.is_some() && !worktree::reachable(&wt))
+    }
+
     /// Before this node runs an agent another node ran (a takeover): its worktree
     /// made here from its branch in the remote, when the one its log names is not
     /// reachable. `None`: nothing to move (no worktree with a remote, or this node
@@ -151,11 +168,15 @@ impl Registry {
             return Ok(None);
         }
         let Some(remotes) = &self.remotes else {
-            return Err(format!(
-                "the agent works through the git remote {}, and this node has no remote configured ([cluster] remote must not be \"\")",
-                wt.remote.as_deref().unwrap_or_default()
-            ));
+            return Err(
+                "the agent works through a git remote, and this node is not part of a fleet".into(),
+            );
         };
+        RemoteSpec {
+            url: wt.remote.clone().unwrap_or_default(),
+            prefix: wt.prefix.clone(),
+        }
+        .check()?;
         let name = wt.branch.trim_start_matches("flotilla/").to_string();
         let path = self.worktrees_root.join(&name);
         tokio::fs::create_dir_all(&self.worktrees_root)

@@ -193,6 +193,17 @@ impl FleetServer {
         mut args: JsonObject,
         spec_of: impl FnOnce(&JsonObject) -> JsonObject,
     ) -> Option<Value> {
+        // `_remote` is the nodes' own: a client's would pass through to the chosen node.
+        let from_client = args.contains_key("_remote")
+            || args
+                .get("agents")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|s| s.get("_remote").is_some()));
+        if from_client && !self.forwarded {
+            return Some(crate::cluster::refusal(
+                "unknown field `_remote`: it is set by flotilla between the nodes of a fleet; leave it out",
+            ));
+        }
         let spec = spec_of(&args);
         let dir = match spec.get("workdir").and_then(Value::as_str) {
             Some(w) => self.registry.default_workdir().join(w),

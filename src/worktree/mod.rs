@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use self::git::{Shadow, git, git_within};
 pub use self::keep::Kept;
 pub use self::remote::{
-    Clones, GitRemote, RemoteRepo, RemoteSpec, checkpoint, publish, reachable, rebuild, stamp,
+    Clones, GitRemote, Pinned, RemoteRepo, RemoteSpec, checkpoint, publish, reachable, rebuild,
+    stamp,
 };
 pub use self::remove::{Removed, remove};
 

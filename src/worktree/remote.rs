@@ -35,14 +35,25 @@ const FLEET: &str = "refs/fleet";
 pub enum GitRemote {
     /// `remote = ""`: none; worktree agents run on nodes serving their repository.
     Off,
-    /// Unset: the repository's own (its branch's upstream remote, else `origin`, else
-    /// its only one); a repository without one works as with `Off`.
+    /// Unset: the own remote of the repository flotilla runs in (its branch's
+    /// upstream remote, else `origin`, else its only one), read when the node starts;
+    /// none there works as with `Off`.
     #[default]
     Own,
-    /// A remote of the repository, by name.
+    /// A remote of the repository flotilla runs in, by name, read when the node starts.
     Named(String),
-    /// A URL (`https://…`, `ssh://…`, `git@host:path`, or an absolute path).
+    /// A URL (`https://…`, `ssh://…`, `git@host:path`, or an absolute path): every
+    /// worktree agent of the fleet goes through it.
     Url(String),
+}
+
+/// The remote worktree agents of this node go through, settled when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub url: String,
+    /// Read from this repository's config (its common directory): only agents working
+    /// in it go through the remote. `None` (a configured URL): every worktree agent.
+    pub repo: Option<PathBuf>,
 }
 
 impl GitRemote {
@@ -55,16 +66,13 @@ impl GitRemote {
         if v.is_empty() {
             return Ok(Self::Off);
         }
-        if v.starts_with('-') || v.chars().any(char::is_control) {
-            return Err(format!(
-                "[cluster] remote = {v:?} is neither a git URL nor a remote's name"
-            ));
-        }
         if is_url(v) {
+            check_url(v).map_err(|e| format!("[cluster] remote = {v:?}: {e}"))?;
             return Ok(Self::Url(v.to_string()));
         }
-        if v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        if !v.starts_with(['-', '.', '/'])
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
         {
             return Ok(Self::Named(v.to_string()));
         }
@@ -73,31 +81,47 @@ impl GitRemote {
         ))
     }
 
-    /// The URL the worktree agents of `repo` (the repository of their work directory,
-    /// on the node that creates them; none when it has none) go through, or `None`.
-    pub async fn url_for(&self, repo: Option<&Repo>) -> Result<Option<String>, String> {
-        match (self, repo) {
-            (Self::Off, _) | (Self::Own, None) => Ok(None),
-            (Self::Url(url), _) => Ok(Some(url.clone())),
-            (Self::Named(name), None) => Err(format!(
-                "[cluster] remote = \"{name}\" names a remote of the work directory's repository, but the work directory is not in one on this node; give a workdir inside the repository, or set [cluster] remote to the remote's URL"
-            )),
-            (Self::Named(name), Some(repo)) => match remote_url(repo, name).await {
-                Some(url) => Ok(Some(url)),
-                None => Err(format!(
-                    "[cluster] remote = \"{name}\" is not a remote of the repository at `{}`; add it (`git remote add {name} URL`) or set [cluster] remote to a URL",
-                    repo.toplevel.display()
-                )),
+    /// Settle the remote when the node starts. A name (or the default) is read from
+    /// the config of the repository `dir` (flotilla's working directory) is in, now,
+    /// before any agent could have changed it; later creates never read a repository's
+    /// config for a URL. `None`: no remote.
+    pub async fn pin(&self, dir: &Path) -> Result<Option<Pinned>, String> {
+        let repo = || async { super::repo_of(dir).await.ok() };
+        let (url, repo) = match self {
+            Self::Off => return Ok(None),
+            Self::Url(url) => (Some(url.clone()), None),
+            Self::Own => match repo().await {
+                Some(r) => (own_remote(&r).await, Some(r)),
+                None => return Ok(None),
             },
-            (Self::Own, Some(repo)) => own_remote(repo).await,
-        }
+            Self::Named(name) => {
+                let Some(r) = repo().await else {
+                    return Err(format!(
+                        "[cluster] remote = \"{name}\" names a remote of the repository flotilla runs in, but `{}` is not in one: start flotilla in the checkout, or set [cluster] remote to the remote's URL",
+                        dir.display()
+                    ));
+                };
+                let Some(url) = remote_url(&r, name).await else {
+                    return Err(format!(
+                        "[cluster] remote = \"{name}\" is not a remote of the repository at `{}`; add it (`git remote add {name} URL`) or set [cluster] remote to a URL",
+                        r.toplevel.display()
+                    ));
+                };
+                (Some(url), Some(r))
+            }
+        };
+        let Some(url) = url else { return Ok(None) };
+        check_url(&url).map_err(|e| format!("the git remote {}: {e}", shown_url(&url)))?;
+        Ok(Some(Pinned {
+            url,
+            repo: repo.map(|r| r.common_dir.canonicalize().unwrap_or(r.common_dir)),
+        }))
     }
 }
 
-/// A URL rather than a remote's name: a scheme, an absolute path, or scp-like
-/// `[user@]host:path`.
+/// A URL rather than a remote's name: a scheme, a path, or scp-like `[user@]host:path`.
 fn is_url(v: &str) -> bool {
-    if v.contains("://") || v.starts_with('/') {
+    if v.contains("://") || v.starts_with(['/', '.']) {
         return true;
     }
     match v.split_once(':') {
@@ -106,16 +130,42 @@ fn is_url(v: &str) -> bool {
     }
 }
 
+/// A URL flotilla's git may fetch from and push to: not an option, no control
+/// characters, an absolute path if a path, and no password in it (stored and shown
+/// with every agent: use a credential helper or an ssh key instead).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with('-') || url.chars().any(char::is_control) {
+        return Err("not a usable git URL".into());
+    }
+    if url.starts_with('.') {
+        return Err("a relative path: give the repository's absolute path".into());
+    }
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
+        && userinfo.contains(':')
+    {
+        return Err("the URL holds a password, which flotilla would store and show with every agent: leave it out and let a credential helper or an ssh key supply it".into());
+    }
+    Ok(())
+}
+
+/// The URL for messages, any user part left out.
+fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) if !rest.split('/').next().unwrap_or("").is_empty() => {
+                format!("{scheme}://…@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// `remote.<name>.url` of the repository's own config file (includes not followed).
 async fn remote_url(repo: &Repo, name: &str) -> Option<String> {
     let key = format!("remote.{name}.url");
-    config_get(repo, &["--get", &key]).await.filter(|u| {
-        let ok = !u.starts_with('-');
-        if !ok {
-            tracing::warn!(remote = %name, "ignoring a remote URL that starts with '-'");
-        }
-        ok
-    })
+    config_get(repo, &["--get", &key]).await
 }
 
 async fn config_get(repo: &Repo, args: &[&str]) -> Option<String> {
@@ -130,7 +180,7 @@ async fn config_get(repo: &Repo, args: &[&str]) -> Option<String> {
 }
 
 /// The remote of the checked-out branch's upstream, else `origin`, else the only one.
-async fn own_remote(repo: &Repo) -> Result<Option<String>, String> {
+async fn own_remote(repo: &Repo) -> Option<String> {
     let branch = git(
         &["symbolic-ref", "--quiet", "--short", "HEAD"],
         &repo.toplevel,
@@ -143,11 +193,11 @@ async fn own_remote(repo: &Repo) -> Result<Option<String>, String> {
         if let Some(name) = config_get(repo, &["--get", &key]).await
             && let Some(url) = remote_url(repo, &name).await
         {
-            return Ok(Some(url));
+            return Some(url);
         }
     }
     if let Some(url) = remote_url(repo, "origin").await {
-        return Ok(Some(url));
+        return Some(url);
     }
     let all = config_get(repo, &["--get-regexp", r"^remote\..*\.url$"])
         .await
@@ -155,12 +205,11 @@ async fn own_remote(repo: &Repo) -> Result<Option<String>, String> {
     let urls: Vec<&str> = all
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(_, url)| url))
-        .filter(|u| !u.starts_with('-'))
         .collect();
-    Ok(match urls.as_slice() {
+    match urls.as_slice() {
         [one] => Some((*one).to_string()),
         _ => None,
-    })
+    }
 }
 
 /// The remote a node that placed an agent on another resolved for it, and where in
@@ -170,6 +219,25 @@ pub struct RemoteSpec {
     pub url: String,
     #[serde(default)]
     pub prefix: PathBuf,
+}
+
+impl RemoteSpec {
+    /// One that came from another node (or the store): its URL usable, and its prefix
+    /// a path inside the repository (no `..`, not absolute).
+    pub fn check(&self) -> Result<(), String> {
+        check_url(&self.url).map_err(|e| format!("git remote {}: {e}", shown_url(&self.url)))?;
+        if !self
+            .prefix
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "`{}` is not a directory inside the repository",
+                self.prefix.display()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The file in a worktree's administrative directory holding its stamp.
@@ -224,6 +292,9 @@ impl Clones {
     /// in it.
     pub async fn open(&self, url: &str, prefix: &Path) -> Result<RemoteRepo, String> {
         let dir = self.root.join(clone_name(url));
+        // One at a time: two creates making the same clone would race in `git init`.
+        let lock = self.lock(&dir);
+        let _one = lock.lock().await;
         if !dir.join("HEAD").is_file() {
             tokio::fs::create_dir_all(&self.root)
                 .await
@@ -243,13 +314,14 @@ impl Clones {
         })
     }
 
+    /// The lock of the clone at `dir` (held while it is made, and while it fetches).
+    fn lock(&self, dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching.entry(dir.to_path_buf()).or_default().clone()
+    }
+
     /// Fetch `refspecs` from the clone's remote, one fetch at a time per clone.
     async fn fetch(&self, clone: &RemoteRepo, refspecs: &[&str]) -> Result<(), String> {
-        let lock = self
-            .fetching
-            .entry(clone.repo.common_dir.clone())
-            .or_default()
-            .clone();
+        let lock = self.lock(&clone.repo.common_dir);
         let _one = lock.lock().await;
         let git_dir = format!("--git-dir={}", clone.repo.common_dir.display());
         let mut args = vec![
@@ -264,7 +336,7 @@ impl Clones {
             &clone.url,
         ];
         args.extend_from_slice(refspecs);
-        git_remote(&args, &clone.repo.common_dir)
+        remote_git(&clone.repo.common_dir, &clone.url, &args)
             .await
             .map(|_| ())
             .map_err(|e| format!("cannot fetch from {}: {e}", clone.url))
@@ -496,6 +568,34 @@ pub async fn publish(wt: &Worktree, agent: &str, message: &str) -> Result<String
     Ok(commit)
 }
 
+/// The config of every clone: the repository format, nothing else.
+const CLONE_CONFIG: &str =
+    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n";
+
+/// Git that talks to `url`, in the clone at `common`, which must be this node's clone
+/// of `url` (a worktree's `commondir` file can be rewritten by an agent that is not
+/// confined); its config is written afresh first, so nothing an agent put there
+/// (`url.*.insteadOf`, `protocol.*.allow`, `credential.helper`, `include.path`, …)
+/// reaches git while it runs with flotilla's environment.
+async fn remote_git(common: &Path, url: &str, args: &[&str]) -> Result<String, String> {
+    let ours = common.file_name().and_then(|n| n.to_str()) == Some(clone_name(url).as_str())
+        && common
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|p| p == ".clones");
+    if !ours {
+        return Err(format!(
+            "`{}` is not this node's clone of {} (was the worktree's `commondir` changed?); nothing was fetched or pushed",
+            common.display(),
+            shown_url(url)
+        ));
+    }
+    tokio::fs::write(common.join("config"), CLONE_CONFIG)
+        .await
+        .map_err(|e| format!("cannot write `{}`: {e}", common.display()))?;
+    git_remote(args, common).await
+}
+
 /// The agent's work-in-progress ref, in the remote and fetched (a ref, not a branch:
 /// the remote's branch list shows only `flotilla/<name>`).
 fn wip_ref(branch: &str) -> String {
@@ -536,7 +636,9 @@ pub async fn checkpoint(
     let common = common_dir(wt).ok_or("cannot find the worktree's repository")?;
     let git_dir = format!("--git-dir={}", common.display());
     let spec = format!("+{commit}:{}", wip_ref(&wt.branch));
-    git_remote(
+    remote_git(
+        &common,
+        url,
         &[
             &git_dir,
             "push",
@@ -547,7 +649,6 @@ pub async fn checkpoint(
             url,
             &spec,
         ],
-        &common,
     )
     .await
     .map_err(|e| format!("cannot push the work in progress to {url}: {e}"))?;
@@ -559,7 +660,9 @@ pub async fn checkpoint(
 pub(super) async fn drop_wip(common: &Path, url: &str, branch: &str) {
     let git_dir = format!("--git-dir={}", common.display());
     let spec = format!(":{}", wip_ref(branch));
-    if let Err(e) = git_remote(
+    if let Err(e) = remote_git(
+        common,
+        url,
         &[
             &git_dir,
             "push",
@@ -569,7 +672,6 @@ pub(super) async fn drop_wip(common: &Path, url: &str, branch: &str) {
             url,
             &spec,
         ],
-        common,
     )
     .await
         && !e.contains("does not exist")
@@ -582,7 +684,9 @@ pub(super) async fn drop_wip(common: &Path, url: &str, branch: &str) {
 pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), String> {
     let git_dir = format!("--git-dir={}", common.display());
     let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    git_remote(
+    remote_git(
+        common,
+        url,
         &[
             &git_dir,
             "push",
@@ -593,14 +697,13 @@ pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), S
             url,
             &spec,
         ],
-        common,
     )
     .await
     .map(|_| ())
     .map_err(|e| {
         if e.contains("non-fast-forward") || e.contains("fetch first") || e.contains("rejected") {
             format!(
-                "{url} has commits on {branch} that this agent's branch does not (pushed by someone else?); they were not overwritten: {e}"
+                "{url} has commits on {branch} that this agent's branch does not (pushed by someone else?); they were not overwritten. Merge them into the agent's work by hand, or delete the agent and create one with base \"{branch}\" to go on from the remote's: {e}"
             )
         } else {
             format!("cannot push {branch} to {url}: {e}")
@@ -698,10 +801,41 @@ mod tests {
             GitRemote::parse(Some("origin")).unwrap(),
             GitRemote::Named("origin".into())
         );
-        for bad in ["--upload-pack=x", "a b", "x\ny"] {
+        for bad in [
+            "--upload-pack=x",
+            "a b",
+            "x\ny",
+            "../up.git",
+            "https://me:hunter2@example.invalid/r.git",
+        ] {
             let e = GitRemote::parse(Some(bad)).unwrap_err();
             assert!(e.contains("[cluster] remote"), "{e}");
+            assert!(!e.contains("hunter2") || e.contains("password"), "{e}");
         }
+        // A user without a password (ssh, tokens from a helper) is fine.
+        check_url("https://me@example.invalid/r.git").unwrap();
+        check_url("ssh://git@example.invalid:22/r.git").unwrap();
+    }
+
+    #[test]
+    fn a_remote_from_another_node_is_checked_again() {
+        let ok = RemoteSpec {
+            url: "/srv/git/r.git".into(),
+            prefix: "sub/dir".into(),
+        };
+        ok.check().unwrap();
+        for prefix in ["../../home/u", "/etc", "a/../../b"] {
+            let bad = RemoteSpec {
+                prefix: prefix.into(),
+                ..ok.clone()
+            };
+            assert!(bad.check().unwrap_err().contains("inside the repository"));
+        }
+        let bad = RemoteSpec {
+            url: "-oProxyCommand=x".into(),
+            ..ok
+        };
+        assert!(bad.check().is_err());
     }
 
     #[test]

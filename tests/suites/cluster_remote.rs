@@ -61,6 +61,19 @@ async fn worktree_agents_on_nodes_without_a_shared_filesystem_meet_through_the_r
     let on_b = b.client().await;
     until_nodes(&on_a, &["a", "b"]).await;
     until_nodes(&on_b, &["a", "b"]).await;
+    // a read its checkout's remote when it started: what the checkout's config says
+    // later (an agent working there can write it) redirects nothing.
+    let elsewhere = remote.path().join("elsewhere.git");
+    git(remote.path(), &["init", "-q", "--bare", "elsewhere.git"]);
+    git(
+        &root_a.path().join("work"),
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &elsewhere.display().to_string(),
+        ],
+    );
 
     // `first` runs on a and writes a file, which goes to the remote when it is done.
     mock.script(
@@ -84,6 +97,7 @@ async fn worktree_agents_on_nodes_without_a_shared_filesystem_meet_through_the_r
         in_remote(&bare, &["show", "flotilla/first:feature.txt"]),
         "from a\n"
     );
+    assert_eq!(in_remote(&elsewhere, &["for-each-ref"]), "");
     // The user's checkout is left alone: the branch is in the remote, not in it.
     assert_eq!(
         git(
@@ -250,11 +264,18 @@ async fn a_branch_the_remote_has_already_is_refused_with_how_to_free_it() {
         )
         .await;
     assert!(e.contains("of the remote"), "{e}");
-    // `_remote` is for the nodes, not for clients.
+    // `_remote` is for the nodes, not for clients, in a plan too.
     let e = on_a
         .call_err(
             "create_agent",
             json!({"name": "y", "_remote": {"url": url}}),
+        )
+        .await;
+    assert!(e.contains("_remote"), "{e}");
+    let e = on_a
+        .call_err(
+            "create_agents",
+            json!({"agents": [{"name": "z", "isolation": "worktree", "_remote": {"url": url, "prefix": "../../x"}}]}),
         )
         .await;
     assert!(e.contains("_remote"), "{e}");

@@ -23,6 +23,9 @@ impl Turn<'_> {
         else {
             return;
         };
+        if !holds_lease(agent).await {
+            return;
+        }
         match crate::worktree::checkpoint(wt, agent.name(), self.pushed_tree.as_deref()).await {
             Ok(Some(tree)) => self.pushed_tree = Some(tree),
             Ok(None) => {}
@@ -50,6 +53,10 @@ pub(super) async fn push_work(agent: &AgentHandle, index: u32) {
             wt.branch
         )));
     });
+    if !holds_lease(agent).await {
+        tracing::warn!(agent = %agent.name(), "not pushing: this node no longer holds the agent's lease");
+        return;
+    }
     let message = format!("flotilla: agent {}, command {index}", agent.name());
     let (commit, error) = match crate::worktree::publish(wt, agent.name(), &message).await {
         Ok(commit) => (Some(commit), None),
@@ -64,4 +71,13 @@ pub(super) async fn push_work(agent: &AgentHandle, index: u32) {
         commit,
         error,
     });
+}
+
+/// This node still holds the agent's lease (checked in the store just before a push:
+/// a node that lost it must not move the branch the new owner works on).
+async fn holds_lease(agent: &AgentHandle) -> bool {
+    match agent.fleet.store.shared() {
+        Some(shared) => shared.holds(&agent.id).await,
+        None => true,
+    }
 }

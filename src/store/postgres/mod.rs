@@ -51,6 +51,25 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether this node still holds `agent_id`'s lease, unexpired, in the store: the
+    /// fence for what the store cannot refuse itself (pushes to a git remote).
+    pub async fn holds(&self, agent_id: &str) -> bool {
+        let Some(token) = self.leases.get(agent_id).map(|t| *t) else {
+            return false;
+        };
+        let Ok(client) = self.pool.get().await else {
+            return false;
+        };
+        client
+            .query_opt(
+                "SELECT 1 FROM leases WHERE agent_id = $1 AND node = $2 AND token = $3
+                   AND expires_at > now()",
+                &[&agent_id, &self.node, &token],
+            )
+            .await
+            .is_ok_and(|row| row.is_some())
+    }
+
     /// The receiver of fenced agent ids (each once): the first call takes it.
     pub fn take_fenced(&self) -> Option<mpsc::UnboundedReceiver<String>> {
         self.fenced.lock().unwrap_or_else(|e| e.into_inner()).take()
