@@ -16,7 +16,8 @@
 //!    mid-command (the mock holds its answer); SIGKILL b, remove its data directory
 //!    (its worktree goes with its disk); time until a made the worktree again from the
 //!    pushed branch (`relocated`) and the command is done there; beside the plain
-//!    failover (the `failover` scenario, shared work directory, no worktree).
+//!    failover (the `failover` scenario, shared work directory, no worktree). The
+//!    `resumed` events are counted: one per run when a took the agent over once.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -297,6 +298,7 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
     let mut takeover = Vec::with_capacity(runs);
     let mut done = Vec::with_capacity(runs);
     let mut early = 0;
+    let mut resumed = 0;
     for i in 0..runs {
         let heartbeat = Duration::from_secs(lease) / 3;
         let after = heartbeat.mul_f64((i as f64 + 0.5) / runs as f64);
@@ -304,6 +306,7 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
         takeover.push(kill.takeover);
         done.push(kill.done);
         early += kill.early.len();
+        resumed += kill.resumed;
     }
     let (t, d) = (Summary::of(&takeover), Summary::of(&done));
     let fastest = done.iter().min().copied().unwrap_or_default();
@@ -322,6 +325,7 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
             format!("{:.2} s", secs(&plain["done_ms"], "p50_ms")),
             format!("max {:.2} s", secs(&plain["done_ms"], "max_ms")),
             "–".into(),
+            "–".into(),
             plain["load_before"].as_str().unwrap_or("?").to_string(),
         ],
         vec![
@@ -331,6 +335,7 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
             format!("{:.2} s", d.p50 / 1e3),
             format!("{:.2}–{:.2} s", fastest.as_secs_f64(), d.max / 1e3),
             format!("{runs} / {runs}"),
+            format!("{resumed} / {runs}"),
             load_before.clone(),
         ],
     ];
@@ -345,6 +350,7 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
             "kill → done on a p50",
             "done min–max",
             "relocated",
+            "resumed",
             "load before",
         ],
         &rows,
@@ -355,6 +361,7 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
         "takeover_ms": t.json(),
         "done_ms": d.json(),
         "early_waits": early,
+        "resumed_events": resumed,
         "plain_takeover_p50_ms": plain["takeover_ms"]["p50_ms"],
         "plain_done_p50_ms": plain["done_ms"]["p50_ms"],
         "load_before": load_before,
@@ -376,6 +383,8 @@ struct Kill {
     takeover: Duration,
     done: Duration,
     early: Vec<Value>,
+    /// `resumed` events in the agent's log: 1 when a took it over once.
+    resumed: usize,
 }
 
 /// One kill: a fresh fleet of a (a clone of the remote) and b (no checkout), `agent` a
@@ -434,11 +443,19 @@ async fn kill_one(repo: &Repo, lease: u64, agent: &str, after: Duration) -> Kill
         .await;
     let moved = moved["events"].as_array().map_or(0, Vec::len);
     assert_eq!(moved, 1, "one relocated event for {agent}");
+    let resumed = a
+        .call_ok(
+            "get_agent_events",
+            json!({"agent": agent, "kinds": ["resumed"]}),
+        )
+        .await;
+    let resumed = resumed["events"].as_array().map_or(0, Vec::len);
     fleet.stop().await;
     Kill {
         takeover: Duration::from_nanos(repeated).saturating_sub(killed),
         done: finished - killed,
         early,
+        resumed,
     }
 }
 
