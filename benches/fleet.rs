@@ -9,12 +9,13 @@
 //! cargo bench --bench fleet -- --scenario scale --agents 100,1000,5000
 //! cargo bench --bench fleet -- --scenario memory,control --json target/fleet.json
 //! cargo bench --bench fleet -- --scenario failover,nodes --leases 3 # several nodes
+//! cargo bench --bench fleet -- --scenario failover,remote --leases 3 # worktrees via a remote
 //! ```
 //!
 //! `cargo bench` builds the `flotilla` binary with the same (release-based) profile and
 //! passes its path in `CARGO_BIN_EXE_flotilla`.
 //!
-//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|cli|failover|nodes|all` (comma list),
+//! Flags: `--scenario scale|memory|control|context|persistence|guards|sandbox|cli|failover|nodes|remote|all` (comma list),
 //! `--agents N,..` (scale sizes, default 100,1000), `--latency-ms MS` (model latency for
 //! scale, memory and guards, default 200), `--steps N` (model calls per scale and guards
 //! agent, default 5), `--idle N,..` (memory, default 1000,10000), `--running N` (memory,
@@ -41,6 +42,14 @@
 //! `failover` (two nodes, SIGKILL of the one running an agent mid-command; `--leases
 //! S,..` default 3,15, `--failover-runs N` default 3) and `nodes` (agents per node:
 //! `--node-agents N` created through one node of three, default 60, beside one node).
+//! `remote`: worktree agents through a git remote, on a generated repository
+//! (`--repo-files N` default 2000, `--repo-mib N` default 20): `create_agent` with
+//! `isolation: "worktree"` (`--remote-agents N` default 30) and a create-with-task that
+//! writes one file → idle (`--remote-runs N` default 20), each for one SQLite node with a
+//! local repository, a fleet node with `remote = ""` and a fleet node with a bare remote;
+//! then failover with the worktree rebuilt from the remote on the other node (nodes with
+//! separate roots, the smallest of `--leases`, `--failover-runs` kills), beside the
+//! plain failover (the `failover` scenario's figure when it ran, else its own run).
 //!
 //! Scenarios that run many agents at once (scale, memory, persistence) start the server
 //! with `FLOTILLA_MAX_RUNNING=0`: flotilla's default of 16 run slots would queue them.
@@ -73,6 +82,10 @@ mod persistence;
 mod placement;
 #[path = "../tests/common/postgres.rs"]
 mod postgres;
+#[path = "fleet/remote.rs"]
+mod remote;
+#[path = "fleet/repo.rs"]
+mod repo;
 #[path = "fleet/sandbox.rs"]
 mod sandbox;
 #[path = "fleet/scale.rs"]
@@ -120,9 +133,13 @@ struct Args {
     leases: Vec<usize>,
     failover_runs: usize,
     node_agents: usize,
+    remote_agents: usize,
+    remote_runs: usize,
+    repo_files: usize,
+    repo_mib: usize,
 }
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "scale",
     "memory",
     "control",
@@ -133,6 +150,7 @@ const SCENARIOS: [&str; 10] = [
     "cli",
     "failover",
     "nodes",
+    "remote",
 ];
 
 fn parse_args() -> Result<Args, String> {
@@ -164,6 +182,10 @@ fn parse_args() -> Result<Args, String> {
         leases: vec![3, 15],
         failover_runs: 3,
         node_agents: 60,
+        remote_agents: 30,
+        remote_runs: 20,
+        repo_files: 2000,
+        repo_mib: 20,
     };
     let mut it = std::env::args().skip(1);
     fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -244,6 +266,10 @@ fn parse_args() -> Result<Args, String> {
             "--leases" => a.leases = list(&value()?)?,
             "--failover-runs" => a.failover_runs = num(&value()?)?,
             "--node-agents" => a.node_agents = num(&value()?)?,
+            "--remote-agents" => a.remote_agents = num(&value()?)?,
+            "--remote-runs" => a.remote_runs = num(&value()?)?,
+            "--repo-files" => a.repo_files = num(&value()?)?,
+            "--repo-mib" => a.repo_mib = num(&value()?)?,
             "--help" => {
                 println!(
                     "{}",
@@ -408,6 +434,18 @@ async fn run(args: Args) {
             "nodes".into(),
             placement::run(args.node_agents, latency, args.steps).await,
         );
+    }
+    if has("remote") {
+        let sizes = remote::Sizes {
+            agents: args.remote_agents,
+            runs: args.remote_runs,
+            failover_runs: args.failover_runs.max(1),
+            lease_s: args.leases.iter().min().map_or(3, |&l| l as u64),
+            files: args.repo_files,
+            mib: args.repo_mib,
+        };
+        let report = remote::run(&sizes, out.get("failover")).await;
+        out.insert("remote".into(), report);
     }
     out.insert("load_end".into(), json!(stats::loadavg()));
     out.insert(

@@ -10,12 +10,13 @@
 //! where in b's heartbeat cycle the kill falls (killed at once, it would always come
 //! just after b's first renewal: the worst case).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::mock::Mock;
 use crate::nodes::Nodes;
+use crate::server::Server;
 use crate::stats::{Summary, loadavg, table};
 
 pub async fn run(leases: &[u64], runs: usize) -> Value {
@@ -118,20 +119,43 @@ async fn one(lease: u64, after: Duration) -> Kill {
     let epoch = mock.epoch();
     let killed = epoch.elapsed();
     b.kill().await;
-    // A wait through a may return early, when a replaces its mirror of the agent by
-    // the agent itself (the row then says `deleted`, still running on b): wait again.
+    let (waited, early) = until_done_on_a(a, "held", lease, epoch, killed).await;
+    let finished = epoch.elapsed();
+    let repeated = mock.stats().slots[0]
+        .repeated_ns
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(repeated > 0, "a never repeated the held request: {waited}");
+    fleet.stop().await;
+    Kill {
+        takeover: Duration::from_nanos(repeated).saturating_sub(killed),
+        done: finished - killed,
+        early,
+    }
+}
+
+/// Wait through node `a` until `agent` is idle on a, `killed` (since `epoch`) being when
+/// its node died; the rows of the waits that returned before that. A wait through a may
+/// return early, when a replaces its mirror of the agent by the agent itself (the row
+/// then says `deleted`, still running on b): it waits again.
+pub async fn until_done_on_a(
+    a: &Server,
+    agent: &str,
+    lease: u64,
+    epoch: Instant,
+    killed: Duration,
+) -> (Value, Vec<Value>) {
     let mut early = Vec::new();
-    let waited = loop {
+    loop {
         let waited = a
             .call_ok(
                 "wait_for_agents",
-                json!({"agents": ["held"], "timeout_s": lease * 4 + 60}),
+                json!({"agents": [agent], "timeout_s": lease * 4 + 60}),
             )
             .await;
         assert_eq!(waited["timed_out"], false, "never done on a: {waited}");
         let row = &waited["agents"][0];
         if row["status"] == "idle" && row["node"] == "a" {
-            break waited;
+            return (waited, early);
         }
         assert!(
             early.len() < 50 && epoch.elapsed() - killed < Duration::from_secs(lease * 4 + 60),
@@ -143,16 +167,5 @@ async fn one(lease: u64, after: Duration) -> Kill {
             (epoch.elapsed() - killed).as_secs_f64()
         )));
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let finished = epoch.elapsed();
-    let repeated = mock.stats().slots[0]
-        .repeated_ns
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(repeated > 0, "a never repeated the held request: {waited}");
-    fleet.stop().await;
-    Kill {
-        takeover: Duration::from_nanos(repeated).saturating_sub(killed),
-        done: finished - killed,
-        early,
     }
 }

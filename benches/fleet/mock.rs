@@ -11,7 +11,8 @@
 //! - a `hold` agent (the failover scenario) reads a file, then its final answer is
 //!   held: the first request for it waits [`HOLD`] (its node is killed meanwhile), a
 //!   repeat of it (the node that took the agent over) is answered at once. That one
-//!   piece of state lives in the agent's [`Slot`].
+//!   piece of state lives in the agent's [`Slot`];
+//! - a `write` agent (the remote scenario) writes one file, then answers.
 //!
 //! Every reply waits the configured latency first (`tokio::time::sleep`: nothing
 //! blocks). The mock also timestamps each agent's requests so the bench can split wall
@@ -165,6 +166,7 @@ enum Kind {
     Planner,
     Builder,
     Hold,
+    Write,
 }
 
 fn marker(body: &str) -> Marker {
@@ -183,6 +185,7 @@ fn marker(body: &str) -> Marker {
             Some(("k", "planner")) => m.kind = Kind::Planner,
             Some(("k", "builder")) => m.kind = Kind::Builder,
             Some(("k", "hold")) => m.kind = Kind::Hold,
+            Some(("k", "write")) => m.kind = Kind::Write,
             Some(("a", n)) => m.agent = n.parse().ok(),
             _ => {}
         }
@@ -373,6 +376,7 @@ fn reply(
         Kind::Planner => &PLANNER,
         Kind::Builder => &BUILDER,
         Kind::Hold => &HOLDER,
+        Kind::Write => &WRITER,
     };
     match script.get(step as usize - 1) {
         Some((name, input, note)) => (call(name, input(), note), "tool_use", false),
@@ -393,6 +397,12 @@ const HOLDER: [ScriptStep; 1] = [(
     "read_file",
     || json!({"path": "data.txt"}),
     "Reading data.txt.",
+)];
+
+const WRITER: [ScriptStep; 1] = [(
+    "write_file",
+    || json!({"path": "bench-out.txt", "content": "written by a benchmark agent\n"}),
+    "Writing the file.",
 )];
 
 const SCOUT: [ScriptStep; 5] = [

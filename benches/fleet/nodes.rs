@@ -1,7 +1,10 @@
 //! A fleet of several flotilla nodes on one machine: each a real release binary over
 //! stdio, all on one fresh PostgreSQL database (`--store`, `--node NAME`) and one
 //! shared work directory (so every node serves every agent), one mock model for all.
+//! [`Nodes::start_apart`] gives each node a work directory of its own instead (nodes
+//! that share no filesystem; each node's data directory is always its own).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -33,6 +36,30 @@ impl Nodes {
             nodes,
             names: names.iter().map(|n| n.to_string()).collect(),
             _work: work,
+        };
+        for node in &fleet.nodes {
+            fleet.until_healthy(node).await;
+        }
+        fleet
+    }
+
+    /// Start one node per `(name, work directory, config)` on a fresh database, and wait
+    /// until every node sees all of them healthy. The work directories stay the
+    /// caller's.
+    pub async fn start_apart(
+        mock_url: &str,
+        nodes: &[(&str, &Path, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let db = database();
+        let mut servers = Vec::with_capacity(nodes.len());
+        for (name, work, config) in nodes {
+            servers.push(Server::start_node(mock_url, &db, name, work, config, env).await);
+        }
+        let fleet = Self {
+            nodes: servers,
+            names: nodes.iter().map(|(n, ..)| n.to_string()).collect(),
+            _work: tempfile::tempdir().expect("unused shared work dir"),
         };
         for node in &fleet.nodes {
             fleet.until_healthy(node).await;
