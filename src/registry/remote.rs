@@ -37,9 +37,9 @@ impl Registry {
         };
         let repo = match self.workdir(workdir, false).await {
             Ok(dir) => worktree::repo_of(&dir).await.ok(),
-            // A workdir this node does not have is fine with a URL of the fleet's.
-            Err(_) if pinned.repo.is_none() && workdir.is_none() => None,
-            Err(e) if pinned.repo.is_some() => return Err(e),
+            // A work directory asked for that this node cannot use: placed by it, on
+            // a node that serves it (which resolves its remote), or refused with why.
+            Err(_) if workdir.is_some() || pinned.repo.is_some() => return Ok(None),
             Err(_) => None,
         };
         if let Some(only) = &pinned.repo {
