@@ -280,6 +280,7 @@ impl Cluster {
         let still_ours = self.shared.leases.get(&id).map(|t| *t) == Some(token);
         match moved {
             Ok(moved) if still_ours => {
+                self.stuck.remove(&id);
                 let report = self.registry.take_over(log, self.node(), moved);
                 tracing::info!(agent_id = %id, from = %was, resumed = report.resumed, "took over the agent from node {was}, its worktree made here from the git remote");
             }
@@ -296,6 +297,7 @@ impl Cluster {
                 if let Ok(h) = self.registry.get(&id) {
                     h.note_orphaned(&why);
                 }
+                self.stuck.insert(id.clone(), why);
                 self.let_go_for(&id, token, self.lease()).await;
             }
         }

@@ -68,6 +68,9 @@ pub struct Cluster {
     executor: OnceLock<Arc<dyn Executor>>,
     /// Mirrors being refreshed: `true` when another change came in meanwhile.
     refreshing: DashMap<String, bool>,
+    /// Agents this node claimed but could not make the worktree of, with why: their
+    /// status says so until a takeover succeeds.
+    stuck: DashMap<String, String>,
     /// When this node last renewed its leases.
     renewed: Mutex<Instant>,
     /// `[cluster] max_running`, when set.
@@ -113,6 +116,7 @@ impl Cluster {
             waiting: DashMap::new(),
             executor: OnceLock::new(),
             refreshing: DashMap::new(),
+            stuck: DashMap::new(),
             renewed: Mutex::new(Instant::now()),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -175,6 +175,10 @@ impl Cluster {
             if row.healthy {
                 continue;
             }
+            if let Some(why) = self.stuck.get(&h.id) {
+                h.note_orphaned(&why);
+                continue;
+            }
             let dir = &h.settings.workdir;
             let anywhere = h
                 .settings

@@ -280,3 +280,72 @@ async fn a_branch_the_remote_has_already_is_refused_with_how_to_free_it() {
         .await;
     assert!(e.contains("_remote"), "{e}");
 }
+
+/// A node that cannot make a moved agent's worktree (its branch is gone from the
+/// remote) does not run it blind: the agent waits, and its status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_branch_is_gone_waits_and_says_why() {
+    let db = postgres::database();
+    let remote = tempfile::tempdir().unwrap();
+    let bare = remote_with_a_commit(remote.path());
+    let url = bare.display().to_string();
+    let config = format!("remote = {url:?}");
+    let (root_a, root_b) = (
+        Arc::new(tempfile::tempdir().unwrap()),
+        Arc::new(tempfile::tempdir().unwrap()),
+    );
+    let mock = MockModel::start().await;
+    let a = node(&db, "a", &root_a, &mock, &["--max-running", "2"], &config).await;
+    let b = node(&db, "b", &root_b, &mock, &["--max-running", "16"], &config).await;
+    let on_a = a.client().await;
+    until_nodes(&on_a, &["a", "b"]).await;
+    mock.script(
+        "[lost]",
+        vec![Step::text("never delivered").delay(Duration::from_secs(60))],
+    );
+    // b has more free run slots: the agent goes there.
+    on_a.call(
+        "create_agent",
+        json!({"name": "lost", "task": "[lost] go", "isolation": "worktree"}),
+    )
+    .await;
+    assert_eq!(on_a.status("lost").await["node"], "b");
+    mock.wait_requests("[lost]", 1, LONG).await;
+    in_remote(&bare, &["branch", "-D", "flotilla/lost"]);
+    b.kill().await;
+    std::fs::remove_dir_all(root_b.path().join("data")).unwrap();
+    let said = eventually("a says why it cannot take the agent over", async || {
+        let s = on_a.status("lost").await;
+        let activity = s.to_string();
+        activity
+            .contains("could not make its worktree")
+            .then_some(s)
+    })
+    .await;
+    assert!(
+        said.to_string().contains("has no branch flotilla/lost"),
+        "{said}"
+    );
+    assert_eq!(said["node"], "b", "{said}");
+    // It tries again a lease later, and says so all along: heartbeats in between do
+    // not replace it with a promise that another node takes the agent over.
+    let mut reads = 0;
+    while a
+        .log_tail(400)
+        .matches("cannot take the agent over")
+        .count()
+        < 2
+    {
+        let now = on_a.status("lost").await.to_string();
+        assert!(
+            now.contains("could not make its worktree"),
+            "read {reads}: {now}"
+        );
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reads > 5,
+        "the second try came too soon to tell: {reads} reads"
+    );
+}
