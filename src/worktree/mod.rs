@@ -149,12 +149,7 @@ struct WtGit<'a> {
 
 impl<'a> WtGit<'a> {
     async fn new(wt: &'a Worktree) -> Result<WtGit<'a>, String> {
-        let common = common_dir(wt).ok_or_else(|| {
-            format!(
-                "cannot find the repository of the worktree `{}`",
-                wt.path.display()
-            )
-        })?;
+        let common = repository_of(wt)?;
         let under = wt.path.parent().unwrap_or(&wt.path);
         Ok(WtGit {
             wt,
@@ -439,6 +434,41 @@ async fn commit_snapshot(g: &WtGit<'_>, agent: &str) -> Result<(String, Snapshot
     commit_snapshot_as(g, agent, &message).await
 }
 
+/// Commit everything in the worktree onto its branch (`message` for the commit,
+/// `reflog` for the branch's log) when there is uncommitted work, from the repository's
+/// side (`common`: its common directory). The commit the branch is at now, and the
+/// snapshot (`dirty`: the branch moved).
+async fn commit_to_branch(
+    g: &WtGit<'_>,
+    common: &Path,
+    agent: &str,
+    message: &str,
+    reflog: &str,
+) -> Result<(String, Snapshot), String> {
+    let (commit, snap) = commit_snapshot_as(g, agent, message).await?;
+    if snap.dirty {
+        let git_dir = format!("--git-dir={}", common.display());
+        let branch = &g.wt.branch;
+        let full = format!("refs/heads/{branch}");
+        git(
+            &[
+                &git_dir,
+                "update-ref",
+                "-m",
+                reflog,
+                &full,
+                &commit,
+                &snap.head,
+            ],
+            common,
+            &[],
+        )
+        .await
+        .map_err(|e| format!("cannot commit the agent's work to {branch}: {e}"))?;
+    }
+    Ok((commit, snap))
+}
+
 /// [`commit_snapshot`] with a message of its own.
 async fn commit_snapshot_as(
     g: &WtGit<'_>,
@@ -524,6 +554,16 @@ fn parse_shortstat(line: &str) -> DiffStat {
         }
     }
     stat
+}
+
+/// [`common_dir`], or the error saying it cannot be found.
+fn repository_of(wt: &Worktree) -> Result<PathBuf, String> {
+    common_dir(wt).ok_or_else(|| {
+        format!(
+            "cannot find the repository of the worktree `{}`",
+            wt.path.display()
+        )
+    })
 }
 
 /// The repository's common directory, from the worktree's administrative one.

@@ -25,7 +25,10 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use super::git::{GIT_TIMEOUT, git, git_remote};
-use super::{Repo, Worktree, WtGit, add_as, commit_snapshot_as, common_dir, snapshot_within};
+use super::{
+    Repo, Worktree, WtGit, add_as, commit_snapshot_as, commit_to_branch, repository_of,
+    snapshot_within,
+};
 
 /// Where the agents' fetched refs go in a clone.
 const FLEET: &str = "refs/fleet";
@@ -534,32 +537,10 @@ pub async fn publish(wt: &Worktree, agent: &str, message: &str) -> Result<String
     let Some(url) = &wt.remote else {
         return Err("the worktree has no remote".into());
     };
-    let common = common_dir(wt).ok_or_else(|| {
-        format!(
-            "cannot find the repository of the worktree `{}`",
-            wt.path.display()
-        )
-    })?;
+    let common = repository_of(wt)?;
     let g = WtGit::new(wt).await?;
-    let (commit, snap) = commit_snapshot_as(&g, agent, message).await?;
-    let git_dir = format!("--git-dir={}", common.display());
-    let full = format!("refs/heads/{}", wt.branch);
+    let (commit, snap) = commit_to_branch(&g, &common, agent, message, message).await?;
     if snap.dirty {
-        git(
-            &[
-                &git_dir,
-                "update-ref",
-                "-m",
-                message,
-                &full,
-                &commit,
-                &snap.head,
-            ],
-            &common,
-            &[],
-        )
-        .await
-        .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
         // The worktree's index follows its new head: the work shows as committed.
         g.run(&["read-tree", "HEAD"], &[]).await?;
     }
@@ -633,57 +614,28 @@ pub async fn checkpoint(
         snap.head.clone()
     };
     drop(g);
-    let common = common_dir(wt).ok_or("cannot find the worktree's repository")?;
-    let git_dir = format!("--git-dir={}", common.display());
+    let common = repository_of(wt)?;
     let spec = format!("+{commit}:{}", wip_ref(&wt.branch));
-    remote_git(
-        &common,
-        url,
-        &[
-            &git_dir,
-            "push",
-            "--quiet",
-            "--no-verify",
-            "--no-recurse-submodules",
-            "--end-of-options",
-            url,
-            &spec,
-        ],
-    )
-    .await
-    .map_err(|e| format!("cannot push the work in progress to {url}: {e}"))?;
+    push_refspec(&common, url, &spec)
+        .await
+        .map_err(|e| format!("cannot push the work in progress to {url}: {e}"))?;
     Ok(Some(snap.tree))
 }
 
 /// Delete the agent's work-in-progress ref in the remote (its work is on its branch
 /// now); one that is not there is no error.
 pub(super) async fn drop_wip(common: &Path, url: &str, branch: &str) {
-    let git_dir = format!("--git-dir={}", common.display());
     let spec = format!(":{}", wip_ref(branch));
-    if let Err(e) = remote_git(
-        common,
-        url,
-        &[
-            &git_dir,
-            "push",
-            "--quiet",
-            "--no-verify",
-            "--end-of-options",
-            url,
-            &spec,
-        ],
-    )
-    .await
+    if let Err(e) = push_refspec(common, url, &spec).await
         && !e.contains("does not exist")
     {
         tracing::debug!(%branch, "could not delete the work-in-progress ref: {e}");
     }
 }
 
-/// Push `branch` of the clone at `common` to `url`, fast-forward only.
-pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), String> {
+/// `git push url spec` from the clone at `common`: no hooks, no submodules.
+async fn push_refspec(common: &Path, url: &str, spec: &str) -> Result<(), String> {
     let git_dir = format!("--git-dir={}", common.display());
-    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
     remote_git(
         common,
         url,
@@ -695,12 +647,17 @@ pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), S
             "--no-recurse-submodules",
             "--end-of-options",
             url,
-            &spec,
+            spec,
         ],
     )
     .await
     .map(|_| ())
-    .map_err(|e| {
+}
+
+/// Push `branch` of the clone at `common` to `url`, fast-forward only.
+pub(super) async fn push(common: &Path, url: &str, branch: &str) -> Result<(), String> {
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    push_refspec(common, url, &spec).await.map_err(|e| {
         if e.contains("non-fast-forward") || e.contains("fetch first") || e.contains("rejected") {
             format!(
                 "{url} has commits on {branch} that this agent's branch does not (pushed by someone else?); they were not overwritten. Merge them into the agent's work by hand, or delete the agent and create one with base \"{branch}\" to go on from the remote's: {e}"

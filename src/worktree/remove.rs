@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::git::git;
-use super::{Kept, Worktree, WtGit, commit_snapshot, common_dir, keep, max_file_bytes};
+use super::{Kept, Worktree, WtGit, commit_to_branch, keep, max_file_bytes, repository_of};
 
 /// What [`remove`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +59,7 @@ impl Removed {
 /// files, files over the size limit, nested repositories) into a kept directory, then
 /// remove the worktree (the branch stays). A worktree that is already gone is pruned.
 pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
-    let common = common_dir(wt).ok_or_else(|| {
-        format!(
-            "cannot find the repository of the worktree `{}`",
-            wt.path.display()
-        )
-    })?;
+    let common = repository_of(wt)?;
     let git_dir = format!("--git-dir={}", common.display());
     let mut removed = Removed {
         branch: wt.branch.clone(),
@@ -78,27 +73,10 @@ pub async fn remove(wt: &Worktree, agent: &str) -> Result<Removed, String> {
         return Ok(removed);
     }
     let g = WtGit::new(wt).await?;
-    let (commit, snap) = commit_snapshot(&g, agent).await?;
-    if snap.dirty {
-        let full = format!("refs/heads/{}", wt.branch);
-        let message = "flotilla: agent deleted; its uncommitted work committed";
-        git(
-            &[
-                &git_dir,
-                "update-ref",
-                "-m",
-                message,
-                &full,
-                &commit,
-                &snap.head,
-            ],
-            &common,
-            &[],
-        )
-        .await
-        .map_err(|e| format!("cannot commit the agent's work to {}: {e}", wt.branch))?;
-        removed.committed = true;
-    }
+    let message = format!("flotilla: uncommitted work of agent {agent}");
+    let reflog = "flotilla: agent deleted; its uncommitted work committed";
+    let (_, snap) = commit_to_branch(&g, &common, agent, &message, reflog).await?;
+    removed.committed = snap.dirty;
     if let Some(url) = &wt.remote {
         let pushed = super::remote::push(&common, url, &wt.branch).await;
         if pushed.is_ok() {
