@@ -79,8 +79,13 @@ impl AgentSettings {
     /// agent's worktree: its node's clone of the remote, which lies in flotilla's
     /// (hidden) data directory.
     pub fn git_dir_to_show(&self) -> Option<std::path::PathBuf> {
-        let wt = self.worktree.as_ref().filter(|w| w.remote.is_some())?;
-        crate::worktree::git_dir_of(wt)
+        crate::worktree::git_dir_of(self.remote_worktree()?)
+    }
+
+    /// Its worktree, when it goes through a git remote (any node of a fleet can run
+    /// it; its work is pushed).
+    pub fn remote_worktree(&self) -> Option<&crate::worktree::Worktree> {
+        self.worktree.as_ref().filter(|w| w.remote.is_some())
     }
 
     /// Why it cannot work at all right now: its worktree is gone.

@@ -240,12 +240,14 @@ impl Cluster {
             let was: String = r.get(2);
             self.shared.leases.insert(id.clone(), token);
             match self.registry.store().load_agent(&id).await {
-                Ok(Some(log)) if self.registry.must_bring_worktree(&log) => {
+                Ok(Some(log)) if let Some(wt) = self.registry.worktree_to_bring(&log) => {
                     // Its worktree is made here from the git remote first: off the
                     // heartbeat (a fetch can take long), which keeps renewing the lease.
                     let cluster = self.clone();
                     self.tracker.spawn(async move {
-                        cluster.take_over_with_worktree(id, token, was, log).await;
+                        cluster
+                            .take_over_with_worktree(id, token, was, log, wt)
+                            .await;
                     });
                 }
                 Ok(Some(log)) => {
@@ -272,16 +274,17 @@ impl Cluster {
         token: i64,
         was: String,
         log: crate::store::AgentLog,
+        wt: crate::worktree::Worktree,
     ) {
         let moved = tokio::select! {
             _ = self.cancel.cancelled() => return,
-            moved = self.registry.bring_worktree(&log) => moved,
+            moved = self.registry.bring_worktree(&wt) => moved,
         };
         let still_ours = self.shared.leases.get(&id).map(|t| *t) == Some(token);
         match moved {
             Ok(moved) if still_ours => {
                 self.stuck.remove(&id);
-                let report = self.registry.take_over(log, self.node(), moved);
+                let report = self.registry.take_over(log, self.node(), Some(moved));
                 tracing::info!(agent_id = %id, from = %was, resumed = report.resumed, "took over the agent from node {was}, its worktree made here from the git remote");
             }
             Ok(_) => {

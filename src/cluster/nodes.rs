@@ -180,11 +180,7 @@ impl Cluster {
                 continue;
             }
             let dir = &h.settings.workdir;
-            let anywhere = h
-                .settings
-                .worktree
-                .as_ref()
-                .is_some_and(|w| w.remote.is_some());
+            let anywhere = h.settings.remote_worktree().is_some();
             let why = if anywhere && nodes.iter().any(|n| n.healthy) {
                 format!(
                     "its node {owner} stopped heartbeating {:.0}s ago; another node takes it over and rebuilds its worktree from its branch in the remote",

@@ -150,23 +150,17 @@ impl Registry {
             .unwrap_or_else(|| "local".into())
     }
 
-    /// Whether taking over the agent of `log` means making its worktree here first
-    /// ([`Registry::bring_worktree`]).
-    pub fn must_bring_worktree(&self, log: &AgentLog) -> bool {
-        latest_worktree(log).is_some_and(|wt| wt.remote.is_some() && !worktree::reachable(&wt))
+    /// The worktree to make on this node before it takes over the agent of `log`
+    /// ([`Registry::bring_worktree`]): the one its log names, when that one goes
+    /// through a git remote and this node cannot reach it. `None`: nothing to move.
+    pub fn worktree_to_bring(&self, log: &AgentLog) -> Option<Worktree> {
+        latest_worktree(log).filter(|wt| wt.remote.is_some() && !worktree::reachable(wt))
     }
 
-    /// Before this node runs an agent another node ran (a takeover): its worktree
-    /// made here from its branch in the remote, when the one its log names is not
-    /// reachable. `None`: nothing to move (no worktree with a remote, or this node
-    /// reaches it).
-    pub async fn bring_worktree(&self, log: &AgentLog) -> Result<Option<Worktree>, String> {
-        let Some(wt) = latest_worktree(log) else {
-            return Ok(None);
-        };
-        if wt.remote.is_none() || worktree::reachable(&wt) {
-            return Ok(None);
-        }
+    /// Before this node runs an agent another node ran (a takeover): the worktree
+    /// `wt` (from [`Registry::worktree_to_bring`]) made here from its branch in the
+    /// remote.
+    pub async fn bring_worktree(&self, wt: &Worktree) -> Result<Worktree, String> {
         let Some(remotes) = &self.remotes else {
             return Err(
                 "the agent works through a git remote, and this node is not part of a fleet".into(),
@@ -182,9 +176,7 @@ impl Registry {
         tokio::fs::create_dir_all(&self.worktrees_root)
             .await
             .map_err(|e| format!("cannot create `{}`: {e}", self.worktrees_root.display()))?;
-        worktree::rebuild(&remotes.clones, &wt, &path, &self.node_name())
-            .await
-            .map(Some)
+        worktree::rebuild(&remotes.clones, wt, &path, &self.node_name()).await
     }
 
     /// Push the work of every agent this node runs in a worktree with a remote (at
@@ -192,7 +184,7 @@ impl Registry {
     /// starts from it.
     pub(super) async fn publish_all(&self) {
         for h in self.local_agents() {
-            let Some(wt) = h.settings.worktree.as_ref().filter(|w| w.remote.is_some()) else {
+            let Some(wt) = h.settings.remote_worktree() else {
                 continue;
             };
             let message = format!(

@@ -15,12 +15,7 @@ impl Turn<'_> {
     /// last push of this command). A failure is logged; the command goes on.
     pub(super) async fn push_progress(&mut self) {
         let agent = self.agent;
-        let Some(wt) = agent
-            .settings
-            .worktree
-            .as_ref()
-            .filter(|w| w.remote.is_some())
-        else {
+        let Some(wt) = agent.settings.remote_worktree() else {
             return;
         };
         if !holds_lease(agent).await {
@@ -39,12 +34,7 @@ impl Turn<'_> {
 /// Commit and push the agent's work after command `index`; a failure is recorded
 /// (`pushed` with its error) and logged, and the command ends as it would have.
 pub(super) async fn push_work(agent: &AgentHandle, index: u32) {
-    let Some(wt) = agent
-        .settings
-        .worktree
-        .as_ref()
-        .filter(|w| w.remote.is_some())
-    else {
+    let Some(wt) = agent.settings.remote_worktree() else {
         return;
     };
     agent.update(|s| {
