@@ -79,13 +79,13 @@ pub async fn run(leases: &[u64], runs: usize) -> Value {
 }
 
 /// What one kill measured.
-struct Kill {
+pub struct Kill {
     /// Kill → a's repeat of the held model request (a took the agent over and resumed).
-    takeover: Duration,
+    pub takeover: Duration,
     /// Kill → a `wait_for_agents` through a returned the agent idle on a.
-    done: Duration,
+    pub done: Duration,
     /// Rows of the waits that returned before that.
-    early: Vec<Value>,
+    pub early: Vec<Value>,
 }
 
 async fn one(lease: u64, after: Duration) -> Kill {
@@ -102,10 +102,36 @@ async fn one(lease: u64, after: Duration) -> Kill {
             }),
         )
         .await;
-    let a = fleet.node("a");
-    let status = a
-        .call_ok("get_agent_status", json!({"agent": "held"}))
-        .await;
+    let kill = kill_b(
+        fleet.node("a"),
+        b,
+        &mock,
+        "held",
+        &created,
+        lease,
+        after,
+        || {},
+    )
+    .await;
+    fleet.stop().await;
+    kill
+}
+
+/// `agent` (`created` through b) runs on b: once its model call is held, wait `after`,
+/// SIGKILL b (`gone` then takes away what goes with b), and measure until the agent's
+/// command is done on `a`.
+#[allow(clippy::too_many_arguments)]
+pub async fn kill_b(
+    a: &Server,
+    b: Server,
+    mock: &Mock,
+    agent: &str,
+    created: &Value,
+    lease: u64,
+    after: Duration,
+    gone: impl FnOnce(),
+) -> Kill {
+    let status = a.call_ok("get_agent_status", json!({"agent": agent})).await;
     assert_eq!(
         status["node"], "b",
         "created through b, placed on {} ({created})",
@@ -119,13 +145,13 @@ async fn one(lease: u64, after: Duration) -> Kill {
     let epoch = mock.epoch();
     let killed = epoch.elapsed();
     b.kill().await;
-    let (waited, early) = until_done_on_a(a, "held", lease, epoch, killed).await;
+    gone();
+    let (waited, early) = until_done_on_a(a, agent, lease, epoch, killed).await;
     let finished = epoch.elapsed();
     let repeated = mock.stats().slots[0]
         .repeated_ns
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(repeated > 0, "a never repeated the held request: {waited}");
-    fleet.stop().await;
     Kill {
         takeover: Duration::from_nanos(repeated).saturating_sub(killed),
         done: finished - killed,
@@ -137,7 +163,7 @@ async fn one(lease: u64, after: Duration) -> Kill {
 /// its node died; the rows of the waits that returned before that. A wait through a may
 /// return early, when a replaces its mirror of the agent by the agent itself (the row
 /// then says `deleted`, still running on b): it waits again.
-pub async fn until_done_on_a(
+async fn until_done_on_a(
     a: &Server,
     agent: &str,
     lease: u64,

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::mock::Mock;
 use crate::nodes::Nodes;
+use crate::scale::settled_rows;
 use crate::server::text_of;
 use crate::stats::{Summary, loadavg, ms, round, table};
 
@@ -83,23 +84,7 @@ async fn one(names: &[&str], n: usize, latency: Duration, steps: u32) -> Value {
         )
         .await;
     let wall = started.elapsed();
-    assert_eq!(
-        waited["timed_out"], false,
-        "agents did not settle: {waited}"
-    );
-    let rows = waited["agents"].as_array().expect("rows");
-    assert_eq!(
-        rows.len(),
-        n,
-        "wait_for_agents covered {} of {n}",
-        rows.len()
-    );
-    let bad: Vec<_> = rows
-        .iter()
-        .filter(|r| r["status"] != "idle" || r["steps"] != u64::from(steps))
-        .take(3)
-        .collect();
-    assert!(bad.is_empty(), "agents did not finish cleanly: {bad:?}");
+    let rows = settled_rows(&waited, n, steps);
     let mut per_node = BTreeMap::new();
     for r in rows {
         *per_node

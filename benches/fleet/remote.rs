@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::failover::{self, until_done_on_a};
+use crate::failover;
 use crate::mock::Mock;
 use crate::nodes::Nodes;
 use crate::repo::{Repo, git};
@@ -306,11 +306,11 @@ async fn rebuild(repo: &Repo, lease: u64, runs: usize, plain: Option<&Value>) ->
     for i in 0..runs {
         let heartbeat = Duration::from_secs(lease) / 3;
         let after = heartbeat.mul_f64((i as f64 + 0.5) / runs as f64);
-        let kill = kill_one(repo, lease, &format!("held{i}"), after).await;
+        let (kill, times) = kill_one(repo, lease, &format!("held{i}"), after).await;
         takeover.push(kill.takeover);
         done.push(kill.done);
         early += kill.early.len();
-        resumed += kill.resumed;
+        resumed += times;
     }
     let (t, d) = (Summary::of(&takeover), Summary::of(&done));
     let fastest = done.iter().min().copied().unwrap_or_default();
@@ -382,18 +382,16 @@ fn of_lease(failover: &Value, lease: u64) -> Option<Value> {
         .cloned()
 }
 
-/// What one kill measured.
-struct Kill {
-    takeover: Duration,
-    done: Duration,
-    early: Vec<Value>,
-    /// `resumed` events in the agent's log: 1 when a took it over once.
-    resumed: usize,
-}
-
 /// One kill: a fresh fleet of a (a clone of the remote) and b (no checkout), `agent` a
 /// worktree agent created through b, SIGKILL of b `after` its held model call began.
-async fn kill_one(repo: &Repo, lease: u64, agent: &str, after: Duration) -> Kill {
+/// What it measured, and the `resumed` events in the agent's log (1 when a took it over
+/// once).
+async fn kill_one(
+    repo: &Repo,
+    lease: u64,
+    agent: &str,
+    after: Duration,
+) -> (failover::Kill, usize) {
     let mock = Mock::start(Duration::from_millis(1), 2, 1).await;
     let (work_a, work_b) = (tempdir(), tempdir());
     repo.clone_remote(work_a.path());
@@ -420,47 +418,25 @@ async fn kill_one(repo: &Repo, lease: u64, agent: &str, after: Duration) -> Kill
         )
         .await;
     let a = fleet.node("a");
-    let status = a.call_ok("get_agent_status", json!({"agent": agent})).await;
-    assert_eq!(status["node"], "b", "created through b: {created}");
-    tokio::time::timeout(Duration::from_secs(60), mock.until_held(0))
-        .await
-        .expect("the agent on b never reached its held model call");
-
-    tokio::time::sleep(after).await;
-    let epoch = mock.epoch();
-    let killed = epoch.elapsed();
     let b_data = b.data.clone();
-    b.kill().await;
     // b's disk goes with b (dropping b removed its temp dir already, data included).
-    remove(&b_data);
-    let (waited, early) = until_done_on_a(a, agent, lease, epoch, killed).await;
-    let finished = epoch.elapsed();
-    let repeated = mock.stats().slots[0]
-        .repeated_ns
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(repeated > 0, "a never repeated the held request: {waited}");
-    let moved = a
-        .call_ok(
-            "get_agent_events",
-            json!({"agent": agent, "kinds": ["relocated"]}),
-        )
-        .await;
-    let moved = moved["events"].as_array().map_or(0, Vec::len);
+    let kill = failover::kill_b(a, b, &mock, agent, &created, lease, after, || {
+        remove(&b_data)
+    })
+    .await;
+    let moved = count_events(a, agent, "relocated").await;
     assert_eq!(moved, 1, "one relocated event for {agent}");
-    let resumed = a
-        .call_ok(
-            "get_agent_events",
-            json!({"agent": agent, "kinds": ["resumed"]}),
-        )
-        .await;
-    let resumed = resumed["events"].as_array().map_or(0, Vec::len);
+    let resumed = count_events(a, agent, "resumed").await;
     fleet.stop().await;
-    Kill {
-        takeover: Duration::from_nanos(repeated).saturating_sub(killed),
-        done: finished - killed,
-        early,
-        resumed,
-    }
+    (kill, resumed)
+}
+
+/// How many events of `kind` `agent`'s log has, read through `a`.
+async fn count_events(a: &Server, agent: &str, kind: &str) -> usize {
+    let page = a
+        .call_ok("get_agent_events", json!({"agent": agent, "kinds": [kind]}))
+        .await;
+    page["events"].as_array().map_or(0, Vec::len)
 }
 
 fn tempdir() -> tempfile::TempDir {

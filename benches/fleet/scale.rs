@@ -307,23 +307,7 @@ pub async fn one(
         - notes0;
 
     // Check the work was really done.
-    assert_eq!(
-        waited["timed_out"], false,
-        "agents did not settle: {waited}"
-    );
-    let rows = waited["agents"].as_array().expect("rows");
-    assert_eq!(
-        rows.len(),
-        n,
-        "wait_for_agents covered {} of {n} agents",
-        rows.len()
-    );
-    let bad: Vec<_> = rows
-        .iter()
-        .filter(|r| r["status"] != "idle" || r["steps"] != u64::from(steps))
-        .take(3)
-        .collect();
-    assert!(bad.is_empty(), "agents did not finish cleanly: {bad:?}");
+    settled_rows(&waited, n, steps);
     let stats = mock.stats();
     let requests = stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(requests, n as u64 * u64::from(steps), "model requests");
@@ -439,4 +423,27 @@ pub async fn tool_time_ms(work: &std::path::Path) -> f64 {
         assert!(!out.is_error, "read_file failed: {}", out.content);
     }
     Summary::of(&samples).p50
+}
+
+/// The rows of a `wait_for_agents` over `n` agents, each checked idle after `steps`
+/// model calls (the work was really done).
+pub fn settled_rows(waited: &Value, n: usize, steps: u32) -> &[Value] {
+    assert_eq!(
+        waited["timed_out"], false,
+        "agents did not settle: {waited}"
+    );
+    let rows = waited["agents"].as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        n,
+        "wait_for_agents covered {} of {n} agents",
+        rows.len()
+    );
+    let bad: Vec<_> = rows
+        .iter()
+        .filter(|r| r["status"] != "idle" || r["steps"] != u64::from(steps))
+        .take(3)
+        .collect();
+    assert!(bad.is_empty(), "agents did not finish cleanly: {bad:?}");
+    rows
 }
