@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{DEFAULT_CONFIG, Flotilla, HttpServer, MockModel, eventually};
+use super::{DEFAULT_CONFIG, Flotilla, HttpServer, MockModel, Step, eventually};
 
 /// Short leases keep failover tests quick: heartbeats every second.
 pub const LEASE_S: u64 = 3;
@@ -37,6 +37,27 @@ pub async fn node(
         b = b.arg(a);
     }
     b.start_http().await
+}
+
+/// Through `client`, create `first`, a worktree agent whose task writes `feature.txt`
+/// ("from a") and answers.
+pub async fn create_first_writer(mock: &MockModel, client: &Flotilla) {
+    mock.script(
+        "[first]",
+        vec![
+            Step::tool(
+                "write_file",
+                json!({"path": "feature.txt", "content": "from a\n"}),
+            ),
+            Step::text("wrote it"),
+        ],
+    );
+    client
+        .call(
+            "create_agent",
+            json!({"name": "first", "task": "[first] write", "isolation": "worktree"}),
+        )
+        .await;
 }
 
 /// Until `client` sees every node in `names` healthy.

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::cluster::{LEASE_S, TwoNodes, node, two_nodes, until_nodes};
+use crate::common::cluster::{
+    LEASE_S, TwoNodes, create_first_writer, node, two_nodes, until_nodes,
+};
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -449,21 +451,7 @@ async fn a_worktree_agent_on_one_node_starts_from_another_nodes_agent() {
     let on_b = b.client().await;
     until_nodes(&on_a, &["a", "b"]).await;
     until_nodes(&on_b, &["a", "b"]).await;
-    mock.script(
-        "[first]",
-        vec![
-            Step::tool(
-                "write_file",
-                json!({"path": "feature.txt", "content": "from a\n"}),
-            ),
-            Step::text("wrote it"),
-        ],
-    );
-    on_a.call(
-        "create_agent",
-        json!({"name": "first", "task": "[first] write", "isolation": "worktree"}),
-    )
-    .await;
+    create_first_writer(&mock, &on_a).await;
     on_a.wait_all(&["first"]).await;
     assert_eq!(on_b.status("first").await["node"], "a");
     mock.script(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::cluster::{node, until_nodes};
+use crate::common::cluster::{create_first_writer, node, until_nodes};
 use crate::common::git::git;
 use crate::common::*;
 use serde_json::json;
@@ -76,21 +76,7 @@ async fn worktree_agents_on_nodes_without_a_shared_filesystem_meet_through_the_r
     );
 
     // `first` runs on a and writes a file, which goes to the remote when it is done.
-    mock.script(
-        "[first]",
-        vec![
-            Step::tool(
-                "write_file",
-                json!({"path": "feature.txt", "content": "from a\n"}),
-            ),
-            Step::text("wrote it"),
-        ],
-    );
-    on_a.call(
-        "create_agent",
-        json!({"name": "first", "task": "[first] write", "isolation": "worktree"}),
-    )
-    .await;
+    create_first_writer(&mock, &on_a).await;
     assert_eq!(on_a.status("first").await["node"], "a");
     on_a.wait_all(&["first"]).await;
     assert_eq!(
